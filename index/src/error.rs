@@ -1,0 +1,28 @@
+//! Errors of the index layer.
+
+use std::path::PathBuf;
+
+/// What can go wrong opening, writing or searching partitions.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// A partition directory could not be opened.
+    #[error("cannot open partition at {path}: {reason}")]
+    Open {
+        /// The partition directory.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// tantivy failed.
+    #[error("index error: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    /// The file system failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A stored row could not be decoded; the partition is damaged.
+    #[error("stored row is damaged: {0}")]
+    Decode(#[from] prost::DecodeError),
+    /// The query is well formed but cannot be run (unknown field, bad value).
+    #[error("{0}")]
+    Query(#[from] crate::query::QueryError),
+}

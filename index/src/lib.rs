@@ -1,0 +1,69 @@
+//! Time-partitioned tantivy storage for weft's logs and spans.
+//!
+//! Layout:
+//! - [`model`]: the rows (`LogRow`, `SpanRow`) and their JSON view.
+//! - `schema`: tantivy fields per signal and the documents built from rows.
+//! - `partition`: one hour of one signal, with the WAL position of its last commit.
+//! - [`store`]: all partitions; writing, commit and checkpoint, retention.
+//! - [`query`]: the query language (`service:checkout severity>=WARN "card declined"`), parsed
+//!   into an expression and compiled per signal into tantivy queries.
+//! - `search`: log search, trace assembly.
+//!
+//! The crate is synchronous and knows nothing of HTTP or gRPC; weft calls it from dedicated
+//! threads.
+#![deny(missing_docs)]
+
+mod error;
+pub mod model;
+mod partition;
+pub mod query;
+mod schema;
+mod search;
+pub mod severity;
+pub mod store;
+
+pub use error::IndexError;
+pub use model::{LogRow, RowBatch, SpanRow};
+pub use partition::{PARTITION_NANOS, partition_start};
+pub use search::{LogPage, LogSearch, TraceRows};
+pub use store::{CommitStats, RetentionPolicy, Store};
+
+use schema::{LogFields, SpanFields};
+use std::sync::OnceLock;
+
+/// The two kinds of rows weft stores, each in partitions of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Signal {
+    /// Log records.
+    Logs,
+    /// Spans.
+    Spans,
+}
+
+impl Signal {
+    /// Directory name under the data root.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Signal::Logs => "logs",
+            Signal::Spans => "spans",
+        }
+    }
+
+    fn schema(self) -> tantivy::schema::Schema {
+        match self {
+            Signal::Logs => log_fields().schema.clone(),
+            Signal::Spans => span_fields().schema.clone(),
+        }
+    }
+}
+
+/// Field handles are the same for every partition of a signal, so they are built once.
+pub(crate) fn log_fields() -> &'static LogFields {
+    static FIELDS: OnceLock<LogFields> = OnceLock::new();
+    FIELDS.get_or_init(LogFields::new)
+}
+
+pub(crate) fn span_fields() -> &'static SpanFields {
+    static FIELDS: OnceLock<SpanFields> = OnceLock::new();
+    FIELDS.get_or_init(SpanFields::new)
+}

@@ -1,0 +1,329 @@
+//! The rows weft stores: one normalized log record, one span.
+//!
+//! Rows are prost messages so that the same compact, lossless encoding serves the write-ahead
+//! log and the tantivy doc store. Attributes stay OTLP `KeyValue`s: every OTLP value type
+//! (bytes, arrays, maps, ints vs doubles) survives a round trip, and the JSON view is derived
+//! only when a query answers.
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
+use serde_json::{Map, Value, json};
+
+use crate::severity;
+
+/// A normalized log record.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LogRow {
+    /// Event time; falls back to observed time, then to arrival time.
+    #[prost(fixed64, tag = "1")]
+    pub time_unix_nano: u64,
+    /// When the record was observed by the exporting pipeline (0 if unknown).
+    #[prost(fixed64, tag = "2")]
+    pub observed_time_unix_nano: u64,
+    /// `service.name` of the resource, `unknown_service` if absent.
+    #[prost(string, tag = "3")]
+    pub service: String,
+    /// OTLP severity number (1-24; 0 unspecified).
+    #[prost(int32, tag = "4")]
+    pub severity_number: i32,
+    /// Severity text, derived from the number when the exporter sent none.
+    #[prost(string, tag = "5")]
+    pub severity_text: String,
+    /// Event ID: `event_name`, else attribute `event.name`, else `event.id`.
+    #[prost(string, tag = "6")]
+    pub event: String,
+    /// The log body as sent.
+    #[prost(message, optional, tag = "7")]
+    pub body: Option<AnyValue>,
+    /// 16 bytes, or empty when the record belongs to no trace.
+    #[prost(bytes = "vec", tag = "8")]
+    pub trace_id: Vec<u8>,
+    /// 8 bytes, or empty.
+    #[prost(bytes = "vec", tag = "9")]
+    pub span_id: Vec<u8>,
+    /// Record attributes.
+    #[prost(message, repeated, tag = "10")]
+    pub attributes: Vec<KeyValue>,
+    /// Resource attributes.
+    #[prost(message, repeated, tag = "11")]
+    pub resource: Vec<KeyValue>,
+    /// Instrumentation scope name.
+    #[prost(string, tag = "12")]
+    pub scope_name: String,
+    /// Instrumentation scope version.
+    #[prost(string, tag = "13")]
+    pub scope_version: String,
+    /// W3C trace flags.
+    #[prost(fixed32, tag = "14")]
+    pub flags: u32,
+    /// Attributes the exporter had to drop.
+    #[prost(uint32, tag = "15")]
+    pub dropped_attributes_count: u32,
+    /// Instrumentation scope attributes.
+    #[prost(message, repeated, tag = "16")]
+    pub scope_attributes: Vec<KeyValue>,
+}
+
+/// A normalized span.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SpanRow {
+    /// 16 bytes, never zero.
+    #[prost(bytes = "vec", tag = "1")]
+    pub trace_id: Vec<u8>,
+    /// 8 bytes, never zero.
+    #[prost(bytes = "vec", tag = "2")]
+    pub span_id: Vec<u8>,
+    /// 8 bytes, or empty for a root span.
+    #[prost(bytes = "vec", tag = "3")]
+    pub parent_span_id: Vec<u8>,
+    /// W3C trace state.
+    #[prost(string, tag = "4")]
+    pub trace_state: String,
+    /// Span (operation) name.
+    #[prost(string, tag = "5")]
+    pub name: String,
+    /// OTLP span kind number.
+    #[prost(int32, tag = "6")]
+    pub kind: i32,
+    /// `service.name` of the resource, `unknown_service` if absent.
+    #[prost(string, tag = "7")]
+    pub service: String,
+    /// Start time.
+    #[prost(fixed64, tag = "8")]
+    pub start_time_unix_nano: u64,
+    /// End time (never before start).
+    #[prost(fixed64, tag = "9")]
+    pub end_time_unix_nano: u64,
+    /// Span attributes.
+    #[prost(message, repeated, tag = "10")]
+    pub attributes: Vec<KeyValue>,
+    /// Resource attributes.
+    #[prost(message, repeated, tag = "11")]
+    pub resource: Vec<KeyValue>,
+    /// Instrumentation scope name.
+    #[prost(string, tag = "12")]
+    pub scope_name: String,
+    /// Instrumentation scope version.
+    #[prost(string, tag = "13")]
+    pub scope_version: String,
+    /// Span events.
+    #[prost(message, repeated, tag = "14")]
+    pub events: Vec<Event>,
+    /// Links to other spans.
+    #[prost(message, repeated, tag = "15")]
+    pub links: Vec<Link>,
+    /// OTLP status code number.
+    #[prost(int32, tag = "16")]
+    pub status_code: i32,
+    /// Status message.
+    #[prost(string, tag = "17")]
+    pub status_message: String,
+    /// W3C trace flags.
+    #[prost(fixed32, tag = "18")]
+    pub flags: u32,
+    /// Instrumentation scope attributes.
+    #[prost(message, repeated, tag = "19")]
+    pub scope_attributes: Vec<KeyValue>,
+    /// Attributes the exporter had to drop.
+    #[prost(uint32, tag = "20")]
+    pub dropped_attributes_count: u32,
+}
+
+/// What one write-ahead-log entry holds: the rows of one accepted export request.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RowBatch {
+    /// Log rows.
+    #[prost(message, repeated, tag = "1")]
+    pub logs: Vec<LogRow>,
+    /// Span rows.
+    #[prost(message, repeated, tag = "2")]
+    pub spans: Vec<SpanRow>,
+}
+
+impl RowBatch {
+    /// Number of rows of both signals.
+    pub fn len(&self) -> usize {
+        self.logs.len() + self.spans.len()
+    }
+
+    /// True when the batch holds no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl SpanRow {
+    /// Duration in nanoseconds (0 if the exporter sent an end before the start).
+    pub fn duration_ns(&self) -> u64 {
+        self.end_time_unix_nano
+            .saturating_sub(self.start_time_unix_nano)
+    }
+
+    /// True when the span's status is ERROR.
+    pub fn is_error(&self) -> bool {
+        self.status_code == StatusCode::Error as i32
+    }
+
+    /// Lowercase kind name as the HTTP API shows it.
+    pub fn kind_name(&self) -> &'static str {
+        span_kind_name(self.kind)
+    }
+
+    /// The span in the shape of the HTTP API.
+    pub fn to_json(&self) -> Value {
+        let status_code = match self.status_code {
+            1 => "ok",
+            2 => "error",
+            _ => "unset",
+        };
+        let events: Vec<Value> = self
+            .events
+            .iter()
+            .map(|e| {
+                json!({
+                    "time_unix_nano": e.time_unix_nano.to_string(),
+                    "name": e.name,
+                    "attributes": attributes_to_json(&e.attributes),
+                })
+            })
+            .collect();
+        let links: Vec<Value> = self
+            .links
+            .iter()
+            .map(|l| {
+                json!({
+                    "trace_id": hex::encode(&l.trace_id),
+                    "span_id": hex::encode(&l.span_id),
+                    "trace_state": l.trace_state,
+                    "attributes": attributes_to_json(&l.attributes),
+                })
+            })
+            .collect();
+        json!({
+            "trace_id": hex::encode(&self.trace_id),
+            "span_id": hex::encode(&self.span_id),
+            "parent_span_id": hex::encode(&self.parent_span_id),
+            "trace_state": self.trace_state,
+            "name": self.name,
+            "kind": self.kind_name(),
+            "service": self.service,
+            "start_time_unix_nano": self.start_time_unix_nano.to_string(),
+            "end_time_unix_nano": self.end_time_unix_nano.to_string(),
+            "duration_ns": self.duration_ns().to_string(),
+            "status": {"code": status_code, "message": self.status_message},
+            "attributes": attributes_to_json(&self.attributes),
+            "resource": attributes_to_json(&self.resource),
+            "scope": scope_to_json(&self.scope_name, &self.scope_version, &self.scope_attributes),
+            "events": events,
+            "links": links,
+            "flags": self.flags,
+        })
+    }
+}
+
+impl LogRow {
+    /// The body as text: strings as they are, other values as JSON.
+    pub fn body_text(&self) -> String {
+        match self.body.as_ref().and_then(|b| b.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => s.clone(),
+            Some(_) => any_value_to_json(self.body.as_ref()).to_string(),
+            None => String::new(),
+        }
+    }
+
+    /// The record in the shape of the HTTP API.
+    pub fn to_json(&self) -> Value {
+        let body = match self.body.as_ref().and_then(|b| b.value.as_ref()) {
+            Some(any_value::Value::StringValue(s)) => Value::String(s.clone()),
+            None => Value::Null,
+            Some(_) => any_value_to_json(self.body.as_ref()),
+        };
+        json!({
+            "time_unix_nano": self.time_unix_nano.to_string(),
+            "observed_time_unix_nano": self.observed_time_unix_nano.to_string(),
+            "service": self.service,
+            "severity_number": self.severity_number,
+            "severity_text": self.severity_text,
+            "event": self.event,
+            "body": body,
+            "trace_id": hex::encode(&self.trace_id),
+            "span_id": hex::encode(&self.span_id),
+            "attributes": attributes_to_json(&self.attributes),
+            "resource": attributes_to_json(&self.resource),
+            "scope": scope_to_json(&self.scope_name, &self.scope_version, &self.scope_attributes),
+            "flags": self.flags,
+        })
+    }
+
+    /// Severity band of the record (`"error"`, `"warn"`, …) for summaries.
+    pub fn severity_band(&self) -> &'static str {
+        severity::band_name(self.severity_number)
+    }
+}
+
+/// Lowercase name of an OTLP span kind number.
+pub fn span_kind_name(kind: i32) -> &'static str {
+    match kind {
+        1 => "internal",
+        2 => "server",
+        3 => "client",
+        4 => "producer",
+        5 => "consumer",
+        _ => "unspecified",
+    }
+}
+
+fn scope_to_json(name: &str, version: &str, attributes: &[KeyValue]) -> Value {
+    let mut scope = json!({"name": name, "version": version});
+    if !attributes.is_empty() {
+        scope["attributes"] = attributes_to_json(attributes);
+    }
+    scope
+}
+
+/// OTLP attributes as a JSON object: strings, bools, numbers as themselves, bytes as base64,
+/// arrays and maps as JSON arrays and objects. Later duplicate keys win, as in OTLP.
+pub fn attributes_to_json(attributes: &[KeyValue]) -> Value {
+    let mut map = Map::with_capacity(attributes.len());
+    for kv in attributes {
+        map.insert(kv.key.clone(), any_value_to_json(kv.value.as_ref()));
+    }
+    Value::Object(map)
+}
+
+/// One OTLP value as JSON (see [`attributes_to_json`]).
+pub fn any_value_to_json(value: Option<&AnyValue>) -> Value {
+    use base64::Engine;
+    let Some(value) = value.and_then(|v| v.value.as_ref()) else {
+        return Value::Null;
+    };
+    match value {
+        any_value::Value::StringValue(s) => Value::String(s.clone()),
+        any_value::Value::BoolValue(b) => Value::Bool(*b),
+        any_value::Value::IntValue(i) => Value::from(*i),
+        any_value::Value::DoubleValue(d) => serde_json::Number::from_f64(*d)
+            .map_or_else(|| Value::String(d.to_string()), Value::Number),
+        any_value::Value::BytesValue(b) => {
+            Value::String(base64::engine::general_purpose::STANDARD.encode(b))
+        }
+        any_value::Value::ArrayValue(a) => Value::Array(
+            a.values
+                .iter()
+                .map(|v| any_value_to_json(Some(v)))
+                .collect(),
+        ),
+        any_value::Value::KvlistValue(kv) => attributes_to_json(&kv.values),
+        // A strings-table index only has meaning inside an OTLP profiles message.
+        any_value::Value::StringValueStrindex(_) => Value::Null,
+    }
+}
+
+/// A short string form of a value, for fields such as an event ID taken from an attribute.
+pub fn any_value_to_string(value: Option<&AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        None => String::new(),
+        Some(_) => any_value_to_json(value).to_string(),
+    }
+}

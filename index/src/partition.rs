@@ -1,0 +1,250 @@
+//! One time partition: a tantivy index holding one signal's rows for one hour.
+//!
+//! Each commit stores, in tantivy's commit payload, the write-ahead-log position up to which
+//! every row routed to this partition is included. Replay after a crash skips the entries a
+//! partition already holds, so each row is indexed exactly once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tantivy::directory::MmapDirectory;
+use tantivy::store::{Compressor, ZstdCompressor};
+use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument};
+
+use crate::Signal;
+use crate::error::IndexError;
+
+/// Width of a partition.
+pub const PARTITION_NANOS: u64 = 3_600 * 1_000_000_000;
+
+/// Memory an open writer may fill before it flushes a segment. The arena grows as documents
+/// arrive, so an idle writer costs little.
+const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Where a partition starts, for a row time.
+pub fn partition_start(time_unix_nano: u64) -> u64 {
+    time_unix_nano - time_unix_nano % PARTITION_NANOS
+}
+
+/// Directory name of a partition: its UTC start hour, `2026-11-22T03`.
+pub(crate) fn dir_name(start_ns: u64) -> String {
+    let secs = (start_ns / 1_000_000_000) as i64;
+    match tantivy::time::OffsetDateTime::from_unix_timestamp(secs) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour()
+        ),
+        // Beyond the calendar's range: fall back to the raw hour number, still parseable.
+        Err(_) => format!("h{}", start_ns / PARTITION_NANOS),
+    }
+}
+
+/// Inverse of [`dir_name`]; `None` for names that are not partitions.
+pub(crate) fn parse_dir_name(name: &str) -> Option<u64> {
+    if let Some(hours) = name.strip_prefix('h') {
+        return hours.parse::<u64>().ok()?.checked_mul(PARTITION_NANOS);
+    }
+    let (date, hour) = name.split_once('T')?;
+    let mut parts = date.splitn(3, '-');
+    let year: i32 = parts.next()?.parse().ok()?;
+    let month: u8 = parts.next()?.parse().ok()?;
+    let day: u8 = parts.next()?.parse().ok()?;
+    let hour: u8 = hour.parse().ok()?;
+    let month = tantivy::time::Month::try_from(month).ok()?;
+    let date = tantivy::time::Date::from_calendar_date(year, month, day).ok()?;
+    let secs = date
+        .with_hms(hour, 0, 0)
+        .ok()?
+        .assume_utc()
+        .unix_timestamp();
+    u64::try_from(secs).ok().map(|s| s * 1_000_000_000)
+}
+
+pub(crate) struct Partition {
+    pub(crate) signal: Signal,
+    pub(crate) start_ns: u64,
+    pub(crate) dir: PathBuf,
+    index: Index,
+    reader: IndexReader,
+    /// Touched only by the indexing thread; the mutex makes `Partition` shareable with readers.
+    writer: Mutex<WriterState>,
+    /// WAL position through which this partition's rows are committed.
+    committed_lsn: AtomicU64,
+}
+
+#[derive(Default)]
+struct WriterState {
+    writer: Option<IndexWriter>,
+    uncommitted_docs: usize,
+    /// Commit rounds since the writer last received a document.
+    idle_rounds: u32,
+}
+
+impl Partition {
+    /// Opens the partition in `dir`, creating it if needed.
+    pub(crate) fn open(signal: Signal, start_ns: u64, dir: &Path) -> Result<Self, IndexError> {
+        std::fs::create_dir_all(dir)?;
+        let directory = MmapDirectory::open(dir).map_err(|e| IndexError::Open {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let schema = signal.schema();
+        let exists = Index::exists(&directory).map_err(|e| IndexError::Open {
+            path: dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let index = if exists {
+            Index::open(directory)?
+        } else {
+            let settings = IndexSettings {
+                docstore_compression: Compressor::Zstd(ZstdCompressor {
+                    compression_level: Some(3),
+                }),
+                ..IndexSettings::default()
+            };
+            Index::builder()
+                .schema(schema)
+                .settings(settings)
+                .open_or_create(directory)?
+        };
+        let committed_lsn = index
+            .load_metas()?
+            .payload
+            .and_then(|p| p.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Partition {
+            signal,
+            start_ns,
+            dir: dir.to_path_buf(),
+            index,
+            reader,
+            writer: Mutex::new(WriterState::default()),
+            committed_lsn: AtomicU64::new(committed_lsn),
+        })
+    }
+
+    pub(crate) fn end_ns(&self) -> u64 {
+        self.start_ns.saturating_add(PARTITION_NANOS)
+    }
+
+    pub(crate) fn committed_lsn(&self) -> u64 {
+        self.committed_lsn.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn searcher(&self) -> tantivy::Searcher {
+        self.reader.searcher()
+    }
+
+    pub(crate) fn add_documents(
+        &self,
+        docs: impl Iterator<Item = TantivyDocument>,
+    ) -> Result<usize, IndexError> {
+        let mut state = self.writer.lock().expect("writer lock poisoned");
+        if state.writer.is_none() {
+            state.writer = Some(self.index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?);
+        }
+        let writer = state.writer.as_ref().expect("writer opened above");
+        let mut added = 0;
+        for doc in docs {
+            writer.add_document(doc)?;
+            added += 1;
+        }
+        state.uncommitted_docs += added;
+        state.idle_rounds = 0;
+        Ok(added)
+    }
+
+    /// Commits pending documents with `lsn` as the position they are complete through, then
+    /// makes them visible to searches. Returns how many documents were committed.
+    pub(crate) fn commit(&self, lsn: u64) -> Result<usize, IndexError> {
+        let mut state = self.writer.lock().expect("writer lock poisoned");
+        let pending = state.uncommitted_docs;
+        if pending == 0 {
+            state.idle_rounds = state.idle_rounds.saturating_add(1);
+            return Ok(0);
+        }
+        let writer = state
+            .writer
+            .as_mut()
+            .expect("documents were added, so a writer is open");
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&lsn.to_string());
+        prepared.commit()?;
+        state.uncommitted_docs = 0;
+        self.committed_lsn.store(lsn, Ordering::Release);
+        drop(state);
+        self.reader.reload()?;
+        Ok(pending)
+    }
+
+    /// Closes the writer if it has nothing pending and has been idle `rounds` commit rounds;
+    /// a partition that stops receiving data should not keep threads and memory.
+    pub(crate) fn close_writer_if_idle(&self, rounds: u32) {
+        let mut state = self.writer.lock().expect("writer lock poisoned");
+        if state.writer.is_some() && state.uncommitted_docs == 0 && state.idle_rounds >= rounds {
+            if let Some(writer) = state.writer.take() {
+                // Waiting for merges keeps the directory consistent for a later reopen.
+                if let Err(error) = writer.wait_merging_threads() {
+                    tracing::warn!(%error, "waiting for merges of an idle partition failed");
+                }
+            }
+        }
+    }
+
+    pub(crate) fn has_pending(&self) -> bool {
+        self.writer
+            .lock()
+            .expect("writer lock poisoned")
+            .uncommitted_docs
+            > 0
+    }
+
+    /// Bytes the partition uses on disk.
+    pub(crate) fn disk_bytes(&self) -> u64 {
+        dir_size(&self.dir)
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_names_round_trip() {
+        for ns in [
+            0u64,
+            1_763_780_000_123_456_789,
+            partition_start(1_800_000_000_000_000_000),
+        ] {
+            let start = partition_start(ns);
+            let name = dir_name(start);
+            assert_eq!(parse_dir_name(&name), Some(start), "{name}");
+        }
+        assert_eq!(
+            dir_name(partition_start(1_763_780_000_123_456_789)),
+            "2025-11-22T02"
+        );
+        assert_eq!(parse_dir_name("checkpoint"), None);
+        assert_eq!(parse_dir_name("2025-13-01T00"), None);
+    }
+}

@@ -1,0 +1,427 @@
+//! Turns an [`Expr`] into a tantivy query for one signal.
+
+use std::ops::Bound;
+
+use tantivy::Term;
+use tantivy::query::{
+    AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, RangeQuery, RegexQuery,
+    TermQuery,
+};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
+
+use super::{CmpOp, Expr, QueryError};
+use crate::{Signal, log_fields, severity, span_fields};
+
+/// Compiles `expr` for `signal`; errors name the position of the filter that cannot apply.
+pub fn compile(expr: &Expr, signal: Signal) -> Result<Box<dyn Query>, QueryError> {
+    match expr {
+        Expr::Text { text, pos } => text_query(signal, text, false, *pos),
+        Expr::Phrase { text, pos } => text_query(signal, text, true, *pos),
+        Expr::Filter {
+            field,
+            op,
+            value,
+            phrase,
+            pos,
+        } => filter_query(signal, field, *op, value, *phrase, *pos),
+        Expr::And(parts) => {
+            let clauses = parts
+                .iter()
+                .map(|p| Ok((Occur::Must, compile(p, signal)?)))
+                .collect::<Result<Vec<_>, QueryError>>()?;
+            Ok(Box::new(BooleanQuery::new(clauses)))
+        }
+        Expr::Or(parts) => {
+            let clauses = parts
+                .iter()
+                .map(|p| Ok((Occur::Should, compile(p, signal)?)))
+                .collect::<Result<Vec<_>, QueryError>>()?;
+            Ok(Box::new(BooleanQuery::new(clauses)))
+        }
+        Expr::Not(inner) => Ok(Box::new(BooleanQuery::new(vec![
+            (Occur::Must, Box::new(AllQuery)),
+            (Occur::MustNot, compile(inner, signal)?),
+        ]))),
+    }
+}
+
+/// The analyzer of `TEXT` fields: split on non-alphanumerics, drop very long tokens, lowercase.
+fn text_analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .build()
+}
+
+fn tokens(text: &str) -> Vec<String> {
+    let mut analyzer = text_analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut out = Vec::new();
+    while stream.advance() {
+        out.push(stream.token().text.clone());
+    }
+    out
+}
+
+fn text_field(signal: Signal) -> Field {
+    match signal {
+        Signal::Logs => log_fields().body,
+        Signal::Spans => span_fields().text,
+    }
+}
+
+fn text_query(
+    signal: Signal,
+    text: &str,
+    phrase: bool,
+    pos: usize,
+) -> Result<Box<dyn Query>, QueryError> {
+    let field = text_field(signal);
+    if !phrase && text.contains('*') {
+        let pattern = wildcard_pattern(&text.to_lowercase());
+        return regex(field, &pattern, pos);
+    }
+    let words = tokens(text);
+    Ok(match words.len() {
+        // Only punctuation: nothing can match it.
+        0 => Box::new(EmptyQuery),
+        1 => term(Term::from_field_text(field, &words[0])),
+        _ => Box::new(PhraseQuery::new(
+            words
+                .iter()
+                .map(|w| Term::from_field_text(field, w))
+                .collect(),
+        )),
+    })
+}
+
+fn term(term: Term) -> Box<dyn Query> {
+    Box::new(TermQuery::new(term, IndexRecordOption::Basic))
+}
+
+fn regex(field: Field, pattern: &str, pos: usize) -> Result<Box<dyn Query>, QueryError> {
+    RegexQuery::from_pattern(pattern, field)
+        .map(|q| Box::new(q) as Box<dyn Query>)
+        .map_err(|e| QueryError::syntax(pos, format!("invalid wildcard: {e}")))
+}
+
+/// `check*` → `check.*`, with every other character matched literally.
+fn wildcard_pattern(value: &str) -> String {
+    let mut pattern = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        if c == '*' {
+            pattern.push_str(".*");
+        } else {
+            let mut buf = [0u8; 4];
+            pattern.push_str(&regex_syntax_escape(c.encode_utf8(&mut buf)));
+        }
+    }
+    pattern
+}
+
+fn regex_syntax_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~\"@<>".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn keyword(field: Field, value: &str, pos: usize) -> Result<Box<dyn Query>, QueryError> {
+    if value.contains('*') {
+        regex(field, &wildcard_pattern(value), pos)
+    } else {
+        Ok(term(Term::from_field_text(field, value)))
+    }
+}
+
+fn only_equality(field: &str, op: CmpOp, pos: usize) -> Result<(), QueryError> {
+    if op == CmpOp::Eq {
+        Ok(())
+    } else {
+        Err(QueryError::syntax(
+            pos,
+            format!(
+                "'{}' compares numbers; field '{field}' takes ':'",
+                op.symbol()
+            ),
+        ))
+    }
+}
+
+fn filter_query(
+    signal: Signal,
+    field: &str,
+    op: CmpOp,
+    value: &str,
+    phrase: bool,
+    pos: usize,
+) -> Result<Box<dyn Query>, QueryError> {
+    if let Some(key) = field.strip_prefix("attr.") {
+        only_equality(field, op, pos)?;
+        let json = match signal {
+            Signal::Logs => log_fields().attr,
+            Signal::Spans => span_fields().attr,
+        };
+        return Ok(json_value_query(json, key, value));
+    }
+    if let Some(key) = field.strip_prefix("resource.") {
+        only_equality(field, op, pos)?;
+        let json = match signal {
+            Signal::Logs => log_fields().resource,
+            Signal::Spans => span_fields().resource,
+        };
+        return Ok(json_value_query(json, key, value));
+    }
+    match (signal, field) {
+        (_, "service") | (_, "scope") | (Signal::Logs, "event") => {
+            only_equality(field, op, pos)?;
+            let f = match (signal, field) {
+                (Signal::Logs, "service") => log_fields().service,
+                (Signal::Logs, "scope") => log_fields().scope,
+                (Signal::Logs, _) => log_fields().event,
+                (Signal::Spans, "service") => span_fields().service,
+                (Signal::Spans, _) => span_fields().scope,
+            };
+            keyword(f, value, pos)
+        }
+        (Signal::Spans, "name") | (Signal::Spans, "operation") => {
+            only_equality(field, op, pos)?;
+            keyword(span_fields().name, value, pos)
+        }
+        (Signal::Spans, "kind") | (Signal::Spans, "status") => {
+            only_equality(field, op, pos)?;
+            let f = if field == "kind" {
+                span_fields().kind
+            } else {
+                span_fields().status
+            };
+            keyword(f, &value.to_ascii_lowercase(), pos)
+        }
+        (_, "trace_id") => {
+            only_equality(field, op, pos)?;
+            let f = match signal {
+                Signal::Logs => log_fields().trace_id,
+                Signal::Spans => span_fields().trace_id,
+            };
+            id_query(f, field, value, 16, pos)
+        }
+        (_, "span_id") => {
+            only_equality(field, op, pos)?;
+            let f = match signal {
+                Signal::Logs => log_fields().span_id,
+                Signal::Spans => span_fields().span_id,
+            };
+            id_query(f, field, value, 8, pos)
+        }
+        (Signal::Spans, "parent_span_id") => {
+            only_equality(field, op, pos)?;
+            id_query(span_fields().parent_span_id, field, value, 8, pos)
+        }
+        (Signal::Logs, "severity") => severity_query(op, value, pos),
+        (Signal::Spans, "duration") => {
+            let nanos = parse_duration_ns(value).ok_or_else(|| {
+                QueryError::syntax(
+                    pos,
+                    format!("expected a duration such as 250ms or 2s, found '{value}'"),
+                )
+            })?;
+            Ok(u64_range(span_fields().duration, op, nanos, nanos))
+        }
+        _ => {
+            let _ = phrase;
+            let known = match signal {
+                Signal::Logs => {
+                    "service, severity, event, trace_id, span_id, scope, attr.<key>, resource.<key>"
+                }
+                Signal::Spans => {
+                    "service, name, kind, status, duration, trace_id, span_id, parent_span_id, scope, attr.<key>, resource.<key>"
+                }
+            };
+            Err(QueryError::syntax(
+                pos,
+                format!(
+                    "unknown field '{field}' for {}; expected one of {known}",
+                    signal.dir_name()
+                ),
+            ))
+        }
+    }
+}
+
+fn id_query(
+    field: Field,
+    name: &str,
+    value: &str,
+    bytes: usize,
+    pos: usize,
+) -> Result<Box<dyn Query>, QueryError> {
+    match hex::decode(value) {
+        Ok(id) if id.len() == bytes => Ok(term(Term::from_field_bytes(field, &id))),
+        _ => Err(QueryError::syntax(
+            pos,
+            format!("{name} must be {} hex characters", bytes * 2),
+        )),
+    }
+}
+
+/// A severity name (`WARN`) covers its band (13-16) for `:`; a suffixed name (`WARN2`) or a
+/// number is exact. Comparisons use the band's edges: `>=WARN` is 13+, `>WARN` is 17+.
+fn severity_query(op: CmpOp, value: &str, pos: usize) -> Result<Box<dyn Query>, QueryError> {
+    let number = severity::number_for_text(value).ok_or_else(|| {
+        QueryError::syntax(
+            pos,
+            format!(
+                "unknown severity '{value}'; expected TRACE, DEBUG, INFO, WARN, ERROR, FATAL or 1-24"
+            ),
+        )
+    })?;
+    let is_band = value.trim().chars().all(|c| c.is_ascii_alphabetic());
+    let (low, high) = if is_band {
+        let base = (number - 1) / 4 * 4 + 1;
+        (base as u64, (base + 3) as u64)
+    } else {
+        (number as u64, number as u64)
+    };
+    Ok(u64_range(log_fields().severity, op, low, high))
+}
+
+/// Range over a u64 field for a value that covers `[low, high]`.
+fn u64_range(field: Field, op: CmpOp, low: u64, high: u64) -> Box<dyn Query> {
+    let t = |v| Term::from_field_u64(field, v);
+    let (from, to) = match op {
+        CmpOp::Eq => (Bound::Included(t(low)), Bound::Included(t(high))),
+        CmpOp::Ge => (Bound::Included(t(low)), Bound::Unbounded),
+        CmpOp::Gt => (Bound::Excluded(t(high)), Bound::Unbounded),
+        CmpOp::Le => (Bound::Unbounded, Bound::Included(t(high))),
+        CmpOp::Lt => (Bound::Unbounded, Bound::Excluded(t(low))),
+    };
+    Box::new(RangeQuery::new(from, to))
+}
+
+/// An attribute value may have been indexed as a string, an integer, a float or a bool; the
+/// query text is matched against each form it can take.
+fn json_value_query(field: Field, key: &str, value: &str) -> Box<dyn Query> {
+    let path_term = || Term::from_field_json_path(field, key, true);
+    let mut terms = Vec::new();
+    let mut t = path_term();
+    t.append_type_and_str(value);
+    terms.push(t);
+    if let Ok(i) = value.parse::<i64>() {
+        let mut t = path_term();
+        t.append_type_and_fast_value(i);
+        terms.push(t);
+        if let Ok(u) = u64::try_from(i) {
+            let mut t = path_term();
+            t.append_type_and_fast_value(u);
+            terms.push(t);
+        }
+    }
+    if let Ok(f) = value.parse::<f64>() {
+        let mut t = path_term();
+        t.append_type_and_fast_value(f);
+        terms.push(t);
+    }
+    if let Ok(b) = value.parse::<bool>() {
+        let mut t = path_term();
+        t.append_type_and_fast_value(b);
+        terms.push(t);
+    }
+    let clauses = terms
+        .into_iter()
+        .map(|t| (Occur::Should, term(t)))
+        .collect();
+    Box::new(BooleanQuery::new(clauses))
+}
+
+/// `250ms`, `1.5s`, `2m`, `100us`, `42ns`, `1h`; a bare number is nanoseconds.
+pub(crate) fn parse_duration_ns(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale = match unit {
+        "" | "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" => 60e9,
+        "h" => 3600e9,
+        _ => return None,
+    };
+    let nanos = number * scale;
+    (nanos.is_finite() && nanos >= 0.0).then_some(nanos as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::parse;
+
+    fn compile_str(q: &str, signal: Signal) -> Result<Box<dyn Query>, QueryError> {
+        compile(&parse(q)?.expect("non-empty"), signal)
+    }
+
+    #[test]
+    fn unknown_fields_name_the_alternatives() {
+        let err = compile_str("a colour:red", Signal::Logs).unwrap_err();
+        assert_eq!(err.position(), Some(2));
+        assert!(err.message().contains("unknown field 'colour'"), "{err}");
+        assert!(err.message().contains("severity"));
+        assert!(compile_str("severity:WARN", Signal::Spans).is_err());
+        assert!(compile_str("duration>1s", Signal::Logs).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        assert!(compile_str("severity:LOUD", Signal::Logs).is_err());
+        assert!(compile_str("trace_id:xyz", Signal::Logs).is_err());
+        assert!(compile_str("span_id:0011", Signal::Logs).is_err());
+        assert!(compile_str("service>=a", Signal::Logs).is_err());
+        assert!(compile_str("duration>=fast", Signal::Spans).is_err());
+    }
+
+    #[test]
+    fn good_queries_compile() {
+        for q in [
+            "card declined",
+            "\"card declined\" service:checkout",
+            "severity>=WARN -event:CacheMiss",
+            "service:check* OR scope:payments",
+            "trace_id:5b8efff798038103d269b633813fc60c span_id:eee19b7ec3c1b174",
+            "attr.order.id:8812 resource.host.name:a1",
+            "pay*",
+            "severity:17",
+        ] {
+            compile_str(q, Signal::Logs).unwrap_or_else(|e| panic!("{q}: {e}"));
+        }
+        for q in [
+            "name:\"POST /pay\" status:error duration>=250ms",
+            "exception kind:server",
+        ] {
+            compile_str(q, Signal::Spans).unwrap_or_else(|e| panic!("{q}: {e}"));
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ns("250ms"), Some(250_000_000));
+        assert_eq!(parse_duration_ns("1.5s"), Some(1_500_000_000));
+        assert_eq!(parse_duration_ns("42"), Some(42));
+        assert_eq!(parse_duration_ns("2m"), Some(120_000_000_000));
+        assert_eq!(parse_duration_ns("1x"), None);
+        assert_eq!(parse_duration_ns("ms"), None);
+    }
+
+    #[test]
+    fn wildcards_escape_regex_syntax() {
+        assert_eq!(wildcard_pattern("check*"), "check.*");
+        assert_eq!(wildcard_pattern("a.b*"), "a\\.b.*");
+    }
+}

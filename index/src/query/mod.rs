@@ -1,0 +1,104 @@
+//! weft's query language: what it means, and how it becomes a tantivy query for each signal.
+//!
+//! Words and "phrases" match the log body, or a span's name and event names, case-insensitively.
+//! Filters: `service:`, `severity:` (name or number, and `severity>=WARN`), `event:`,
+//! `trace_id:`, `span_id:`, `scope:`, `attr.<key>:`, `resource.<key>:`; spans also have
+//! `name:` (alias `operation:`), `kind:`, `status:`, `parent_span_id:` and `duration>=` (a
+//! duration such as `250ms`). `*` in a keyword value is a wildcard (`service:check*`).
+//! `AND`, `OR`, `NOT`/`-` and parentheses combine them.
+
+mod compile;
+mod parse;
+
+pub use compile::compile;
+pub use parse::parse;
+
+/// A parsed query.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    /// A free-text word; `*` makes it a prefix or wildcard.
+    Text {
+        /// The word as typed.
+        text: String,
+        /// Character position in the query.
+        pos: usize,
+    },
+    /// A free-text phrase: the words in this order.
+    Phrase {
+        /// The phrase as typed, without quotes.
+        text: String,
+        /// Character position in the query.
+        pos: usize,
+    },
+    /// `field OP value`.
+    Filter {
+        /// Field name as typed (`service`, `attr.http.route`).
+        field: String,
+        /// The comparison.
+        op: CmpOp,
+        /// The value as typed, without quotes.
+        value: String,
+        /// True when the value was quoted.
+        phrase: bool,
+        /// Character position in the query.
+        pos: usize,
+    },
+    /// All must match.
+    And(Vec<Expr>),
+    /// Any must match.
+    Or(Vec<Expr>),
+    /// Must not match.
+    Not(Box<Expr>),
+}
+
+/// The comparison of a filter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `:` or `=`.
+    Eq,
+    /// `>`.
+    Gt,
+    /// `>=`.
+    Ge,
+    /// `<`.
+    Lt,
+    /// `<=`.
+    Le,
+}
+
+impl CmpOp {
+    /// How the operator is written.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Eq => ":",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+        }
+    }
+}
+
+/// A query that cannot be run: its position (in characters) and what was wrong there.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (at position {position})")]
+pub struct QueryError {
+    position: usize,
+    message: String,
+}
+
+impl QueryError {
+    pub(crate) fn syntax(position: usize, message: String) -> Self {
+        QueryError { position, message }
+    }
+
+    /// Character position of the error in the query.
+    pub fn position(&self) -> Option<usize> {
+        Some(self.position)
+    }
+
+    /// What was wrong, without the position.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}

@@ -1,0 +1,312 @@
+//! All partitions of both signals under one data directory.
+//!
+//! Writing is done by one thread (weft's indexer): [`Store::index_batch`] routes rows to the
+//! partition of their hour, [`Store::commit`] commits every partition with pending rows and then
+//! advances the checkpoint, the WAL position from which replay must start after a restart.
+//! Searches may run from any thread at the same time.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use prost::Message;
+
+use crate::error::IndexError;
+use crate::partition::{self, Partition, partition_start};
+use crate::{RowBatch, Signal, log_fields, span_fields};
+
+/// File under the data root holding the checkpoint as a decimal WAL position.
+const CHECKPOINT_FILE: &str = "checkpoint";
+
+/// Commit rounds a writer may stay idle before it is closed.
+const IDLE_WRITER_ROUNDS: u32 = 120;
+
+type PartitionKey = (Signal, u64);
+
+/// The partitions of both signals, and the checkpoint.
+pub struct Store {
+    root: PathBuf,
+    partitions: RwLock<BTreeMap<PartitionKey, Arc<Partition>>>,
+    checkpoint: AtomicU64,
+}
+
+/// What one commit round did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Partitions committed.
+    pub partitions: usize,
+    /// Documents made searchable.
+    pub documents: usize,
+}
+
+/// What retention keeps.
+#[derive(Clone, Debug)]
+pub struct RetentionPolicy {
+    /// Partitions that end before this time are deleted.
+    pub min_time_unix_nano: u64,
+    /// When the partitions use more than this, the oldest are deleted until they fit.
+    /// The newest partition of each signal is always kept.
+    pub max_disk_bytes: Option<u64>,
+}
+
+/// One partition removed by retention.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemovedPartition {
+    /// Which signal it held.
+    pub signal: Signal,
+    /// Its start time.
+    pub start_unix_nano: u64,
+    /// Bytes it used.
+    pub bytes: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store under `root`, loading every partition found there.
+    pub fn open(root: &Path) -> Result<Self, IndexError> {
+        let mut partitions = BTreeMap::new();
+        for signal in [Signal::Logs, Signal::Spans] {
+            let dir = root.join(signal.dir_name());
+            std::fs::create_dir_all(&dir)?;
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some(start) = name.to_str().and_then(partition::parse_dir_name) else {
+                    continue;
+                };
+                let partition = Partition::open(signal, start, &entry.path())?;
+                partitions.insert((signal, start), Arc::new(partition));
+            }
+        }
+        let checkpoint = read_checkpoint(&root.join(CHECKPOINT_FILE))?;
+        tracing::info!(
+            partitions = partitions.len(),
+            checkpoint,
+            "index store opened"
+        );
+        Ok(Store {
+            root: root.to_path_buf(),
+            partitions: RwLock::new(partitions),
+            checkpoint: AtomicU64::new(checkpoint),
+        })
+    }
+
+    /// The WAL position from which entries may not be indexed yet.
+    pub fn checkpoint(&self) -> u64 {
+        self.checkpoint.load(Ordering::Acquire)
+    }
+
+    /// Indexes the rows of the WAL entry that spans `[lsn_start, lsn_end)`. Rows routed to a
+    /// partition that already committed past `lsn_start` are skipped: they are in it already.
+    /// Returns how many rows were added.
+    pub fn index_batch(&self, lsn_start: u64, batch: &RowBatch) -> Result<usize, IndexError> {
+        let mut by_partition: BTreeMap<PartitionKey, Vec<tantivy::TantivyDocument>> =
+            BTreeMap::new();
+        let mut buf = Vec::new();
+        let fields = log_fields();
+        for row in &batch.logs {
+            buf.clear();
+            row.encode(&mut buf)
+                .expect("encoding into a Vec cannot fail");
+            by_partition
+                .entry((Signal::Logs, partition_start(row.time_unix_nano)))
+                .or_default()
+                .push(fields.document(row, &buf));
+        }
+        let fields = span_fields();
+        for row in &batch.spans {
+            buf.clear();
+            row.encode(&mut buf)
+                .expect("encoding into a Vec cannot fail");
+            by_partition
+                .entry((Signal::Spans, partition_start(row.start_time_unix_nano)))
+                .or_default()
+                .push(fields.document(row, &buf));
+        }
+        let mut added = 0;
+        for (key, docs) in by_partition {
+            let partition = self.partition_for_write(key)?;
+            if partition.committed_lsn() > lsn_start {
+                continue;
+            }
+            added += partition.add_documents(docs.into_iter())?;
+        }
+        Ok(added)
+    }
+
+    fn partition_for_write(&self, key: PartitionKey) -> Result<Arc<Partition>, IndexError> {
+        if let Some(p) = self.partitions.read().expect("lock poisoned").get(&key) {
+            return Ok(p.clone());
+        }
+        let (signal, start) = key;
+        let dir = self
+            .root
+            .join(signal.dir_name())
+            .join(partition::dir_name(start));
+        let partition = Arc::new(Partition::open(signal, start, &dir)?);
+        self.partitions
+            .write()
+            .expect("lock poisoned")
+            .insert(key, partition.clone());
+        Ok(partition)
+    }
+
+    /// True when rows were added since the last commit.
+    pub fn has_pending(&self) -> bool {
+        self.all_partitions().iter().any(|p| p.has_pending())
+    }
+
+    /// Commits every partition with pending rows, recording `lsn` (the end of the last WAL entry
+    /// indexed) in each, then durably advances the checkpoint to `lsn`.
+    pub fn commit(&self, lsn: u64) -> Result<CommitStats, IndexError> {
+        let started = Instant::now();
+        let mut stats = CommitStats::default();
+        for partition in self.all_partitions() {
+            let committed = partition.commit(lsn)?;
+            if committed > 0 {
+                stats.partitions += 1;
+                stats.documents += committed;
+            }
+            partition.close_writer_if_idle(IDLE_WRITER_ROUNDS);
+        }
+        if lsn > self.checkpoint() {
+            write_checkpoint(&self.root, lsn)?;
+            self.checkpoint.store(lsn, Ordering::Release);
+        }
+        if stats.documents > 0 {
+            tracing::debug!(
+                partitions = stats.partitions,
+                documents = stats.documents,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "index committed"
+            );
+        }
+        Ok(stats)
+    }
+
+    /// Deletes whole partitions the policy no longer keeps, oldest first.
+    /// Call it between commits, from the thread that writes.
+    pub fn apply_retention(
+        &self,
+        policy: &RetentionPolicy,
+    ) -> Result<Vec<RemovedPartition>, IndexError> {
+        let mut doomed: Vec<Arc<Partition>> = Vec::new();
+        let mut survivors: Vec<(Arc<Partition>, u64)> = Vec::new();
+        for p in self.all_partitions() {
+            if p.end_ns() <= policy.min_time_unix_nano {
+                doomed.push(p);
+            } else {
+                let bytes = p.disk_bytes();
+                survivors.push((p, bytes));
+            }
+        }
+        if let Some(max) = policy.max_disk_bytes {
+            survivors.sort_by_key(|(p, _)| p.start_ns);
+            let mut total: u64 = survivors.iter().map(|(_, b)| b).sum();
+            let newest: BTreeMap<Signal, u64> =
+                survivors.iter().fold(BTreeMap::new(), |mut m, (p, _)| {
+                    let e = m.entry(p.signal).or_insert(p.start_ns);
+                    *e = (*e).max(p.start_ns);
+                    m
+                });
+            for (p, bytes) in &survivors {
+                if total <= max {
+                    break;
+                }
+                if newest.get(&p.signal) == Some(&p.start_ns) {
+                    continue;
+                }
+                total = total.saturating_sub(*bytes);
+                doomed.push(p.clone());
+            }
+        }
+        let mut removed = Vec::new();
+        for p in doomed {
+            let bytes = p.disk_bytes();
+            self.partitions
+                .write()
+                .expect("lock poisoned")
+                .remove(&(p.signal, p.start_ns));
+            // Searches holding the partition keep their open files; the space comes back when
+            // they finish.
+            std::fs::remove_dir_all(&p.dir)?;
+            tracing::info!(
+                signal = p.signal.dir_name(),
+                start_unix_nano = p.start_ns,
+                bytes,
+                "partition deleted by retention"
+            );
+            removed.push(RemovedPartition {
+                signal: p.signal,
+                start_unix_nano: p.start_ns,
+                bytes,
+            });
+        }
+        Ok(removed)
+    }
+
+    /// Bytes all partitions use on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.all_partitions().iter().map(|p| p.disk_bytes()).sum()
+    }
+
+    /// Number of partitions of a signal.
+    pub fn partition_count(&self, signal: Signal) -> usize {
+        self.partitions
+            .read()
+            .expect("lock poisoned")
+            .keys()
+            .filter(|(s, _)| *s == signal)
+            .count()
+    }
+
+    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions
+            .read()
+            .expect("lock poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Partitions of `signal` overlapping `[start, end)`, newest first.
+    pub(crate) fn partitions_overlapping(
+        &self,
+        signal: Signal,
+        start: u64,
+        end: u64,
+    ) -> Vec<Arc<Partition>> {
+        let map = self.partitions.read().expect("lock poisoned");
+        let first = partition_start(start);
+        map.range((signal, first)..(signal, end))
+            .map(|(_, p)| p.clone())
+            .rev()
+            .collect()
+    }
+}
+
+fn read_checkpoint(path: &Path) -> Result<u64, IndexError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text.trim().parse::<u64>().map_err(|_| {
+            IndexError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} does not hold a WAL position", path.display()),
+            ))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Replaces the checkpoint atomically: write a temporary file, fsync, rename, fsync the dir.
+fn write_checkpoint(root: &Path, lsn: u64) -> Result<(), IndexError> {
+    let tmp = root.join(format!("{CHECKPOINT_FILE}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(lsn.to_string().as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, root.join(CHECKPOINT_FILE))?;
+    std::fs::File::open(root)?.sync_all()?;
+    Ok(())
+}

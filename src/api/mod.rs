@@ -1,0 +1,91 @@
+//! weft's HTTP query API: `/api/v1/...`, health and metrics.
+
+mod error;
+mod logs;
+mod params;
+mod traces;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::Semaphore;
+use weft_index::Store;
+
+pub use error::ApiError;
+
+use crate::metrics::Metrics;
+use crate::pipeline::now_unix_nano;
+
+/// What query handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The index.
+    pub store: Arc<Store>,
+    /// weft's counters.
+    pub metrics: Arc<Metrics>,
+    /// False while starting and once shutting down.
+    pub ready: Arc<AtomicBool>,
+    /// Bounds concurrent queries, each of which occupies a blocking thread.
+    pub query_permits: Arc<Semaphore>,
+    /// Longest a query may run.
+    pub query_timeout: Duration,
+}
+
+/// Routes of the query API.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/logs", get(logs::search))
+        .route("/api/v1/traces/{trace_id}", get(traces::get_trace))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+impl ApiState {
+    /// Runs a query on the blocking pool, bounded in concurrency and time.
+    pub(crate) async fn run_query<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = tokio::time::timeout(self.query_timeout, self.query_permits.acquire())
+            .await
+            .map_err(|_| ApiError::Busy("too many queries are running; retry shortly".into()))?
+            .map_err(|_| ApiError::Busy("weft is shutting down".into()))?;
+        let store = self.store.clone();
+        let task = tokio::task::spawn_blocking(move || query(&store));
+        match tokio::time::timeout(self.query_timeout, task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join_error)) => Err(ApiError::Internal(format!(
+                "query task failed: {join_error}"
+            ))),
+            Err(_) => Err(ApiError::Timeout(self.query_timeout)),
+        }
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<ApiState>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(now_unix_nano()),
+    )
+        .into_response()
+}

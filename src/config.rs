@@ -1,0 +1,395 @@
+//! Configuration: defaults, then a TOML file, then `WEFT_*` environment variables, then flags.
+//!
+//! Every key, its variable and its default are listed in [`KEYS`]; `weft.example.toml` and the
+//! README show the same list. A key weft does not know is an error that names it, in the file
+//! and in the environment alike.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Errors found while loading configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for weft (unknown keys are reported here by name).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// An environment variable weft does not know.
+    #[error("unknown environment variable {0}; known: {known}", known = env_names().join(", "))]
+    UnknownEnv(String),
+    /// A value that does not parse or is out of range.
+    #[error("invalid value for {key}: {message}")]
+    Invalid {
+        /// The key or variable.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Every configuration key: name, environment variable, default, meaning.
+pub const KEYS: &[(&str, &str, &str, &str)] = &[
+    (
+        "data_dir",
+        "WEFT_DATA_DIR",
+        "./weft-data",
+        "where the WAL and index live",
+    ),
+    (
+        "grpc_listen",
+        "WEFT_GRPC_LISTEN",
+        "127.0.0.1:4317",
+        "OTLP/gRPC listener; port 0 picks one",
+    ),
+    (
+        "http_listen",
+        "WEFT_HTTP_LISTEN",
+        "127.0.0.1:4318",
+        "OTLP/HTTP, query API and UI listener",
+    ),
+    (
+        "log_level",
+        "WEFT_LOG_LEVEL",
+        "info",
+        "weft's own log filter (RUST_LOG syntax)",
+    ),
+    (
+        "commit_interval",
+        "WEFT_COMMIT_INTERVAL",
+        "500ms",
+        "longest wait from ack to searchable",
+    ),
+    ("retention", "WEFT_RETENTION", "7d", "how long data is kept"),
+    (
+        "max_disk_bytes",
+        "WEFT_MAX_DISK_BYTES",
+        "0",
+        "index disk cap in bytes; 0 means none",
+    ),
+    (
+        "max_body_bytes",
+        "WEFT_MAX_BODY_BYTES",
+        "67108864",
+        "largest request after decompression",
+    ),
+    (
+        "inflight_bytes",
+        "WEFT_INFLIGHT_BYTES",
+        "268435456",
+        "request bytes between arrival and indexing before 503",
+    ),
+    (
+        "wal_segment_bytes",
+        "WEFT_WAL_SEGMENT_BYTES",
+        "67108864",
+        "size at which a WAL segment is closed",
+    ),
+    (
+        "query_timeout",
+        "WEFT_QUERY_TIMEOUT",
+        "30s",
+        "longest a query may run",
+    ),
+];
+
+fn env_names() -> Vec<&'static str> {
+    KEYS.iter().map(|k| k.1).collect()
+}
+
+/// The file format: every key optional, unknown keys rejected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<PathBuf>,
+    grpc_listen: Option<String>,
+    http_listen: Option<String>,
+    log_level: Option<String>,
+    commit_interval: Option<String>,
+    retention: Option<String>,
+    max_disk_bytes: Option<u64>,
+    max_body_bytes: Option<u64>,
+    inflight_bytes: Option<u64>,
+    wal_segment_bytes: Option<u64>,
+    query_timeout: Option<String>,
+}
+
+/// Values given on the command line; they win over everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--grpc-listen`.
+    pub grpc_listen: Option<String>,
+    /// `--http-listen`.
+    pub http_listen: Option<String>,
+    /// `--log-level`.
+    pub log_level: Option<String>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the WAL and index live.
+    pub data_dir: PathBuf,
+    /// OTLP/gRPC listener.
+    pub grpc_listen: SocketAddr,
+    /// HTTP listener.
+    pub http_listen: SocketAddr,
+    /// weft's own log filter.
+    pub log_level: String,
+    /// Longest wait from ack to searchable.
+    pub commit_interval: Duration,
+    /// How long data is kept.
+    pub retention: Duration,
+    /// Index disk cap.
+    pub max_disk_bytes: Option<u64>,
+    /// Largest request body after decompression.
+    pub max_body_bytes: usize,
+    /// Request bytes in flight before weft refuses more.
+    pub inflight_bytes: usize,
+    /// WAL segment size.
+    pub wal_segment_bytes: u64,
+    /// Longest a query may run.
+    pub query_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::resolve(RawConfig::default()).expect("defaults are valid")
+    }
+}
+
+impl Config {
+    /// Loads configuration from an optional file, the environment (as a map, so tests pass
+    /// their own) and command-line overrides.
+    pub fn load(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut raw = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str::<RawConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.message().to_string(),
+                })?
+            }
+            None => RawConfig::default(),
+        };
+        apply_env(&mut raw, env)?;
+        if let Some(v) = &overrides.data_dir {
+            raw.data_dir = Some(v.clone());
+        }
+        if let Some(v) = &overrides.grpc_listen {
+            raw.grpc_listen = Some(v.clone());
+        }
+        if let Some(v) = &overrides.http_listen {
+            raw.http_listen = Some(v.clone());
+        }
+        if let Some(v) = &overrides.log_level {
+            raw.log_level = Some(v.clone());
+        }
+        Config::resolve(raw)
+    }
+
+    fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
+        let listen = |key: &str, value: Option<String>, default: &str| {
+            let text = value.unwrap_or_else(|| default.to_string());
+            text.parse::<SocketAddr>()
+                .map_err(|e| ConfigError::Invalid {
+                    key: key.to_string(),
+                    message: format!("'{text}' is not an address like 127.0.0.1:4317 ({e})"),
+                })
+        };
+        let duration = |key: &str, value: Option<String>, default: &str| {
+            let text = value.unwrap_or_else(|| default.to_string());
+            parse_duration(&text).map_err(|message| ConfigError::Invalid {
+                key: key.to_string(),
+                message,
+            })
+        };
+        let positive = |key: &str, value: u64| {
+            if value == 0 {
+                Err(ConfigError::Invalid {
+                    key: key.to_string(),
+                    message: "must be greater than 0".to_string(),
+                })
+            } else {
+                Ok(value)
+            }
+        };
+        let commit_interval = duration("commit_interval", raw.commit_interval, "500ms")?;
+        if commit_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "commit_interval".into(),
+                message: "must be greater than 0".into(),
+            });
+        }
+        Ok(Config {
+            data_dir: raw.data_dir.unwrap_or_else(|| PathBuf::from("./weft-data")),
+            grpc_listen: listen("grpc_listen", raw.grpc_listen, "127.0.0.1:4317")?,
+            http_listen: listen("http_listen", raw.http_listen, "127.0.0.1:4318")?,
+            log_level: raw.log_level.unwrap_or_else(|| "info".to_string()),
+            commit_interval,
+            retention: duration("retention", raw.retention, "7d")?,
+            max_disk_bytes: raw.max_disk_bytes.filter(|b| *b > 0),
+            max_body_bytes: positive("max_body_bytes", raw.max_body_bytes.unwrap_or(64 << 20))?
+                as usize,
+            inflight_bytes: positive("inflight_bytes", raw.inflight_bytes.unwrap_or(256 << 20))?
+                as usize,
+            wal_segment_bytes: positive(
+                "wal_segment_bytes",
+                raw.wal_segment_bytes.unwrap_or(64 << 20),
+            )?,
+            query_timeout: duration("query_timeout", raw.query_timeout, "30s")?,
+        })
+    }
+}
+
+fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+    let number = |key: &str, value: &str| {
+        value
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| ConfigError::Invalid {
+                key: key.to_string(),
+                message: format!("'{value}' is not a whole number"),
+            })
+    };
+    for (key, value) in env {
+        if !key.starts_with("WEFT_") {
+            continue;
+        }
+        let value = value.clone();
+        match key.as_str() {
+            "WEFT_DATA_DIR" => raw.data_dir = Some(PathBuf::from(value)),
+            "WEFT_GRPC_LISTEN" => raw.grpc_listen = Some(value),
+            "WEFT_HTTP_LISTEN" => raw.http_listen = Some(value),
+            "WEFT_LOG_LEVEL" => raw.log_level = Some(value),
+            "WEFT_COMMIT_INTERVAL" => raw.commit_interval = Some(value),
+            "WEFT_RETENTION" => raw.retention = Some(value),
+            "WEFT_QUERY_TIMEOUT" => raw.query_timeout = Some(value),
+            "WEFT_MAX_DISK_BYTES" => raw.max_disk_bytes = Some(number(key, &value)?),
+            "WEFT_MAX_BODY_BYTES" => raw.max_body_bytes = Some(number(key, &value)?),
+            "WEFT_INFLIGHT_BYTES" => raw.inflight_bytes = Some(number(key, &value)?),
+            "WEFT_WAL_SEGMENT_BYTES" => raw.wal_segment_bytes = Some(number(key, &value)?),
+            _ => return Err(ConfigError::UnknownEnv(key.clone())),
+        }
+    }
+    Ok(())
+}
+
+/// Parses durations such as `500ms`, `15m`, `7d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("'{text}' is not a duration like 500ms, 15m or 7d ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn defaults_need_no_file() {
+        let c = Config::load(None, &HashMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("./weft-data"));
+        assert_eq!(c.grpc_listen.to_string(), "127.0.0.1:4317");
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:4318");
+        assert_eq!(c.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(c.commit_interval, Duration::from_millis(500));
+        assert_eq!(c.max_body_bytes, 64 << 20);
+        assert_eq!(c.max_disk_bytes, None);
+    }
+
+    #[test]
+    fn misspelled_key_is_rejected_by_name() {
+        let f = file("data_dir = \"/tmp/x\"\nretension = \"1d\"\n");
+        let err = Config::load(Some(f.path()), &HashMap::new(), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("retension"), "{err}");
+    }
+
+    #[test]
+    fn unknown_env_is_rejected_by_name() {
+        let err = Config::load(None, &env(&[("WEFT_DATADIR", "/x")]), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("WEFT_DATADIR"), "{err}");
+        assert!(err.contains("WEFT_DATA_DIR"), "{err}");
+    }
+
+    #[test]
+    fn precedence_is_file_then_env_then_flags() {
+        let f =
+            file("data_dir = \"/from/file\"\nretention = \"2d\"\ngrpc_listen = \"127.0.0.1:1\"\n");
+        let e = env(&[
+            ("WEFT_DATA_DIR", "/from/env"),
+            ("WEFT_GRPC_LISTEN", "127.0.0.1:2"),
+        ]);
+        let o = Overrides {
+            grpc_listen: Some("127.0.0.1:3".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(f.path()), &e, &o).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/from/env"));
+        assert_eq!(c.retention, Duration::from_secs(2 * 86_400));
+        assert_eq!(c.grpc_listen.port(), 3);
+    }
+
+    #[test]
+    fn bad_values_say_which_key() {
+        let err = Config::load(
+            None,
+            &env(&[("WEFT_RETENTION", "forever")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("retention"), "{err}");
+        let f = file("max_body_bytes = 0\n");
+        let err = Config::load(Some(f.path()), &HashMap::new(), &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("weft.example.toml");
+        Config::load(Some(&path), &HashMap::new(), &Overrides::default()).unwrap();
+    }
+}

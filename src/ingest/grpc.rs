@@ -1,0 +1,130 @@
+//! OTLP/gRPC: `LogsService/Export` and `TraceService/Export`, gzip accepted.
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tonic::codec::CompressionEncoding;
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use weft_index::Signal;
+
+use super::{Ingest, IngestError, RETRY_AFTER_SECS, prepare_logs, prepare_spans};
+use crate::pipeline::PipelineError;
+
+/// The gRPC status for an ingest error.
+pub fn status(error: &IngestError) -> Status {
+    match error {
+        IngestError::Malformed(m) => Status::invalid_argument(m.clone()),
+        IngestError::TooLarge(m) => Status::resource_exhausted(m.clone()),
+        IngestError::Unsupported(m) => Status::unimplemented(m.clone()),
+        IngestError::Pipeline(PipelineError::Saturated) => Status::with_error_details(
+            Code::Unavailable,
+            "weft is saturated; retry after the delay given",
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(RETRY_AFTER_SECS))),
+        ),
+        IngestError::Pipeline(PipelineError::ShuttingDown) => Status::with_error_details(
+            Code::Unavailable,
+            "weft is shutting down; retry against a running instance",
+            ErrorDetails::with_retry_info(Some(Duration::from_secs(RETRY_AFTER_SECS))),
+        ),
+        IngestError::Pipeline(PipelineError::Wal(_)) => {
+            Status::internal("weft could not make the data durable; it was not stored")
+        }
+    }
+}
+
+struct LogsIngest(Ingest);
+struct TracesIngest(Ingest);
+
+#[tonic::async_trait]
+impl LogsService for LogsIngest {
+    async fn export(
+        &self,
+        request: Request<ExportLogsServiceRequest>,
+    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let request = request.into_inner();
+        let accepted = self
+            .0
+            .accept(Signal::Logs, move || Ok(prepare_logs(request)))
+            .await
+            .map_err(|e| status(&e))?;
+        let partial_success = (accepted.rejected > 0).then(|| ExportLogsPartialSuccess {
+            rejected_log_records: accepted.rejected as i64,
+            error_message: accepted.error_message,
+        });
+        Ok(Response::new(ExportLogsServiceResponse { partial_success }))
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for TracesIngest {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let request = request.into_inner();
+        let accepted = self
+            .0
+            .accept(Signal::Spans, move || Ok(prepare_spans(request)))
+            .await
+            .map_err(|e| status(&e))?;
+        let partial_success = (accepted.rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: accepted.rejected as i64,
+            error_message: accepted.error_message,
+        });
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success,
+        }))
+    }
+}
+
+/// The OTLP gRPC services, with gzip and the body limit applied.
+pub fn services(
+    ingest: Ingest,
+) -> (
+    LogsServiceServer<impl LogsService>,
+    TraceServiceServer<impl TraceService>,
+) {
+    let limit = ingest.max_body_bytes();
+    let logs = LogsServiceServer::new(LogsIngest(ingest.clone()))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(limit);
+    let traces = TraceServiceServer::new(TracesIngest(ingest))
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(limit);
+    (logs, traces)
+}
+
+/// tonic reports a message over the size limit as OUT_OF_RANGE (and a gzip body that inflates
+/// past it as RESOURCE_EXHAUSTED). OTLP clients treat RESOURCE_EXHAUSTED as "too big", so the
+/// first is rewritten to match.
+pub fn size_limit_status<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let out_of_range = response
+        .headers()
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == b"11");
+    let about_size = response
+        .headers()
+        .get("grpc-message")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|m| m.contains("too%20large") || m.contains("too large"));
+    if out_of_range && about_size {
+        response
+            .headers_mut()
+            .insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    response
+}

@@ -1,0 +1,161 @@
+//! OTLP ingest over gRPC and HTTP: both decode, then share [`accept`], which normalizes off the
+//! async runtime, writes through the pipeline and counts what happened.
+
+pub mod grpc;
+pub mod http;
+
+use std::sync::Arc;
+
+use prost::Message;
+use weft_index::{RowBatch, Signal};
+
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, PipelineError};
+
+/// How long a refused client should wait before retrying.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// Why an export request was not (fully) accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The body is not a valid OTLP message.
+    #[error("{0}")]
+    Malformed(String),
+    /// The body is larger than allowed after decompression.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Content type or encoding weft does not speak.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The pipeline refused or failed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+/// What an accepted request reports back.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// Records rejected as invalid.
+    pub rejected: u64,
+    /// Why (the first rejection).
+    pub error_message: String,
+}
+
+/// Normalized rows of one request, before they are written.
+pub struct Prepared {
+    batch: RowBatch,
+    payload: Vec<u8>,
+    accepted: Accepted,
+}
+
+impl Prepared {
+    /// Wraps normalized rows, encoding them for the WAL.
+    pub fn new(batch: RowBatch, rejected: u64, error_message: String) -> Self {
+        let payload = batch.encode_to_vec();
+        Prepared {
+            batch,
+            payload,
+            accepted: Accepted {
+                rejected,
+                error_message,
+            },
+        }
+    }
+}
+
+/// Shared state of both ingest front ends.
+#[derive(Clone)]
+pub struct Ingest {
+    pipeline: Arc<Pipeline>,
+    metrics: Arc<Metrics>,
+    max_body_bytes: usize,
+}
+
+impl Ingest {
+    /// Ingest over `pipeline`.
+    pub fn new(pipeline: Arc<Pipeline>, metrics: Arc<Metrics>, max_body_bytes: usize) -> Self {
+        Ingest {
+            pipeline,
+            metrics,
+            max_body_bytes,
+        }
+    }
+
+    /// Largest body accepted after decompression.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// Runs `prepare` (decode + normalize + encode) on the blocking pool, then makes the rows
+    /// durable. Returns once they are fsynced.
+    pub async fn accept(
+        &self,
+        signal: Signal,
+        prepare: impl FnOnce() -> Result<Prepared, IngestError> + Send + 'static,
+    ) -> Result<Accepted, IngestError> {
+        let prepared = tokio::task::spawn_blocking(prepare).await.map_err(|e| {
+            IngestError::Malformed(format!("request could not be processed: {e}"))
+        })??;
+        let counters = self.metrics.signal(signal);
+        let rejected = prepared.accepted.rejected;
+        counters
+            .rejected
+            .fetch_add(rejected, std::sync::atomic::Ordering::Relaxed);
+        let rows = prepared.batch.len() as u64;
+        if rows == 0 {
+            return Ok(prepared.accepted);
+        }
+        match self.pipeline.submit(prepared.batch, prepared.payload).await {
+            Ok(()) => {
+                counters
+                    .received
+                    .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+                Ok(prepared.accepted)
+            }
+            Err(error) => {
+                counters
+                    .dropped
+                    .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
+                if matches!(
+                    error,
+                    PipelineError::Saturated | PipelineError::ShuttingDown
+                ) {
+                    self.metrics
+                        .requests_refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(error.into())
+            }
+        }
+    }
+}
+
+/// Normalizes a decoded logs request into rows.
+pub fn prepare_logs(
+    request: opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
+) -> Prepared {
+    let out = crate::normalize::logs(request, crate::pipeline::now_unix_nano());
+    Prepared::new(
+        RowBatch {
+            logs: out.rows,
+            spans: Vec::new(),
+        },
+        out.rejected,
+        out.error_message,
+    )
+}
+
+/// Normalizes a decoded traces request into rows.
+pub fn prepare_spans(
+    request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) -> Prepared {
+    let out = crate::normalize::spans(request);
+    Prepared::new(
+        RowBatch {
+            logs: Vec::new(),
+            spans: out.rows,
+        },
+        out.rejected,
+        out.error_message,
+    )
+}

@@ -1,0 +1,20 @@
+//! weft: a collector and store for OpenTelemetry logs and traces, joined on trace ID.
+//!
+//! Layout:
+//! - `config`: defaults, TOML file, `WEFT_*` environment, flags → a validated [`config::Config`].
+//! - `ingest`: OTLP over gRPC (`ingest::grpc`) and HTTP (`ingest::http`), sharing one accept path.
+//! - `normalize`: OTLP requests → rows (service, event ID, severity, IDs).
+//! - `wal`: the write-ahead log; `pipeline`: group-commit WAL thread → indexer thread.
+//! - `api`: the HTTP query API, health and metrics; `metrics`: weft's own counters.
+//! - `server`: start and graceful stop, used by `main` and by the integration tests.
+//!
+//! Storage and search live in the `weft-index` crate.
+
+pub mod api;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+pub mod normalize;
+pub mod pipeline;
+pub mod server;
+pub mod wal;

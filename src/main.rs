@@ -1,0 +1,113 @@
+//! The `weft` command: parses flags, loads configuration, sets up logging, binds the listeners
+//! and hands over to `weft::server`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use weft::config::{Config, Overrides};
+use weft::server::{self, Listeners};
+
+#[derive(Parser)]
+#[command(
+    name = "weft",
+    version,
+    about = "Collector and store for OpenTelemetry logs and traces"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receive OTLP, store it durably, answer queries.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file (see weft.example.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory [env: WEFT_DATA_DIR] [default: ./weft-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// OTLP/gRPC listen address [env: WEFT_GRPC_LISTEN] [default: 127.0.0.1:4317].
+    #[arg(long)]
+    grpc_listen: Option<String>,
+    /// HTTP listen address [env: WEFT_HTTP_LISTEN] [default: 127.0.0.1:4318].
+    #[arg(long)]
+    http_listen: Option<String>,
+    /// Log filter, e.g. `info` or `weft=debug` [env: WEFT_LOG_LEVEL, or RUST_LOG].
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let overrides = Overrides {
+        data_dir: args.data_dir,
+        grpc_listen: args.grpc_listen,
+        http_listen: args.http_listen,
+        log_level: args.log_level,
+    };
+    let config = Config::load(args.config.as_deref(), &env, &overrides)?;
+    init_logging(&config, &env, overrides.log_level.is_some());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("weft-rt")
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let listeners = Listeners::bind(&config).await?;
+        let running = server::start(config, listeners).await?;
+        // Scripts and tests read this line to learn the ports chosen for port 0.
+        println!(
+            "weft listening grpc={} http={}",
+            running.grpc_addr, running.http_addr
+        );
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        running.stop().await;
+        Ok(())
+    })
+}
+
+fn init_logging(config: &Config, env: &HashMap<String, String>, flag_given: bool) {
+    // The flag wins; otherwise RUST_LOG, then the configured level.
+    let filter = match env.get("RUST_LOG") {
+        Some(rust_log) if !flag_given => rust_log.clone(),
+        _ => config.log_level.clone(),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,175 @@
+//! Starting and stopping weft: open the index, recover the WAL, serve OTLP/gRPC and HTTP, and
+//! on shutdown stop accepting, drain, commit, exit — in that order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use weft_index::Store;
+
+use crate::api::{self, ApiState};
+use crate::config::Config;
+use crate::ingest::{self, Ingest};
+use crate::metrics::Metrics;
+use crate::pipeline::{Pipeline, PipelineConfig};
+
+/// Queries that may run at once; each holds a blocking thread.
+const MAX_CONCURRENT_QUERIES: usize = 32;
+/// How long in-flight requests may take to finish at shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The two listening sockets.
+pub struct Listeners {
+    /// OTLP/gRPC.
+    pub grpc: TcpListener,
+    /// OTLP/HTTP, query API, UI.
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses of `config` (port 0 picks a free port).
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let grpc = TcpListener::bind(config.grpc_listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (grpc_listen)", config.grpc_listen))?;
+        let http = TcpListener::bind(config.http_listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (http_listen)", config.http_listen))?;
+        Ok(Listeners { grpc, http })
+    }
+}
+
+/// A running weft.
+pub struct Running {
+    /// Where OTLP/gRPC listens.
+    pub grpc_addr: SocketAddr,
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+    stop_tx: watch::Sender<bool>,
+    servers: Vec<JoinHandle<()>>,
+    pipeline: Arc<Pipeline>,
+    ready: Arc<AtomicBool>,
+}
+
+/// Opens the data directory, replays the WAL and starts serving on `listeners`.
+pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Running> {
+    let grpc_addr = listeners.grpc.local_addr()?;
+    let http_addr = listeners.http.local_addr()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let metrics = Arc::new(Metrics::default());
+    let (store, pipeline) = {
+        let config = config.clone();
+        let metrics = metrics.clone();
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let store = Arc::new(
+                Store::open(&config.data_dir.join("index")).context("cannot open the index")?,
+            );
+            let pipeline = Pipeline::start(
+                &config.data_dir,
+                store.clone(),
+                metrics,
+                pipeline_config(&config),
+            )
+            .context("cannot recover the write-ahead log")?;
+            Ok((store, pipeline))
+        })
+        .await??
+    };
+    let ready = Arc::new(AtomicBool::new(false));
+    let ingest = Ingest::new(pipeline.clone(), metrics.clone(), config.max_body_bytes);
+    let api_state = ApiState {
+        store,
+        metrics,
+        ready: ready.clone(),
+        query_permits: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
+        query_timeout: config.query_timeout,
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let http_app = api::router(api_state)
+        .merge(ingest::http::router(ingest.clone()))
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let http_server = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listeners.http, http_app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "http server failed");
+            }
+        })
+    };
+    let grpc_server = {
+        let mut stop = stop_rx.clone();
+        let (logs, traces) = ingest::grpc::services(ingest);
+        tokio::spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .layer(tower::util::MapResponseLayer::new(
+                    ingest::grpc::size_limit_status,
+                ))
+                .add_service(logs)
+                .add_service(traces)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(%error, "grpc server failed");
+            }
+        })
+    };
+    ready.store(true, Ordering::Release);
+    tracing::info!(%grpc_addr, %http_addr, data_dir = %config.data_dir.display(), "weft started");
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        stop_tx,
+        servers: vec![http_server, grpc_server],
+        pipeline,
+        ready,
+    })
+}
+
+fn pipeline_config(config: &Config) -> PipelineConfig {
+    PipelineConfig {
+        commit_interval: config.commit_interval,
+        wal_segment_bytes: config.wal_segment_bytes,
+        inflight_bytes: config.inflight_bytes,
+        wal_queue: 1024,
+        index_queue: 256,
+        retention: config.retention,
+        max_disk_bytes: config.max_disk_bytes,
+        retention_interval: Duration::from_secs(60),
+    }
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, writes and commits what was accepted.
+    pub async fn stop(self) {
+        self.ready.store(false, Ordering::Release);
+        let _ = self.stop_tx.send(true);
+        let drain = futures_join_all(self.servers);
+        if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+            tracing::warn!("requests still running after the drain timeout; stopping anyway");
+        }
+        let pipeline = self.pipeline;
+        let _ = tokio::task::spawn_blocking(move || pipeline.shutdown_blocking()).await;
+        tracing::info!("weft stopped");
+    }
+}
+
+async fn futures_join_all(handles: Vec<JoinHandle<()>>) {
+    for handle in handles {
+        let _ = handle.await;
+    }
+}
