@@ -77,6 +77,12 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
     ),
     ("retention", "WEFT_RETENTION", "7d", "how long data is kept"),
     (
+        "retention_interval",
+        "WEFT_RETENTION_INTERVAL",
+        "1m",
+        "how often retention runs",
+    ),
+    (
         "max_disk_bytes",
         "WEFT_MAX_DISK_BYTES",
         "0",
@@ -122,6 +128,7 @@ struct RawConfig {
     log_level: Option<String>,
     commit_interval: Option<String>,
     retention: Option<String>,
+    retention_interval: Option<String>,
     max_disk_bytes: Option<u64>,
     max_body_bytes: Option<u64>,
     inflight_bytes: Option<u64>,
@@ -157,6 +164,8 @@ pub struct Config {
     pub commit_interval: Duration,
     /// How long data is kept.
     pub retention: Duration,
+    /// How often retention runs.
+    pub retention_interval: Duration,
     /// Index disk cap.
     pub max_disk_bytes: Option<u64>,
     /// Largest request body after decompression.
@@ -252,6 +261,7 @@ impl Config {
             log_level: raw.log_level.unwrap_or_else(|| "info".to_string()),
             commit_interval,
             retention: duration("retention", raw.retention, "7d")?,
+            retention_interval: duration("retention_interval", raw.retention_interval, "1m")?,
             max_disk_bytes: raw.max_disk_bytes.filter(|b| *b > 0),
             max_body_bytes: positive("max_body_bytes", raw.max_body_bytes.unwrap_or(64 << 20))?
                 as usize,
@@ -288,6 +298,7 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
             "WEFT_LOG_LEVEL" => raw.log_level = Some(value),
             "WEFT_COMMIT_INTERVAL" => raw.commit_interval = Some(value),
             "WEFT_RETENTION" => raw.retention = Some(value),
+            "WEFT_RETENTION_INTERVAL" => raw.retention_interval = Some(value),
             "WEFT_QUERY_TIMEOUT" => raw.query_timeout = Some(value),
             "WEFT_MAX_DISK_BYTES" => raw.max_disk_bytes = Some(number(key, &value)?),
             "WEFT_MAX_BODY_BYTES" => raw.max_body_bytes = Some(number(key, &value)?),

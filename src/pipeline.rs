@@ -273,10 +273,10 @@ fn wal_loop(
                 }
             }
         }
-        if failure.is_none() {
-            if let Err(error) = wal.sync() {
-                failure = Some(error);
-            }
+        if failure.is_none()
+            && let Err(error) = wal.sync()
+        {
+            failure = Some(error);
         }
         if let Some(error) = failure {
             // The entries' fate on disk is unknown; none is acknowledged. Replay may still

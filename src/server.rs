@@ -149,7 +149,7 @@ fn pipeline_config(config: &Config) -> PipelineConfig {
         index_queue: 256,
         retention: config.retention,
         max_disk_bytes: config.max_disk_bytes,
-        retention_interval: Duration::from_secs(60),
+        retention_interval: config.retention_interval,
     }
 }
 

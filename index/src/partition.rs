@@ -189,12 +189,13 @@ impl Partition {
     /// a partition that stops receiving data should not keep threads and memory.
     pub(crate) fn close_writer_if_idle(&self, rounds: u32) {
         let mut state = self.writer.lock().expect("writer lock poisoned");
-        if state.writer.is_some() && state.uncommitted_docs == 0 && state.idle_rounds >= rounds {
-            if let Some(writer) = state.writer.take() {
-                // Waiting for merges keeps the directory consistent for a later reopen.
-                if let Err(error) = writer.wait_merging_threads() {
-                    tracing::warn!(%error, "waiting for merges of an idle partition failed");
-                }
+        if state.uncommitted_docs > 0 || state.idle_rounds < rounds {
+            return;
+        }
+        if let Some(writer) = state.writer.take() {
+            // Waiting for merges keeps the directory consistent for a later reopen.
+            if let Err(error) = writer.wait_merging_threads() {
+                tracing::warn!(%error, "waiting for merges of an idle partition failed");
             }
         }
     }

@@ -59,7 +59,7 @@ impl LogsService for LogsIngest {
             .accept(Signal::Logs, move || Ok(prepare_logs(request)))
             .await
             .map_err(|e| status(&e))?;
-        let partial_success = (accepted.rejected > 0).then(|| ExportLogsPartialSuccess {
+        let partial_success = (accepted.rejected > 0).then_some(ExportLogsPartialSuccess {
             rejected_log_records: accepted.rejected as i64,
             error_message: accepted.error_message,
         });
@@ -79,7 +79,7 @@ impl TraceService for TracesIngest {
             .accept(Signal::Spans, move || Ok(prepare_spans(request)))
             .await
             .map_err(|e| status(&e))?;
-        let partial_success = (accepted.rejected > 0).then(|| ExportTracePartialSuccess {
+        let partial_success = (accepted.rejected > 0).then_some(ExportTracePartialSuccess {
             rejected_spans: accepted.rejected as i64,
             error_message: accepted.error_message,
         });

@@ -20,12 +20,13 @@ pub struct TestServer {
 }
 
 pub fn test_config(dir: &TempDir) -> Config {
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_path_buf();
-    config.grpc_listen = "127.0.0.1:0".parse().unwrap();
-    config.http_listen = "127.0.0.1:0".parse().unwrap();
-    config.commit_interval = Duration::from_millis(100);
-    config
+    Config {
+        data_dir: dir.path().to_path_buf(),
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        commit_interval: Duration::from_millis(100),
+        ..Default::default()
+    }
 }
 
 impl TestServer {

@@ -1,0 +1,52 @@
+//! Retention runs on its timer and deletes whole partitions that fell out of the window.
+
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+
+use crate::bad_input::{logs_request, record};
+use crate::common::{DEADLINE, TestServer, now_nanos};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_partitions_are_deleted_and_recent_ones_kept() {
+    let server = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
+        c.retention = Duration::from_secs(2 * 3600);
+        c.retention_interval = Duration::from_millis(100);
+    })
+    .await;
+    let mut old = record("from five hours ago", vec![]);
+    old.time_unix_nano = now_nanos() - 5 * 3600 * 1_000_000_000;
+    let recent = record("from just now", vec![]);
+    let mut client = LogsServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap();
+    client
+        .export(logs_request("retained", vec![old, recent]))
+        .await
+        .unwrap();
+
+    let everything = [("q", "service:retained"), ("start", "0")];
+    let started = Instant::now();
+    loop {
+        let (_, body) = server.get("/api/v1/logs", &everything).await;
+        let bodies: Vec<&str> = body["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["body"].as_str().unwrap())
+            .collect();
+        if bodies == ["from just now"]
+            && server.metric("weft_partitions_deleted_total").await >= 1.0
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "old partition still there: {bodies:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs_dir = server.dir.path().join("index").join("logs");
+    assert_eq!(std::fs::read_dir(logs_dir).unwrap().count(), 1);
+    server.stop().await;
+}
