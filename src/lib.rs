@@ -11,6 +11,7 @@
 //! Storage and search live in the `weft-index` crate.
 
 pub mod api;
+pub mod bench;
 pub mod config;
 pub mod ingest;
 pub mod metrics;

@@ -24,6 +24,8 @@ struct Cli {
 enum Command {
     /// Receive OTLP, store it durably, answer queries.
     Serve(ServeArgs),
+    /// Measure a weft: ingest rate and CPU, ack-to-searchable delay, query latency, footprint.
+    Bench(weft::bench::BenchArgs),
 }
 
 #[derive(clap::Args)]
@@ -49,6 +51,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Bench(args) => weft::bench::run(args),
     }
 }
 

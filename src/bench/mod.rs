@@ -1,0 +1,472 @@
+//! `weft bench`: drives a weft (one it starts, or `--target`) through its public protocols only
+//! — OTLP/gRPC in, the HTTP query API and `/metrics` out — and measures ingest rate, weft's CPU
+//! per record (from /proc, so it holds on a shared machine), ack-to-searchable delay, query
+//! latencies at the loaded size, and footprint.
+
+mod process;
+mod traffic;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use prost::Message;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use process::ServerProcess;
+use traffic::{Generator, TrafficConfig, logs_request, spans_request, word};
+
+/// Options of `weft bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// gRPC address of a running weft (host:port); without it, bench starts its own.
+    #[arg(long, requires = "target_http")]
+    pub target_grpc: Option<String>,
+    /// HTTP address of that weft (host:port).
+    #[arg(long, requires = "target_grpc")]
+    pub target_http: Option<String>,
+    /// Process ID of that weft, to read its CPU time and memory from /proc.
+    #[arg(long)]
+    pub target_pid: Option<u32>,
+    /// Concurrent exporting clients.
+    #[arg(long, default_value_t = 4)]
+    pub clients: usize,
+    /// Log records per export request.
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// How long to send.
+    #[arg(long, default_value = "20s", value_parser = crate::config::parse_duration)]
+    pub duration: Duration,
+    /// Stop after this many log records instead (whichever comes first).
+    #[arg(long)]
+    pub records: Option<u64>,
+    /// Services in the generated traffic.
+    #[arg(long, default_value_t = 8)]
+    pub services: usize,
+    /// Fraction of traces that end in an error.
+    #[arg(long, default_value_t = 0.02)]
+    pub error_rate: f64,
+    /// Freshness probes per second.
+    #[arg(long, default_value_t = 5.0)]
+    pub probes_per_sec: f64,
+    /// Runs of each query.
+    #[arg(long, default_value_t = 200)]
+    pub queries: usize,
+    /// Data directory for the weft bench starts (default: a temporary one).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// A few seconds end to end, to check the tool works; fails only if something is broken.
+    #[arg(long)]
+    pub smoke: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    logs: AtomicU64,
+    spans: AtomicU64,
+    otlp_bytes: AtomicU64,
+    log_bytes: AtomicU64,
+    refusals: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// Runs the benchmark.
+pub fn run(mut args: BenchArgs) -> anyhow::Result<()> {
+    if args.smoke {
+        args.clients = args.clients.min(2);
+        args.batch = args.batch.min(200);
+        args.duration = args.duration.min(Duration::from_secs(3));
+        args.queries = args.queries.min(5);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_async(args))
+}
+
+async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
+    let (server, grpc, http, pid) = match (&args.target_grpc, &args.target_http) {
+        (Some(g), Some(h)) => (None, g.clone(), h.clone(), args.target_pid),
+        _ => {
+            let server = ServerProcess::start(args.data_dir.clone())?;
+            let (g, h, p) = (server.grpc.clone(), server.http.clone(), Some(server.pid));
+            (Some(server), g, h, p)
+        }
+    };
+    eprintln!("bench: weft at grpc={grpc} http={http}; sending for {:?} with {} clients, {} records per batch", args.duration, args.clients, args.batch);
+    let http_client = reqwest::Client::new();
+    let cpu_before = pid.and_then(process::cpu_seconds);
+
+    // Ingest with freshness probes alongside.
+    let counters = Arc::new(Counters::default());
+    let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
+    let trace_sample = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client in 0..args.clients {
+        tasks.push(tokio::spawn(export_loop(
+            client as u64,
+            grpc.clone(),
+            args.clone(),
+            counters.clone(),
+            latencies.clone(),
+            trace_sample.clone(),
+            stop.clone(),
+        )));
+    }
+    let probes = tokio::spawn(probe_loop(
+        grpc.clone(),
+        http.clone(),
+        args.probes_per_sec,
+        stop.clone(),
+    ));
+    let deadline = started + args.duration;
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in tasks {
+        task.await??;
+    }
+    let send_seconds = started.elapsed().as_secs_f64();
+    let freshness = probes.await??;
+    wait_for_index(&http_client, &http).await?;
+    let cpu_after = pid.and_then(process::cpu_seconds);
+
+    let logs = counters.logs.load(Ordering::Relaxed);
+    let spans = counters.spans.load(Ordering::Relaxed);
+    let otlp_bytes = counters.otlp_bytes.load(Ordering::Relaxed);
+    if logs == 0 {
+        bail!("no log record was acknowledged");
+    }
+    let mut export_latencies = latencies.lock().await.clone();
+
+    // Queries at the loaded size.
+    let sample = trace_sample.lock().await.clone();
+    let query_results = run_queries(&http_client, &http, &sample, args.queries).await?;
+
+    let (logs_bytes, spans_bytes, wal_bytes) = match &server {
+        Some(s) => (
+            process::dir_bytes(&s.data_dir.join("index").join("logs")),
+            process::dir_bytes(&s.data_dir.join("index").join("spans")),
+            process::dir_bytes(&s.data_dir.join("wal")),
+        ),
+        None => (0, 0, 0),
+    };
+    let peak_rss = pid.and_then(process::peak_rss_bytes);
+    let cpu = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let records = logs + spans;
+    let report = json!({
+        "machine": process::machine_description(),
+        "settings": {
+            "clients": args.clients, "batch": args.batch, "seconds": send_seconds,
+            "services": args.services, "error_rate": args.error_rate,
+        },
+        "ingest": {
+            "log_records": logs,
+            "spans": spans,
+            "log_records_per_sec": logs as f64 / send_seconds,
+            "records_per_sec": records as f64 / send_seconds,
+            "otlp_mb_per_sec": otlp_bytes as f64 / send_seconds / 1e6,
+            "otlp_bytes_per_log_record": counters.log_bytes.load(Ordering::Relaxed) as f64 / logs as f64,
+            "weft_cpu_seconds": cpu,
+            "weft_cpu_seconds_per_million_records": cpu.map(|c| c / records as f64 * 1e6),
+            "records_per_weft_cpu_second": cpu.map(|c| records as f64 / c),
+            "log_records_per_weft_cpu_second": cpu.map(|c| logs as f64 / c),
+            "export_latency_ms": percentiles(&mut export_latencies),
+            "refusals": counters.refusals.load(Ordering::Relaxed),
+            "failures": counters.failures.load(Ordering::Relaxed),
+        },
+        "freshness_ms": freshness,
+        "queries_ms": query_results,
+        "footprint": {
+            "index_bytes_logs": logs_bytes,
+            "index_bytes_spans": spans_bytes,
+            "bytes_per_log_record": (server.is_some()).then(|| logs_bytes as f64 / logs as f64),
+            "bytes_per_span": (server.is_some() && spans > 0).then(|| spans_bytes as f64 / spans as f64),
+            "wal_bytes_after": wal_bytes,
+            "weft_peak_rss_bytes": peak_rss,
+        },
+    });
+    print_table(&report);
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if args.smoke {
+        let found = report["freshness_ms"]["count"].as_u64().unwrap_or(0);
+        if found == 0 {
+            bail!("smoke: no freshness probe became searchable");
+        }
+    }
+    if let Some(server) = server {
+        server.stop()?;
+    }
+    Ok(())
+}
+
+async fn export_loop(
+    client: u64,
+    grpc: String,
+    args: BenchArgs,
+    counters: Arc<Counters>,
+    latencies: Arc<Mutex<Vec<f64>>>,
+    trace_sample: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let endpoint = format!("http://{grpc}");
+    let mut logs_client = LogsServiceClient::connect(endpoint.clone())
+        .await
+        .context("cannot connect to weft's gRPC port")?
+        .max_encoding_message_size(usize::MAX);
+    let mut traces_client = TraceServiceClient::connect(endpoint)
+        .await?
+        .max_encoding_message_size(usize::MAX);
+    let mut generator = Generator::new(
+        0x5eed + client,
+        TrafficConfig {
+            services: args.services,
+            error_rate: args.error_rate,
+        },
+    );
+    let per_client_quota = args.records.map(|r| r / args.clients as u64);
+    let mut sent_logs = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        if per_client_quota.is_some_and(|q| sent_logs >= q) {
+            break;
+        }
+        let now = process::now_nanos();
+        let mut logs = Vec::with_capacity(args.batch);
+        let mut spans = Vec::new();
+        while logs.len() < args.batch {
+            let trace = generator.trace(now);
+            if trace_sample.lock().await.len() < 1000 {
+                trace_sample.lock().await.push(hex::encode(trace.trace_id));
+            }
+            logs.extend(trace.logs);
+            spans.extend(trace.spans);
+        }
+        let log_count = logs.len() as u64;
+        let span_count = spans.len() as u64;
+        let logs_req = logs_request(logs);
+        let spans_req = spans_request(spans);
+        let log_bytes = logs_req.encoded_len() as u64;
+        let span_bytes = spans_req.encoded_len() as u64;
+        loop {
+            let t0 = Instant::now();
+            match logs_client.export(logs_req.clone()).await {
+                Ok(_) => {
+                    latencies.lock().await.push(t0.elapsed().as_secs_f64() * 1e3);
+                    counters.logs.fetch_add(log_count, Ordering::Relaxed);
+                    counters.otlp_bytes.fetch_add(log_bytes, Ordering::Relaxed);
+                    counters.log_bytes.fetch_add(log_bytes, Ordering::Relaxed);
+                    break;
+                }
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    counters.refusals.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => {
+                    counters.failures.fetch_add(1, Ordering::Relaxed);
+                    bail!("log export failed: {status}");
+                }
+            }
+        }
+        loop {
+            match traces_client.export(spans_req.clone()).await {
+                Ok(_) => {
+                    counters.spans.fetch_add(span_count, Ordering::Relaxed);
+                    counters.otlp_bytes.fetch_add(span_bytes, Ordering::Relaxed);
+                    break;
+                }
+                Err(status) if status.code() == tonic::Code::Unavailable => {
+                    counters.refusals.fetch_add(1, Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(status) => {
+                    counters.failures.fetch_add(1, Ordering::Relaxed);
+                    bail!("span export failed: {status}");
+                }
+            }
+        }
+        sent_logs += log_count;
+    }
+    Ok(())
+}
+
+/// Sends single-record probes and measures ack → found by search.
+async fn probe_loop(
+    grpc: String,
+    http: String,
+    per_sec: f64,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<Value> {
+    let mut client = LogsServiceClient::connect(format!("http://{grpc}")).await?;
+    let http_client = reqwest::Client::new();
+    let interval = Duration::from_secs_f64(1.0 / per_sec.max(0.1));
+    let mut delays = Vec::new();
+    let mut missed = 0u64;
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(process::now_nanos());
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let next = Instant::now() + interval;
+        n += 1;
+        let token = format!("probe{n}q{}", rng.random::<u32>());
+        let record = LogRecord {
+            time_unix_nano: process::now_nanos(),
+            severity_number: 9,
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(token.clone())),
+            }),
+            ..Default::default()
+        };
+        client.export(logs_request(vec![(0, record)])).await?;
+        let acked = Instant::now();
+        loop {
+            let body: Value = http_client
+                .get(format!("http://{http}/api/v1/logs"))
+                .query(&[("q", token.as_str()), ("limit", "1")])
+                .send()
+                .await?
+                .json()
+                .await?;
+            if body["logs"].as_array().is_some_and(|l| !l.is_empty()) {
+                delays.push(acked.elapsed().as_secs_f64() * 1e3);
+                break;
+            }
+            if acked.elapsed() > Duration::from_secs(30) {
+                missed += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep_until(next.into()).await;
+    }
+    let mut result = percentiles(&mut delays);
+    result["missed"] = json!(missed);
+    Ok(result)
+}
+
+async fn wait_for_index(client: &reqwest::Client, http: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let text = client
+            .get(format!("http://{http}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let lag = text
+            .lines()
+            .find_map(|l| l.strip_prefix("weft_index_lag_bytes "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if lag == Some(0.0) {
+            return Ok(());
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("weft did not catch up with indexing within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn timed_get(client: &reqwest::Client, url: &str, query: &[(&str, &str)]) -> anyhow::Result<f64> {
+    let t0 = Instant::now();
+    let response = client.get(url).query(query).send().await?;
+    let status = response.status();
+    let _ = response.bytes().await?;
+    if !status.is_success() {
+        bail!("{url} answered {status}");
+    }
+    Ok(t0.elapsed().as_secs_f64() * 1e3)
+}
+
+async fn run_queries(
+    client: &reqwest::Client,
+    http: &str,
+    traces: &[String],
+    runs: usize,
+) -> anyhow::Result<Value> {
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    let logs_url = format!("http://{http}/api/v1/logs");
+    let all_time = [("start", "0")];
+    let mut by_id = Vec::new();
+    let mut selective = Vec::new();
+    let mut broad = Vec::new();
+    for _ in 0..runs {
+        let id = &traces[rng.random_range(0..traces.len().max(1)).min(traces.len() - 1)];
+        by_id.push(timed_get(client, &format!("http://{http}/api/v1/traces/{id}"), &[]).await?);
+        let rare = word(rng.random_range(1000..traffic::VOCABULARY));
+        selective.push(
+            timed_get(client, &logs_url, &[("q", rare.as_str()), ("limit", "100"), all_time[0]]).await?,
+        );
+        let common = word(0);
+        broad.push(
+            timed_get(client, &logs_url, &[("q", common.as_str()), ("limit", "100"), all_time[0]]).await?,
+        );
+    }
+    Ok(json!({
+        "trace_by_id": percentiles(&mut by_id),
+        "selective_log_search": percentiles(&mut selective),
+        "broad_log_search_newest_100": percentiles(&mut broad),
+    }))
+}
+
+fn percentiles(values: &mut [f64]) -> Value {
+    if values.is_empty() {
+        return json!({"count": 0});
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |p: f64| values[((values.len() as f64 - 1.0) * p).round() as usize];
+    json!({"count": values.len(), "p50": at(0.5), "p99": at(0.99), "max": values[values.len() - 1]})
+}
+
+fn print_table(report: &Value) {
+    let f = |v: &Value| match v.as_f64() {
+        Some(x) if x >= 100.0 => format!("{x:.0}"),
+        Some(x) => format!("{x:.2}"),
+        None => "n/a".to_string(),
+    };
+    let ingest = &report["ingest"];
+    let fresh = &report["freshness_ms"];
+    let q = &report["queries_ms"];
+    let fp = &report["footprint"];
+    println!("weft bench — {}", report["machine"].as_str().unwrap_or(""));
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| log records acknowledged | {} |", ingest["log_records"]);
+    println!("| spans acknowledged | {} |", ingest["spans"]);
+    println!("| log records/s | {} |", f(&ingest["log_records_per_sec"]));
+    println!("| records/s (logs + spans) | {} |", f(&ingest["records_per_sec"]));
+    println!("| OTLP MB/s | {} |", f(&ingest["otlp_mb_per_sec"]));
+    println!("| OTLP bytes per log record | {} |", f(&ingest["otlp_bytes_per_log_record"]));
+    println!("| weft CPU s per million records | {} |", f(&ingest["weft_cpu_seconds_per_million_records"]));
+    println!("| records per weft CPU second | {} |", f(&ingest["records_per_weft_cpu_second"]));
+    println!("| export latency p50 / p99 ms | {} / {} |", f(&ingest["export_latency_ms"]["p50"]), f(&ingest["export_latency_ms"]["p99"]));
+    println!("| ack → searchable p50 / p99 ms ({} probes) | {} / {} |", fresh["count"], f(&fresh["p50"]), f(&fresh["p99"]));
+    for (name, key) in [
+        ("trace by ID", "trace_by_id"),
+        ("selective log search", "selective_log_search"),
+        ("broad log search (newest 100)", "broad_log_search_newest_100"),
+    ] {
+        println!("| {name} p50 / p99 ms | {} / {} |", f(&q[key]["p50"]), f(&q[key]["p99"]));
+    }
+    println!("| disk bytes per log record (index + store) | {} |", f(&fp["bytes_per_log_record"]));
+    println!("| disk bytes per span | {} |", f(&fp["bytes_per_span"]));
+    println!("| weft peak RSS MiB | {} |", fp["weft_peak_rss_bytes"].as_f64().map_or("n/a".into(), |b| format!("{:.0}", b / 1048576.0)));
+}

@@ -1,0 +1,314 @@
+//! Realistic OTLP traffic: services calling each other, traces of 5-50 spans, 0-5 logs per
+//! span with event IDs from a catalog, bodies from a Zipf vocabulary (so some words are rare and
+//! some common), typical attributes, and errors at a configurable rate.
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Zipf};
+
+const SERVICES: [&str; 12] = [
+    "frontend", "checkout", "payments", "cart", "inventory", "shipping", "auth", "search",
+    "recommendations", "email", "currency", "ads",
+];
+const ROUTES: [&str; 8] = [
+    "/pay", "/cart/{id}", "/orders/{id}", "/login", "/search", "/items/{id}", "/ship", "/quote",
+];
+const SYLLABLES: [&str; 24] = [
+    "ka", "lo", "mi", "ne", "ru", "ta", "vo", "xi", "be", "do", "fa", "gu", "ha", "ji", "ko", "lu",
+    "ma", "no", "pe", "qu", "ri", "so", "tu", "we",
+];
+
+/// Size of the body vocabulary.
+pub const VOCABULARY: usize = 5000;
+/// Event IDs in the catalog.
+pub const EVENTS: usize = 300;
+
+/// The `rank`-th word of the vocabulary (rank 0 is the most common).
+pub fn word(rank: usize) -> String {
+    let mut n = rank;
+    let mut out = String::new();
+    loop {
+        out.push_str(SYLLABLES[n % SYLLABLES.len()]);
+        n /= SYLLABLES.len();
+        if n == 0 {
+            break;
+        }
+    }
+    // Rank-unique and at least three syllables, so words never collide with attribute text.
+    format!("{out}x{rank}")
+}
+
+fn event_name(i: usize) -> String {
+    const STEMS: [&str; 10] = [
+        "Payment", "Cache", "Order", "Login", "Cart", "Shipment", "Quote", "Search", "Token", "Stock",
+    ];
+    const ENDS: [&str; 10] = [
+        "Declined", "Miss", "Created", "Failed", "Updated", "Delayed", "Expired", "Timeout",
+        "Refreshed", "Low",
+    ];
+    format!("{}{}{}", STEMS[i % 10], ENDS[(i / 10) % 10], i / 100)
+}
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.to_string(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+fn s(v: impl Into<String>) -> any_value::Value {
+    any_value::Value::StringValue(v.into())
+}
+
+/// Traffic settings.
+#[derive(Clone, Debug)]
+pub struct TrafficConfig {
+    /// Number of services.
+    pub services: usize,
+    /// Fraction of traces with an error.
+    pub error_rate: f64,
+}
+
+/// A deterministic generator (one per client, seeded differently).
+pub struct Generator {
+    rng: SmallRng,
+    zipf: Zipf<f64>,
+    config: TrafficConfig,
+}
+
+/// One generated trace: its spans and logs, grouped by service.
+pub struct GeneratedTrace {
+    /// The trace ID.
+    pub trace_id: [u8; 16],
+    /// Spans per service.
+    pub spans: Vec<(usize, Span)>,
+    /// Log records per service.
+    pub logs: Vec<(usize, LogRecord)>,
+}
+
+impl Generator {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64, config: TrafficConfig) -> Self {
+        Generator {
+            rng: SmallRng::seed_from_u64(seed),
+            zipf: Zipf::new(VOCABULARY as f64, 1.1).expect("valid Zipf parameters"),
+            config,
+        }
+    }
+
+    fn body(&mut self) -> String {
+        let words = self.rng.random_range(8..16);
+        let mut text = String::with_capacity(words * 10);
+        for i in 0..words {
+            if i > 0 {
+                text.push(' ');
+            }
+            let rank = self.zipf.sample(&mut self.rng) as usize - 1;
+            text.push_str(&word(rank));
+        }
+        text
+    }
+
+    /// One trace starting at `now_nanos`.
+    pub fn trace(&mut self, now_nanos: u64) -> GeneratedTrace {
+        let services = self.config.services.clamp(1, SERVICES.len());
+        let trace_id: [u8; 16] = self.rng.random();
+        let span_count = self.rng.random_range(5..=50);
+        let failing = self.rng.random_bool(self.config.error_rate.clamp(0.0, 1.0));
+        let mut spans: Vec<(usize, Span)> = Vec::with_capacity(span_count);
+        let mut logs = Vec::new();
+        let user = self.rng.random_range(1..100_000u32);
+        let order = self.rng.random_range(1..10_000_000u32);
+        let total_ns: u64 = self.rng.random_range(2_000_000..800_000_000);
+        for i in 0..span_count {
+            let service = if i == 0 { 0 } else { self.rng.random_range(0..services) };
+            let parent = if i == 0 {
+                Vec::new()
+            } else {
+                spans[self.rng.random_range(0..i)].1.span_id.clone()
+            };
+            let offset = if i == 0 { 0 } else { self.rng.random_range(0..total_ns / 2) };
+            let duration = if i == 0 {
+                total_ns
+            } else {
+                self.rng.random_range(1_000..=(total_ns - offset).max(1_001))
+            };
+            let span_id: [u8; 8] = self.rng.random();
+            let route = ROUTES[self.rng.random_range(0..ROUTES.len())];
+            let is_error = failing && i == span_count - 1;
+            let start = now_nanos + offset;
+            let mut attributes = vec![
+                kv("http.method", s(if i % 3 == 0 { "POST" } else { "GET" })),
+                kv("http.route", s(route)),
+                kv("http.status_code", any_value::Value::IntValue(if is_error { 500 } else { 200 })),
+            ];
+            if i % 4 == 1 {
+                attributes.push(kv("db.system", s("postgresql")));
+                attributes.push(kv("db.statement", s("SELECT * FROM orders WHERE id = $1")));
+            }
+            let span = Span {
+                trace_id: trace_id.to_vec(),
+                span_id: span_id.to_vec(),
+                parent_span_id: parent,
+                name: format!("{} {route}", if i % 3 == 0 { "POST" } else { "GET" }),
+                kind: if i == 0 { 2 } else { 3 },
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + duration,
+                attributes,
+                status: Some(Status {
+                    code: if is_error { 2 } else { 0 },
+                    message: if is_error { "upstream failed".into() } else { String::new() },
+                }),
+                ..Default::default()
+            };
+            let log_count = self.rng.random_range(0..=5);
+            for j in 0..log_count {
+                let severity = if is_error && j == log_count - 1 {
+                    17
+                } else {
+                    [5, 9, 9, 9, 13][self.rng.random_range(0..5)]
+                };
+                let event = event_name(self.zipf.sample(&mut self.rng) as usize % EVENTS);
+                logs.push((
+                    service,
+                    LogRecord {
+                        time_unix_nano: start + duration * j as u64 / (log_count as u64 + 1),
+                        observed_time_unix_nano: start,
+                        severity_number: severity,
+                        event_name: event,
+                        body: Some(AnyValue {
+                            value: Some(s(self.body())),
+                        }),
+                        trace_id: trace_id.to_vec(),
+                        span_id: span_id.to_vec(),
+                        attributes: vec![
+                            kv("user.id", s(format!("u{user}"))),
+                            kv("order.id", s(format!("o{order}"))),
+                            kv("http.route", s(route)),
+                        ],
+                        flags: 1,
+                        ..Default::default()
+                    },
+                ));
+            }
+            spans.push((service, span));
+        }
+        GeneratedTrace {
+            trace_id,
+            spans,
+            logs,
+        }
+    }
+}
+
+fn resource(service: usize) -> Resource {
+    Resource {
+        attributes: vec![
+            kv("service.name", s(SERVICES[service])),
+            kv("host.name", s(format!("host-{}", service % 4))),
+            kv("deployment.environment", s("bench")),
+        ],
+        ..Default::default()
+    }
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope {
+        name: "weft-bench".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        ..Default::default()
+    }
+}
+
+/// Groups log records by service into one export request.
+pub fn logs_request(records: Vec<(usize, LogRecord)>) -> ExportLogsServiceRequest {
+    let mut by_service: Vec<Vec<LogRecord>> = vec![Vec::new(); SERVICES.len()];
+    for (service, record) in records {
+        by_service[service].push(record);
+    }
+    ExportLogsServiceRequest {
+        resource_logs: by_service
+            .into_iter()
+            .enumerate()
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(service, log_records)| ResourceLogs {
+                resource: Some(resource(service)),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(scope()),
+                    log_records,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+/// Groups spans by service into one export request.
+pub fn spans_request(spans: Vec<(usize, Span)>) -> ExportTraceServiceRequest {
+    let mut by_service: Vec<Vec<Span>> = vec![Vec::new(); SERVICES.len()];
+    for (service, span) in spans {
+        by_service[service].push(span);
+    }
+    ExportTraceServiceRequest {
+        resource_spans: by_service
+            .into_iter()
+            .enumerate()
+            .filter(|(_, s)| !s.is_empty())
+            .map(|(service, spans)| ResourceSpans {
+                resource: Some(resource(service)),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(scope()),
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn traces_have_the_promised_shape() {
+        let mut g = Generator::new(1, TrafficConfig { services: 8, error_rate: 0.5 });
+        for _ in 0..50 {
+            let t = g.trace(1_000_000_000);
+            assert!((5..=50).contains(&t.spans.len()));
+            assert!(t.logs.len() <= t.spans.len() * 5);
+            assert!(t.spans[0].1.parent_span_id.is_empty());
+            assert!(t.spans[1..].iter().all(|(_, s)| s.parent_span_id.len() == 8));
+            assert!(t.spans.iter().all(|(svc, _)| *svc < 8));
+        }
+    }
+
+    #[test]
+    fn log_records_are_about_300_bytes() {
+        let mut g = Generator::new(2, TrafficConfig { services: 8, error_rate: 0.0 });
+        let mut records = Vec::new();
+        while records.len() < 1000 {
+            records.extend(g.trace(1).logs);
+        }
+        let n = records.len();
+        let bytes = logs_request(records).encoded_len();
+        let per_record = bytes / n;
+        assert!((200..450).contains(&per_record), "{per_record} bytes per record");
+    }
+
+    #[test]
+    fn words_are_distinct() {
+        let words: std::collections::HashSet<String> = (0..VOCABULARY).map(word).collect();
+        assert_eq!(words.len(), VOCABULARY);
+    }
+}
