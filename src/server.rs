@@ -146,7 +146,10 @@ fn pipeline_config(config: &Config) -> PipelineConfig {
         wal_segment_bytes: config.wal_segment_bytes,
         inflight_bytes: config.inflight_bytes,
         wal_queue: 1024,
-        index_queue: 256,
+        // Small on purpose: rows acknowledged but not yet indexed are what delays search,
+        // so backpressure should reach clients before this queue holds more than a moment
+        // of indexing work.
+        index_queue: 8,
         retention: config.retention,
         max_disk_bytes: config.max_disk_bytes,
         retention_interval: config.retention_interval,

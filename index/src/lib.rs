@@ -13,6 +13,7 @@
 //! threads.
 #![deny(missing_docs)]
 
+pub mod aggregate;
 mod error;
 pub mod model;
 mod partition;

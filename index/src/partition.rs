@@ -200,6 +200,18 @@ impl Partition {
         }
     }
 
+    /// Closes the writer whatever it holds (uncommitted documents are dropped), waiting for its
+    /// threads, so that nothing writes into the directory afterwards.
+    pub(crate) fn close_writer(&self) {
+        let mut state = self.writer.lock().expect("writer lock poisoned");
+        state.uncommitted_docs = 0;
+        if let Some(writer) = state.writer.take()
+            && let Err(error) = writer.wait_merging_threads()
+        {
+            tracing::warn!(%error, "waiting for merges of a closing partition failed");
+        }
+    }
+
     pub(crate) fn has_pending(&self) -> bool {
         self.writer
             .lock()

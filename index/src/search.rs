@@ -46,7 +46,7 @@ pub struct TraceRows {
     pub truncated: bool,
 }
 
-fn time_range(field: Field, start: u64, end: u64) -> Box<dyn Query> {
+pub(crate) fn time_range(field: Field, start: u64, end: u64) -> Box<dyn Query> {
     Box::new(RangeQuery::new(
         Bound::Included(Term::from_field_u64(field, start)),
         Bound::Excluded(Term::from_field_u64(field, end)),

@@ -229,8 +229,9 @@ impl Store {
                 .write()
                 .expect("lock poisoned")
                 .remove(&(p.signal, p.start_ns));
-            // Searches holding the partition keep their open files; the space comes back when
-            // they finish.
+            // Its writer may be flushing into the directory; stop it first. Searches holding
+            // the partition keep their open files; the space comes back when they finish.
+            p.close_writer();
             std::fs::remove_dir_all(&p.dir)?;
             tracing::info!(
                 signal = p.signal.dir_name(),

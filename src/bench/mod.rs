@@ -104,7 +104,10 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
             (Some(server), g, h, p)
         }
     };
-    eprintln!("bench: weft at grpc={grpc} http={http}; sending for {:?} with {} clients, {} records per batch", args.duration, args.clients, args.batch);
+    eprintln!(
+        "bench: weft at grpc={grpc} http={http}; sending for {:?} with {} clients, {} records per batch",
+        args.duration, args.clients, args.batch
+    );
     let http_client = reqwest::Client::new();
     let cpu_before = pid.and_then(process::cpu_seconds);
 
@@ -271,7 +274,10 @@ async fn export_loop(
             let t0 = Instant::now();
             match logs_client.export(logs_req.clone()).await {
                 Ok(_) => {
-                    latencies.lock().await.push(t0.elapsed().as_secs_f64() * 1e3);
+                    latencies
+                        .lock()
+                        .await
+                        .push(t0.elapsed().as_secs_f64() * 1e3);
                     counters.logs.fetch_add(log_count, Ordering::Relaxed);
                     counters.otlp_bytes.fetch_add(log_bytes, Ordering::Relaxed);
                     counters.log_bytes.fetch_add(log_bytes, Ordering::Relaxed);
@@ -385,7 +391,11 @@ async fn wait_for_index(client: &reqwest::Client, http: &str) -> anyhow::Result<
     }
 }
 
-async fn timed_get(client: &reqwest::Client, url: &str, query: &[(&str, &str)]) -> anyhow::Result<f64> {
+async fn timed_get(
+    client: &reqwest::Client,
+    url: &str,
+    query: &[(&str, &str)],
+) -> anyhow::Result<f64> {
     let t0 = Instant::now();
     let response = client.get(url).query(query).send().await?;
     let status = response.status();
@@ -409,15 +419,27 @@ async fn run_queries(
     let mut selective = Vec::new();
     let mut broad = Vec::new();
     for _ in 0..runs {
-        let id = &traces[rng.random_range(0..traces.len().max(1)).min(traces.len() - 1)];
+        let id = &traces[rng
+            .random_range(0..traces.len().max(1))
+            .min(traces.len() - 1)];
         by_id.push(timed_get(client, &format!("http://{http}/api/v1/traces/{id}"), &[]).await?);
         let rare = word(rng.random_range(1000..traffic::VOCABULARY));
         selective.push(
-            timed_get(client, &logs_url, &[("q", rare.as_str()), ("limit", "100"), all_time[0]]).await?,
+            timed_get(
+                client,
+                &logs_url,
+                &[("q", rare.as_str()), ("limit", "100"), all_time[0]],
+            )
+            .await?,
         );
         let common = word(0);
         broad.push(
-            timed_get(client, &logs_url, &[("q", common.as_str()), ("limit", "100"), all_time[0]]).await?,
+            timed_get(
+                client,
+                &logs_url,
+                &[("q", common.as_str()), ("limit", "100"), all_time[0]],
+            )
+            .await?,
         );
     }
     Ok(json!({
@@ -452,21 +474,57 @@ fn print_table(report: &Value) {
     println!("| log records acknowledged | {} |", ingest["log_records"]);
     println!("| spans acknowledged | {} |", ingest["spans"]);
     println!("| log records/s | {} |", f(&ingest["log_records_per_sec"]));
-    println!("| records/s (logs + spans) | {} |", f(&ingest["records_per_sec"]));
+    println!(
+        "| records/s (logs + spans) | {} |",
+        f(&ingest["records_per_sec"])
+    );
     println!("| OTLP MB/s | {} |", f(&ingest["otlp_mb_per_sec"]));
-    println!("| OTLP bytes per log record | {} |", f(&ingest["otlp_bytes_per_log_record"]));
-    println!("| weft CPU s per million records | {} |", f(&ingest["weft_cpu_seconds_per_million_records"]));
-    println!("| records per weft CPU second | {} |", f(&ingest["records_per_weft_cpu_second"]));
-    println!("| export latency p50 / p99 ms | {} / {} |", f(&ingest["export_latency_ms"]["p50"]), f(&ingest["export_latency_ms"]["p99"]));
-    println!("| ack → searchable p50 / p99 ms ({} probes) | {} / {} |", fresh["count"], f(&fresh["p50"]), f(&fresh["p99"]));
+    println!(
+        "| OTLP bytes per log record | {} |",
+        f(&ingest["otlp_bytes_per_log_record"])
+    );
+    println!(
+        "| weft CPU s per million records | {} |",
+        f(&ingest["weft_cpu_seconds_per_million_records"])
+    );
+    println!(
+        "| records per weft CPU second | {} |",
+        f(&ingest["records_per_weft_cpu_second"])
+    );
+    println!(
+        "| export latency p50 / p99 ms | {} / {} |",
+        f(&ingest["export_latency_ms"]["p50"]),
+        f(&ingest["export_latency_ms"]["p99"])
+    );
+    println!(
+        "| ack → searchable p50 / p99 ms ({} probes) | {} / {} |",
+        fresh["count"],
+        f(&fresh["p50"]),
+        f(&fresh["p99"])
+    );
     for (name, key) in [
         ("trace by ID", "trace_by_id"),
         ("selective log search", "selective_log_search"),
-        ("broad log search (newest 100)", "broad_log_search_newest_100"),
+        (
+            "broad log search (newest 100)",
+            "broad_log_search_newest_100",
+        ),
     ] {
-        println!("| {name} p50 / p99 ms | {} / {} |", f(&q[key]["p50"]), f(&q[key]["p99"]));
+        println!(
+            "| {name} p50 / p99 ms | {} / {} |",
+            f(&q[key]["p50"]),
+            f(&q[key]["p99"])
+        );
     }
-    println!("| disk bytes per log record (index + store) | {} |", f(&fp["bytes_per_log_record"]));
+    println!(
+        "| disk bytes per log record (index + store) | {} |",
+        f(&fp["bytes_per_log_record"])
+    );
     println!("| disk bytes per span | {} |", f(&fp["bytes_per_span"]));
-    println!("| weft peak RSS MiB | {} |", fp["weft_peak_rss_bytes"].as_f64().map_or("n/a".into(), |b| format!("{:.0}", b / 1048576.0)));
+    println!(
+        "| weft peak RSS MiB | {} |",
+        fp["weft_peak_rss_bytes"]
+            .as_f64()
+            .map_or("n/a".into(), |b| format!("{:.0}", b / 1048576.0))
+    );
 }

@@ -34,7 +34,13 @@ impl ServerProcess {
         };
         let exe = std::env::current_exe().context("cannot find the weft binary")?;
         let mut child = Command::new(exe)
-            .args(["serve", "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args([
+                "serve",
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
             .arg("--data-dir")
             .arg(&data_dir)
             .arg("--log-level")

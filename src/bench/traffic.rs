@@ -13,11 +13,28 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, Zipf};
 
 const SERVICES: [&str; 12] = [
-    "frontend", "checkout", "payments", "cart", "inventory", "shipping", "auth", "search",
-    "recommendations", "email", "currency", "ads",
+    "frontend",
+    "checkout",
+    "payments",
+    "cart",
+    "inventory",
+    "shipping",
+    "auth",
+    "search",
+    "recommendations",
+    "email",
+    "currency",
+    "ads",
 ];
 const ROUTES: [&str; 8] = [
-    "/pay", "/cart/{id}", "/orders/{id}", "/login", "/search", "/items/{id}", "/ship", "/quote",
+    "/pay",
+    "/cart/{id}",
+    "/orders/{id}",
+    "/login",
+    "/search",
+    "/items/{id}",
+    "/ship",
+    "/quote",
 ];
 const SYLLABLES: [&str; 24] = [
     "ka", "lo", "mi", "ne", "ru", "ta", "vo", "xi", "be", "do", "fa", "gu", "ha", "ji", "ko", "lu",
@@ -46,11 +63,20 @@ pub fn word(rank: usize) -> String {
 
 fn event_name(i: usize) -> String {
     const STEMS: [&str; 10] = [
-        "Payment", "Cache", "Order", "Login", "Cart", "Shipment", "Quote", "Search", "Token", "Stock",
+        "Payment", "Cache", "Order", "Login", "Cart", "Shipment", "Quote", "Search", "Token",
+        "Stock",
     ];
     const ENDS: [&str; 10] = [
-        "Declined", "Miss", "Created", "Failed", "Updated", "Delayed", "Expired", "Timeout",
-        "Refreshed", "Low",
+        "Declined",
+        "Miss",
+        "Created",
+        "Failed",
+        "Updated",
+        "Delayed",
+        "Expired",
+        "Timeout",
+        "Refreshed",
+        "Low",
     ];
     format!("{}{}{}", STEMS[i % 10], ENDS[(i / 10) % 10], i / 100)
 }
@@ -128,17 +154,26 @@ impl Generator {
         let order = self.rng.random_range(1..10_000_000u32);
         let total_ns: u64 = self.rng.random_range(2_000_000..800_000_000);
         for i in 0..span_count {
-            let service = if i == 0 { 0 } else { self.rng.random_range(0..services) };
+            let service = if i == 0 {
+                0
+            } else {
+                self.rng.random_range(0..services)
+            };
             let parent = if i == 0 {
                 Vec::new()
             } else {
                 spans[self.rng.random_range(0..i)].1.span_id.clone()
             };
-            let offset = if i == 0 { 0 } else { self.rng.random_range(0..total_ns / 2) };
+            let offset = if i == 0 {
+                0
+            } else {
+                self.rng.random_range(0..total_ns / 2)
+            };
             let duration = if i == 0 {
                 total_ns
             } else {
-                self.rng.random_range(1_000..=(total_ns - offset).max(1_001))
+                self.rng
+                    .random_range(1_000..=(total_ns - offset).max(1_001))
             };
             let span_id: [u8; 8] = self.rng.random();
             let route = ROUTES[self.rng.random_range(0..ROUTES.len())];
@@ -147,7 +182,10 @@ impl Generator {
             let mut attributes = vec![
                 kv("http.method", s(if i % 3 == 0 { "POST" } else { "GET" })),
                 kv("http.route", s(route)),
-                kv("http.status_code", any_value::Value::IntValue(if is_error { 500 } else { 200 })),
+                kv(
+                    "http.status_code",
+                    any_value::Value::IntValue(if is_error { 500 } else { 200 }),
+                ),
             ];
             if i % 4 == 1 {
                 attributes.push(kv("db.system", s("postgresql")));
@@ -164,7 +202,11 @@ impl Generator {
                 attributes,
                 status: Some(Status {
                     code: if is_error { 2 } else { 0 },
-                    message: if is_error { "upstream failed".into() } else { String::new() },
+                    message: if is_error {
+                        "upstream failed".into()
+                    } else {
+                        String::new()
+                    },
                 }),
                 ..Default::default()
             };
@@ -282,20 +324,36 @@ mod tests {
 
     #[test]
     fn traces_have_the_promised_shape() {
-        let mut g = Generator::new(1, TrafficConfig { services: 8, error_rate: 0.5 });
+        let mut g = Generator::new(
+            1,
+            TrafficConfig {
+                services: 8,
+                error_rate: 0.5,
+            },
+        );
         for _ in 0..50 {
             let t = g.trace(1_000_000_000);
             assert!((5..=50).contains(&t.spans.len()));
             assert!(t.logs.len() <= t.spans.len() * 5);
             assert!(t.spans[0].1.parent_span_id.is_empty());
-            assert!(t.spans[1..].iter().all(|(_, s)| s.parent_span_id.len() == 8));
+            assert!(
+                t.spans[1..]
+                    .iter()
+                    .all(|(_, s)| s.parent_span_id.len() == 8)
+            );
             assert!(t.spans.iter().all(|(svc, _)| *svc < 8));
         }
     }
 
     #[test]
     fn log_records_are_about_300_bytes() {
-        let mut g = Generator::new(2, TrafficConfig { services: 8, error_rate: 0.0 });
+        let mut g = Generator::new(
+            2,
+            TrafficConfig {
+                services: 8,
+                error_rate: 0.0,
+            },
+        );
         let mut records = Vec::new();
         while records.len() < 1000 {
             records.extend(g.trace(1).logs);
@@ -303,7 +361,10 @@ mod tests {
         let n = records.len();
         let bytes = logs_request(records).encoded_len();
         let per_record = bytes / n;
-        assert!((200..450).contains(&per_record), "{per_record} bytes per record");
+        assert!(
+            (200..450).contains(&per_record),
+            "{per_record} bytes per record"
+        );
     }
 
     #[test]

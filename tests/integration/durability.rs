@@ -236,3 +236,48 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_record_and_duplicates_n
         process.kill();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_commits_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let process = WeftProcess::spawn(dir.path());
+    for batch in 0..3 {
+        let response = client
+            .post(format!("http://{}/v1/logs", process.http))
+            .header("content-type", "application/x-protobuf")
+            .body(tagged_batch(7, 0, batch, 20))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // SAFETY: kill(2) on our own child with a standard signal.
+    unsafe {
+        libc::kill(process.child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let mut process = process;
+        process.child.wait().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "weft exited with {status}");
+
+    // Everything was committed before exit: the restarted weft has nothing to replay.
+    let process = WeftProcess::spawn(dir.path());
+    assert_eq!(count(&client, process.http, "attr.run:7").await, 60);
+    let metrics = client
+        .get(format!("http://{}/metrics", process.http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("\nweft_rows_indexed_total 0\n"),
+        "{metrics}"
+    );
+    process.kill();
+}

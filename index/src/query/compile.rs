@@ -54,7 +54,8 @@ fn text_analyzer() -> TextAnalyzer {
         .build()
 }
 
-fn tokens(text: &str) -> Vec<String> {
+/// The tokens the index makes of a text field.
+pub(crate) fn text_tokens(text: &str) -> Vec<String> {
     let mut analyzer = text_analyzer();
     let mut stream = analyzer.token_stream(text);
     let mut out = Vec::new();
@@ -82,7 +83,7 @@ fn text_query(
         let pattern = wildcard_pattern(&text.to_lowercase());
         return regex(field, &pattern, pos);
     }
-    let words = tokens(text);
+    let words = text_tokens(text);
     Ok(match words.len() {
         // Only punctuation: nothing can match it.
         0 => Box::new(EmptyQuery),
@@ -230,7 +231,8 @@ fn filter_query(
                     format!("expected a duration such as 250ms or 2s, found '{value}'"),
                 )
             })?;
-            Ok(u64_range(span_fields().duration, op, nanos, nanos))
+            let (low, high) = bounds(op, nanos, nanos);
+            Ok(u64_range(span_fields().duration, low, high))
         }
         _ => {
             let _ = phrase;
@@ -269,9 +271,14 @@ fn id_query(
     }
 }
 
-/// A severity name (`WARN`) covers its band (13-16) for `:`; a suffixed name (`WARN2`) or a
-/// number is exact. Comparisons use the band's edges: `>=WARN` is 13+, `>WARN` is 17+.
-fn severity_query(op: CmpOp, value: &str, pos: usize) -> Result<Box<dyn Query>, QueryError> {
+/// Inclusive bounds a severity filter selects. A severity name (`WARN`) covers its band (13-16)
+/// for `:`; a suffixed name (`WARN2`) or a number is exact. Comparisons use the band's edges:
+/// `>=WARN` is 13 and up, `>WARN` is 17 and up.
+pub(crate) fn severity_bounds(
+    op: CmpOp,
+    value: &str,
+    pos: usize,
+) -> Result<(Option<u64>, Option<u64>), QueryError> {
     let number = severity::number_for_text(value).ok_or_else(|| {
         QueryError::syntax(
             pos,
@@ -287,20 +294,32 @@ fn severity_query(op: CmpOp, value: &str, pos: usize) -> Result<Box<dyn Query>, 
     } else {
         (number as u64, number as u64)
     };
-    Ok(u64_range(log_fields().severity, op, low, high))
+    Ok(bounds(op, low, high))
 }
 
-/// Range over a u64 field for a value that covers `[low, high]`.
-fn u64_range(field: Field, op: CmpOp, low: u64, high: u64) -> Box<dyn Query> {
-    let t = |v| Term::from_field_u64(field, v);
-    let (from, to) = match op {
-        CmpOp::Eq => (Bound::Included(t(low)), Bound::Included(t(high))),
-        CmpOp::Ge => (Bound::Included(t(low)), Bound::Unbounded),
-        CmpOp::Gt => (Bound::Excluded(t(high)), Bound::Unbounded),
-        CmpOp::Le => (Bound::Unbounded, Bound::Included(t(high))),
-        CmpOp::Lt => (Bound::Unbounded, Bound::Excluded(t(low))),
-    };
-    Box::new(RangeQuery::new(from, to))
+/// Inclusive bounds for `op` applied to a value that covers `[low, high]`.
+fn bounds(op: CmpOp, low: u64, high: u64) -> (Option<u64>, Option<u64>) {
+    match op {
+        CmpOp::Eq => (Some(low), Some(high)),
+        CmpOp::Ge => (Some(low), None),
+        CmpOp::Gt => (Some(high.saturating_add(1)), None),
+        CmpOp::Le => (None, Some(high)),
+        CmpOp::Lt => (None, Some(low.saturating_sub(1))),
+    }
+}
+
+fn severity_query(op: CmpOp, value: &str, pos: usize) -> Result<Box<dyn Query>, QueryError> {
+    let (low, high) = severity_bounds(op, value, pos)?;
+    Ok(u64_range(log_fields().severity, low, high))
+}
+
+/// Range over a u64 field with inclusive, optional bounds.
+fn u64_range(field: Field, low: Option<u64>, high: Option<u64>) -> Box<dyn Query> {
+    let t = |v| Bound::Included(Term::from_field_u64(field, v));
+    Box::new(RangeQuery::new(
+        low.map_or(Bound::Unbounded, t),
+        high.map_or(Bound::Unbounded, t),
+    ))
 }
 
 /// An attribute value may have been indexed as a string, an integer, a float or a bool; the

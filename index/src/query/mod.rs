@@ -8,9 +8,11 @@
 //! `AND`, `OR`, `NOT`/`-` and parentheses combine them.
 
 mod compile;
+mod matcher;
 mod parse;
 
 pub use compile::compile;
+pub use matcher::LogMatcher;
 pub use parse::parse;
 
 /// A parsed query.
