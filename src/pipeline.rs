@@ -16,8 +16,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use weft_index::{RetentionPolicy, RowBatch, Store};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot};
+use weft_index::{LogRow, RetentionPolicy, RowBatch, Store};
 
 use crate::metrics::Metrics;
 use crate::wal::{Wal, WalError};
@@ -83,9 +83,24 @@ struct IndexJob {
     _permit: OwnedSemaphorePermit,
 }
 
+/// Log rows as they are acknowledged, for live tail. `first_seq` numbers the first row in the
+/// stream of all acknowledged log rows, so a subscriber that fell behind knows how many it
+/// missed.
+#[derive(Clone, Debug)]
+pub struct TailBatch {
+    /// Sequence number of `rows[0]`.
+    pub first_seq: u64,
+    /// The rows.
+    pub rows: Arc<Vec<LogRow>>,
+}
+
+/// Batches the tail broadcast holds for its slowest subscriber.
+const TAIL_BUFFER_BATCHES: usize = 256;
+
 /// Handle shared by the ingest layers.
 pub struct Pipeline {
     wal_tx: mpsc::Sender<WalMessage>,
+    tail: broadcast::Sender<TailBatch>,
     budget: Arc<Semaphore>,
     budget_units: usize,
     metrics: Arc<Metrics>,
@@ -113,13 +128,15 @@ impl Pipeline {
         let budget_units = (config.inflight_bytes / BUDGET_UNIT).max(1);
         let (wal_tx, wal_rx) = mpsc::channel(config.wal_queue.max(1));
         let (index_tx, index_rx) = std_mpsc::sync_channel(config.index_queue.max(1));
+        let (tail, _) = broadcast::channel(TAIL_BUFFER_BATCHES);
 
         let wal_thread = {
             let metrics = metrics.clone();
             let store = store.clone();
+            let tail = tail.clone();
             std::thread::Builder::new()
                 .name("weft-wal".into())
-                .spawn(move || wal_loop(wal, wal_rx, index_tx, store, metrics))
+                .spawn(move || wal_loop(wal, wal_rx, index_tx, store, metrics, tail))
                 .expect("spawning the WAL thread")
         };
         let indexer_thread = {
@@ -131,6 +148,7 @@ impl Pipeline {
         };
         Ok(Arc::new(Pipeline {
             wal_tx,
+            tail,
             budget: Arc::new(Semaphore::new(budget_units)),
             budget_units,
             metrics,
@@ -168,6 +186,13 @@ impl Pipeline {
                 mpsc::error::TrySendError::Closed(_) => PipelineError::ShuttingDown,
             })?;
         answer.await.unwrap_or(Err(PipelineError::ShuttingDown))
+    }
+
+    /// A live feed of acknowledged log rows. Subscribers that fall more than the buffer behind
+    /// lose the oldest batches (and can tell how many rows from the sequence numbers); ingest
+    /// never waits for them.
+    pub fn subscribe_tail(&self) -> broadcast::Receiver<TailBatch> {
+        self.tail.subscribe()
     }
 
     /// The counters this pipeline updates.
@@ -243,8 +268,10 @@ fn wal_loop(
     index_tx: std_mpsc::SyncSender<IndexJob>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,
+    tail: broadcast::Sender<TailBatch>,
 ) {
     let mut group: Vec<AppendRequest> = Vec::with_capacity(64);
+    let mut tail_seq: u64 = 0;
     let mut stopping = false;
     while !stopping {
         match rx.blocking_recv() {
@@ -309,6 +336,16 @@ fn wal_loop(
                 Ordering::Relaxed,
             );
             let _ = reply.send(Ok(()));
+            if !batch.logs.is_empty() {
+                // Copies are made only while someone is tailing.
+                if tail.receiver_count() > 0 {
+                    let _ = tail.send(TailBatch {
+                        first_seq: tail_seq,
+                        rows: Arc::new(batch.logs.clone()),
+                    });
+                }
+                tail_seq += batch.logs.len() as u64;
+            }
             let job = IndexJob {
                 lsn_start,
                 lsn_end,

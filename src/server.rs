@@ -84,14 +84,16 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Runni
     };
     let ready = Arc::new(AtomicBool::new(false));
     let ingest = Ingest::new(pipeline.clone(), metrics.clone(), config.max_body_bytes);
+    let (stop_tx, stop_rx) = watch::channel(false);
     let api_state = ApiState {
         store,
         metrics,
         ready: ready.clone(),
         query_permits: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
         query_timeout: config.query_timeout,
+        pipeline: pipeline.clone(),
+        shutdown: stop_rx.clone(),
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
 
     let http_app = api::router(api_state)
         .merge(ingest::http::router(ingest.clone()))

@@ -347,6 +347,43 @@ impl Store {
         Ok(out)
     }
 
+    /// Span names (operations) of a service in `[start, end)`, each with the span kinds seen.
+    pub fn operations(
+        &self,
+        service: &str,
+        start: u64,
+        end: u64,
+    ) -> Result<BTreeMap<String, BTreeSet<&'static str>>, IndexError> {
+        let mut out: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
+        for kind in [
+            "unspecified",
+            "internal",
+            "server",
+            "client",
+            "producer",
+            "consumer",
+        ] {
+            let expr = Expr::And(vec![
+                keyword_filter("service", service),
+                keyword_filter("kind", kind),
+            ]);
+            let query = filtered(Some(&expr), Signal::Spans, start, end)?;
+            let collector = KeyedCollector {
+                key_field: "name",
+                time_field: "start",
+                with_details: false,
+            };
+            let mut found = KeyedFruit::new();
+            for partition in self.partitions_overlapping(Signal::Spans, start, end) {
+                merge_keyed(&mut found, partition.searcher().search(&query, &collector)?);
+            }
+            for name in found.into_keys() {
+                out.entry(name).or_default().insert(kind);
+            }
+        }
+        Ok(out)
+    }
+
     /// The event-ID catalog of `[start, end)`, optionally for one service.
     pub fn events(
         &self,
@@ -354,13 +391,7 @@ impl Store {
         start: u64,
         end: u64,
     ) -> Result<BTreeMap<String, EventStats>, IndexError> {
-        let expr = service.map(|s| Expr::Filter {
-            field: "service".into(),
-            op: crate::query::CmpOp::Eq,
-            value: s.to_string(),
-            phrase: false,
-            pos: 0,
-        });
+        let expr = service.map(|s| keyword_filter("service", s));
         let query = filtered(expr.as_ref(), Signal::Logs, start, end)?;
         let collector = KeyedCollector {
             key_field: "event",
@@ -372,6 +403,39 @@ impl Store {
             merge_keyed(&mut found, partition.searcher().search(&query, &collector)?);
         }
         Ok(found.into_iter().collect())
+    }
+}
+
+impl Store {
+    /// Log records matching `query` in the partitions overlapping `[start, end)`, counted per
+    /// service. (No time filter inside those partitions: callers look rows up by ID.)
+    pub(crate) fn count_by_service(
+        &self,
+        query: &dyn Query,
+        start: u64,
+        end: u64,
+    ) -> Result<BTreeMap<String, u64>, IndexError> {
+        let collector = KeyedCollector {
+            key_field: "service",
+            time_field: "time",
+            with_details: false,
+        };
+        let mut found = KeyedFruit::new();
+        for partition in self.partitions_overlapping(Signal::Logs, start, end) {
+            merge_keyed(&mut found, partition.searcher().search(query, &collector)?);
+        }
+        Ok(found.into_iter().map(|(k, v)| (k, v.count)).collect())
+    }
+}
+
+/// `field:value`, matched exactly (a `*` in the value is a wildcard).
+fn keyword_filter(field: &str, value: &str) -> Expr {
+    Expr::Filter {
+        field: field.to_string(),
+        op: crate::query::CmpOp::Eq,
+        value: value.to_string(),
+        phrase: true,
+        pos: 0,
     }
 }
 

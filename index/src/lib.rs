@@ -7,7 +7,8 @@
 //! - [`store`]: all partitions; writing, commit and checkpoint, retention.
 //! - [`query`]: the query language (`service:checkout severity>=WARN "card declined"`), parsed
 //!   into an expression and compiled per signal into tantivy queries.
-//! - `search`: log search, trace assembly.
+//! - `search`: log search with cursors, trace assembly; `traces`: summaries and trace search;
+//!   [`aggregate`]: histogram and catalogs from fast fields.
 //!
 //! The crate is synchronous and knows nothing of HTTP or gRPC; weft calls it from dedicated
 //! threads.
@@ -22,12 +23,14 @@ mod schema;
 mod search;
 pub mod severity;
 pub mod store;
+mod traces;
 
 pub use error::IndexError;
 pub use model::{LogRow, RowBatch, SpanRow};
 pub use partition::{PARTITION_NANOS, partition_start};
-pub use search::{LogPage, LogSearch, TraceRows};
+pub use search::{LogCursor, LogPage, LogSearch, TraceRows};
 pub use store::{CommitStats, RetentionPolicy, Store};
+pub use traces::{TraceSearch, TraceSearchResult, TraceSummary};
 
 use schema::{LogFields, SpanFields};
 use std::sync::OnceLock;

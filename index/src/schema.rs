@@ -143,9 +143,10 @@ impl SpanFields {
         let service = b.add_text_field("service", STRING | FAST);
         let name = b.add_text_field("name", STRING | FAST);
         let text = b.add_text_field("text", TEXT);
-        let kind = b.add_text_field("kind", STRING);
+        let kind = b.add_text_field("kind", STRING | FAST);
         let status = b.add_text_field("status", STRING);
-        let trace_id = b.add_bytes_field("trace_id", id_options());
+        // Fast as well: trace search reads candidate trace IDs from the column.
+        let trace_id = b.add_bytes_field("trace_id", id_options().set_fast());
         let span_id = b.add_bytes_field("span_id", id_options());
         let parent_span_id = b.add_bytes_field("parent_span_id", id_options());
         let scope = b.add_text_field("scope", STRING);

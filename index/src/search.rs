@@ -24,6 +24,8 @@ pub struct LogSearch {
     pub end_unix_nano: u64,
     /// Most records to return.
     pub limit: usize,
+    /// Continue after this record (from a previous page's `next_cursor`).
+    pub cursor: Option<LogCursor>,
 }
 
 /// Records found by a log search.
@@ -33,7 +35,55 @@ pub struct LogPage {
     pub logs: Vec<LogRow>,
     /// True when more records matched than `limit`.
     pub more: bool,
+    /// Where the next page starts, when there is one.
+    pub next_cursor: Option<LogCursor>,
 }
+
+/// A position in the newest-first order of log records: the last record of a page.
+///
+/// Records are ordered by time, then by a hash of their stored bytes, so the order is total
+/// and does not depend on how tantivy happens to lay out segments. Records arriving while a
+/// client pages are newer than its cursor or land in their place in time; either way no page
+/// repeats or skips a record that was there when the first page was read. (Two byte-identical
+/// records share a position and may be shown once.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogCursor {
+    /// Time of the last record returned.
+    pub time_unix_nano: u64,
+    /// Its tie-breaking hash.
+    pub tiebreak: u64,
+}
+
+impl LogCursor {
+    /// The opaque text form clients pass back.
+    pub fn encode(&self) -> String {
+        format!("{:016x}{:016x}", self.time_unix_nano, self.tiebreak)
+    }
+
+    /// Parses [`LogCursor::encode`]'s output.
+    pub fn decode(text: &str) -> Option<Self> {
+        if text.len() != 32 {
+            return None;
+        }
+        Some(LogCursor {
+            time_unix_nano: u64::from_str_radix(text.get(..16)?, 16).ok()?,
+            tiebreak: u64::from_str_radix(text.get(16..)?, 16).ok()?,
+        })
+    }
+}
+
+/// FNV-1a: a cheap, stable hash of a record's stored bytes.
+fn tiebreak(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// Most records sharing one timestamp that a page boundary handles exactly.
+const MAX_TIES: usize = 10_000;
 
 /// Every row of one trace.
 #[derive(Clone, Debug, Default)]
@@ -53,59 +103,130 @@ pub(crate) fn time_range(field: Field, start: u64, end: u64) -> Box<dyn Query> {
     ))
 }
 
-fn stored_source<M: Message + Default>(
+pub(crate) fn stored_source<M: Message + Default>(
     searcher: &Searcher,
     field: Field,
     address: DocAddress,
 ) -> Result<M, IndexError> {
+    Ok(stored_source_with_hash(searcher, field, address)?.0)
+}
+
+fn stored_source_with_hash<M: Message + Default>(
+    searcher: &Searcher,
+    field: Field,
+    address: DocAddress,
+) -> Result<(M, u64), IndexError> {
     let doc: TantivyDocument = searcher.doc(address)?;
     let bytes = doc
         .get_first(field)
         .and_then(|v| v.as_bytes())
         .unwrap_or_default();
-    Ok(M::decode(bytes)?)
+    Ok((M::decode(bytes)?, tiebreak(bytes)))
+}
+
+struct Hit {
+    key: LogCursor,
+    row: LogRow,
+}
+
+/// Newest-first hits of `matcher` in `[start, end)` of one partition: at least the newest
+/// `want` (fewer if fewer match), plus every record sharing the oldest time among them, so a
+/// page boundary never splits a group of equal times arbitrarily.
+fn partition_hits(
+    searcher: &Searcher,
+    matcher: &dyn Query,
+    start: u64,
+    end: u64,
+    want: usize,
+) -> Result<Vec<Hit>, IndexError> {
+    let fields = log_fields();
+    let run = |from: u64, to: u64, limit: usize| -> Result<Vec<Hit>, IndexError> {
+        let query = BooleanQuery::new(vec![
+            (Occur::Must, matcher.box_clone()),
+            (Occur::Must, time_range(fields.time, from, to)),
+        ]);
+        let found = searcher.search(
+            &query,
+            &TopDocs::with_limit(limit).order_by_fast_field::<u64>("time", Order::Desc),
+        )?;
+        found
+            .into_iter()
+            .map(|(_, address)| {
+                let (row, hash): (LogRow, u64) =
+                    stored_source_with_hash(searcher, fields.source, address)?;
+                Ok(Hit {
+                    key: LogCursor {
+                        time_unix_nano: row.time_unix_nano,
+                        tiebreak: hash,
+                    },
+                    row,
+                })
+            })
+            .collect()
+    };
+    let mut hits = run(start, end, want)?;
+    if hits.len() == want
+        && let Some(oldest) = hits.iter().map(|h| h.key.time_unix_nano).min()
+    {
+        hits.retain(|h| h.key.time_unix_nano != oldest);
+        hits.extend(run(oldest, oldest + 1, MAX_TIES)?);
+    }
+    hits.sort_by_key(|h| std::cmp::Reverse(h.key));
+    Ok(hits)
 }
 
 impl Store {
-    /// Log records matching `search`, newest first.
+    /// Log records matching `search`, newest first, from its cursor on.
     pub fn search_logs(&self, search: &LogSearch) -> Result<LogPage, IndexError> {
-        let fields = log_fields();
         let matcher: Box<dyn Query> = match &search.query {
             Some(expr) => compile(expr, Signal::Logs)?,
             None => Box::new(AllQuery),
         };
-        let query = BooleanQuery::new(vec![
-            (Occur::Must, matcher),
-            (
-                Occur::Must,
-                time_range(fields.time, search.start_unix_nano, search.end_unix_nano),
-            ),
-        ]);
-        let mut page = LogPage::default();
+        let start = search.start_unix_nano;
+        let mut end = search.end_unix_nano;
+        let mut hits: Vec<Hit> = Vec::new();
+        if let Some(cursor) = search.cursor {
+            // The rest of the cursor's time group first, then strictly older records.
+            let t = cursor.time_unix_nano;
+            if t >= start && t < end {
+                for partition in self.partitions_overlapping(Signal::Logs, t, t + 1) {
+                    let mut ties =
+                        partition_hits(&partition.searcher(), &*matcher, t, t + 1, MAX_TIES)?;
+                    ties.retain(|h| h.key < cursor);
+                    hits.extend(ties);
+                }
+            }
+            end = end.min(t);
+        }
         // Partitions do not overlap in time, so walking them newest first and stopping once
         // the page is full yields the newest records overall.
-        for partition in
-            self.partitions_overlapping(Signal::Logs, search.start_unix_nano, search.end_unix_nano)
-        {
-            let wanted = search.limit + 1 - page.logs.len();
-            let searcher = partition.searcher();
-            let hits = searcher.search(
-                &query,
-                &TopDocs::with_limit(wanted).order_by_fast_field::<u64>("time", Order::Desc),
-            )?;
-            for (_, address) in hits {
-                if page.logs.len() == search.limit {
-                    page.more = true;
+        if start < end {
+            for partition in self.partitions_overlapping(Signal::Logs, start, end) {
+                if hits.len() > search.limit {
                     break;
                 }
-                page.logs
-                    .push(stored_source(&searcher, fields.source, address)?);
-            }
-            if page.more {
-                break;
+                let want = search.limit + 1 - hits.len();
+                hits.extend(partition_hits(
+                    &partition.searcher(),
+                    &*matcher,
+                    start,
+                    end,
+                    want,
+                )?);
             }
         }
-        Ok(page)
+        let more = hits.len() > search.limit;
+        hits.truncate(search.limit);
+        let next_cursor = if more {
+            hits.last().map(|h| h.key)
+        } else {
+            None
+        };
+        Ok(LogPage {
+            logs: hits.into_iter().map(|h| h.row).collect(),
+            more,
+            next_cursor,
+        })
     }
 
     /// Every span and log of `trace_id`, from every partition: a trace is found whatever its

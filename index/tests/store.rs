@@ -4,7 +4,8 @@
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use weft_index::query::parse;
 use weft_index::{
-    LogRow, LogSearch, PARTITION_NANOS, RetentionPolicy, RowBatch, Signal, SpanRow, Store,
+    LogCursor, LogRow, LogSearch, PARTITION_NANOS, RetentionPolicy, RowBatch, Signal, SpanRow,
+    Store,
 };
 
 const HOUR: u64 = PARTITION_NANOS;
@@ -43,6 +44,7 @@ fn search(store: &Store, q: &str, limit: usize) -> Vec<String> {
             start_unix_nano: 0,
             end_unix_nano: u64::MAX,
             limit,
+            cursor: None,
         })
         .unwrap()
         .logs
@@ -80,6 +82,7 @@ fn rows_go_to_hour_partitions_and_search_newest_first() {
             start_unix_nano: BASE + HOUR,
             end_unix_nano: BASE + 2 * HOUR,
             limit: 1,
+            cursor: None,
         })
         .unwrap();
     assert_eq!(page.logs.len(), 1);
@@ -200,4 +203,70 @@ fn retention_deletes_whole_partitions_oldest_first() {
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.partition_count(Signal::Logs), 1);
+}
+
+#[test]
+fn cursor_paging_is_stable_while_data_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // Ten records share one timestamp, across an hour boundary from the rest.
+    let mut logs: Vec<LogRow> = (0..10)
+        .map(|i| log(BASE + HOUR, &format!("tie{i}"), 0))
+        .collect();
+    logs.extend((0..5).map(|i| log(BASE + HOUR - 100 + i, &format!("older{i}"), 0)));
+    logs.extend((0..5).map(|i| log(BASE + HOUR + 100 + i, &format!("newer{i}"), 0)));
+    store
+        .index_batch(
+            0,
+            &RowBatch {
+                logs,
+                spans: vec![],
+            },
+        )
+        .unwrap();
+    store.commit(10).unwrap();
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<LogCursor> = None;
+    let mut lsn = 10;
+    loop {
+        let page = store
+            .search_logs(&LogSearch {
+                query: None,
+                start_unix_nano: 0,
+                end_unix_nano: BASE + 3 * HOUR,
+                limit: 3,
+                cursor,
+            })
+            .unwrap();
+        seen.extend(page.logs.iter().map(LogRow::body_text));
+        // Data keeps arriving between pages, newer than anything paged so far.
+        let arriving = RowBatch {
+            logs: vec![log(BASE + 2 * HOUR + lsn, "late", 0)],
+            spans: vec![],
+        };
+        store.index_batch(lsn, &arriving).unwrap();
+        lsn += 10;
+        store.commit(lsn).unwrap();
+        match page.next_cursor {
+            Some(next) => {
+                let text = next.encode();
+                assert_eq!(LogCursor::decode(&text), Some(next));
+                cursor = Some(next);
+            }
+            None => break,
+        }
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted.len(), seen.len(), "a record was repeated: {seen:?}");
+    assert_eq!(seen.len(), 20, "{seen:?}");
+    assert_eq!(
+        &seen[..5],
+        ["newer4", "newer3", "newer2", "newer1", "newer0"]
+    );
+    assert!(seen[5..15].iter().all(|b| b.starts_with("tie")));
+    assert_eq!(seen[15], "older4");
+    assert!(!seen.contains(&"late".to_string()));
 }

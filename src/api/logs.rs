@@ -6,8 +6,8 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::{Query, State};
 use serde_json::{Value, json};
-use weft_index::LogSearch;
 use weft_index::query::parse;
+use weft_index::{LogCursor, LogSearch};
 
 use super::params::{limit, time_range};
 use super::{ApiError, ApiState};
@@ -31,11 +31,18 @@ pub(crate) async fn search(
         DEFAULT_LIMIT,
         MAX_LIMIT,
     )?;
+    let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
+        Some(text) => Some(LogCursor::decode(text).ok_or_else(|| {
+            ApiError::BadRequest("cursor is not one weft returned as next_cursor".into())
+        })?),
+        None => None,
+    };
     let search = LogSearch {
         query,
         start_unix_nano: start,
         end_unix_nano: end,
         limit,
+        cursor,
     };
     let page = state
         .run_query(move |store| Ok(store.search_logs(&search)?))
@@ -43,7 +50,7 @@ pub(crate) async fn search(
     let logs: Vec<Value> = page.logs.iter().map(|r| r.to_json()).collect();
     Ok(Json(json!({
         "logs": logs,
-        "next_cursor": null,
+        "next_cursor": page.next_cursor.map(|c| c.encode()),
         "more": page.more,
         "took_ms": started.elapsed().as_millis() as u64,
     })))

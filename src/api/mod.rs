@@ -1,8 +1,11 @@
-//! weft's HTTP query API: `/api/v1/...`, health and metrics.
+//! weft's HTTP query API: `/api/v1/...`, the Jaeger-compatible `/api/...`, health and metrics.
 
+mod catalog;
 mod error;
+mod jaeger;
 mod logs;
 mod params;
+mod tail;
 mod traces;
 
 use std::sync::Arc;
@@ -14,13 +17,13 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use weft_index::Store;
 
 pub use error::ApiError;
 
 use crate::metrics::Metrics;
-use crate::pipeline::now_unix_nano;
+use crate::pipeline::{Pipeline, now_unix_nano};
 
 /// What query handlers share.
 #[derive(Clone)]
@@ -35,13 +38,30 @@ pub struct ApiState {
     pub query_permits: Arc<Semaphore>,
     /// Longest a query may run.
     pub query_timeout: Duration,
+    /// The ingest pipeline, for live tail.
+    pub pipeline: Arc<Pipeline>,
+    /// Turns true when weft stops, ending long-lived answers such as tails.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// Routes of the query API.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/logs", get(logs::search))
+        .route("/api/v1/logs/histogram", get(catalog::histogram))
+        .route("/api/v1/logs/tail", get(tail::tail))
+        .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::get_trace))
+        .route("/api/v1/services", get(catalog::services))
+        .route("/api/v1/events", get(catalog::events))
+        .route("/api/services", get(jaeger::services))
+        .route(
+            "/api/services/{service}/operations",
+            get(jaeger::service_operations),
+        )
+        .route("/api/operations", get(jaeger::operations))
+        .route("/api/traces", get(jaeger::search))
+        .route("/api/traces/{trace_id}", get(jaeger::get_trace))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -54,6 +54,21 @@ pub fn limit(value: Option<&str>, default: usize, max: usize) -> Result<usize, A
     }
 }
 
+/// A duration such as `250ms`, `1.5s`, `2m` (or plain nanoseconds).
+pub fn parse_duration_ns(name: &str, text: &str) -> Result<u64, ApiError> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<u64>() {
+        return Ok(n);
+    }
+    humantime::parse_duration(text)
+        .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "{name} must be a duration such as 250ms, 1.5s or 2m, not '{text}'"
+            ))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

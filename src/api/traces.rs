@@ -1,18 +1,23 @@
-//! `GET /api/v1/traces/{trace_id}`: every span and log of a trace, and a summary.
+//! `GET /api/v1/traces/{trace_id}` (every span and log of a trace, and a summary) and
+//! `GET /api/v1/traces` (trace search).
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use serde_json::{Value, json};
-use weft_index::{LogRow, SpanRow};
+use weft_index::query::{CmpOp, Expr, parse};
+use weft_index::{LogRow, SpanRow, TraceSearch, TraceSummary};
 
+use super::params::{limit, parse_duration_ns, time_range};
 use super::{ApiError, ApiState};
 
 /// Most spans and logs one trace answer carries.
-const MAX_SPANS: usize = 10_000;
-const MAX_LOGS: usize = 50_000;
+pub(crate) const MAX_SPANS: usize = 10_000;
+pub(crate) const MAX_LOGS: usize = 50_000;
+const DEFAULT_TRACES: usize = 20;
+const MAX_TRACES: usize = 500;
 
 /// Parses a 32-hex-character trace ID.
 pub(crate) fn parse_trace_id(text: &str) -> Result<[u8; 16], ApiError> {
@@ -42,50 +47,93 @@ pub(crate) async fn get_trace(
             hex::encode(id)
         )));
     }
-    let summary = summary(&hex::encode(id), &rows.spans, &rows.logs);
+    let summary = TraceSummary::from_rows(id, &rows.spans, &rows.logs);
     Ok(Json(json!({
         "trace_id": hex::encode(id),
         "spans": rows.spans.iter().map(SpanRow::to_json).collect::<Vec<_>>(),
         "logs": rows.logs.iter().map(LogRow::to_json).collect::<Vec<_>>(),
-        "summary": summary,
+        "summary": summary.to_json(),
         "truncated": rows.truncated,
         "took_ms": started.elapsed().as_millis() as u64,
     })))
 }
 
-/// The trace summary of DESIGN.md. The root is the earliest span without a parent; a trace
-/// without one is `incomplete` and its earliest span stands in.
-pub(crate) fn summary(trace_id: &str, spans: &[SpanRow], logs: &[LogRow]) -> Value {
-    let root = spans
-        .iter()
-        .filter(|s| s.parent_span_id.is_empty())
-        .min_by_key(|s| s.start_time_unix_nano);
-    let stand_in = root.or_else(|| spans.iter().min_by_key(|s| s.start_time_unix_nano));
-    let times = spans
-        .iter()
-        .flat_map(|s| [s.start_time_unix_nano, s.end_time_unix_nano])
-        .chain(if spans.is_empty() {
-            logs.iter().map(|l| l.time_unix_nano).collect::<Vec<_>>()
-        } else {
-            Vec::new()
-        });
-    let (start, end) = times.fold((u64::MAX, 0u64), |(lo, hi), t| (lo.min(t), hi.max(t)));
-    let start = if start == u64::MAX { 0 } else { start };
-    let services: BTreeSet<&str> = spans
-        .iter()
-        .map(|s| s.service.as_str())
-        .chain(logs.iter().map(|l| l.service.as_str()))
-        .collect();
-    json!({
-        "trace_id": trace_id,
-        "root_service": stand_in.map(|s| s.service.as_str()),
-        "root_name": stand_in.map(|s| s.name.as_str()),
-        "start_time_unix_nano": start.to_string(),
-        "duration_ns": end.saturating_sub(start).to_string(),
-        "span_count": spans.len(),
-        "error_count": spans.iter().filter(|s| s.is_error()).count(),
-        "log_count": logs.len(),
-        "services": services,
-        "incomplete": root.is_none(),
+fn filter(field: &str, value: &str) -> Expr {
+    Expr::Filter {
+        field: field.to_string(),
+        op: CmpOp::Eq,
+        value: value.to_string(),
+        phrase: true,
+        pos: 0,
+    }
+}
+
+/// Builds the span query of a trace search from its parameters.
+pub(crate) fn span_query(
+    service: Option<&str>,
+    operation: Option<&str>,
+    q: Option<&str>,
+    error_only: bool,
+) -> Result<Option<Expr>, ApiError> {
+    let mut parts = Vec::new();
+    if let Some(s) = service.filter(|s| !s.is_empty()) {
+        parts.push(filter("service", s));
+    }
+    if let Some(o) = operation.filter(|o| !o.is_empty()) {
+        parts.push(filter("name", o));
+    }
+    if error_only {
+        parts.push(filter("status", "error"));
+    }
+    if let Some(expr) = parse(q.unwrap_or(""))? {
+        parts.push(expr);
+    }
+    Ok(match parts.len() {
+        0 => None,
+        1 => parts.pop(),
+        _ => Some(Expr::And(parts)),
     })
+}
+
+pub(crate) async fn search(
+    State(state): State<ApiState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let started = Instant::now();
+    let get = |k: &str| params.get(k).map(String::as_str);
+    let error_only = match get("status") {
+        None | Some("") | Some("any") => false,
+        Some("error") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "status must be 'error' or 'any', not '{other}'"
+            )));
+        }
+    };
+    let query = span_query(get("service"), get("operation"), get("q"), error_only)?;
+    // Validate the span query now, so a mistake is a 400 rather than an empty answer.
+    if let Some(q) = &query {
+        weft_index::query::compile(q, weft_index::Signal::Spans)?;
+    }
+    let (start, end) = time_range(get("start"), get("end"))?;
+    let search = TraceSearch {
+        query,
+        start_unix_nano: start,
+        end_unix_nano: end,
+        min_duration_ns: get("min_duration")
+            .map(|d| parse_duration_ns("min_duration", d))
+            .transpose()?,
+        max_duration_ns: get("max_duration")
+            .map(|d| parse_duration_ns("max_duration", d))
+            .transpose()?,
+        limit: limit(get("limit"), DEFAULT_TRACES, MAX_TRACES)?,
+    };
+    let found = state
+        .run_query(move |store| Ok(store.search_traces(&search)?))
+        .await?;
+    Ok(Json(json!({
+        "traces": found.traces.iter().map(TraceSummary::to_json).collect::<Vec<_>>(),
+        "limited": found.limited,
+        "took_ms": started.elapsed().as_millis() as u64,
+    })))
 }

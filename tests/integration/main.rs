@@ -2,6 +2,9 @@
 
 mod bad_input;
 mod common;
+mod dataset;
 mod durability;
+mod jaeger;
 mod otlp_clients;
+mod query_api;
 mod retention;

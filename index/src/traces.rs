@@ -1,0 +1,261 @@
+//! Trace summaries and trace search.
+//!
+//! A search finds spans matching the query in the time range (newest first), takes their
+//! distinct trace IDs as candidates, assembles each candidate's spans and log counts, and keeps
+//! the traces whose *whole* duration fits the duration filters.
+
+use std::collections::BTreeSet;
+
+use tantivy::collector::TopDocs;
+use tantivy::query::{Query, TermQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{Order, Term};
+
+use crate::aggregate::filtered;
+use crate::error::IndexError;
+use crate::partition::PARTITION_NANOS;
+use crate::query::Expr;
+use crate::store::Store;
+use crate::{LogRow, Signal, SpanRow, log_fields, span_fields};
+
+/// How far outside a search's range a candidate trace's other spans are looked for.
+const TRACE_SLACK_NANOS: u64 = PARTITION_NANOS;
+/// Matching spans read to find candidate traces, at most.
+const MAX_CANDIDATE_SPANS: usize = 20_000;
+/// Candidate traces assembled per search, at most.
+const MAX_CANDIDATE_TRACES: usize = 2_000;
+/// Spans of one trace read for a summary, at most.
+const MAX_SUMMARY_SPANS: usize = 10_000;
+
+/// The summary of one trace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceSummary {
+    /// The trace ID.
+    pub trace_id: [u8; 16],
+    /// Service of the root span (or of the earliest span when the root is missing).
+    pub root_service: Option<String>,
+    /// Name of that span.
+    pub root_name: Option<String>,
+    /// Earliest span start (earliest log time for a trace with no spans).
+    pub start_time_unix_nano: u64,
+    /// Latest end minus earliest start.
+    pub duration_ns: u64,
+    /// Spans.
+    pub span_count: usize,
+    /// Spans with status ERROR.
+    pub error_count: usize,
+    /// Logs with this trace ID.
+    pub log_count: usize,
+    /// Services seen in spans and logs.
+    pub services: BTreeSet<String>,
+    /// True when no span of the trace lacks a parent: the root is missing.
+    pub incomplete: bool,
+}
+
+impl TraceSummary {
+    /// Summarizes rows of one trace. `log_services` are the services of its logs.
+    pub fn new(
+        trace_id: [u8; 16],
+        spans: &[SpanRow],
+        log_count: usize,
+        log_times: impl Iterator<Item = u64>,
+        log_services: impl Iterator<Item = String>,
+    ) -> Self {
+        let root = spans
+            .iter()
+            .filter(|s| s.parent_span_id.is_empty())
+            .min_by_key(|s| s.start_time_unix_nano);
+        let stand_in = root.or_else(|| spans.iter().min_by_key(|s| s.start_time_unix_nano));
+        let (mut start, mut end) = (u64::MAX, 0u64);
+        for s in spans {
+            start = start.min(s.start_time_unix_nano);
+            end = end.max(s.end_time_unix_nano);
+        }
+        if spans.is_empty() {
+            for t in log_times {
+                start = start.min(t);
+                end = end.max(t);
+            }
+        }
+        if start == u64::MAX {
+            start = 0;
+        }
+        let mut services: BTreeSet<String> = spans.iter().map(|s| s.service.clone()).collect();
+        services.extend(log_services);
+        TraceSummary {
+            trace_id,
+            root_service: stand_in.map(|s| s.service.clone()),
+            root_name: stand_in.map(|s| s.name.clone()),
+            start_time_unix_nano: start,
+            duration_ns: end.saturating_sub(start),
+            span_count: spans.len(),
+            error_count: spans.iter().filter(|s| s.is_error()).count(),
+            log_count,
+            services,
+            incomplete: root.is_none(),
+        }
+    }
+
+    /// Summarizes a whole trace as read by [`Store::trace`].
+    pub fn from_rows(trace_id: [u8; 16], spans: &[SpanRow], logs: &[LogRow]) -> Self {
+        TraceSummary::new(
+            trace_id,
+            spans,
+            logs.len(),
+            logs.iter().map(|l| l.time_unix_nano),
+            logs.iter().map(|l| l.service.clone()),
+        )
+    }
+
+    /// The summary in the shape of the HTTP API.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "trace_id": hex::encode(self.trace_id),
+            "root_service": self.root_service,
+            "root_name": self.root_name,
+            "start_time_unix_nano": self.start_time_unix_nano.to_string(),
+            "duration_ns": self.duration_ns.to_string(),
+            "span_count": self.span_count,
+            "error_count": self.error_count,
+            "log_count": self.log_count,
+            "services": self.services,
+            "incomplete": self.incomplete,
+        })
+    }
+}
+
+/// A trace search.
+#[derive(Clone, Debug)]
+pub struct TraceSearch {
+    /// Spans to look for (service, name, status, text, attributes…); `None` for any span.
+    pub query: Option<Expr>,
+    /// Inclusive start of the range matching spans must start in.
+    pub start_unix_nano: u64,
+    /// Exclusive end of that range.
+    pub end_unix_nano: u64,
+    /// Keep traces lasting at least this long (whole trace).
+    pub min_duration_ns: Option<u64>,
+    /// Keep traces lasting at most this long (whole trace).
+    pub max_duration_ns: Option<u64>,
+    /// Most traces to return.
+    pub limit: usize,
+}
+
+/// Traces found, newest matching span first.
+#[derive(Clone, Debug, Default)]
+pub struct TraceSearchResult {
+    /// Summaries.
+    pub traces: Vec<TraceSummary>,
+    /// True when the search stopped at a limit (the page, or the candidates it may examine).
+    pub limited: bool,
+}
+
+impl Store {
+    /// Traces with a span matching `search`, filtered on whole-trace duration.
+    pub fn search_traces(&self, search: &TraceSearch) -> Result<TraceSearchResult, IndexError> {
+        let query = filtered(
+            search.query.as_ref(),
+            Signal::Spans,
+            search.start_unix_nano,
+            search.end_unix_nano,
+        )?;
+        let mut candidates: Vec<[u8; 16]> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut candidates_capped = false;
+        'partitions: for partition in
+            self.partitions_overlapping(Signal::Spans, search.start_unix_nano, search.end_unix_nano)
+        {
+            let searcher = partition.searcher();
+            let hits = searcher.search(
+                &query,
+                &TopDocs::with_limit(MAX_CANDIDATE_SPANS)
+                    .order_by_fast_field::<u64>("start", Order::Desc),
+            )?;
+            if hits.len() == MAX_CANDIDATE_SPANS {
+                candidates_capped = true;
+            }
+            let mut bytes = Vec::with_capacity(16);
+            for (_, address) in hits {
+                let reader = searcher.segment_reader(address.segment_ord);
+                let Some(column) = reader.fast_fields().bytes("trace_id")? else {
+                    continue;
+                };
+                let Some(ord) = column.term_ords(address.doc_id).next() else {
+                    continue;
+                };
+                bytes.clear();
+                if !column.ord_to_bytes(ord, &mut bytes)? {
+                    continue;
+                }
+                let Ok(id) = <[u8; 16]>::try_from(bytes.as_slice()) else {
+                    continue;
+                };
+                if seen.insert(id) {
+                    candidates.push(id);
+                    if candidates.len() == MAX_CANDIDATE_TRACES {
+                        candidates_capped = true;
+                        break 'partitions;
+                    }
+                }
+            }
+        }
+        let mut result = TraceSearchResult::default();
+        let near_start = search.start_unix_nano.saturating_sub(TRACE_SLACK_NANOS);
+        let near_end = search.end_unix_nano.saturating_add(TRACE_SLACK_NANOS);
+        for id in candidates {
+            let summary = self.summarize(&id, near_start, near_end)?;
+            let fits = search
+                .min_duration_ns
+                .is_none_or(|d| summary.duration_ns >= d)
+                && search
+                    .max_duration_ns
+                    .is_none_or(|d| summary.duration_ns <= d);
+            if !fits {
+                continue;
+            }
+            if result.traces.len() == search.limit {
+                result.limited = true;
+                break;
+            }
+            result.traces.push(summary);
+        }
+        result.limited |= candidates_capped;
+        Ok(result)
+    }
+
+    /// Summary of a trace from the partitions overlapping `[start, end)`.
+    fn summarize(&self, id: &[u8; 16], start: u64, end: u64) -> Result<TraceSummary, IndexError> {
+        let span_query = TermQuery::new(
+            Term::from_field_bytes(span_fields().trace_id, id),
+            IndexRecordOption::Basic,
+        );
+        let mut spans: Vec<SpanRow> = Vec::new();
+        for partition in self.partitions_overlapping(Signal::Spans, start, end) {
+            let searcher = partition.searcher();
+            let hits = searcher.search(
+                &span_query,
+                &TopDocs::with_limit(MAX_SUMMARY_SPANS).order_by_score(),
+            )?;
+            for (_, address) in hits {
+                spans.push(crate::search::stored_source(
+                    &searcher,
+                    span_fields().source,
+                    address,
+                )?);
+            }
+        }
+        let log_query: Box<dyn Query> = Box::new(TermQuery::new(
+            Term::from_field_bytes(log_fields().trace_id, id),
+            IndexRecordOption::Basic,
+        ));
+        let by_service = self.count_by_service(&*log_query, start, end)?;
+        let log_count = by_service.values().sum::<u64>() as usize;
+        Ok(TraceSummary::new(
+            *id,
+            &spans,
+            log_count,
+            std::iter::empty(),
+            by_service.into_keys(),
+        ))
+    }
+}
