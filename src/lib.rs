@@ -5,7 +5,8 @@
 //! - `ingest`: OTLP over gRPC (`ingest::grpc`) and HTTP (`ingest::http`), sharing one accept path.
 //! - `normalize`: OTLP requests → rows (service, event ID, severity, IDs).
 //! - `wal`: the write-ahead log; `pipeline`: group-commit WAL thread → indexer thread.
-//! - `api`: the HTTP query API, health and metrics; `metrics`: weft's own counters.
+//! - `api`: the HTTP query API (weft's and Jaeger's), health and metrics; `grpc`: the same
+//!   queries as `weft.v1.QueryService`; `metrics`: weft's own counters.
 //! - `server`: start and graceful stop, used by `main` and by the integration tests.
 //!
 //! Storage and search live in the `weft-index` crate.
@@ -13,6 +14,7 @@
 pub mod api;
 pub mod bench;
 pub mod config;
+pub mod grpc;
 pub mod ingest;
 pub mod metrics;
 pub mod normalize;

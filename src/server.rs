@@ -95,6 +95,7 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Runni
         shutdown: stop_rx.clone(),
     };
 
+    let query_service = crate::grpc::query::service(api_state.clone());
     let http_app = api::router(api_state)
         .merge(ingest::http::router(ingest.clone()))
         .layer(tower_http::trace::TraceLayer::new_for_http());
@@ -121,6 +122,7 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Runni
                 ))
                 .add_service(logs)
                 .add_service(traces)
+                .add_service(query_service)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), async move {
                     let _ = stop.changed().await;
                 })

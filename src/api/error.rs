@@ -73,3 +73,20 @@ impl IntoResponse for ApiError {
         (status, Json(body)).into_response()
     }
 }
+
+/// The same errors for gRPC clients: one mapping, next to the HTTP one.
+impl From<ApiError> for tonic::Status {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::BadRequest(m) => tonic::Status::invalid_argument(m),
+            ApiError::BadQuery(q) => tonic::Status::invalid_argument(q.to_string()),
+            ApiError::NotFound(m) => tonic::Status::not_found(m),
+            ApiError::Busy(m) => tonic::Status::unavailable(m),
+            ApiError::Timeout(_) => tonic::Status::deadline_exceeded(error.to_string()),
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "query failed");
+                tonic::Status::internal("internal error; see weft's log")
+            }
+        }
+    }
+}

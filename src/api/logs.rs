@@ -12,10 +12,6 @@ use weft_index::{LogCursor, LogSearch};
 use super::params::{limit, time_range};
 use super::{ApiError, ApiState};
 
-/// Page size when the request names none, and the largest allowed.
-const DEFAULT_LIMIT: usize = 100;
-const MAX_LIMIT: usize = 1000;
-
 pub(crate) async fn search(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
@@ -28,8 +24,8 @@ pub(crate) async fn search(
     )?;
     let limit = limit(
         params.get("limit").map(String::as_str),
-        DEFAULT_LIMIT,
-        MAX_LIMIT,
+        super::limits::DEFAULT_LOGS,
+        super::limits::MAX_LOGS,
     )?;
     let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
         Some(text) => Some(LogCursor::decode(text).ok_or_else(|| {

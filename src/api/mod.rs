@@ -3,10 +3,18 @@
 mod catalog;
 mod error;
 mod jaeger;
+
+/// Page sizes: the default when a request names none, and the most it may ask for.
+pub(crate) mod limits {
+    pub(crate) const DEFAULT_LOGS: usize = 100;
+    pub(crate) const MAX_LOGS: usize = 1000;
+    pub(crate) const DEFAULT_TRACES: usize = 20;
+    pub(crate) const MAX_TRACES: usize = 500;
+}
 mod logs;
-mod params;
-mod tail;
-mod traces;
+pub(crate) mod params;
+pub(crate) mod tail;
+pub(crate) mod traces;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -16,8 +16,6 @@ use super::{ApiError, ApiState};
 /// Most spans and logs one trace answer carries.
 pub(crate) const MAX_SPANS: usize = 10_000;
 pub(crate) const MAX_LOGS: usize = 50_000;
-const DEFAULT_TRACES: usize = 20;
-const MAX_TRACES: usize = 500;
 
 /// Parses a 32-hex-character trace ID.
 pub(crate) fn parse_trace_id(text: &str) -> Result<[u8; 16], ApiError> {
@@ -126,7 +124,11 @@ pub(crate) async fn search(
         max_duration_ns: get("max_duration")
             .map(|d| parse_duration_ns("max_duration", d))
             .transpose()?,
-        limit: limit(get("limit"), DEFAULT_TRACES, MAX_TRACES)?,
+        limit: limit(
+            get("limit"),
+            super::limits::DEFAULT_TRACES,
+            super::limits::MAX_TRACES,
+        )?,
     };
     let found = state
         .run_query(move |store| Ok(store.search_traces(&search)?))

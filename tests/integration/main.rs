@@ -4,6 +4,7 @@ mod bad_input;
 mod common;
 mod dataset;
 mod durability;
+mod grpc_query;
 mod jaeger;
 mod otlp_clients;
 mod query_api;

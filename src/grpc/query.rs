@@ -1,0 +1,212 @@
+//! `weft.v1.QueryService`: SearchLogs, GetTrace, SearchTraces and a streaming Tail, with the
+//! semantics of the HTTP API (same parser, limits, defaults and errors).
+
+use std::pin::Pin;
+
+use futures_util::Stream;
+use tonic::{Request, Response, Status};
+use weft_index::query::{compile, parse};
+use weft_index::{LogCursor, LogRow, LogSearch, Signal, SpanRow, TraceSearch, TraceSummary};
+
+use super::proto;
+use super::proto::query_service_server::{QueryService, QueryServiceServer};
+use crate::api::tail::{Subscription, TailItem};
+use crate::api::traces::{MAX_LOGS, MAX_SPANS, span_query};
+use crate::api::{ApiError, ApiState, limits, params};
+
+/// The service, ready to add to a tonic server.
+pub fn service(state: ApiState) -> QueryServiceServer<Query> {
+    QueryServiceServer::new(Query(state))
+}
+
+/// Implementation of `weft.v1.QueryService`.
+pub struct Query(ApiState);
+
+fn optional_time(nanos: u64) -> Option<String> {
+    (nanos != 0).then(|| nanos.to_string())
+}
+
+fn optional_limit(limit: u32) -> Option<String> {
+    (limit != 0).then(|| limit.to_string())
+}
+
+fn log_record(row: &LogRow) -> proto::LogRecord {
+    proto::LogRecord {
+        time_unix_nano: row.time_unix_nano,
+        observed_time_unix_nano: row.observed_time_unix_nano,
+        service: row.service.clone(),
+        severity_number: row.severity_number,
+        severity_text: row.severity_text.clone(),
+        event: row.event.clone(),
+        body: row.body_text(),
+        trace_id: row.trace_id.clone(),
+        span_id: row.span_id.clone(),
+        attributes_json: weft_index::model::attributes_to_json(&row.attributes).to_string(),
+        resource_json: weft_index::model::attributes_to_json(&row.resource).to_string(),
+        scope_name: row.scope_name.clone(),
+        scope_version: row.scope_version.clone(),
+    }
+}
+
+fn span(row: &SpanRow) -> proto::Span {
+    let json = row.to_json();
+    proto::Span {
+        trace_id: row.trace_id.clone(),
+        span_id: row.span_id.clone(),
+        parent_span_id: row.parent_span_id.clone(),
+        name: row.name.clone(),
+        kind: row.kind_name().to_string(),
+        service: row.service.clone(),
+        start_time_unix_nano: row.start_time_unix_nano,
+        end_time_unix_nano: row.end_time_unix_nano,
+        status_code: json["status"]["code"]
+            .as_str()
+            .unwrap_or("unset")
+            .to_string(),
+        status_message: row.status_message.clone(),
+        attributes_json: json["attributes"].to_string(),
+        resource_json: json["resource"].to_string(),
+        events_json: json["events"].to_string(),
+    }
+}
+
+fn summary(s: &TraceSummary) -> proto::TraceSummary {
+    proto::TraceSummary {
+        trace_id: s.trace_id.to_vec(),
+        root_service: s.root_service.clone().unwrap_or_default(),
+        root_name: s.root_name.clone().unwrap_or_default(),
+        start_time_unix_nano: s.start_time_unix_nano,
+        duration_ns: s.duration_ns,
+        span_count: s.span_count as u32,
+        error_count: s.error_count as u32,
+        log_count: s.log_count as u32,
+        services: s.services.iter().cloned().collect(),
+        incomplete: s.incomplete,
+    }
+}
+
+type TailStream = Pin<Box<dyn Stream<Item = Result<proto::TailResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl QueryService for Query {
+    async fn search_logs(
+        &self,
+        request: Request<proto::SearchLogsRequest>,
+    ) -> Result<Response<proto::SearchLogsResponse>, Status> {
+        let r = request.into_inner();
+        let query = parse(&r.query).map_err(ApiError::from)?;
+        let (start, end) = params::time_range(
+            optional_time(r.start_unix_nano).as_deref(),
+            optional_time(r.end_unix_nano).as_deref(),
+        )?;
+        let limit = params::limit(
+            optional_limit(r.limit).as_deref(),
+            limits::DEFAULT_LOGS,
+            limits::MAX_LOGS,
+        )?;
+        let cursor = match r.cursor.as_str() {
+            "" => None,
+            text => Some(LogCursor::decode(text).ok_or_else(|| {
+                ApiError::BadRequest("cursor is not one weft returned as next_cursor".into())
+            })?),
+        };
+        let search = LogSearch {
+            query,
+            start_unix_nano: start,
+            end_unix_nano: end,
+            limit,
+            cursor,
+        };
+        let page = self
+            .0
+            .run_query(move |store| Ok(store.search_logs(&search)?))
+            .await?;
+        Ok(Response::new(proto::SearchLogsResponse {
+            logs: page.logs.iter().map(log_record).collect(),
+            next_cursor: page.next_cursor.map(|c| c.encode()).unwrap_or_default(),
+            more: page.more,
+        }))
+    }
+
+    async fn get_trace(
+        &self,
+        request: Request<proto::GetTraceRequest>,
+    ) -> Result<Response<proto::GetTraceResponse>, Status> {
+        let id = <[u8; 16]>::try_from(request.into_inner().trace_id.as_slice())
+            .map_err(|_| Status::invalid_argument("trace_id must be 16 bytes"))?;
+        let rows = self
+            .0
+            .run_query(move |store| Ok(store.trace(&id, MAX_SPANS, MAX_LOGS)?))
+            .await?;
+        if rows.spans.is_empty() && rows.logs.is_empty() {
+            return Err(Status::not_found(format!(
+                "trace {} not found",
+                hex::encode(id)
+            )));
+        }
+        let s = TraceSummary::from_rows(id, &rows.spans, &rows.logs);
+        Ok(Response::new(proto::GetTraceResponse {
+            spans: rows.spans.iter().map(span).collect(),
+            logs: rows.logs.iter().map(log_record).collect(),
+            summary: Some(summary(&s)),
+            truncated: rows.truncated,
+        }))
+    }
+
+    async fn search_traces(
+        &self,
+        request: Request<proto::SearchTracesRequest>,
+    ) -> Result<Response<proto::SearchTracesResponse>, Status> {
+        let r = request.into_inner();
+        let query = span_query(
+            Some(&r.service),
+            Some(&r.operation),
+            Some(&r.query),
+            r.errors_only,
+        )?;
+        if let Some(q) = &query {
+            compile(q, Signal::Spans).map_err(ApiError::from)?;
+        }
+        let (start, end) = params::time_range(
+            optional_time(r.start_unix_nano).as_deref(),
+            optional_time(r.end_unix_nano).as_deref(),
+        )?;
+        let search = TraceSearch {
+            query,
+            start_unix_nano: start,
+            end_unix_nano: end,
+            min_duration_ns: (r.min_duration_ns != 0).then_some(r.min_duration_ns),
+            max_duration_ns: (r.max_duration_ns != 0).then_some(r.max_duration_ns),
+            limit: params::limit(
+                optional_limit(r.limit).as_deref(),
+                limits::DEFAULT_TRACES,
+                limits::MAX_TRACES,
+            )?,
+        };
+        let found = self
+            .0
+            .run_query(move |store| Ok(store.search_traces(&search)?))
+            .await?;
+        Ok(Response::new(proto::SearchTracesResponse {
+            traces: found.traces.iter().map(summary).collect(),
+            limited: found.limited,
+        }))
+    }
+
+    type TailStream = TailStream;
+
+    async fn tail(
+        &self,
+        request: Request<proto::TailRequest>,
+    ) -> Result<Response<TailStream>, Status> {
+        let subscription = Subscription::new(&self.0, &request.into_inner().query)?;
+        let stream = futures_util::stream::unfold(subscription, |mut sub| async move {
+            let item = match sub.next().await? {
+                TailItem::Log(rows, i) => proto::tail_response::Item::Log(log_record(&rows[i])),
+                TailItem::Missed(n) => proto::tail_response::Item::Missed(n),
+            };
+            Some((Ok(proto::TailResponse { item: Some(item) }), sub))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
