@@ -3,7 +3,8 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
-    let descriptors = protox::compile(["weft/v1/query.proto"], ["proto"])?;
+    let descriptors =
+        protox::compile(["weft/v1/query.proto", "weft/v1/severity.proto"], ["proto"])?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

@@ -134,6 +134,9 @@ struct RawConfig {
     inflight_bytes: Option<u64>,
     wal_segment_bytes: Option<u64>,
     query_timeout: Option<String>,
+    admin_tokens: Option<std::collections::BTreeMap<String, String>>,
+    severity_default_ttl: Option<String>,
+    severity_max_ttl: Option<String>,
 }
 
 /// Values given on the command line; they win over everything else.
@@ -176,6 +179,12 @@ pub struct Config {
     pub wal_segment_bytes: u64,
     /// Longest a query may run.
     pub query_timeout: Duration,
+    /// Admin tokens by name; empty means rule changes are accepted from loopback only.
+    pub admin_tokens: std::collections::BTreeMap<String, String>,
+    /// TTL of a severity rule that names none.
+    pub severity_default_ttl: Duration,
+    /// Longest TTL a severity rule may have.
+    pub severity_max_ttl: Duration,
 }
 
 impl Default for Config {
@@ -272,6 +281,9 @@ impl Config {
                 raw.wal_segment_bytes.unwrap_or(64 << 20),
             )?,
             query_timeout: duration("query_timeout", raw.query_timeout, "30s")?,
+            admin_tokens: validate_tokens(raw.admin_tokens.unwrap_or_default())?,
+            severity_default_ttl: duration("severity_default_ttl", raw.severity_default_ttl, "1h")?,
+            severity_max_ttl: duration("severity_max_ttl", raw.severity_max_ttl, "24h")?,
         })
     }
 }
@@ -300,6 +312,21 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
             "WEFT_RETENTION" => raw.retention = Some(value),
             "WEFT_RETENTION_INTERVAL" => raw.retention_interval = Some(value),
             "WEFT_QUERY_TIMEOUT" => raw.query_timeout = Some(value),
+            "WEFT_SEVERITY_DEFAULT_TTL" => raw.severity_default_ttl = Some(value),
+            "WEFT_SEVERITY_MAX_TTL" => raw.severity_max_ttl = Some(value),
+            "WEFT_ADMIN_TOKENS" => {
+                // name=secret pairs separated by commas.
+                let mut tokens = std::collections::BTreeMap::new();
+                for pair in value.split(',').filter(|p| !p.trim().is_empty()) {
+                    let (name, secret) =
+                        pair.split_once('=').ok_or_else(|| ConfigError::Invalid {
+                            key: key.clone(),
+                            message: "expected name=secret pairs separated by commas".into(),
+                        })?;
+                    tokens.insert(name.trim().to_string(), secret.trim().to_string());
+                }
+                raw.admin_tokens = Some(tokens);
+            }
             "WEFT_MAX_DISK_BYTES" => raw.max_disk_bytes = Some(number(key, &value)?),
             "WEFT_MAX_BODY_BYTES" => raw.max_body_bytes = Some(number(key, &value)?),
             "WEFT_INFLIGHT_BYTES" => raw.inflight_bytes = Some(number(key, &value)?),
@@ -308,6 +335,22 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
         }
     }
     Ok(())
+}
+
+fn validate_tokens(
+    tokens: std::collections::BTreeMap<String, String>,
+) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
+    for (name, secret) in &tokens {
+        if name.is_empty() || secret.len() < 8 {
+            return Err(ConfigError::Invalid {
+                key: "admin_tokens".into(),
+                message: format!(
+                    "token '{name}' needs a name and a secret of at least 8 characters"
+                ),
+            });
+        }
+    }
+    Ok(tokens)
 }
 
 /// Parses durations such as `500ms`, `15m`, `7d`.
@@ -396,6 +439,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn admin_tokens_from_file_and_env() {
+        let f = file("[admin_tokens]\nalice = \"correct horse\"\n");
+        let c = Config::load(Some(f.path()), &HashMap::new(), &Overrides::default()).unwrap();
+        assert_eq!(
+            c.admin_tokens.get("alice").map(String::as_str),
+            Some("correct horse")
+        );
+        let c = Config::load(
+            None,
+            &env(&[("WEFT_ADMIN_TOKENS", "a=12345678,b=abcdefgh")]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.admin_tokens.len(), 2);
+        let err = Config::load(
+            None,
+            &env(&[("WEFT_ADMIN_TOKENS", "a=short")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("8 characters"), "{err}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod ingest;
@@ -20,4 +21,5 @@ pub mod metrics;
 pub mod normalize;
 pub mod pipeline;
 pub mod server;
+pub mod severity;
 pub mod wal;

@@ -9,6 +9,11 @@ use clap::{Parser, Subcommand};
 use weft::config::{Config, Overrides};
 use weft::server::{self, Listeners};
 
+// Indexing allocates and frees many small buffers per record; mimalloc cut the allocator's
+// share of weft's CPU under load (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "weft",
@@ -26,6 +31,13 @@ enum Command {
     Serve(ServeArgs),
     /// Measure a weft: ingest rate and CPU, ack-to-searchable delay, query latency, footprint.
     Bench(weft::bench::BenchArgs),
+    /// Change log severity at runtime on a running weft: set, list, rm, audit.
+    Severity {
+        #[command(flatten)]
+        connection: weft::cli::Connection,
+        #[command(subcommand)]
+        command: weft::cli::SeverityCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -52,6 +64,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench(args) => weft::bench::run(args),
+        Command::Severity {
+            connection,
+            command,
+        } => weft::cli::severity(connection, command),
     }
 }
 

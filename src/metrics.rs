@@ -23,6 +23,8 @@ pub struct Metrics {
     pub logs: SignalCounters,
     /// Span counters.
     pub spans: SignalCounters,
+    /// Log records dropped at ingest by severity rules.
+    pub dropped_by_rules: AtomicU64,
     /// Requests refused with 503 / UNAVAILABLE.
     pub requests_refused: AtomicU64,
     /// WAL entries written.
@@ -97,6 +99,12 @@ impl Metrics {
             "counter",
             "Records refused because weft was saturated or shutting down.",
             &per_signal(|c| &c.dropped),
+        );
+        family(
+            "weft_records_dropped_by_rules_total",
+            "counter",
+            "Log records dropped at ingest by severity rules (per rule: GET /api/v1/severity/rules).",
+            &[("", get(&self.dropped_by_rules))],
         );
         family(
             "weft_requests_refused_total",

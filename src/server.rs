@@ -21,6 +21,8 @@ use crate::pipeline::{Pipeline, PipelineConfig};
 
 /// Queries that may run at once; each holds a blocking thread.
 const MAX_CONCURRENT_QUERIES: usize = 32;
+/// How often expired severity rules are removed (they stop applying at once regardless).
+const SEVERITY_EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 /// How long in-flight requests may take to finish at shutdown.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -59,6 +61,15 @@ pub struct Running {
 
 /// Opens the data directory, replays the WAL and starts serving on `listeners`.
 pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Running> {
+    start_with_clock(config, listeners, crate::severity::system_clock()).await
+}
+
+/// [`start`] with the clock severity rules expire by, so tests can move time.
+pub async fn start_with_clock(
+    config: Config,
+    listeners: Listeners,
+    clock: crate::severity::Clock,
+) -> anyhow::Result<Running> {
     let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
     std::fs::create_dir_all(&config.data_dir)
@@ -82,8 +93,25 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Runni
         })
         .await??
     };
+    let severity = {
+        let dir = config.data_dir.join("severity");
+        let limits = crate::severity::TtlLimits {
+            default: config.severity_default_ttl,
+            max: config.severity_max_ttl,
+        };
+        tokio::task::spawn_blocking(move || {
+            crate::severity::SeverityControl::open(&dir, limits, clock)
+        })
+        .await?
+        .context("cannot load severity rules")?
+    };
     let ready = Arc::new(AtomicBool::new(false));
-    let ingest = Ingest::new(pipeline.clone(), metrics.clone(), config.max_body_bytes);
+    let ingest = Ingest::new(
+        pipeline.clone(),
+        metrics.clone(),
+        severity.clone(),
+        config.max_body_bytes,
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let api_state = ApiState {
         store,
@@ -93,20 +121,26 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Runni
         query_timeout: config.query_timeout,
         pipeline: pipeline.clone(),
         shutdown: stop_rx.clone(),
+        severity: severity.clone(),
+        admin_tokens: Arc::new(config.admin_tokens.clone()),
     };
 
     let query_service = crate::grpc::query::service(api_state.clone());
+    let severity_service = crate::grpc::severity::service(severity.clone(), stop_rx.clone());
     let http_app = api::router(api_state)
         .merge(ingest::http::router(ingest.clone()))
         .layer(tower_http::trace::TraceLayer::new_for_http());
     let http_server = {
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            let served = axum::serve(listeners.http, http_app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
+            let served = axum::serve(
+                listeners.http,
+                http_app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await;
             if let Err(error) = served {
                 tracing::error!(%error, "http server failed");
             }
@@ -123,6 +157,7 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Runni
                 .add_service(logs)
                 .add_service(traces)
                 .add_service(query_service)
+                .add_service(severity_service)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), async move {
                     let _ = stop.changed().await;
                 })
@@ -132,13 +167,32 @@ pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Runni
             }
         })
     };
+    let expiry = {
+        let mut stop = stop_rx.clone();
+        let severity = severity.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SEVERITY_EXPIRY_INTERVAL);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop.changed() => break,
+                }
+                let control = severity.clone();
+                match tokio::task::spawn_blocking(move || control.expire()).await {
+                    Ok(Err(error)) => tracing::error!(%error, "expiring severity rules failed"),
+                    Err(error) => tracing::error!(%error, "severity expiry task failed"),
+                    Ok(Ok(_)) => {}
+                }
+            }
+        })
+    };
     ready.store(true, Ordering::Release);
     tracing::info!(%grpc_addr, %http_addr, data_dir = %config.data_dir.display(), "weft started");
     Ok(Running {
         grpc_addr,
         http_addr,
         stop_tx,
-        servers: vec![http_server, grpc_server],
+        servers: vec![http_server, grpc_server, expiry],
         pipeline,
         ready,
     })

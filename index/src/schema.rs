@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 
-use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use tantivy::TantivyDocument;
 use tantivy::schema::{
     BytesOptions, FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, OwnedValue, STRING,
     Schema, TEXT, TextFieldIndexing,
 };
 
-use crate::model::{LogRow, SpanRow, attributes_to_json};
+use crate::model::{LogRow, SpanRow, any_value_to_json};
 
 /// Name of the stored field that holds the encoded row.
 const SOURCE: &str = "source";
@@ -41,7 +41,6 @@ pub struct LogFields {
     pub(crate) time: Field,
     pub(crate) service: Field,
     pub(crate) severity: Field,
-    pub(crate) severity_text: Field,
     pub(crate) event: Field,
     pub(crate) body: Field,
     pub(crate) trace_id: Field,
@@ -58,7 +57,6 @@ impl LogFields {
         let time = b.add_u64_field("time", INDEXED | FAST);
         let service = b.add_text_field("service", STRING | FAST);
         let severity = b.add_u64_field("severity", INDEXED | FAST);
-        let severity_text = b.add_text_field("severity_text", STRING);
         let event = b.add_text_field("event", STRING | FAST);
         let body = b.add_text_field("body", TEXT);
         let trace_id = b.add_bytes_field("trace_id", id_options());
@@ -72,7 +70,6 @@ impl LogFields {
             time,
             service,
             severity,
-            severity_text,
             event,
             body,
             trace_id,
@@ -89,9 +86,6 @@ impl LogFields {
         doc.add_u64(self.time, row.time_unix_nano);
         doc.add_text(self.service, &row.service);
         doc.add_u64(self.severity, row.severity_number.max(0) as u64);
-        if !row.severity_text.is_empty() {
-            doc.add_text(self.severity_text, &row.severity_text);
-        }
         if !row.event.is_empty() {
             doc.add_text(self.event, &row.event);
         }
@@ -210,12 +204,34 @@ fn add_attributes(doc: &mut TantivyDocument, field: Field, attributes: &[KeyValu
     if attributes.is_empty() {
         return;
     }
-    let object: BTreeMap<String, OwnedValue> = match attributes_to_json(attributes) {
-        serde_json::Value::Object(map) => map
-            .into_iter()
-            .map(|(k, v)| (k, OwnedValue::from(v)))
-            .collect(),
-        _ => return,
-    };
-    doc.add_object(field, object);
+    doc.add_object(field, attributes_object(attributes));
+}
+
+/// OTLP attributes as a tantivy JSON object, built directly (this runs once per record).
+fn attributes_object(attributes: &[KeyValue]) -> BTreeMap<String, OwnedValue> {
+    attributes
+        .iter()
+        .map(|kv| (kv.key.clone(), owned_value(kv.value.as_ref())))
+        .collect()
+}
+
+fn owned_value(value: Option<&AnyValue>) -> OwnedValue {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => OwnedValue::Str(s.clone()),
+        Some(any_value::Value::BoolValue(b)) => OwnedValue::Bool(*b),
+        Some(any_value::Value::IntValue(i)) => OwnedValue::I64(*i),
+        Some(any_value::Value::DoubleValue(d)) => OwnedValue::F64(*d),
+        Some(any_value::Value::ArrayValue(a)) => {
+            OwnedValue::Array(a.values.iter().map(|v| owned_value(Some(v))).collect())
+        }
+        Some(any_value::Value::KvlistValue(kv)) => {
+            OwnedValue::Object(attributes_object(&kv.values).into_iter().collect())
+        }
+        // Bytes are searchable by their base64 text, as the JSON view shows them.
+        Some(any_value::Value::BytesValue(_)) => match any_value_to_json(value) {
+            serde_json::Value::String(s) => OwnedValue::Str(s),
+            _ => OwnedValue::Null,
+        },
+        Some(any_value::Value::StringValueStrindex(_)) | None => OwnedValue::Null,
+    }
 }

@@ -22,6 +22,12 @@ pub enum ApiError {
     /// Nothing has that ID.
     #[error("{0}")]
     NotFound(String),
+    /// A change without valid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A change from where changes are not accepted.
+    #[error("{0}")]
+    Forbidden(String),
     /// Too many queries at once, or shutting down.
     #[error("{0}")]
     Busy(String),
@@ -57,6 +63,8 @@ impl IntoResponse for ApiError {
                 json!({"error": q.to_string(), "message": q.message(), "position": q.position()}),
             ),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({"error": m})),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, json!({"error": m})),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, json!({"error": m})),
             ApiError::Busy(m) => (StatusCode::SERVICE_UNAVAILABLE, json!({"error": m})),
             ApiError::Timeout(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -81,6 +89,8 @@ impl From<ApiError> for tonic::Status {
             ApiError::BadRequest(m) => tonic::Status::invalid_argument(m),
             ApiError::BadQuery(q) => tonic::Status::invalid_argument(q.to_string()),
             ApiError::NotFound(m) => tonic::Status::not_found(m),
+            ApiError::Unauthorized(m) => tonic::Status::unauthenticated(m),
+            ApiError::Forbidden(m) => tonic::Status::permission_denied(m),
             ApiError::Busy(m) => tonic::Status::unavailable(m),
             ApiError::Timeout(_) => tonic::Status::deadline_exceeded(error.to_string()),
             ApiError::Internal(detail) => {

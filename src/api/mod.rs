@@ -13,6 +13,7 @@ pub(crate) mod limits {
 }
 mod logs;
 pub(crate) mod params;
+mod severity;
 pub(crate) mod tail;
 pub(crate) mod traces;
 
@@ -50,6 +51,10 @@ pub struct ApiState {
     pub pipeline: Arc<Pipeline>,
     /// Turns true when weft stops, ending long-lived answers such as tails.
     pub shutdown: watch::Receiver<bool>,
+    /// Runtime severity rules.
+    pub severity: Arc<crate::severity::SeverityControl>,
+    /// Admin tokens (name → secret) allowed to change rules.
+    pub admin_tokens: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 /// Routes of the query API.
@@ -62,6 +67,16 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/traces/{trace_id}", get(traces::get_trace))
         .route("/api/v1/services", get(catalog::services))
         .route("/api/v1/events", get(catalog::events))
+        .route(
+            "/api/v1/severity/rules",
+            get(severity::list).post(severity::create),
+        )
+        .route(
+            "/api/v1/severity/rules/{id}",
+            axum::routing::delete(severity::delete),
+        )
+        .route("/api/v1/severity/audit", get(severity::audit))
+        .route("/api/v1/severity/effective", get(severity::effective))
         .route("/api/services", get(jaeger::services))
         .route(
             "/api/services/{service}/operations",

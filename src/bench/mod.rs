@@ -4,7 +4,7 @@
 //! latencies at the loaded size, and footprint.
 
 mod process;
-mod traffic;
+pub mod traffic;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,6 +63,12 @@ pub struct BenchArgs {
     /// Data directory for the weft bench starts (default: a temporary one).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Send log records only (no spans), to measure the cost of a log record alone.
+    #[arg(long)]
+    pub logs_only: bool,
+    /// Export over OTLP/HTTP (protobuf) instead of gRPC.
+    #[arg(long)]
+    pub http: bool,
     /// Write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -136,7 +142,8 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         stop.clone(),
     ));
     let deadline = started + args.duration;
-    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+    // Until the duration ends or every client has sent its share of --records.
+    while Instant::now() < deadline && !tasks.iter().all(|t| t.is_finished()) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -179,6 +186,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         "settings": {
             "clients": args.clients, "batch": args.batch, "seconds": send_seconds,
             "services": args.services, "error_rate": args.error_rate,
+            "logs_only": args.logs_only, "transport": if args.http { "http/protobuf" } else { "grpc" },
         },
         "ingest": {
             "log_records": logs,
@@ -233,6 +241,11 @@ async fn export_loop(
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let endpoint = format!("http://{grpc}");
+    let http_client = reqwest::Client::new();
+    let http_logs_url = format!(
+        "http://{}/v1/logs",
+        args.target_http.clone().unwrap_or_default()
+    );
     let mut logs_client = LogsServiceClient::connect(endpoint.clone())
         .await
         .context("cannot connect to weft's gRPC port")?
@@ -272,8 +285,13 @@ async fn export_loop(
         let span_bytes = spans_req.encoded_len() as u64;
         loop {
             let t0 = Instant::now();
-            match logs_client.export(logs_req.clone()).await {
-                Ok(_) => {
+            let sent = if args.http {
+                send_http(&http_client, &http_logs_url, &logs_req).await
+            } else {
+                logs_client.export(logs_req.clone()).await.map(|_| ())
+            };
+            match sent {
+                Ok(()) => {
                     latencies
                         .lock()
                         .await
@@ -294,6 +312,9 @@ async fn export_loop(
             }
         }
         loop {
+            if args.logs_only {
+                break;
+            }
             match traces_client.export(spans_req.clone()).await {
                 Ok(_) => {
                     counters.spans.fetch_add(span_count, Ordering::Relaxed);
@@ -313,6 +334,27 @@ async fn export_loop(
         sent_logs += log_count;
     }
     Ok(())
+}
+
+/// One OTLP/HTTP protobuf export, with HTTP answers mapped onto the gRPC codes the loop
+/// understands (503 is "retry").
+async fn send_http(
+    client: &reqwest::Client,
+    url: &str,
+    request: &opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
+) -> Result<(), tonic::Status> {
+    let response = client
+        .post(url)
+        .header("content-type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .map_err(|e| tonic::Status::unknown(e.to_string()))?;
+    match response.status().as_u16() {
+        200 => Ok(()),
+        503 => Err(tonic::Status::unavailable("503")),
+        code => Err(tonic::Status::unknown(format!("HTTP {code}"))),
+    }
 }
 
 /// Sends single-record probes and measures ack → found by search.
@@ -418,6 +460,8 @@ async fn run_queries(
     let mut by_id = Vec::new();
     let mut selective = Vec::new();
     let mut broad = Vec::new();
+    let mut trace_search = Vec::new();
+    let traces_url = format!("http://{http}/api/v1/traces");
     for _ in 0..runs {
         let id = &traces[rng
             .random_range(0..traces.len().max(1))
@@ -441,11 +485,26 @@ async fn run_queries(
             )
             .await?,
         );
+        trace_search.push(
+            timed_get(
+                client,
+                &traces_url,
+                &[
+                    ("service", "frontend"),
+                    ("status", "error"),
+                    ("min_duration", "100ms"),
+                    ("limit", "20"),
+                    all_time[0],
+                ],
+            )
+            .await?,
+        );
     }
     Ok(json!({
         "trace_by_id": percentiles(&mut by_id),
         "selective_log_search": percentiles(&mut selective),
         "broad_log_search_newest_100": percentiles(&mut broad),
+        "trace_search_service_errors_min_duration": percentiles(&mut trace_search),
     }))
 }
 

@@ -234,6 +234,12 @@ impl Generator {
                             kv("user.id", s(format!("u{user}"))),
                             kv("order.id", s(format!("o{order}"))),
                             kv("http.route", s(route)),
+                            kv("thread.name", s(format!("worker-{}", j % 8))),
+                            kv("code.function", s(format!("{}::handle", SERVICES[service]))),
+                            kv(
+                                "session.id",
+                                s(format!("s{:08x}", user.wrapping_mul(2_654_435_761))),
+                            ),
                         ],
                         flags: 1,
                         ..Default::default()

@@ -1,6 +1,7 @@
 //! weft's own gRPC services (`weft.v1`), generated from proto/ at build time.
 
 pub mod query;
+pub mod severity;
 
 /// Code generated from `proto/weft/v1/*.proto`; nothing hand-written lives here.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

@@ -54,9 +54,10 @@ impl LogsService for LogsIngest {
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let request = request.into_inner();
+        let (rules, now) = self.0.rules();
         let accepted = self
             .0
-            .accept(Signal::Logs, move || Ok(prepare_logs(request)))
+            .accept(Signal::Logs, move || Ok(prepare_logs(request, &rules, now)))
             .await
             .map_err(|e| status(&e))?;
         let partial_success = (accepted.rejected > 0).then_some(ExportLogsPartialSuccess {

@@ -149,8 +149,9 @@ where
 }
 
 async fn export_logs(State(ingest): State<Ingest>, headers: HeaderMap, body: Bytes) -> Response {
-    export(ingest, Signal::Logs, headers, body, |bytes, format| {
-        decode::<ExportLogsServiceRequest>(bytes, format).map(prepare_logs)
+    let (rules, now) = ingest.rules();
+    export(ingest, Signal::Logs, headers, body, move |bytes, format| {
+        decode::<ExportLogsServiceRequest>(bytes, format).map(|r| prepare_logs(r, &rules, now))
     })
     .await
 }
@@ -167,7 +168,7 @@ async fn export(
     signal: Signal,
     headers: HeaderMap,
     body: Bytes,
-    decode_and_prepare: fn(&[u8], Format) -> Result<Prepared, IngestError>,
+    decode_and_prepare: impl FnOnce(&[u8], Format) -> Result<Prepared, IngestError> + Send + 'static,
 ) -> Response {
     // Until the content type is known, errors are answered in JSON.
     let format = match request_format(&headers) {

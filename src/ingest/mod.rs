@@ -4,6 +4,7 @@
 pub mod grpc;
 pub mod http;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use prost::Message;
@@ -11,6 +12,7 @@ use weft_index::{RowBatch, Signal};
 
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError};
+use crate::severity::{CompiledRules, SeverityControl};
 
 /// How long a refused client should wait before retrying.
 pub const RETRY_AFTER_SECS: u64 = 1;
@@ -46,6 +48,8 @@ pub struct Prepared {
     batch: RowBatch,
     payload: Vec<u8>,
     accepted: Accepted,
+    /// Records severity rules dropped, per rule ID.
+    dropped_by_rule: HashMap<String, u64>,
 }
 
 impl Prepared {
@@ -59,6 +63,7 @@ impl Prepared {
                 rejected,
                 error_message,
             },
+            dropped_by_rule: HashMap::new(),
         }
     }
 }
@@ -68,17 +73,29 @@ impl Prepared {
 pub struct Ingest {
     pipeline: Arc<Pipeline>,
     metrics: Arc<Metrics>,
+    severity: Arc<SeverityControl>,
     max_body_bytes: usize,
 }
 
 impl Ingest {
-    /// Ingest over `pipeline`.
-    pub fn new(pipeline: Arc<Pipeline>, metrics: Arc<Metrics>, max_body_bytes: usize) -> Self {
+    /// Ingest over `pipeline`, applying `severity`'s rules.
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        metrics: Arc<Metrics>,
+        severity: Arc<SeverityControl>,
+        max_body_bytes: usize,
+    ) -> Self {
         Ingest {
             pipeline,
             metrics,
+            severity,
             max_body_bytes,
         }
+    }
+
+    /// The rules in force and the time to judge expiry by, for one request.
+    pub fn rules(&self) -> (Arc<CompiledRules>, u64) {
+        (self.severity.compiled(), self.severity.now())
     }
 
     /// Largest body accepted after decompression.
@@ -97,6 +114,14 @@ impl Ingest {
             IngestError::Malformed(format!("request could not be processed: {e}"))
         })??;
         let counters = self.metrics.signal(signal);
+        let mut by_rules = 0;
+        for (rule, n) in &prepared.dropped_by_rule {
+            self.severity.count_dropped(rule, *n);
+            by_rules += n;
+        }
+        self.metrics
+            .dropped_by_rules
+            .fetch_add(by_rules, std::sync::atomic::Ordering::Relaxed);
         let rejected = prepared.accepted.rejected;
         counters
             .rejected
@@ -130,19 +155,24 @@ impl Ingest {
     }
 }
 
-/// Normalizes a decoded logs request into rows.
+/// Normalizes a decoded logs request into rows and applies the severity rules.
 pub fn prepare_logs(
     request: opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
+    rules: &CompiledRules,
+    now: u64,
 ) -> Prepared {
-    let out = crate::normalize::logs(request, crate::pipeline::now_unix_nano());
-    Prepared::new(
+    let mut out = crate::normalize::logs(request, crate::pipeline::now_unix_nano());
+    let dropped_by_rule = crate::severity::apply(rules, &mut out.rows, now);
+    let mut prepared = Prepared::new(
         RowBatch {
             logs: out.rows,
             spans: Vec::new(),
         },
         out.rejected,
         out.error_message,
-    )
+    );
+    prepared.dropped_by_rule = dropped_by_rule;
+    prepared
 }
 
 /// Normalizes a decoded traces request into rows.

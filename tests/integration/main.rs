@@ -9,3 +9,4 @@ mod jaeger;
 mod otlp_clients;
 mod query_api;
 mod retention;
+mod severity;
