@@ -461,6 +461,7 @@ impl SeverityControl {
             "reason": rule.reason,
             "created_by": rule.created_by,
             "created_at": rfc3339(rule.created_at),
+            "created_at_unix_nano": rule.created_at.to_string(),
             "dropped": self.dropped_by(&rule.id),
         })
     }

@@ -10,3 +10,4 @@ mod otlp_clients;
 mod query_api;
 mod retention;
 mod severity;
+mod source_filter;
