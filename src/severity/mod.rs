@@ -23,8 +23,20 @@ pub fn apply(rules: &CompiledRules, rows: &mut Vec<LogRow>, now: u64) -> HashMap
     if rules.is_empty() {
         return dropped;
     }
+    // (service, scope) → the rules without an event selector that match it.
+    let mut pairs: Vec<(String, String, Vec<usize>)> = Vec::new();
     rows.retain_mut(|row| {
-        match rules.decide(
+        let position = pairs
+            .iter()
+            .position(|(service, scope, _)| *service == row.service && *scope == row.scope_name)
+            .unwrap_or_else(|| {
+                let others = rules.others_matching(&row.service, &row.scope_name);
+                pairs.push((row.service.clone(), row.scope_name.clone(), others));
+                pairs.len() - 1
+            });
+        let others = &pairs[position].2;
+        match rules.decide_with(
+            others,
             &row.service,
             &row.scope_name,
             &row.event,

@@ -178,17 +178,51 @@ impl CompiledRules {
         self.rules.is_empty()
     }
 
+    /// Rules without an event selector that match `service` and `scope`, in decision order.
+    /// Records of one batch share a few (service, scope) pairs, so callers compute this once
+    /// per pair and not once per record.
+    pub fn others_matching(&self, service: &str, scope: &str) -> Vec<usize> {
+        self.others
+            .iter()
+            .copied()
+            .filter(|&i| self.rules[i].selector.matches(service, scope, ""))
+            .collect()
+    }
+
     /// The rule deciding for a record, if any.
     pub fn winner(&self, service: &str, scope: &str, event: &str, now: u64) -> Option<usize> {
+        self.winner_with(
+            &self.others_matching(service, scope),
+            service,
+            scope,
+            event,
+            now,
+        )
+    }
+
+    /// [`CompiledRules::winner`] with the pair's non-event candidates already resolved.
+    pub fn winner_with(
+        &self,
+        others: &[usize],
+        service: &str,
+        scope: &str,
+        event: &str,
+        now: u64,
+    ) -> Option<usize> {
         let event_rules = self.by_event.get(event).map(Vec::as_slice).unwrap_or(&[]);
         // Event rules outrank every other kind, so they are tried first.
         event_rules
             .iter()
-            .chain(self.others.iter())
             .copied()
             .find(|&i| {
                 let rule = &self.rules[i];
                 rule.expires_at > now && rule.selector.matches(service, scope, event)
+            })
+            .or_else(|| {
+                others
+                    .iter()
+                    .copied()
+                    .find(|&i| self.rules[i].expires_at > now)
             })
     }
 
@@ -201,7 +235,27 @@ impl CompiledRules {
         severity: i32,
         now: u64,
     ) -> Decision {
-        let Some(i) = self.winner(service, scope, event, now) else {
+        self.decide_with(
+            &self.others_matching(service, scope),
+            service,
+            scope,
+            event,
+            severity,
+            now,
+        )
+    }
+
+    /// [`CompiledRules::decide`] with the pair's non-event candidates already resolved.
+    pub fn decide_with(
+        &self,
+        others: &[usize],
+        service: &str,
+        scope: &str,
+        event: &str,
+        severity: i32,
+        now: u64,
+    ) -> Decision {
+        let Some(i) = self.winner_with(others, service, scope, event, now) else {
             return Decision::Keep;
         };
         let action = &self.rules[i].action;
