@@ -6,8 +6,8 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::{Query, State};
 use serde_json::{Value, json};
+use weft_index::LogSearch;
 use weft_index::query::parse;
-use weft_index::{LogCursor, LogSearch};
 
 use super::params::{limit, time_range};
 use super::{ApiError, ApiState};
@@ -27,12 +27,7 @@ pub(crate) async fn search(
         super::limits::DEFAULT_LOGS,
         super::limits::MAX_LOGS,
     )?;
-    let cursor = match params.get("cursor").filter(|c| !c.is_empty()) {
-        Some(text) => Some(LogCursor::decode(text).ok_or_else(|| {
-            ApiError::BadRequest("cursor is not one weft returned as next_cursor".into())
-        })?),
-        None => None,
-    };
+    let cursor = super::params::cursor(params.get("cursor").map(String::as_str))?;
     let search = LogSearch {
         query,
         start_unix_nano: start,

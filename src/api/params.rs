@@ -54,6 +54,18 @@ pub fn limit(value: Option<&str>, default: usize, max: usize) -> Result<usize, A
     }
 }
 
+/// A `cursor` parameter: empty or absent for the first page.
+pub fn cursor(text: Option<&str>) -> Result<Option<weft_index::LogCursor>, ApiError> {
+    match text.filter(|c| !c.is_empty()) {
+        None => Ok(None),
+        Some(text) => weft_index::LogCursor::decode(text)
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::BadRequest("cursor is not one weft returned as next_cursor".into())
+            }),
+    }
+}
+
 /// A duration such as `250ms`, `1.5s`, `2m` (or plain nanoseconds).
 pub fn parse_duration_ns(name: &str, text: &str) -> Result<u64, ApiError> {
     let text = text.trim();

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use futures_util::Stream;
 use tonic::{Request, Response, Status};
 use weft_index::query::{compile, parse};
-use weft_index::{LogCursor, LogRow, LogSearch, Signal, SpanRow, TraceSearch, TraceSummary};
+use weft_index::{LogRow, LogSearch, Signal, SpanRow, TraceSearch, TraceSummary};
 
 use super::proto;
 use super::proto::query_service_server::{QueryService, QueryServiceServer};
@@ -104,12 +104,7 @@ impl QueryService for Query {
             limits::DEFAULT_LOGS,
             limits::MAX_LOGS,
         )?;
-        let cursor = match r.cursor.as_str() {
-            "" => None,
-            text => Some(LogCursor::decode(text).ok_or_else(|| {
-                ApiError::BadRequest("cursor is not one weft returned as next_cursor".into())
-            })?),
-        };
+        let cursor = params::cursor(Some(&r.cursor))?;
         let search = LogSearch {
             query,
             start_unix_nano: start,

@@ -88,24 +88,9 @@ impl Selector {
     }
 }
 
-/// `*` matches any run of characters; everything else literally.
+/// `*` matches any run of characters; everything else literally (the query language's rule).
 pub fn glob(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if text.len() < first.len() + last.len() || !text.starts_with(first) || !text.ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for middle in &parts[1..parts.len() - 1] {
-        match rest.find(middle) {
-            Some(i) => rest = &rest[i + middle.len()..],
-            None => return false,
-        }
-    }
-    true
+    weft_index::query::glob_match(pattern, text)
 }
 
 /// Parses a severity given by name (`DEBUG`, `warn`, `INFO2`) or number (1-24).

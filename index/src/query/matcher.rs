@@ -83,7 +83,7 @@ fn contains_sequence(haystack: &[String], needle: &[String]) -> bool {
 }
 
 /// `*` matches any run of characters; everything else is literal.
-pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
+pub fn glob_match(pattern: &str, text: &str) -> bool {
     if !pattern.contains('*') {
         return pattern == text;
     }

@@ -12,7 +12,7 @@ mod matcher;
 mod parse;
 
 pub use compile::compile;
-pub use matcher::LogMatcher;
+pub use matcher::{LogMatcher, glob_match};
 pub use parse::parse;
 
 /// A parsed query.
