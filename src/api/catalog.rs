@@ -123,9 +123,21 @@ pub(crate) async fn events(
                 "first_seen_unix_nano": s.first_seen_unix_nano.to_string(),
                 "last_seen_unix_nano": s.last_seen_unix_nano.to_string(),
                 "severities": s.severities,
-                "rule": Value::Null,
+                "rule": rule_in_force(&state, &event),
             })
         })
         .collect();
     Ok(Json(json!({ "events": events })))
+}
+
+/// The newest unexpired rule that names this event ID, as the severity API shows it.
+fn rule_in_force(state: &ApiState, event: &str) -> Value {
+    let now = state.severity.now();
+    state
+        .severity
+        .rules()
+        .iter()
+        .filter(|r| r.selector.event.as_deref() == Some(event) && r.expires_at > now)
+        .max_by_key(|r| r.created_at)
+        .map_or(Value::Null, |r| state.severity.rule_json(r))
 }

@@ -549,3 +549,96 @@ async fn tail_streams_new_matching_records() {
     assert!(events.iter().all(|(e, _)| e != "missed"));
     server.stop().await;
 }
+
+/// Reads SSE events from a response until `done` says enough.
+async fn read_events(
+    response: &mut reqwest::Response,
+    buffer: &mut String,
+    mut done: impl FnMut(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
+    let mut events = Vec::new();
+    let started = Instant::now();
+    while !done(&events) {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "tail delivered {} events",
+            events.len()
+        );
+        if let Ok(Ok(Some(bytes))) =
+            tokio::time::timeout(Duration::from_secs(5), response.chunk()).await
+        {
+            buffer.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        // Parse every complete event in one pass, then drop them from the buffer at once.
+        let mut consumed = 0;
+        while let Some(end) = buffer[consumed..].find("\n\n") {
+            let raw = &buffer[consumed..consumed + end];
+            consumed += end + 2;
+            let mut name = String::from("message");
+            let mut data = String::new();
+            for line in raw.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            if !data.is_empty() {
+                events.push((name, serde_json::from_str(&data).unwrap()));
+            }
+        }
+        buffer.drain(..consumed);
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_tail_reader_is_told_what_it_missed_and_ingest_goes_on() {
+    let server = TestServer::start().await;
+    let mut response = server
+        .client
+        .get(server.url("/api/v1/logs/tail"))
+        .query(&[("q", "service:flood")])
+        .send()
+        .await
+        .unwrap();
+    let mut buffer = String::new();
+    read_events(&mut response, &mut buffer, |e| {
+        e.iter().any(|(n, _)| n == "ready")
+    })
+    .await;
+    // The reader stops reading while far more than its buffer arrives; ingest must not wait.
+    let mut client = opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient::connect(format!("http://{}", server.grpc)).await.unwrap();
+    let (batches, per_batch) = (600, 50);
+    let body = "x".repeat(400);
+    for b in 0..batches {
+        let records = (0..per_batch)
+            .map(|i| record(&format!("{body} {b} {i}"), vec![]))
+            .collect();
+        client.export(logs_request("flood", records)).await.unwrap();
+    }
+    let sent = (batches * per_batch) as u64;
+    let mut received = 0u64;
+    let mut missed = 0u64;
+    let events = read_events(&mut response, &mut buffer, |events| {
+        received = events.iter().filter(|(n, _)| n == "log").count() as u64;
+        missed = events
+            .iter()
+            .filter(|(n, _)| n == "missed")
+            .map(|(_, v)| v["missed"].as_u64().unwrap())
+            .sum();
+        received + missed >= sent
+    })
+    .await;
+    assert!(
+        missed > 0,
+        "the reader fell behind but was not told ({received} received)"
+    );
+    assert_eq!(
+        received + missed,
+        sent,
+        "every record is either delivered or counted as missed"
+    );
+    assert!(events.iter().all(|(n, _)| n == "log" || n == "missed"));
+    server.stop().await;
+}

@@ -150,6 +150,10 @@ async fn operator_rules_switch_debug_on_and_off_at_the_source() {
     .await;
     let delay = set_at.elapsed();
     eprintln!("DEBUG events searchable {delay:?} after `weft severity set`");
+    assert!(
+        delay < Duration::from_secs(2),
+        "DEBUG took {delay:?} to appear"
+    );
 
     // Removed: DEBUG stops at the source.
     tokio::task::block_in_place(|| cli(&url, &["rm", &rule_id]));
