@@ -568,6 +568,10 @@ fn print_table(report: &Value) {
             "broad log search (newest 100)",
             "broad_log_search_newest_100",
         ),
+        (
+            "trace search (service + errors + min duration)",
+            "trace_search_service_errors_min_duration",
+        ),
     ] {
         println!(
             "| {name} p50 / p99 ms | {} / {} |",
