@@ -82,6 +82,10 @@ fn tiebreak(bytes: &[u8]) -> u64 {
     hash
 }
 
+/// Time windows a log search tries, newest first, before the whole range (10 s, 100 s, 1000 s).
+const SEARCH_WINDOWS_NANOS: [u64; 4] =
+    [10_000_000_000, 100_000_000_000, 1_000_000_000_000, u64::MAX];
+
 /// Most records sharing one timestamp that a page boundary handles exactly.
 const MAX_TIES: usize = 10_000;
 
@@ -198,21 +202,17 @@ impl Store {
             }
             end = end.min(t);
         }
-        // Partitions do not overlap in time, so walking them newest first and stopping once
-        // the page is full yields the newest records overall.
-        if start < end {
-            for partition in self.partitions_overlapping(Signal::Logs, start, end) {
-                if hits.len() > search.limit {
-                    break;
-                }
-                let want = search.limit + 1 - hits.len();
-                hits.extend(partition_hits(
-                    &partition.searcher(),
-                    &*matcher,
-                    start,
-                    end,
-                    want,
-                )?);
+        // A common word matches millions of records, and ranking them all by time is what makes
+        // a broad search slow. Recent windows are tried first, widening until one fills the
+        // page: everything newer than a window's start is inside it, so a full window holds
+        // the newest records of the whole range.
+        let before_window = hits.len();
+        for window in SEARCH_WINDOWS_NANOS {
+            let window_start = end.saturating_sub(window).max(start);
+            hits.truncate(before_window);
+            self.collect_newest(&*matcher, window_start, end, search.limit, &mut hits)?;
+            if hits.len() > search.limit || window_start == start {
+                break;
             }
         }
         let more = hits.len() > search.limit;
@@ -227,6 +227,36 @@ impl Store {
             more,
             next_cursor,
         })
+    }
+
+    /// Adds the newest hits in `[start, end)` until there are more than `limit`.
+    fn collect_newest(
+        &self,
+        matcher: &dyn Query,
+        start: u64,
+        end: u64,
+        limit: usize,
+        hits: &mut Vec<Hit>,
+    ) -> Result<(), IndexError> {
+        if start >= end {
+            return Ok(());
+        }
+        // Partitions do not overlap in time, so walking them newest first and stopping once
+        // the page is full yields the newest records overall.
+        for partition in self.partitions_overlapping(Signal::Logs, start, end) {
+            if hits.len() > limit {
+                break;
+            }
+            let want = limit + 1 - hits.len();
+            hits.extend(partition_hits(
+                &partition.searcher(),
+                matcher,
+                start,
+                end,
+                want,
+            )?);
+        }
+        Ok(())
     }
 
     /// Every span and log of `trace_id`, from every partition: a trace is found whatever its
