@@ -609,7 +609,8 @@ async fn a_slow_tail_reader_is_told_what_it_missed_and_ingest_goes_on() {
     .await;
     // The reader stops reading while far more than its buffer arrives; ingest must not wait.
     let mut client = opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient::connect(format!("http://{}", server.grpc)).await.unwrap();
-    let (batches, per_batch) = (600, 50);
+    // Far more than the 256-batch feed plus what socket buffers hold for a reader that is not reading.
+    let (batches, per_batch) = (800, 50);
     let body = "x".repeat(400);
     for b in 0..batches {
         let records = (0..per_batch)
