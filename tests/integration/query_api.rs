@@ -584,7 +584,14 @@ async fn read_events(
                 }
             }
             if !data.is_empty() {
-                events.push((name, serde_json::from_str(&data).unwrap()));
+                // Only counted, not inspected: parsing tens of thousands of records in a debug
+                // build would make the reader the slow part of this test.
+                let value = if name == "log" {
+                    Value::Null
+                } else {
+                    serde_json::from_str(&data).unwrap()
+                };
+                events.push((name, value));
             }
         }
         buffer.drain(..consumed);
