@@ -7,6 +7,9 @@
 //! - `wal`: the write-ahead log; `pipeline`: group-commit WAL thread → indexer thread.
 //! - `api`: the HTTP query API (weft's and Jaeger's), health and metrics; `grpc`: the same
 //!   queries as `weft.v1.QueryService`; `metrics`: weft's own counters.
+//! - `severity`: runtime severity rules (validation, expiry, audit, the compiled matcher ingest
+//!   applies); `cli`: `weft severity …` against a running weft.
+//! - `bench`: `weft bench`, which measures a weft through its public protocols only.
 //! - `server`: start and graceful stop, used by `main` and by the integration tests.
 //!
 //! Storage and search live in the `weft-index` crate.
