@@ -174,13 +174,27 @@ fn print_result(body: &Value) {
         }
     } else if let Some(entries) = body["entries"].as_array() {
         for e in entries {
+            let at = e["at_unix_nano"]
+                .as_str()
+                .and_then(|n| n.parse::<i128>().ok())
+                .and_then(|n| time::OffsetDateTime::from_unix_timestamp_nanos(n).ok())
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_default();
+            let reason = e["reason"].as_str().unwrap_or("");
+            // A create's reason is the rule's own, already on the rule line.
+            let why = if e["action"] == "create" || reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({reason})")
+            };
             println!(
-                "{} {:<7} by {:<10} {} — {}",
-                e["at_unix_nano"].as_str().unwrap_or(""),
+                "{at} {:<7} by {:<10} {}{why}",
                 e["action"].as_str().unwrap_or(""),
                 e["by"].as_str().unwrap_or(""),
                 rule_line(&e["rule"]),
-                e["reason"].as_str().unwrap_or("")
             );
         }
     } else if body["id"].is_string() {
