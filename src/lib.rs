@@ -10,6 +10,7 @@
 //! - `severity`: runtime severity rules (validation, expiry, audit, the compiled matcher ingest
 //!   applies); `cli`: `weft severity …` against a running weft.
 //! - `bench`: `weft bench`, which measures a weft through its public protocols only.
+//! - `ui`: the web UI's files (ui/), embedded and served at `/`.
 //! - `server`: start and graceful stop, used by `main` and by the integration tests.
 //!
 //! Storage and search live in the `weft-index` crate.
@@ -25,4 +26,5 @@ pub mod normalize;
 pub mod pipeline;
 pub mod server;
 pub mod severity;
+pub mod ui;
 pub mod wal;

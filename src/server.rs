@@ -129,6 +129,7 @@ pub async fn start_with_clock(
     let severity_service = crate::grpc::severity::service(severity.clone(), stop_rx.clone());
     let http_app = api::router(api_state)
         .merge(ingest::http::router(ingest.clone()))
+        .merge(crate::ui::router())
         .layer(tower_http::trace::TraceLayer::new_for_http());
     let http_server = {
         let mut stop = stop_rx.clone();

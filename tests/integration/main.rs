@@ -11,3 +11,4 @@ mod query_api;
 mod retention;
 mod severity;
 mod source_filter;
+mod ui;
