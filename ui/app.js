@@ -27,7 +27,8 @@ async function getJSON(url) {
 }
 
 function show(view) {
-  for (const id of ["logs-view", "trace-view", "traces-view"]) $("#" + id).hidden = id !== view;
+  for (const id of ["logs-view", "trace-view", "traces-view", "events-view", "services-view", "severity-view"]) $("#" + id).hidden = id !== view;
+  if (view !== "logs-view") stopTail();
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", view.startsWith(a.dataset.view));
 }
 
@@ -211,17 +212,141 @@ async function searchTraces() {
   } catch (e) { $("#trace-error").hidden = false; $("#trace-error").textContent = e.message; }
 }
 
+// ---------- live tail ----------
+let tail = null;
+
+function stopTail() {
+  if (tail) { tail.close(); tail = null; }
+  $("#live").checked = false;
+  $("#tail-status").hidden = true;
+}
+
+function startTail() {
+  stopTail();
+  $("#live").checked = true;
+  const q = $("#q").value;
+  const status = $("#tail-status");
+  status.hidden = false;
+  status.textContent = "Live: connecting…";
+  const mark = highlighter(q);
+  let count = 0, missed = 0;
+  tail = new EventSource("/api/v1/logs/tail?" + new URLSearchParams({ q }));
+  tail.addEventListener("ready", () => { status.textContent = "Live: waiting for new records"; });
+  tail.addEventListener("log", (e) => {
+    const row = logRow(JSON.parse(e.data), mark);
+    row.classList.add("fresh");
+    $("#logs tbody").prepend(row);
+    count += 1;
+    status.textContent = `Live: ${count} new` + (missed ? `, ${missed} missed (too fast to show all)` : "");
+  });
+  tail.addEventListener("missed", (e) => { missed += JSON.parse(e.data).missed; });
+  tail.onerror = () => { status.textContent = "Live: connection lost, retrying…"; };
+}
+
+// ---------- catalogs ----------
+async function showEvents() {
+  const body = $("#event-list tbody");
+  body.innerHTML = "";
+  const r = await getJSON("/api/v1/events");
+  for (const e of r.events) {
+    const tr = document.createElement("tr");
+    const rule = e.rule ? `${e.rule.id}: ${e.rule.action.min_severity ? "min " + e.rule.action.min_severity : ""} ${e.rule.action.set_severity ? "set " + e.rule.action.set_severity : ""} (${e.rule.time_left_seconds}s left)` : "";
+    tr.innerHTML = `<td><a class="id" href="#/logs?q=${encodeURIComponent("event:" + e.event)}&range=86400">${esc(e.event)}</a></td>` +
+      `<td>${e.count}</td><td class="wrap">${e.services.map((s) => `<a class="id" href="#/logs?q=${encodeURIComponent(`service:${s} event:${e.event}`)}&range=86400">${esc(s)}</a>`).join(", ")}</td>` +
+      `<td>${e.severities.map((b) => `<span class="sev-${b}">${b}</span>`).join(" ")}</td><td>${fmtTime(e.last_seen_unix_nano)}</td><td class="wrap">${esc(rule)}</td>` +
+      `<td><button class="small" type="button">Set level…</button></td>`;
+    tr.querySelector("button").addEventListener("click", () => go("/severity", { event: e.event }));
+    body.appendChild(tr);
+  }
+}
+
+async function showServices() {
+  const body = $("#service-list tbody");
+  body.innerHTML = "";
+  const r = await getJSON("/api/v1/services");
+  for (const s of r.services) {
+    const tr = document.createElement("tr");
+    tr.innerHTML = `<td><a class="id" href="#/logs?q=${encodeURIComponent("service:" + s.service)}&range=86400">${esc(s.service)}</a> ` +
+      `<a class="id" href="#/traces?service=${encodeURIComponent(s.service)}">traces</a></td>` +
+      `<td>${s.span_count}</td><td>${s.log_count}</td><td>${fmtTime(s.last_seen_unix_nano)}</td>` +
+      `<td><button class="small" type="button">Set level…</button></td>`;
+    tr.querySelector("button").addEventListener("click", () => go("/severity", { service: s.service }));
+    body.appendChild(tr);
+  }
+}
+
+// ---------- severity ----------
+function selectorText(sel) { return ["service", "scope", "event"].filter((k) => sel[k]).map((k) => `${k}=${sel[k]}`).join(" ") || "(everything)"; }
+function actionText(a) { return [a.min_severity && "drop below " + a.min_severity, a.set_severity && "set " + a.set_severity].filter(Boolean).join(", "); }
+
+async function showSeverity() {
+  const { params } = route();
+  $("#r-service").value = params.get("service") || "";
+  $("#r-event").value = params.get("event") || "";
+  const rules = await getJSON("/api/v1/severity/rules");
+  const body = $("#rule-list tbody");
+  body.innerHTML = "";
+  for (const r of rules.rules) {
+    const tr = document.createElement("tr");
+    tr.innerHTML = `<td>${esc(r.id)}</td><td>${esc(selectorText(r.selector))}</td><td>${esc(actionText(r.action))}</td>` +
+      `<td>${Math.floor(r.time_left_seconds / 60)}m ${r.time_left_seconds % 60}s</td><td>${esc(r.created_by)}</td><td>${esc(r.reason)}</td>` +
+      `<td>${r.dropped}</td><td><button class="small" type="button">Delete</button></td>`;
+    tr.querySelector("button").addEventListener("click", async () => {
+      const response = await fetch("/api/v1/severity/rules/" + encodeURIComponent(r.id), { method: "DELETE" });
+      if (!response.ok) { showRuleError(await response.json().catch(() => ({}))); return; }
+      showSeverity();
+    });
+    body.appendChild(tr);
+  }
+  const audit = await getJSON("/api/v1/severity/audit");
+  const ab = $("#audit-list tbody");
+  ab.innerHTML = "";
+  for (const e of audit.entries.slice(0, 200)) {
+    const tr = document.createElement("tr");
+    tr.innerHTML = `<td>${fmtTime(e.at_unix_nano)}</td><td>${esc(e.action)}</td><td>${esc(e.by)}</td>` +
+      `<td>${esc(e.rule.id)} ${esc(selectorText(e.rule.selector || {}))} ${esc(actionText(e.rule.action || {}))}</td><td>${esc(e.reason)}</td>`;
+    ab.appendChild(tr);
+  }
+}
+
+function showRuleError(body) {
+  const err = $("#rule-error");
+  err.hidden = false;
+  err.textContent = "weft refused the change: " + (body.error || "unknown error");
+}
+
+$("#rule-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const selector = {};
+  for (const k of ["service", "scope", "event"]) { const v = $("#r-" + k).value.trim(); if (v) selector[k] = v; }
+  const action = {};
+  if ($("#r-min").value) action.min_severity = $("#r-min").value;
+  if ($("#r-set").value) action.set_severity = $("#r-set").value;
+  const response = await fetch("/api/v1/severity/rules", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ selector, action, ttl: $("#r-ttl").value, reason: $("#r-reason").value }),
+  });
+  if (!response.ok) { showRuleError(await response.json().catch(() => ({}))); return; }
+  $("#rule-error").hidden = true;
+  showSeverity();
+});
+
 // ---------- wiring ----------
 function render() {
   const { parts, params } = route();
   if (parts[0] === "trace" && parts[1]) { show("trace-view"); showTrace(parts[1], params); }
   else if (parts[0] === "traces") { show("traces-view"); searchTraces(); }
+  else if (parts[0] === "events") { show("events-view"); showEvents(); }
+  else if (parts[0] === "services") { show("services-view"); showServices(); }
+  else if (parts[0] === "severity") { show("severity-view"); showSeverity(); }
   else { show("logs-view"); searchLogs(false); }
 }
 
 $("#log-form").addEventListener("submit", (e) => { e.preventDefault(); go("/logs", { q: $("#q").value, range: $("#range").value }); });
 $("#range").addEventListener("change", () => go("/logs", { q: $("#q").value, range: $("#range").value }));
 $("#more").addEventListener("click", () => searchLogs(true));
+$("#live").addEventListener("change", () => ($("#live").checked ? startTail() : stopTail()));
 $("#trace-form").addEventListener("submit", (e) => {
   e.preventDefault();
   const p = { service: $("#t-service").value, operation: $("#t-operation").value, min_duration: $("#t-min").value };
