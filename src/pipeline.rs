@@ -103,7 +103,6 @@ pub struct Pipeline {
     tail: broadcast::Sender<TailBatch>,
     budget: Arc<Semaphore>,
     budget_units: usize,
-    metrics: Arc<Metrics>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -140,7 +139,6 @@ impl Pipeline {
                 .expect("spawning the WAL thread")
         };
         let indexer_thread = {
-            let metrics = metrics.clone();
             std::thread::Builder::new()
                 .name("weft-indexer".into())
                 .spawn(move || indexer_loop(store, index_rx, metrics, config))
@@ -151,7 +149,6 @@ impl Pipeline {
             tail,
             budget: Arc::new(Semaphore::new(budget_units)),
             budget_units,
-            metrics,
             threads: std::sync::Mutex::new(vec![wal_thread, indexer_thread]),
         }))
     }
@@ -193,11 +190,6 @@ impl Pipeline {
     /// never waits for them.
     pub fn subscribe_tail(&self) -> broadcast::Receiver<TailBatch> {
         self.tail.subscribe()
-    }
-
-    /// The counters this pipeline updates.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
     }
 
     /// Stops taking rows, writes what is queued, commits the index and waits for both threads.

@@ -220,18 +220,12 @@ impl Running {
     pub async fn stop(self) {
         self.ready.store(false, Ordering::Release);
         let _ = self.stop_tx.send(true);
-        let drain = futures_join_all(self.servers);
+        let drain = futures_util::future::join_all(self.servers);
         if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
             tracing::warn!("requests still running after the drain timeout; stopping anyway");
         }
         let pipeline = self.pipeline;
         let _ = tokio::task::spawn_blocking(move || pipeline.shutdown_blocking()).await;
         tracing::info!("weft stopped");
-    }
-}
-
-async fn futures_join_all(handles: Vec<JoinHandle<()>>) {
-    for handle in handles {
-        let _ = handle.await;
     }
 }

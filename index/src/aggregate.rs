@@ -9,7 +9,7 @@ use tantivy::query::{AllQuery, BooleanQuery, Occur, Query};
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 
 use crate::error::IndexError;
-use crate::query::{Expr, compile};
+use crate::query::{CmpOp, Expr, compile};
 use crate::search::time_range;
 use crate::store::Store;
 use crate::{Signal, log_fields, span_fields};
@@ -364,8 +364,8 @@ impl Store {
             "consumer",
         ] {
             let expr = Expr::And(vec![
-                keyword_filter("service", service),
-                keyword_filter("kind", kind),
+                Expr::filter("service", CmpOp::Eq, service),
+                Expr::filter("kind", CmpOp::Eq, kind),
             ]);
             let query = filtered(Some(&expr), Signal::Spans, start, end)?;
             let collector = KeyedCollector {
@@ -391,7 +391,7 @@ impl Store {
         start: u64,
         end: u64,
     ) -> Result<BTreeMap<String, EventStats>, IndexError> {
-        let expr = service.map(|s| keyword_filter("service", s));
+        let expr = service.map(|s| Expr::filter("service", CmpOp::Eq, s));
         let query = filtered(expr.as_ref(), Signal::Logs, start, end)?;
         let collector = KeyedCollector {
             key_field: "event",
@@ -425,17 +425,6 @@ impl Store {
             merge_keyed(&mut found, partition.searcher().search(query, &collector)?);
         }
         Ok(found.into_iter().map(|(k, v)| (k, v.count)).collect())
-    }
-}
-
-/// `field:value`, matched exactly (a `*` in the value is a wildcard).
-fn keyword_filter(field: &str, value: &str) -> Expr {
-    Expr::Filter {
-        field: field.to_string(),
-        op: crate::query::CmpOp::Eq,
-        value: value.to_string(),
-        phrase: true,
-        pos: 0,
     }
 }
 

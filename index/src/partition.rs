@@ -212,14 +212,6 @@ impl Partition {
         }
     }
 
-    pub(crate) fn has_pending(&self) -> bool {
-        self.writer
-            .lock()
-            .expect("writer lock poisoned")
-            .uncommitted_docs
-            > 0
-    }
-
     /// Bytes the partition uses on disk.
     pub(crate) fn disk_bytes(&self) -> u64 {
         dir_size(&self.dir)

@@ -153,11 +153,6 @@ impl Store {
         Ok(partition)
     }
 
-    /// True when rows were added since the last commit.
-    pub fn has_pending(&self) -> bool {
-        self.all_partitions().iter().any(|p| p.has_pending())
-    }
-
     /// Commits every partition with pending rows, recording `lsn` (the end of the last WAL entry
     /// indexed) in each, then durably advances the checkpoint to `lsn`.
     pub fn commit(&self, lsn: u64) -> Result<CommitStats, IndexError> {

@@ -13,6 +13,7 @@ use weft_index::query::parse;
 use super::params::{limit, parse_time, time_range};
 use super::{ApiError, ApiState};
 use crate::pipeline::now_unix_nano;
+use crate::severity::rules::Rule;
 
 const DEFAULT_BUCKETS: usize = 60;
 const MAX_BUCKETS: usize = 1000;
@@ -113,6 +114,8 @@ pub(crate) async fn events(
         .await?;
     let mut events: Vec<(String, weft_index::aggregate::EventStats)> = found.into_iter().collect();
     events.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
+    let rules = state.severity.rules();
+    let now = state.severity.now();
     let events: Vec<Value> = events
         .into_iter()
         .map(|(event, s)| {
@@ -123,21 +126,18 @@ pub(crate) async fn events(
                 "first_seen_unix_nano": s.first_seen_unix_nano.to_string(),
                 "last_seen_unix_nano": s.last_seen_unix_nano.to_string(),
                 "severities": s.severities,
-                "rule": rule_in_force(&state, &event),
+                "rule": rule_in_force(&rules, &event, now)
+                    .map_or(Value::Null, |r| state.severity.rule_json(r)),
             })
         })
         .collect();
     Ok(Json(json!({ "events": events })))
 }
 
-/// The newest unexpired rule that names this event ID, as the severity API shows it.
-fn rule_in_force(state: &ApiState, event: &str) -> Value {
-    let now = state.severity.now();
-    state
-        .severity
-        .rules()
+/// The newest unexpired rule that names this event ID.
+fn rule_in_force<'a>(rules: &'a [Rule], event: &str, now: u64) -> Option<&'a Rule> {
+    rules
         .iter()
         .filter(|r| r.selector.event.as_deref() == Some(event) && r.expires_at > now)
         .max_by_key(|r| r.created_at)
-        .map_or(Value::Null, |r| state.severity.rule_json(r))
 }

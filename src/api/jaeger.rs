@@ -173,16 +173,6 @@ fn go_duration(text: &str, name: &str) -> Result<u64, JaegerError> {
     Ok(total as u64)
 }
 
-fn filter(field: &str, op: CmpOp, value: &str) -> Expr {
-    Expr::Filter {
-        field: field.to_string(),
-        op,
-        value: value.to_string(),
-        phrase: true,
-        pos: 0,
-    }
-}
-
 pub(crate) async fn search(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
@@ -190,10 +180,10 @@ pub(crate) async fn search(
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let mut parts = Vec::new();
     if let Some(service) = get("service") {
-        parts.push(filter("service", CmpOp::Eq, service));
+        parts.push(Expr::filter("service", CmpOp::Eq, service));
     }
     if let Some(operation) = get("operation") {
-        parts.push(filter("name", CmpOp::Eq, operation));
+        parts.push(Expr::filter("name", CmpOp::Eq, operation));
     }
     if let Some(tags) = get("tags") {
         let map: BTreeMap<String, Value> = serde_json::from_str(tags).map_err(|e| {
@@ -208,12 +198,12 @@ pub(crate) async fn search(
                 other => other.to_string(),
             };
             if key == "error" && value == "true" {
-                parts.push(filter("status", CmpOp::Eq, "error"));
+                parts.push(Expr::filter("status", CmpOp::Eq, "error"));
             } else {
                 // Jaeger matches a span's own tags and its process (resource) tags.
                 parts.push(Expr::Or(vec![
-                    filter(&format!("attr.{key}"), CmpOp::Eq, &value),
-                    filter(&format!("resource.{key}"), CmpOp::Eq, &value),
+                    Expr::filter(&format!("attr.{key}"), CmpOp::Eq, &value),
+                    Expr::filter(&format!("resource.{key}"), CmpOp::Eq, &value),
                 ]));
             }
         }
@@ -221,11 +211,11 @@ pub(crate) async fn search(
     // Jaeger's duration filters apply to spans.
     if let Some(d) = get("minDuration") {
         let ns = go_duration(d, "minDuration")?;
-        parts.push(filter("duration", CmpOp::Ge, &ns.to_string()));
+        parts.push(Expr::filter("duration", CmpOp::Ge, &ns.to_string()));
     }
     if let Some(d) = get("maxDuration") {
         let ns = go_duration(d, "maxDuration")?;
-        parts.push(filter("duration", CmpOp::Le, &ns.to_string()));
+        parts.push(Expr::filter("duration", CmpOp::Le, &ns.to_string()));
     }
     let end = match get("end") {
         Some(e) => micros(e, "end")?,

@@ -12,29 +12,44 @@ use weft_index::query::parse;
 use super::params::{limit, time_range};
 use super::{ApiError, ApiState};
 
+/// A log search from its parameters as text, with the API's defaults and limits; HTTP and
+/// gRPC both build theirs here.
+pub(crate) fn log_search(
+    q: &str,
+    start: Option<&str>,
+    end: Option<&str>,
+    page_size: Option<&str>,
+    cursor: Option<&str>,
+) -> Result<LogSearch, ApiError> {
+    let query = parse(q)?;
+    let (start, end) = time_range(start, end)?;
+    let limit = limit(
+        page_size,
+        super::limits::DEFAULT_LOGS,
+        super::limits::MAX_LOGS,
+    )?;
+    Ok(LogSearch {
+        query,
+        start_unix_nano: start,
+        end_unix_nano: end,
+        limit,
+        cursor: super::params::cursor(cursor)?,
+    })
+}
+
 pub(crate) async fn search(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
-    let query = parse(params.get("q").map_or("", String::as_str))?;
-    let (start, end) = time_range(
-        params.get("start").map(String::as_str),
-        params.get("end").map(String::as_str),
+    let get = |k: &str| params.get(k).map(String::as_str);
+    let search = log_search(
+        get("q").unwrap_or(""),
+        get("start"),
+        get("end"),
+        get("limit"),
+        get("cursor"),
     )?;
-    let limit = limit(
-        params.get("limit").map(String::as_str),
-        super::limits::DEFAULT_LOGS,
-        super::limits::MAX_LOGS,
-    )?;
-    let cursor = super::params::cursor(params.get("cursor").map(String::as_str))?;
-    let search = LogSearch {
-        query,
-        start_unix_nano: start,
-        end_unix_nano: end,
-        limit,
-        cursor,
-    };
     let page = state
         .run_query(move |store| Ok(store.search_logs(&search)?))
         .await?;

@@ -11,7 +11,7 @@ pub(crate) mod limits {
     pub(crate) const DEFAULT_TRACES: usize = 20;
     pub(crate) const MAX_TRACES: usize = 500;
 }
-mod logs;
+pub(crate) mod logs;
 pub(crate) mod params;
 mod severity;
 pub(crate) mod tail;

@@ -56,18 +56,8 @@ pub(crate) async fn get_trace(
     })))
 }
 
-fn filter(field: &str, value: &str) -> Expr {
-    Expr::Filter {
-        field: field.to_string(),
-        op: CmpOp::Eq,
-        value: value.to_string(),
-        phrase: true,
-        pos: 0,
-    }
-}
-
 /// Builds the span query of a trace search from its parameters.
-pub(crate) fn span_query(
+fn span_query(
     service: Option<&str>,
     operation: Option<&str>,
     q: Option<&str>,
@@ -75,13 +65,13 @@ pub(crate) fn span_query(
 ) -> Result<Option<Expr>, ApiError> {
     let mut parts = Vec::new();
     if let Some(s) = service.filter(|s| !s.is_empty()) {
-        parts.push(filter("service", s));
+        parts.push(Expr::filter("service", CmpOp::Eq, s));
     }
     if let Some(o) = operation.filter(|o| !o.is_empty()) {
-        parts.push(filter("name", o));
+        parts.push(Expr::filter("name", CmpOp::Eq, o));
     }
     if error_only {
-        parts.push(filter("status", "error"));
+        parts.push(Expr::filter("status", CmpOp::Eq, "error"));
     }
     if let Some(expr) = parse(q.unwrap_or(""))? {
         parts.push(expr);
@@ -90,6 +80,41 @@ pub(crate) fn span_query(
         0 => None,
         1 => parts.pop(),
         _ => Some(Expr::And(parts)),
+    })
+}
+
+/// A trace search's parameters, as the HTTP and gRPC front ends receive them.
+pub(crate) struct TraceParams<'a> {
+    pub(crate) service: Option<&'a str>,
+    pub(crate) operation: Option<&'a str>,
+    pub(crate) q: Option<&'a str>,
+    pub(crate) error_only: bool,
+    pub(crate) start: Option<&'a str>,
+    pub(crate) end: Option<&'a str>,
+    pub(crate) min_duration_ns: Option<u64>,
+    pub(crate) max_duration_ns: Option<u64>,
+    pub(crate) limit: Option<&'a str>,
+}
+
+/// A validated trace search with the API's defaults and limits.
+pub(crate) fn trace_search(p: TraceParams<'_>) -> Result<TraceSearch, ApiError> {
+    let query = span_query(p.service, p.operation, p.q, p.error_only)?;
+    // Validate the span query now, so a mistake is a 400 rather than an empty answer.
+    if let Some(q) = &query {
+        weft_index::query::compile(q, weft_index::Signal::Spans)?;
+    }
+    let (start, end) = time_range(p.start, p.end)?;
+    Ok(TraceSearch {
+        query,
+        start_unix_nano: start,
+        end_unix_nano: end,
+        min_duration_ns: p.min_duration_ns,
+        max_duration_ns: p.max_duration_ns,
+        limit: limit(
+            p.limit,
+            super::limits::DEFAULT_TRACES,
+            super::limits::MAX_TRACES,
+        )?,
     })
 }
 
@@ -108,28 +133,21 @@ pub(crate) async fn search(
             )));
         }
     };
-    let query = span_query(get("service"), get("operation"), get("q"), error_only)?;
-    // Validate the span query now, so a mistake is a 400 rather than an empty answer.
-    if let Some(q) = &query {
-        weft_index::query::compile(q, weft_index::Signal::Spans)?;
-    }
-    let (start, end) = time_range(get("start"), get("end"))?;
-    let search = TraceSearch {
-        query,
-        start_unix_nano: start,
-        end_unix_nano: end,
+    let search = trace_search(TraceParams {
+        service: get("service"),
+        operation: get("operation"),
+        q: get("q"),
+        error_only,
+        start: get("start"),
+        end: get("end"),
         min_duration_ns: get("min_duration")
             .map(|d| parse_duration_ns("min_duration", d))
             .transpose()?,
         max_duration_ns: get("max_duration")
             .map(|d| parse_duration_ns("max_duration", d))
             .transpose()?,
-        limit: limit(
-            get("limit"),
-            super::limits::DEFAULT_TRACES,
-            super::limits::MAX_TRACES,
-        )?,
-    };
+        limit: get("limit"),
+    })?;
     let found = state
         .run_query(move |store| Ok(store.search_traces(&search)?))
         .await?;

@@ -246,11 +246,11 @@ async fn export_loop(
         "http://{}/v1/logs",
         args.target_http.clone().unwrap_or_default()
     );
-    let mut logs_client = LogsServiceClient::connect(endpoint.clone())
+    let logs_client = LogsServiceClient::connect(endpoint.clone())
         .await
         .context("cannot connect to weft's gRPC port")?
         .max_encoding_message_size(usize::MAX);
-    let mut traces_client = TraceServiceClient::connect(endpoint)
+    let traces_client = TraceServiceClient::connect(endpoint)
         .await?
         .max_encoding_message_size(usize::MAX);
     let mut generator = Generator::new(
@@ -271,8 +271,11 @@ async fn export_loop(
         let mut spans = Vec::new();
         while logs.len() < args.batch {
             let trace = generator.trace(now);
-            if trace_sample.lock().await.len() < 1000 {
-                trace_sample.lock().await.push(hex::encode(trace.trace_id));
+            {
+                let mut sample = trace_sample.lock().await;
+                if sample.len() < 1000 {
+                    sample.push(hex::encode(trace.trace_id));
+                }
             }
             logs.extend(trace.logs);
             spans.extend(trace.spans);
@@ -283,57 +286,65 @@ async fn export_loop(
         let spans_req = spans_request(spans);
         let log_bytes = logs_req.encoded_len() as u64;
         let span_bytes = spans_req.encoded_len() as u64;
-        loop {
-            let t0 = Instant::now();
-            let sent = if args.http {
-                send_http(&http_client, &http_logs_url, &logs_req).await
-            } else {
-                logs_client.export(logs_req.clone()).await.map(|_| ())
-            };
-            match sent {
-                Ok(()) => {
-                    latencies
-                        .lock()
-                        .await
-                        .push(t0.elapsed().as_secs_f64() * 1e3);
-                    counters.logs.fetch_add(log_count, Ordering::Relaxed);
-                    counters.otlp_bytes.fetch_add(log_bytes, Ordering::Relaxed);
-                    counters.log_bytes.fetch_add(log_bytes, Ordering::Relaxed);
-                    break;
-                }
-                Err(status) if status.code() == tonic::Code::Unavailable => {
-                    counters.refusals.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(status) => {
-                    counters.failures.fetch_add(1, Ordering::Relaxed);
-                    bail!("log export failed: {status}");
+        let latency = until_accepted(&counters, "log", || {
+            // Clients are handles to one connection; each attempt owns a clone.
+            let mut grpc = logs_client.clone();
+            let http = args
+                .http
+                .then(|| (http_client.clone(), http_logs_url.clone()));
+            let request = logs_req.clone();
+            async move {
+                match http {
+                    Some((client, url)) => send_http(&client, &url, &request).await,
+                    None => grpc.export(request).await.map(|_| ()),
                 }
             }
-        }
-        loop {
-            if args.logs_only {
-                break;
-            }
-            match traces_client.export(spans_req.clone()).await {
-                Ok(_) => {
-                    counters.spans.fetch_add(span_count, Ordering::Relaxed);
-                    counters.otlp_bytes.fetch_add(span_bytes, Ordering::Relaxed);
-                    break;
-                }
-                Err(status) if status.code() == tonic::Code::Unavailable => {
-                    counters.refusals.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(status) => {
-                    counters.failures.fetch_add(1, Ordering::Relaxed);
-                    bail!("span export failed: {status}");
-                }
-            }
+        })
+        .await?;
+        latencies.lock().await.push(latency.as_secs_f64() * 1e3);
+        counters.logs.fetch_add(log_count, Ordering::Relaxed);
+        counters.otlp_bytes.fetch_add(log_bytes, Ordering::Relaxed);
+        counters.log_bytes.fetch_add(log_bytes, Ordering::Relaxed);
+        if !args.logs_only {
+            until_accepted(&counters, "span", || {
+                let mut grpc = traces_client.clone();
+                let request = spans_req.clone();
+                async move { grpc.export(request).await.map(|_| ()) }
+            })
+            .await?;
+            counters.spans.fetch_add(span_count, Ordering::Relaxed);
+            counters.otlp_bytes.fetch_add(span_bytes, Ordering::Relaxed);
         }
         sent_logs += log_count;
     }
     Ok(())
+}
+
+/// Sends until weft accepts, backing off while it answers UNAVAILABLE (counted as refusals).
+/// Returns how long the accepted attempt took.
+async fn until_accepted<F, Fut>(
+    counters: &Counters,
+    what: &str,
+    mut send: F,
+) -> anyhow::Result<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), tonic::Status>>,
+{
+    loop {
+        let started = Instant::now();
+        match send().await {
+            Ok(()) => return Ok(started.elapsed()),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                counters.refusals.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => {
+                counters.failures.fetch_add(1, Ordering::Relaxed);
+                bail!("{what} export failed: {status}");
+            }
+        }
+    }
 }
 
 /// One OTLP/HTTP protobuf export, with HTTP answers mapped onto the gRPC codes the loop

@@ -5,14 +5,14 @@ use std::pin::Pin;
 
 use futures_util::Stream;
 use tonic::{Request, Response, Status};
-use weft_index::query::{compile, parse};
-use weft_index::{LogRow, LogSearch, Signal, SpanRow, TraceSearch, TraceSummary};
+use weft_index::{LogRow, SpanRow, TraceSummary};
 
 use super::proto;
 use super::proto::query_service_server::{QueryService, QueryServiceServer};
+use crate::api::ApiState;
+use crate::api::logs::log_search;
 use crate::api::tail::{Subscription, TailItem};
-use crate::api::traces::{MAX_LOGS, MAX_SPANS, span_query};
-use crate::api::{ApiError, ApiState, limits, params};
+use crate::api::traces::{MAX_LOGS, MAX_SPANS, TraceParams, trace_search};
 
 /// The service, ready to add to a tonic server.
 pub fn service(state: ApiState) -> QueryServiceServer<Query> {
@@ -94,24 +94,13 @@ impl QueryService for Query {
         request: Request<proto::SearchLogsRequest>,
     ) -> Result<Response<proto::SearchLogsResponse>, Status> {
         let r = request.into_inner();
-        let query = parse(&r.query).map_err(ApiError::from)?;
-        let (start, end) = params::time_range(
+        let search = log_search(
+            &r.query,
             optional_time(r.start_unix_nano).as_deref(),
             optional_time(r.end_unix_nano).as_deref(),
-        )?;
-        let limit = params::limit(
             optional_limit(r.limit).as_deref(),
-            limits::DEFAULT_LOGS,
-            limits::MAX_LOGS,
+            Some(&r.cursor),
         )?;
-        let cursor = params::cursor(Some(&r.cursor))?;
-        let search = LogSearch {
-            query,
-            start_unix_nano: start,
-            end_unix_nano: end,
-            limit,
-            cursor,
-        };
         let page = self
             .0
             .run_query(move |store| Ok(store.search_logs(&search)?))
@@ -153,31 +142,17 @@ impl QueryService for Query {
         request: Request<proto::SearchTracesRequest>,
     ) -> Result<Response<proto::SearchTracesResponse>, Status> {
         let r = request.into_inner();
-        let query = span_query(
-            Some(&r.service),
-            Some(&r.operation),
-            Some(&r.query),
-            r.errors_only,
-        )?;
-        if let Some(q) = &query {
-            compile(q, Signal::Spans).map_err(ApiError::from)?;
-        }
-        let (start, end) = params::time_range(
-            optional_time(r.start_unix_nano).as_deref(),
-            optional_time(r.end_unix_nano).as_deref(),
-        )?;
-        let search = TraceSearch {
-            query,
-            start_unix_nano: start,
-            end_unix_nano: end,
+        let search = trace_search(TraceParams {
+            service: Some(&r.service),
+            operation: Some(&r.operation),
+            q: Some(&r.query),
+            error_only: r.errors_only,
+            start: optional_time(r.start_unix_nano).as_deref(),
+            end: optional_time(r.end_unix_nano).as_deref(),
             min_duration_ns: (r.min_duration_ns != 0).then_some(r.min_duration_ns),
             max_duration_ns: (r.max_duration_ns != 0).then_some(r.max_duration_ns),
-            limit: params::limit(
-                optional_limit(r.limit).as_deref(),
-                limits::DEFAULT_TRACES,
-                limits::MAX_TRACES,
-            )?,
-        };
+            limit: optional_limit(r.limit).as_deref(),
+        })?;
         let found = self
             .0
             .run_query(move |store| Ok(store.search_traces(&search)?))

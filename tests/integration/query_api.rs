@@ -502,21 +502,7 @@ async fn tail_streams_new_matching_records() {
         if let Ok(Ok(Some(bytes))) = chunk {
             buffer.push_str(&String::from_utf8_lossy(&bytes));
         }
-        while let Some(end) = buffer.find("\n\n") {
-            let raw: String = buffer.drain(..end + 2).collect();
-            let mut name = String::from("message");
-            let mut data = String::new();
-            for line in raw.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    name = v.trim().to_string();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push_str(v.trim());
-                }
-            }
-            if !data.is_empty() {
-                events.push((name, serde_json::from_str(&data).unwrap()));
-            }
-        }
+        events.extend(take_events(&mut buffer, true));
         if !sent && events.iter().any(|(e, _)| e == "ready") {
             let mut info = record("not severe enough", vec![]);
             info.severity_number = 9;
@@ -550,6 +536,37 @@ async fn tail_streams_new_matching_records() {
     server.stop().await;
 }
 
+/// Takes every complete Server-Sent Event out of `buffer`, in one pass, as (name, data).
+/// `log` events' data is parsed only when `parse_logs`: a reader counting tens of thousands of
+/// records in a debug build would otherwise be the slow part of a test.
+fn take_events(buffer: &mut String, parse_logs: bool) -> Vec<(String, Value)> {
+    let mut events = Vec::new();
+    let mut consumed = 0;
+    while let Some(end) = buffer[consumed..].find("\n\n") {
+        let raw = &buffer[consumed..consumed + end];
+        consumed += end + 2;
+        let mut name = String::from("message");
+        let mut data = String::new();
+        for line in raw.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                name = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim());
+            }
+        }
+        if !data.is_empty() {
+            let value = if name == "log" && !parse_logs {
+                Value::Null
+            } else {
+                serde_json::from_str(&data).unwrap()
+            };
+            events.push((name, value));
+        }
+    }
+    buffer.drain(..consumed);
+    events
+}
+
 /// Reads SSE events from a response until `done` says enough.
 async fn read_events(
     response: &mut reqwest::Response,
@@ -569,32 +586,7 @@ async fn read_events(
         {
             buffer.push_str(&String::from_utf8_lossy(&bytes));
         }
-        // Parse every complete event in one pass, then drop them from the buffer at once.
-        let mut consumed = 0;
-        while let Some(end) = buffer[consumed..].find("\n\n") {
-            let raw = &buffer[consumed..consumed + end];
-            consumed += end + 2;
-            let mut name = String::from("message");
-            let mut data = String::new();
-            for line in raw.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    name = v.trim().to_string();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push_str(v.trim());
-                }
-            }
-            if !data.is_empty() {
-                // Only counted, not inspected: parsing tens of thousands of records in a debug
-                // build would make the reader the slow part of this test.
-                let value = if name == "log" {
-                    Value::Null
-                } else {
-                    serde_json::from_str(&data).unwrap()
-                };
-                events.push((name, value));
-            }
-        }
-        buffer.drain(..consumed);
+        events.extend(take_events(buffer, false));
     }
     events
 }

@@ -53,6 +53,19 @@ pub enum Expr {
     Not(Box<Expr>),
 }
 
+impl Expr {
+    /// `field OP value` built by code rather than typed: the value is taken whole, as if quoted.
+    pub fn filter(field: &str, op: CmpOp, value: &str) -> Expr {
+        Expr::Filter {
+            field: field.to_string(),
+            op,
+            value: value.to_string(),
+            phrase: true,
+            pos: 0,
+        }
+    }
+}
+
 /// The comparison of a filter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CmpOp {
