@@ -33,7 +33,9 @@ function show(view) {
 }
 
 // ---------- logs ----------
-let logCursor = null;
+// Paging state of the logs view. `searchGen` discards answers to searches the user has since
+// replaced, so a slow first page can never land under a newer query's rows.
+let logCursor = null, logRange = null, searchGen = 0, loadingMore = false;
 
 function highlighter(q) {
   const words = (q.match(/"[^"]+"|[^\s()]+/g) || [])
@@ -45,23 +47,86 @@ function highlighter(q) {
   return (text) => esc(text).replace(re, "<mark>$1</mark>");
 }
 
+function bodyText(body) { return typeof body === "string" ? body : JSON.stringify(body); }
+
+// `from`/`to` in the URL are RFC 3339 (UTC); the form takes "YYYY-MM-DD HH:MM:SS" in UTC too.
+function parseUtc(text) {
+  const t = text.trim().replace(" ", "T");
+  const ms = Date.parse(/([zZ]|[+-]\d\d:?\d\d)$/.test(t) ? t : t + "Z");
+  return Number.isNaN(ms) ? null : ms;
+}
+function fmtUtc(ms) { return new Date(ms).toISOString().replace("T", " ").replace(/\.000Z$|Z$/, ""); }
+
+// The logs view's time range: absolute (`from`/`to`) or the last `range` seconds.
+function timeRange(params) {
+  const from = params.get("from"), to = params.get("to");
+  if (from || to) {
+    const s = parseUtc(from || ""), e = parseUtc(to || "");
+    if (s == null || e == null || e <= s) throw new Error(`bad time range: from ${from || "?"} to ${to || "?"} (use "YYYY-MM-DD HH:MM:SS", UTC, from before to)`);
+    return { start: BigInt(s) * 1000000n, end: BigInt(e) * 1000000n + 999999n, from: s, to: e };
+  }
+  const end = nowNs();
+  return { start: end - BigInt(Number(params.get("range") || 3600)) * 1000000000n, end };
+}
+
+function showRangeForm(params) {
+  const absolute = params.get("from") || params.get("to");
+  $("#range").value = absolute ? "custom" : String(params.get("range") || 3600);
+  $("#custom-range").hidden = !absolute;
+  if (absolute) { $("#from").value = params.get("from") ? fmtUtc(parseUtc(params.get("from"))) : ""; $("#to").value = params.get("to") ? fmtUtc(parseUtc(params.get("to"))) : ""; }
+}
+
 function logRow(log, mark) {
   const tr = document.createElement("tr");
   tr.className = "log";
+  tr.tabIndex = 0;
   const trace = log.trace_id ? ` <a class="id" href="#/trace/${log.trace_id}?log=${log.time_unix_nano}">trace</a>` : "";
   tr.innerHTML = `<td>${fmtTime(log.time_unix_nano)}</td><td>${esc(log.service)}</td>` +
     `<td class="sev sev-${band(log.severity_number)}">${esc(log.severity_text || band(log.severity_number))}</td>` +
-    `<td>${esc(log.event)}</td><td class="body">${mark(typeof log.body === "string" ? log.body : JSON.stringify(log.body))}${trace}</td>`;
-  tr.addEventListener("click", (e) => {
-    if (e.target.tagName === "A") return;
-    const d = $("#details");
-    d.hidden = false;
-    d.textContent = JSON.stringify(log, null, 2);
-  });
+    `<td>${esc(log.event)}</td><td class="body">${mark(bodyText(log.body))}${trace}</td>`;
+  const open = () => openPanel($("#details"), logDetails(log), tr);
+  tr.addEventListener("click", (e) => { if (e.target.tagName !== "A") open(); });
+  tr.addEventListener("keydown", (e) => { if (e.key === "Enter" && e.target === tr) open(); });
   return tr;
 }
 
-function drawHistogram(h) {
+function kvTable(title, obj) {
+  const rows = Object.entries(obj || {}).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(typeof v === "string" ? v : JSON.stringify(v))}</td></tr>`).join("");
+  return `<h4>${title}</h4>` + (rows ? `<table class="kv">${rows}</table>` : `<div class="muted">none</div>`);
+}
+
+function logDetails(log) {
+  const trace = log.trace_id
+    ? `<a class="id" href="#/trace/${log.trace_id}?log=${log.time_unix_nano}">${log.trace_id}</a>` +
+      (log.span_id ? ` span <a class="id" href="#/logs?${new URLSearchParams({ q: `trace_id:${log.trace_id} span_id:${log.span_id}`, range: "604800" })}">${log.span_id}</a>` : "")
+    : "none";
+  return `<table class="kv"><tr><th>time</th><td>${fmtTime(log.time_unix_nano)}</td></tr>` +
+    `<tr><th>service</th><td>${esc(log.service)}</td></tr>` +
+    `<tr><th>severity</th><td class="sev-${band(log.severity_number)}">${esc(log.severity_text)} (${log.severity_number})</td></tr>` +
+    `<tr><th>event</th><td>${esc(log.event)}</td></tr><tr><th>trace</th><td>${trace}</td></tr>` +
+    `<tr><th>body</th><td class="wrap">${esc(bodyText(log.body))}</td></tr></table>` +
+    kvTable("attributes", log.attributes) + kvTable("resource", log.resource) + kvTable("scope", log.scope);
+}
+
+// Details panels: opened from a row, closed with Esc or ×, focus goes back to the row.
+let panelOpener = null;
+function openPanel(panel, html, opener) {
+  panel.innerHTML = `<button class="close" type="button" aria-label="Close details">×</button>` + html;
+  panel.hidden = false;
+  panel.querySelector(".close").addEventListener("click", closePanels);
+  panelOpener = opener;
+}
+function closePanels() {
+  const wasOpen = !$("#details").hidden || !$("#span-details").hidden;
+  $("#details").hidden = true;
+  $("#span-details").hidden = true;
+  if (wasOpen && panelOpener && document.contains(panelOpener)) panelOpener.focus();
+  panelOpener = null;
+}
+
+let histogramLayout = null;
+
+function drawHistogram(h, range) {
   const svg = $("#histogram");
   const width = svg.clientWidth || 800, height = 70;
   const buckets = h.buckets || [];
@@ -75,28 +140,66 @@ function drawHistogram(h) {
       if (!n) continue;
       const bh = (n / max) * (height - 2);
       y -= bh;
-      out += `<rect x="${i * w + 1}" y="${y}" width="${Math.max(1, w - 2)}" height="${bh}" fill="var(--${bandName === "unspecified" ? "muted" : bandName})"><title>${b.total} records</title></rect>`;
+      out += `<rect class="bucket" x="${i * w + 1}" y="${y}" width="${Math.max(1, w - 2)}" height="${bh}" fill="var(--${bandName === "unspecified" ? "muted" : bandName})"><title>${fmtTime(b.start_unix_nano)}: ${b.total} records</title></rect>`;
     }
   });
+  out += `<rect id="zoom-selection" x="0" y="0" width="0" height="${height}" visibility="hidden"></rect>`;
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.innerHTML = out;
+  // Buckets cover [start, start + n × bucket_ns), which can run a little past `end`.
+  histogramLayout = { start: range.start, span: BigInt(h.bucket_ns || 1) * BigInt(Math.max(1, buckets.length)) };
+}
+
+// Drag across the histogram to zoom the search into that time range.
+function enableHistogramZoom() {
+  const svg = $("#histogram");
+  let x0 = null;
+  const x = (e) => { const r = svg.getBoundingClientRect(); return Math.min(Math.max(e.clientX - r.left, 0), r.width); };
+  const toMs = (px) => {
+    const frac = px / svg.getBoundingClientRect().width;
+    return Number((histogramLayout.start + (histogramLayout.span * BigInt(Math.round(frac * 1e6))) / 1000000n) / 1000000n);
+  };
+  svg.addEventListener("pointerdown", (e) => {
+    if (!histogramLayout) return;
+    x0 = x(e);
+    svg.setPointerCapture(e.pointerId);
+  });
+  svg.addEventListener("pointermove", (e) => {
+    const sel = $("#zoom-selection");
+    if (x0 == null || !sel) return;
+    const x1 = x(e), scale = (svg.viewBox.baseVal.width || 1) / svg.getBoundingClientRect().width;
+    sel.setAttribute("x", Math.min(x0, x1) * scale);
+    sel.setAttribute("width", Math.abs(x1 - x0) * scale);
+    sel.setAttribute("visibility", "visible");
+  });
+  svg.addEventListener("pointerup", (e) => {
+    if (x0 == null) return;
+    const [a, b] = [x0, x(e)].sort((p, q) => p - q);
+    x0 = null;
+    if (b - a < 4) { $("#zoom-selection")?.setAttribute("visibility", "hidden"); return; }
+    go("/logs", { q: $("#q").value, from: new Date(toMs(a)).toISOString(), to: new Date(toMs(b)).toISOString() });
+  });
 }
 
 async function searchLogs(more) {
   const { params } = route();
   const q = params.get("q") || "";
-  const range = Number(params.get("range") || 3600);
-  $("#q").value = q;
-  $("#range").value = String(range);
-  const start = (nowNs() - BigInt(range) * 1000000000n).toString();
-  const url = new URLSearchParams({ q, start, limit: "100" });
-  if (more && logCursor) url.set("cursor", logCursor);
   const err = $("#query-error");
+  if (!more) {
+    $("#q").value = q;
+    showRangeForm(params);
+    try { logRange = timeRange(params); } catch (e) { err.hidden = false; err.textContent = e.message; return; }
+  }
+  const gen = more ? searchGen : ++searchGen;
+  const start = logRange.start.toString(), end = logRange.end.toString();
+  const url = new URLSearchParams({ q, start, end, limit: "100" });
+  if (more) { if (!logCursor || loadingMore) return; url.set("cursor", logCursor); loadingMore = true; }
   try {
     const [page, hist] = await Promise.all([
       getJSON("/api/v1/logs?" + url),
-      more ? null : getJSON("/api/v1/logs/histogram?" + new URLSearchParams({ q, start, buckets: "60" })),
+      more ? null : getJSON("/api/v1/logs/histogram?" + new URLSearchParams({ q, start, end, buckets: "60" })),
     ]);
+    if (gen !== searchGen) return;
     err.hidden = true;
     const body = $("#logs tbody");
     if (!more) { body.innerHTML = ""; $("#details").hidden = true; }
@@ -104,28 +207,47 @@ async function searchLogs(more) {
     for (const log of page.logs) body.appendChild(logRow(log, mark));
     logCursor = page.next_cursor;
     $("#more").hidden = !logCursor;
-    if (hist) drawHistogram(hist);
+    $("#result-count").textContent = hist ? `${hist.buckets.reduce((n, b) => n + b.total, 0)} matching records` : $("#result-count").textContent;
+    if (hist) drawHistogram(hist, logRange);
   } catch (e) {
+    if (gen !== searchGen) return;
     err.hidden = false;
     const pos = e.body && e.body.position;
     err.textContent = pos != null ? `${q}\n${" ".repeat(pos)}^ ${e.body.message}` : e.message;
+  } finally {
+    if (more) loadingMore = false;
   }
+  if (more || logCursor) loadMoreIfVisible();
+}
+
+// Infinite scroll: when the "Load more" button scrolls into view, the next page is fetched.
+function loadMoreIfVisible() {
+  const more = $("#more");
+  if (more.hidden || loadingMore || !logCursor) return;
+  const r = more.getBoundingClientRect();
+  if (r.top < window.innerHeight && r.bottom > 0) searchLogs(true);
 }
 
 // ---------- one trace ----------
+// The waterfall renders thousands of rows at once, so rows are built as one HTML string and
+// clicks are handled by one listener on the container.
+let traceState = null;
+
 async function showTrace(id, params) {
   const summary = $("#trace-summary"), fall = $("#waterfall");
   fall.innerHTML = "";
   $("#span-details").hidden = true;
   let t;
+  const fetching = performance.now();
   try { t = await getJSON("/api/v1/traces/" + encodeURIComponent(id)); }
-  catch (e) { summary.textContent = e.message; return; }
+  catch (e) { summary.textContent = `trace ${id}: ${e.message}`; return; }
+  const rendering = performance.now();
   const s = t.summary;
   summary.innerHTML = `<b>${esc(s.root_service)}: ${esc(s.root_name)}</b> — ${fmtDur(s.duration_ns)}, ${s.span_count} spans, ` +
-    `${s.error_count} errors, ${s.log_count} logs${s.incomplete ? " — <b>root span missing</b>" : ""} ` +
-    `<a class="id" href="#/logs?q=${encodeURIComponent("trace_id:" + t.trace_id)}&range=604800">logs of this trace</a>`;
+    `${s.error_count} errors, ${s.log_count} logs${s.incomplete ? " — <b>root span missing</b>" : ""}${t.truncated ? " — <b>truncated</b>" : ""} ` +
+    `<a class="id" href="#/logs?${new URLSearchParams({ q: "trace_id:" + t.trace_id, range: "604800" })}">logs of this trace</a>`;
   const t0 = BigInt(s.start_time_unix_nano), total = Math.max(1, Number(s.duration_ns));
-  const pct = (ns) => (Number(BigInt(ns) - t0) / total) * 100;
+  const pct = (ns) => ((Number(BigInt(ns) - t0) / total) * 100).toFixed(3);
   const byId = new Map(t.spans.map((sp) => [sp.span_id, sp]));
   const children = new Map();
   const roots = [];
@@ -135,57 +257,68 @@ async function showTrace(id, params) {
       children.get(sp.parent_span_id).push(sp);
     } else roots.push(sp);
   }
-  // The longest child chain: from each span, follow the child that ends last.
+  const byStart = (a, b) => (BigInt(a.start_time_unix_nano) < BigInt(b.start_time_unix_nano) ? -1 : 1);
+  const lastEnding = (list) => list.reduce((best, sp) => (!best || BigInt(sp.end_time_unix_nano) > BigInt(best.end_time_unix_nano) ? sp : best), null);
+  // The longest child chain: from the root that ends last, follow the child that ends last.
   const critical = new Set();
-  let cur = roots.slice().sort((a, b) => Number(BigInt(b.end_time_unix_nano) - BigInt(a.end_time_unix_nano)))[0];
-  while (cur) {
-    critical.add(cur.span_id);
-    const kids = children.get(cur.span_id) || [];
-    cur = kids.slice().sort((a, b) => Number(BigInt(b.end_time_unix_nano) - BigInt(a.end_time_unix_nano)))[0];
-  }
+  for (let cur = lastEnding(roots); cur; cur = lastEnding(children.get(cur.span_id) || [])) critical.add(cur.span_id);
   const logsBySpan = new Map();
-  for (const l of t.logs) {
+  t.logs.forEach((l, i) => {
     const k = byId.has(l.span_id) ? l.span_id : "";
     if (!logsBySpan.has(k)) logsBySpan.set(k, []);
-    logsBySpan.get(k).push(l);
-  }
+    logsBySpan.get(k).push(i);
+  });
   const highlightLog = params.get("log");
-  const frag = document.createDocumentFragment();
-  const addLogs = (list, depth) => {
-    for (const l of list || []) {
-      const row = document.createElement("div");
-      row.className = "row logrow" + (highlightLog === l.time_unix_nano ? " highlight" : "");
-      row.innerHTML = `<div class="label" style="padding-left:${depth * 12 + 14}px">` +
-        `<span class="sev-${band(l.severity_number)}">${esc(l.severity_text)}</span> ${esc(l.event)} ${esc(typeof l.body === "string" ? l.body : JSON.stringify(l.body))}</div>` +
-        `<div class="bar-area"><div class="logmark" style="left:${pct(l.time_unix_nano)}%;background:var(--${band(l.severity_number)})"></div></div>`;
-      frag.appendChild(row);
+  const html = [];
+  const addLogs = (indexes, depth) => {
+    for (const i of indexes || []) {
+      const l = t.logs[i], b = band(l.severity_number);
+      html.push(`<div class="row logrow${highlightLog === l.time_unix_nano ? " highlight" : ""}" tabindex="0" data-log="${i}">` +
+        `<div class="label" style="padding-left:${depth * 12 + 14}px"><span class="sev-${b}">${esc(l.severity_text || b)}</span> ${esc(l.event)} ${esc(bodyText(l.body))}</div>` +
+        `<div class="bar-area"><div class="logmark" style="left:${pct(l.time_unix_nano)}%;background:var(--${b === "unspecified" ? "muted" : b})"></div></div></div>`);
     }
   };
   const addSpan = (sp, depth) => {
-    const row = document.createElement("div");
-    row.className = "row span";
-    row.dataset.spanId = sp.span_id;
-    const left = pct(sp.start_time_unix_nano), width = Math.max(0.2, (Number(sp.duration_ns) / total) * 100);
-    const events = sp.events.map((e) => `<div class="logmark" title="${esc(e.name)}" style="left:${pct(e.time_unix_nano)}%;background:var(--fg)"></div>`).join("");
-    row.innerHTML = `<div class="label" style="padding-left:${depth * 12}px;border-left:3px solid ${serviceColor(sp.service)}">` +
-      `${esc(sp.service)} <b>${esc(sp.name)}</b> <span style="color:var(--muted)">${fmtDur(sp.duration_ns)}</span></div>` +
+    const left = pct(sp.start_time_unix_nano), width = Math.max(0.2, (Number(sp.duration_ns) / total) * 100).toFixed(3);
+    const color = serviceColor(sp.service);
+    const events = sp.events.map((e) => `<div class="eventmark" title="${esc(e.name)}" style="left:${pct(e.time_unix_nano)}%"></div>`).join("");
+    html.push(`<div class="row span${sp.status.code === "error" ? " failed" : ""}" tabindex="0" data-span="${esc(sp.span_id)}">` +
+      `<div class="label" style="padding-left:${depth * 12}px;border-left:3px solid ${color}">` +
+      `${sp.status.code === "error" ? '<span class="errmark" title="error">!</span> ' : ""}${esc(sp.service)} <b>${esc(sp.name)}</b> <span class="muted">${fmtDur(sp.duration_ns)}</span></div>` +
       `<div class="bar-area"><div class="bar${sp.status.code === "error" ? " error" : ""}${critical.has(sp.span_id) ? " critical" : ""}" ` +
-      `style="left:${left}%;width:${width}%;background:${serviceColor(sp.service)}"></div>${events}</div>`;
-    row.querySelector(".label").addEventListener("click", () => {
-      const d = $("#span-details");
-      d.hidden = false;
-      const q = encodeURIComponent(`trace_id:${sp.trace_id} span_id:${sp.span_id}`);
-      d.innerHTML = `<a class="id" href="#/logs?q=${q}&range=604800">logs of this span</a>\n` + esc(JSON.stringify(sp, null, 2));
-    });
-    frag.appendChild(row);
+      `style="left:${left}%;width:${width}%;background:${color}"></div>${events}</div></div>`);
     addLogs(logsBySpan.get(sp.span_id), depth + 1);
-    for (const c of (children.get(sp.span_id) || []).sort((a, b) => (BigInt(a.start_time_unix_nano) < BigInt(b.start_time_unix_nano) ? -1 : 1))) addSpan(c, depth + 1);
+    for (const c of (children.get(sp.span_id) || []).sort(byStart)) addSpan(c, depth + 1);
   };
   addLogs(logsBySpan.get(""), 0);
-  for (const r of roots) addSpan(r, 0);
-  fall.appendChild(frag);
+  for (const r of roots.sort(byStart)) addSpan(r, 0);
+  fall.innerHTML = html.join("");
+  traceState = { trace: t, byId, logsBySpan };
   const hl = fall.querySelector(".highlight");
-  if (hl) hl.scrollIntoView({ block: "center" });
+  if (hl) { hl.scrollIntoView({ block: "center" }); hl.focus({ preventScroll: true }); }
+  // Timings for the browser tests: fetch + JSON parse, then DOM build + layout (forced here).
+  void fall.offsetHeight;
+  document.body.dataset.traceFetchMs = (rendering - fetching).toFixed(1);
+  document.body.dataset.traceRenderMs = (performance.now() - rendering).toFixed(1);
+  document.body.dataset.renderedTrace = t.trace_id;
+}
+
+function spanDetails(sp) {
+  const { trace, logsBySpan } = traceState;
+  const logs = (logsBySpan.get(sp.span_id) || []).map((i) => trace.logs[i]);
+  const logsLink = `#/logs?${new URLSearchParams({ q: `trace_id:${sp.trace_id} span_id:${sp.span_id}`, range: "604800" })}`;
+  return `<div><b>${esc(sp.service)}: ${esc(sp.name)}</b> — ${fmtDur(sp.duration_ns)}, ${esc(sp.kind)}, status ${esc(sp.status.code)}${sp.status.message ? ": " + esc(sp.status.message) : ""}</div>` +
+    `<div>span <span class="id">${esc(sp.span_id)}</span>${sp.parent_span_id ? ` parent <span class="id">${esc(sp.parent_span_id)}</span>` : ""} <a class="id span-logs" href="${logsLink}">logs of this span (${logs.length})</a></div>` +
+    `<h4>logs</h4>` + (logs.length ? `<table class="kv">${logs.map((l) => `<tr><td>${fmtTime(l.time_unix_nano)}</td><td class="sev-${band(l.severity_number)}">${esc(l.severity_text)}</td><td>${esc(l.event)}</td><td class="wrap">${esc(bodyText(l.body))}</td></tr>`).join("")}</table>` : `<div class="muted">none</div>`) +
+    kvTable("attributes", sp.attributes) +
+    `<h4>events</h4>` + (sp.events.length ? `<table class="kv">${sp.events.map((e) => `<tr><td>${fmtTime(e.time_unix_nano)}</td><td>${esc(e.name)}</td><td class="wrap">${esc(JSON.stringify(e.attributes || {}))}</td></tr>`).join("")}</table>` : `<div class="muted">none</div>`) +
+    kvTable("resource", sp.resource) + kvTable("scope", sp.scope);
+}
+
+function openTraceRow(row) {
+  if (!row || !traceState) return;
+  if (row.dataset.span) openPanel($("#span-details"), spanDetails(traceState.byId.get(row.dataset.span)), row);
+  else if (row.dataset.log) openPanel($("#span-details"), logDetails(traceState.trace.logs[Number(row.dataset.log)]), row);
 }
 
 // ---------- trace search ----------
@@ -343,9 +476,29 @@ function render() {
   else { show("logs-view"); searchLogs(false); }
 }
 
-$("#log-form").addEventListener("submit", (e) => { e.preventDefault(); go("/logs", { q: $("#q").value, range: $("#range").value }); });
-$("#range").addEventListener("change", () => go("/logs", { q: $("#q").value, range: $("#range").value }));
+function submitLogSearch() {
+  if ($("#range").value !== "custom") { go("/logs", { q: $("#q").value, range: $("#range").value }); return; }
+  const from = parseUtc($("#from").value), to = parseUtc($("#to").value);
+  if (from == null || to == null || to <= from) {
+    $("#query-error").hidden = false;
+    $("#query-error").textContent = 'custom range: give "from" and "to" as YYYY-MM-DD HH:MM:SS (UTC), from before to';
+    return;
+  }
+  go("/logs", { q: $("#q").value, from: new Date(from).toISOString(), to: new Date(to).toISOString() });
+}
+$("#log-form").addEventListener("submit", (e) => { e.preventDefault(); submitLogSearch(); });
+$("#range").addEventListener("change", () => {
+  if ($("#range").value !== "custom") { submitLogSearch(); return; }
+  // Start the custom range from what is on screen, so it can be edited rather than typed.
+  $("#custom-range").hidden = false;
+  if (logRange) { $("#from").value = fmtUtc(Number(logRange.start / 1000000n)); $("#to").value = fmtUtc(Number(logRange.end / 1000000n)); }
+  $("#from").focus();
+});
 $("#more").addEventListener("click", () => searchLogs(true));
+window.addEventListener("scroll", loadMoreIfVisible, { passive: true });
+enableHistogramZoom();
+$("#waterfall").addEventListener("click", (e) => { if (e.target.tagName !== "A") openTraceRow(e.target.closest(".row")); });
+$("#waterfall").addEventListener("keydown", (e) => { if (e.key === "Enter") openTraceRow(e.target.closest(".row")); });
 $("#live").addEventListener("change", () => ($("#live").checked ? startTail() : stopTail()));
 $("#trace-form").addEventListener("submit", (e) => {
   e.preventDefault();
@@ -363,7 +516,7 @@ if (localStorage.getItem("weft-theme") === "dark" || (!localStorage.getItem("wef
 }
 document.addEventListener("keydown", (e) => {
   if (e.key === "/" && document.activeElement.tagName !== "INPUT") { e.preventDefault(); show("logs-view"); $("#q").focus(); }
-  if (e.key === "Escape") { $("#details").hidden = true; $("#span-details").hidden = true; }
+  if (e.key === "Escape") closePanels();
 });
 window.addEventListener("hashchange", render);
 render();

@@ -1,0 +1,373 @@
+// weft's web UI driven in headless Chromium: one weft, fed a multi-service data set over
+// OTLP/HTTP, and a fresh page per test. Every test saves a screenshot and fails on any console
+// error or uncaught exception in the page.
+import { test, before, after, beforeEach, afterEach } from "node:test";
+import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { startWeft, sendOtlp, checkoutDataset, bigTrace, launchBrowser, newPage, screenshot, eventually, SCREENSHOTS } from "./weft.mjs";
+
+let weft, browser, data, page, errors, expectedErrors;
+
+async function api(path) {
+  const response = await fetch(weft.url + path);
+  assert.equal(response.status, 200, `${path}: ${response.status}`);
+  return response.json();
+}
+
+before(async () => {
+  weft = await startWeft();
+  browser = await launchBrowser();
+  data = checkoutDataset(12);
+  await sendOtlp(weft, data.spans, data.logs);
+  // Searchable within a second or so; wait for the last record of each kind.
+  await eventually("the data set to be searchable", async () => {
+    const logs = await api("/api/v1/logs?q=" + encodeURIComponent("heartbeat OR done OR declined OR authorized OR loaded OR checked OR received") + "&limit=500");
+    const traces = await api("/api/v1/traces?limit=100");
+    return logs.logs.length === data.logs.length && traces.traces.length === data.traces.length;
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await weft?.stop();
+});
+
+beforeEach(async () => {
+  ({ page, errors } = await newPage(browser));
+  expectedErrors = [];
+});
+
+// A 4xx the test provokes on purpose is logged by Chromium as "Failed to load resource"; the
+// test names it up front and everything else still fails the test.
+const expectResponseError = (status) => expectedErrors.push(`Failed to load resource: the server responded with a status of ${status}`);
+
+afterEach(async (t) => {
+  await screenshot(page, t.name.replace(/[^a-z0-9]+/gi, "-").toLowerCase());
+  await page.close();
+  assert.deepEqual(errors.filter((e) => !expectedErrors.some((x) => e.startsWith(x))), [], "console errors in the page");
+});
+
+const rows = () => page.locator("#logs tbody tr");
+const waitForRows = (n) => page.waitForFunction((n) => document.querySelectorAll("#logs tbody tr").length === n, n);
+const waitForTrace = (id) => page.waitForFunction((id) => document.body.dataset.renderedTrace === id, id);
+
+test("search logs, read a record, open its trace with the logs under their spans", async () => {
+  await page.goto(weft.url + "/");
+  await page.keyboard.press("/");
+  assert.equal(await page.evaluate(() => document.activeElement.id), "q", "`/` focuses the query box");
+  await page.keyboard.type('"card declined"');
+  await page.keyboard.press("Enter");
+  const declined = data.traces.filter((t) => t.declined);
+  await waitForRows(declined.length);
+  assert.match(page.url(), /#\/logs\?q=%22card\+declined%22/, "the query is in the URL");
+  assert.equal(await page.locator("#logs tbody mark").first().textContent(), "card declined");
+  assert.equal(await page.locator("#result-count").textContent(), `${declined.length} matching records`);
+  assert.ok((await page.locator("#histogram rect.bucket").count()) > 0, "histogram drawn");
+  // Newest first: the last declined request is on top.
+  const newest = declined[declined.length - 1];
+  assert.match(await rows().first().textContent(), new RegExp(`card declined for order ${newest.order}`));
+
+  // Details: attributes, resource and scope; Esc closes them and gives focus back to the row.
+  await rows().first().locator("td").first().click();
+  const details = page.locator("#details");
+  await details.waitFor({ state: "visible" });
+  for (const text of ["order.id", newest.order, "host.name", "payments.app", newest.traceId]) {
+    assert.ok((await details.textContent()).includes(text), `details show ${text}`);
+  }
+  await screenshot(page, "logs-view");
+  await page.keyboard.press("Escape");
+  await details.waitFor({ state: "hidden" });
+  assert.equal(await page.evaluate(() => document.activeElement.className), "log", "focus back on the row");
+
+  // The trace link opens the waterfall with that log highlighted and in view.
+  await rows().first().locator("a", { hasText: "trace" }).click();
+  await waitForTrace(newest.traceId);
+  assert.equal(await page.locator("#waterfall .row.span").count(), 4);
+  const highlighted = page.locator("#waterfall .row.highlight");
+  assert.equal(await highlighted.count(), 1);
+  assert.match(await highlighted.textContent(), new RegExp(`card declined for order ${newest.order}`));
+  assert.ok(await highlighted.isVisible());
+  const box = await highlighted.boundingBox();
+  assert.ok(box.y >= 0 && box.y + box.height <= 800, `highlighted log inside the viewport (y=${box.y})`);
+  await screenshot(page, "trace-with-logs");
+
+  // Every log row sits under the span it was written in: the nearest span row above it.
+  const placement = await page.evaluate(() => [...document.querySelectorAll("#waterfall .row.logrow")].map((row) => {
+    let prev = row.previousElementSibling;
+    while (prev && !prev.classList.contains("span")) prev = prev.previousElementSibling;
+    return { text: row.textContent, under: prev ? prev.dataset.span : null };
+  }));
+  const expectUnder = [
+    ["received for checkout", newest.spans.front],
+    ["cart loaded", newest.spans.check],
+    ["stock checked", newest.spans.inv],
+    ["card declined", newest.spans.pay],
+    ["done", null], // no span ID: shown at the root, above the first span
+  ];
+  assert.equal(placement.length, expectUnder.length);
+  for (const [text, span] of expectUnder) {
+    const row = placement.find((p) => p.text.includes(text));
+    assert.ok(row, `log "${text}" shown`);
+    assert.equal(row.under, span, `log "${text}" under span ${span}`);
+  }
+  // The failed span is marked, and the longest child chain (frontend → checkout → payments) outlined.
+  assert.equal(await page.locator(`#waterfall .row.span.failed[data-span="${newest.spans.pay}"]`).count(), 1);
+  const critical = await page.evaluate(() => [...document.querySelectorAll("#waterfall .row.span")].filter((r) => r.querySelector(".bar.critical")).map((r) => r.dataset.span));
+  assert.deepEqual(critical, [newest.spans.front, newest.spans.check, newest.spans.pay]);
+});
+
+test("a span's details show its attributes and logs, and its logs link back to the logs view", async () => {
+  const t = data.traces[1];
+  await page.goto(`${weft.url}/#/trace/${t.traceId}`);
+  await waitForTrace(t.traceId);
+  await page.locator(`#waterfall .row.span[data-span="${t.spans.check}"] .label`).click();
+  const panel = page.locator("#span-details");
+  await panel.waitFor({ state: "visible" });
+  const text = await panel.textContent();
+  for (const expected of ["checkout: POST /order", "order.id", t.order, "cart loaded with", "logs of this span (1)"]) {
+    assert.ok(text.includes(expected), `span details show ${expected}`);
+  }
+  await screenshot(page, "span-details");
+  await panel.locator("a.span-logs").click();
+  await waitForRows(1);
+  assert.match(await rows().first().textContent(), /cart loaded with/);
+  assert.equal(await page.inputValue("#q"), `trace_id:${t.traceId} span_id:${t.spans.check}`);
+
+  // Keyboard: Tab reaches the waterfall rows and Enter opens a span.
+  await page.goto(`${weft.url}/#/trace/${t.traceId}`);
+  await waitForTrace(t.traceId);
+  await page.locator(`#waterfall .row.span[data-span="${t.spans.pay}"]`).focus();
+  await page.keyboard.press("Enter");
+  await panel.waitFor({ state: "visible" });
+  assert.ok((await panel.textContent()).includes("payments: charge"));
+  assert.ok((await panel.textContent()).includes("card.sent"), "span events listed");
+});
+
+test("trace search by service, errors and duration opens the waterfall", async () => {
+  await page.goto(weft.url + "/#/traces");
+  await page.fill("#t-service", "payments");
+  await page.check("#t-errors");
+  await page.fill("#t-min", "100ms");
+  await page.click("#trace-form button[type=submit]");
+  const declined = data.traces.filter((t) => t.declined);
+  await page.waitForFunction((n) => document.querySelectorAll("#trace-list tbody tr").length === n, declined.length);
+  const listed = await page.locator("#trace-list tbody a").evaluateAll((as) => as.map((a) => a.getAttribute("href")));
+  assert.deepEqual(listed.map((h) => h.replace("#/trace/", "")).sort(), declined.map((t) => t.traceId).sort());
+  assert.match(page.url(), /service=payments/);
+  assert.match(page.url(), /status=error/);
+  await page.locator("#trace-list tbody a").first().click();
+  await page.waitForFunction(() => document.body.dataset.renderedTrace);
+  assert.equal(await page.locator("#waterfall .row.span").count(), 4);
+  assert.match(await page.locator("#trace-summary").textContent(), /frontend: GET \/checkout/);
+});
+
+test("a bad query shows the position and what was expected", async () => {
+  expectResponseError(400);
+  await page.goto(weft.url + "/#/logs?q=" + encodeURIComponent("service:checkout AND ("));
+  const error = page.locator("#query-error");
+  await error.waitFor({ state: "visible" });
+  const lines = (await error.textContent()).split("\n");
+  assert.equal(lines[0], "service:checkout AND (");
+  assert.match(lines[1], /^ *\^ /);
+  assert.equal(lines[1].indexOf("^"), lines[0].length, "caret under the end of the query");
+});
+
+test("histogram drag zooms into an absolute range that the URL carries", async () => {
+  await page.goto(weft.url + "/#/logs?q=&range=900");
+  await waitForRows(data.logs.length);
+  const svg = await page.locator("#histogram").boundingBox();
+  // Buckets of the last 15 minutes; the data sits in the last ~60 s, the right edge.
+  await page.mouse.move(svg.x + svg.width * 0.5, svg.y + 30);
+  await page.mouse.down();
+  await page.mouse.move(svg.x + svg.width * 0.75, svg.y + 30, { steps: 5 });
+  assert.equal(await page.locator("#zoom-selection").getAttribute("visibility"), "visible");
+  await page.mouse.up();
+  // Nothing was logged between 7.5 and 3.75 minutes ago: the zoomed range is empty.
+  await page.waitForFunction(() => /from=/.test(location.hash) && document.querySelectorAll("#logs tbody tr").length === 0);
+  const params = new URLSearchParams(page.url().split("?")[1]);
+  const from = Date.parse(params.get("from")), to = Date.parse(params.get("to"));
+  const now = Date.now();
+  assert.ok(Math.abs(now - 7.5 * 60_000 - from) < 30_000, `from ≈ 7.5 min ago: ${params.get("from")}`);
+  assert.ok(Math.abs(now - 3.75 * 60_000 - to) < 30_000, `to ≈ 3.75 min ago: ${params.get("to")}`);
+  assert.equal(await page.inputValue("#range"), "custom");
+  assert.ok(await page.locator("#from").isVisible());
+
+  // Typing an absolute range that covers the data finds all of it; the link survives a reload.
+  const times = data.logs.map((l) => Number(l.time / 1_000_000n));
+  const iso = (ms) => new Date(ms).toISOString().replace("T", " ").slice(0, 19);
+  await page.fill("#from", iso(Math.min(...times) - 1000));
+  await page.fill("#to", iso(Math.max(...times) + 1000));
+  await page.click("#log-form button[type=submit]");
+  await waitForRows(data.logs.length);
+  await page.reload();
+  await waitForRows(data.logs.length);
+  assert.equal(await page.inputValue("#from"), iso(Math.min(...times) - 1000));
+
+  await page.fill("#to", "not a time");
+  await page.click("#log-form button[type=submit]");
+  await page.locator("#query-error").waitFor({ state: "visible" });
+  assert.match(await page.locator("#query-error").textContent(), /YYYY-MM-DD HH:MM:SS/);
+});
+
+test("events and services catalogs link into filtered searches", async () => {
+  await page.goto(weft.url + "/#/events");
+  const row = page.locator("#event-list tbody tr", { hasText: "PaymentDeclined" });
+  await row.waitFor();
+  const declined = data.traces.filter((t) => t.declined).length;
+  assert.equal(await row.locator("td").nth(1).textContent(), String(declined));
+  assert.match(await row.textContent(), /payments/);
+  assert.match(await row.textContent(), /error/);
+  await row.locator("a").first().click();
+  await waitForRows(declined);
+  assert.equal(await page.inputValue("#q"), "event:PaymentDeclined");
+
+  await page.goto(weft.url + "/#/services");
+  const services = page.locator("#service-list tbody tr");
+  await page.waitForFunction(() => document.querySelectorAll("#service-list tbody tr").length === 4);
+  assert.deepEqual((await services.locator("td:first-child a:first-child").allTextContents()).sort(), ["checkout", "frontend", "inventory", "payments"]);
+  await services.filter({ hasText: "inventory" }).locator("a", { hasText: "traces" }).click();
+  await page.waitForFunction((n) => document.querySelectorAll("#trace-list tbody tr").length === n, data.traces.length);
+});
+
+test("severity panel: create a rule from a service, see it listed and audited, delete it", async () => {
+  await page.goto(weft.url + "/#/services");
+  const payments = page.locator("#service-list tbody tr", { hasText: "payments" });
+  await payments.waitFor();
+  await payments.locator("button", { hasText: "Set level" }).click();
+  await page.waitForFunction(() => location.hash.startsWith("#/severity"));
+  assert.equal(await page.inputValue("#r-service"), "payments", "selector prefilled from the service");
+  await page.selectOption("#r-min", "WARN");
+  await page.selectOption("#r-ttl", "15m");
+  await page.fill("#r-reason", "INC-4711 noisy payments");
+  await page.click("#rule-form button[type=submit]");
+  const rule = page.locator("#rule-list tbody tr", { hasText: "INC-4711" });
+  await rule.waitFor();
+  assert.match(await rule.textContent(), /service=payments/);
+  assert.match(await rule.textContent(), /drop below WARN/);
+  assert.match(await rule.locator("td").nth(3).textContent(), /^1[45]m \d+s$/, "time left of a 15 minute rule");
+  const audit = page.locator("#audit-list tbody tr", { hasText: "INC-4711" });
+  await audit.first().waitFor();
+  assert.match(await audit.first().textContent(), /create/);
+  const [created] = (await api("/api/v1/severity/rules")).rules;
+  assert.equal(created.reason, "INC-4711 noisy payments");
+  await screenshot(page, "severity-panel");
+
+  // A refusal shows the server's message: an empty selector needs `force`.
+  expectResponseError(400);
+  await page.fill("#r-service", "");
+  await page.fill("#r-reason", "everything");
+  await page.click("#rule-form button[type=submit]");
+  const refusal = page.locator("#rule-error");
+  await refusal.waitFor({ state: "visible" });
+  assert.match(await refusal.textContent(), /^weft refused the change: .*force/);
+
+  await rule.locator("button", { hasText: "Delete" }).click();
+  await rule.waitFor({ state: "detached" });
+  assert.deepEqual((await api("/api/v1/severity/rules")).rules, []);
+  await page.waitForFunction(() => [...document.querySelectorAll("#audit-list tbody tr")].some((r) => /delete/.test(r.textContent) && /INC-4711|payments/.test(r.textContent)));
+});
+
+test("live tail streams new matching records into the table", async () => {
+  await page.goto(weft.url + "/#/logs?q=" + encodeURIComponent("service:tailtest"));
+  await page.waitForFunction(() => document.querySelector("#result-count").textContent === "0 matching records");
+  await page.check("#live");
+  await page.waitForFunction(() => /waiting for new records/.test(document.querySelector("#tail-status").textContent));
+  const now = BigInt(Date.now()) * 1_000_000n;
+  await sendOtlp(weft, [], [
+    { service: "tailtest", time: now, severity: 17, severityText: "ERROR", event: "Boom", body: "tail me please" },
+    { service: "other", time: now, severity: 17, severityText: "ERROR", event: "Boom", body: "not me" },
+  ]);
+  await waitForRows(1);
+  assert.match(await rows().first().textContent(), /tail me please/);
+  assert.match(await page.locator("#tail-status").textContent(), /1 new/);
+  await page.uncheck("#live");
+  assert.ok(await page.locator("#tail-status").isHidden());
+});
+
+test("a trace whose root span never arrived still renders, marked incomplete", async () => {
+  const ms = 1_000_000n, t0 = BigInt(Date.now()) * ms - 10_000n * ms;
+  const traceId = "7a11".padEnd(32, "0");
+  await sendOtlp(weft, [
+    { service: "checkout", traceId, spanId: "c0ffee0000000001", parentSpanId: "feedfacefeedface", name: "POST /order", start: t0, end: t0 + 50n * ms },
+    { service: "payments", traceId, spanId: "c0ffee0000000002", parentSpanId: "c0ffee0000000001", name: "charge", start: t0 + 5n * ms, end: t0 + 40n * ms },
+  ], [{ service: "payments", time: t0 + 6n * ms, severity: 13, severityText: "WARN", event: "Retry", body: "retrying charge", traceId, spanId: "c0ffee0000000002" }]);
+  await eventually("the rootless trace", async () => {
+    const t = await api(`/api/v1/traces/${traceId}`);
+    return t.spans.length === 2 && t.logs.length === 1;
+  });
+  await page.goto(`${weft.url}/#/trace/${traceId}`);
+  await waitForTrace(traceId);
+  assert.match(await page.locator("#trace-summary").textContent(), /root span missing/);
+  assert.deepEqual(await page.locator("#waterfall .row").evaluateAll((rows) => rows.map((r) => r.dataset.span || r.textContent.trim())),
+    ["c0ffee0000000001", "c0ffee0000000002", "WARN Retry retrying charge"]);
+});
+
+test("a 2,000-span trace with 5,000 logs renders, and paging scrolls through its logs", async () => {
+  const big = bigTrace(2000, 5000);
+  await sendOtlp(weft, big.spans, big.logs);
+  await eventually("the big trace to be complete", async () => {
+    const t = await api(`/api/v1/traces/${big.traceId}`);
+    return t.spans.length === 2000 && t.logs.length === 5000;
+  });
+  // Timed from the click on a link to the rows laid out, including the fetch and JSON parse.
+  const timings = [];
+  for (let run = 0; run < 3; run++) {
+    await page.goto(weft.url + "/#/traces");
+    await page.evaluate((id) => {
+      const a = document.createElement("a");
+      a.id = "big-link";
+      a.href = `#/trace/${id}`;
+      document.body.prepend(a);
+      delete document.body.dataset.renderedTrace;
+    }, big.traceId);
+    const ms = await page.evaluate((id) => new Promise((resolve) => {
+      const t0 = performance.now();
+      document.getElementById("big-link").click();
+      const check = () => {
+        if (document.body.dataset.renderedTrace === id) {
+          void document.getElementById("waterfall").getBoundingClientRect(); // force layout
+          requestAnimationFrame(() => resolve({
+            total: performance.now() - t0,
+            fetch: Number(document.body.dataset.traceFetchMs),
+            render: Number(document.body.dataset.traceRenderMs),
+          }));
+        } else setTimeout(check, 1);
+      };
+      check();
+    }), big.traceId);
+    timings.push(ms);
+  }
+  assert.equal(await page.locator("#waterfall .row.span").count(), 2000);
+  assert.equal(await page.locator("#waterfall .row.logrow").count(), 5000);
+  const best = timings.reduce((a, b) => (a.total < b.total ? a : b));
+  const ms = (k) => timings.map((t) => t[k].toFixed(0)).join(" / ");
+  const line = `big trace (2,000 spans, 5,000 logs): click → painted ${ms("total")} ms = fetch + JSON parse ${ms("fetch")} ms + DOM build and layout ${ms("render")} ms`;
+  console.log("# " + line);
+  writeFileSync(join(SCREENSHOTS, "big-trace-timing.json"), JSON.stringify({ timings, best }, null, 2));
+
+  // The logs view pages through the 5,000 logs as the table scrolls.
+  await page.goto(weft.url + "/#/logs?q=" + encodeURIComponent(`trace_id:${big.traceId}`));
+  await waitForRows(100);
+  await page.locator("#more").scrollIntoViewIfNeeded();
+  await waitForRows(200);
+  await page.locator("#more").scrollIntoViewIfNeeded();
+  await waitForRows(300);
+  const times = await page.locator("#logs tbody tr td:first-child").allTextContents();
+  assert.deepEqual([...times].sort().reverse(), times, "newest first across pages");
+  assert.equal(new Set(await page.locator("#logs tbody tr td.body").allTextContents()).size, 300, "no record twice");
+});
+
+test("dark theme and a wide screen", async () => {
+  await page.setViewportSize({ width: 1920, height: 1080 });
+  await page.goto(weft.url + "/#/logs?q=" + encodeURIComponent("severity>=WARN"));
+  await page.waitForFunction(() => document.querySelectorAll("#logs tbody tr").length > 0);
+  await page.click("#theme");
+  assert.ok(await page.evaluate(() => document.documentElement.classList.contains("dark")));
+  const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  assert.equal(bg, "rgb(17, 20, 24)");
+  const width = await page.evaluate(() => document.querySelector("#logs").getBoundingClientRect().width);
+  assert.ok(width > 1800, `table uses the wide screen (${width}px)`);
+  await page.reload();
+  assert.ok(await page.evaluate(() => document.documentElement.classList.contains("dark")), "theme remembered");
+});
