@@ -79,6 +79,8 @@ struct IndexJob {
     lsn_start: u64,
     lsn_end: u64,
     batch: RowBatch,
+    /// The batch as written to the WAL; the index stores each row's slice of it.
+    payload: Vec<u8>,
     /// Held until the rows are indexed, so the budget covers the whole path.
     _permit: OwnedSemaphorePermit,
 }
@@ -220,7 +222,7 @@ fn recover(
     let mut damaged = 0usize;
     let entries = wal.replay(checkpoint, |start, _end, payload| {
         match RowBatch::decode(payload.as_slice()) {
-            Ok(batch) => match store.index_batch(start, &batch) {
+            Ok(batch) => match store.index_encoded_batch(start, &batch, &payload) {
                 Ok(n) => rows += n,
                 Err(error) => {
                     tracing::error!(%error, lsn = start, "replaying a WAL entry into the index failed");
@@ -315,6 +317,7 @@ fn wal_loop(
         metrics.wal_end.store(wal.end(), Ordering::Relaxed);
         for (request, (lsn_start, lsn_end)) in group.drain(..).zip(positions) {
             let AppendRequest {
+                payload,
                 batch,
                 permit,
                 arrived_unix_nano,
@@ -342,6 +345,7 @@ fn wal_loop(
                 lsn_start,
                 lsn_end,
                 batch,
+                payload,
                 _permit: permit,
             };
             // Blocks when the indexer is behind: the WAL queue then fills and new requests
@@ -384,7 +388,7 @@ fn indexer_loop(
         };
         let disconnected = match rx.recv_timeout(timeout) {
             Ok(job) => {
-                match store.index_batch(job.lsn_start, &job.batch) {
+                match store.index_encoded_batch(job.lsn_start, &job.batch, &job.payload) {
                     Ok(rows) => {
                         metrics
                             .rows_indexed

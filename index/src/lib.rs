@@ -2,7 +2,8 @@
 //!
 //! Layout:
 //! - [`model`]: the rows (`LogRow`, `SpanRow`) and their JSON view.
-//! - `schema`: tantivy fields per signal and the documents built from rows.
+//! - `schema`: tantivy fields per signal and the documents built from rows; `attributes`: OTLP
+//!   attributes handed to tantivy's JSON fields by reference.
 //! - `partition`: one hour of one signal, with the WAL position of its last commit.
 //! - [`store`]: all partitions; writing, commit and checkpoint, retention.
 //! - [`query`]: the query language (`service:checkout severity>=WARN "card declined"`), parsed
@@ -15,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod aggregate;
+mod attributes;
 mod error;
 pub mod model;
 mod partition;

@@ -151,6 +151,41 @@ impl RowBatch {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The encoding of each row inside `payload`, this batch's own protobuf encoding (as the
+    /// WAL holds it): log rows, then span rows, each exactly the bytes `row.encode` writes.
+    /// The indexer stores these slices instead of encoding every row a second time. `None` if
+    /// `payload` does not parse as a batch of this batch's shape.
+    pub fn row_encodings<'a>(&self, payload: &'a [u8]) -> Option<RowEncodings<'a>> {
+        let mut logs = Vec::with_capacity(self.logs.len());
+        let mut spans = Vec::with_capacity(self.spans.len());
+        let mut rest = payload;
+        while !rest.is_empty() {
+            let (tag, wire_type) = prost::encoding::decode_key(&mut rest).ok()?;
+            if wire_type != prost::encoding::WireType::LengthDelimited {
+                return None;
+            }
+            let len = usize::try_from(prost::encoding::decode_varint(&mut rest).ok()?).ok()?;
+            let (row, after) = rest.split_at_checked(len)?;
+            match tag {
+                1 => logs.push(row),
+                2 => spans.push(row),
+                _ => return None,
+            }
+            rest = after;
+        }
+        (logs.len() == self.logs.len() && spans.len() == self.spans.len())
+            .then_some(RowEncodings { logs, spans })
+    }
+}
+
+/// Each row's protobuf encoding, sliced from its batch's encoding.
+#[derive(Debug)]
+pub struct RowEncodings<'a> {
+    /// One slice per log row, in order.
+    pub logs: Vec<&'a [u8]>,
+    /// One slice per span row, in order.
+    pub spans: Vec<&'a [u8]>,
 }
 
 impl SpanRow {
@@ -325,5 +360,64 @@ pub fn any_value_to_string(value: Option<&AnyValue>) -> String {
         Some(any_value::Value::StringValue(s)) => s.clone(),
         None => String::new(),
         Some(_) => any_value_to_json(value).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    fn batch() -> RowBatch {
+        let log = |body: &str| LogRow {
+            time_unix_nano: 7,
+            service: "checkout".into(),
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(body.into())),
+            }),
+            trace_id: vec![1; 16],
+            ..Default::default()
+        };
+        RowBatch {
+            logs: vec![log("first"), LogRow::default(), log("third")],
+            spans: vec![SpanRow {
+                name: "charge".into(),
+                span_id: vec![2; 8],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn row_encodings_are_each_rows_own_encoding() {
+        let batch = batch();
+        let payload = batch.encode_to_vec();
+        let rows = batch.row_encodings(&payload).expect("own encoding parses");
+        let expected_logs: Vec<Vec<u8>> = batch.logs.iter().map(|r| r.encode_to_vec()).collect();
+        assert_eq!(rows.logs, expected_logs);
+        assert_eq!(rows.spans, vec![batch.spans[0].encode_to_vec()]);
+    }
+
+    #[test]
+    fn row_encodings_refuse_a_payload_of_another_shape() {
+        let batch = batch();
+        let payload = batch.encode_to_vec();
+        assert!(
+            batch.row_encodings(&payload[..payload.len() - 1]).is_none(),
+            "truncated"
+        );
+        let other = RowBatch {
+            logs: batch.logs[..2].to_vec(),
+            spans: Vec::new(),
+        };
+        assert!(
+            batch.row_encodings(&other.encode_to_vec()).is_none(),
+            "fewer rows"
+        );
+        assert!(
+            batch.row_encodings(&[0x08, 0x01]).is_none(),
+            "a varint field"
+        );
     }
 }

@@ -9,10 +9,11 @@ use std::collections::BTreeMap;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use tantivy::TantivyDocument;
 use tantivy::schema::{
-    BytesOptions, FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, OwnedValue, STRING,
-    Schema, TEXT, TextFieldIndexing,
+    BytesOptions, FAST, Field, IndexRecordOption, JsonObjectOptions, OwnedValue, STRING, Schema,
+    TEXT, TextFieldIndexing,
 };
 
+use crate::attributes::{AttributeValue, has_bytes};
 use crate::model::{LogRow, SpanRow, any_value_to_json};
 
 /// Name of the stored field that holds the encoded row.
@@ -54,9 +55,12 @@ pub struct LogFields {
 impl LogFields {
     pub(crate) fn new() -> Self {
         let mut b = Schema::builder();
-        let time = b.add_u64_field("time", INDEXED | FAST);
+        // Time and severity are only ever filtered by range, which tantivy answers from the fast
+        // column; indexing them too would add a term per distinct nanosecond timestamp, the
+        // largest and busiest part of the term dictionary, for nothing.
+        let time = b.add_u64_field("time", FAST);
         let service = b.add_text_field("service", STRING | FAST);
-        let severity = b.add_u64_field("severity", INDEXED | FAST);
+        let severity = b.add_u64_field("severity", FAST);
         let event = b.add_text_field("event", STRING | FAST);
         let body = b.add_text_field("body", TEXT);
         let trace_id = b.add_bytes_field("trace_id", id_options());
@@ -132,8 +136,9 @@ pub struct SpanFields {
 impl SpanFields {
     pub(crate) fn new() -> Self {
         let mut b = Schema::builder();
-        let start = b.add_u64_field("start", INDEXED | FAST);
-        let duration = b.add_u64_field("duration", INDEXED | FAST);
+        // Range-filtered only, from the fast column (see the logs schema).
+        let start = b.add_u64_field("start", FAST);
+        let duration = b.add_u64_field("duration", FAST);
         let service = b.add_text_field("service", STRING | FAST);
         let name = b.add_text_field("name", STRING | FAST);
         let text = b.add_text_field("text", TEXT);
@@ -204,10 +209,14 @@ fn add_attributes(doc: &mut TantivyDocument, field: Field, attributes: &[KeyValu
     if attributes.is_empty() {
         return;
     }
-    doc.add_object(field, attributes_object(attributes));
+    if has_bytes(attributes) {
+        doc.add_object(field, attributes_object(attributes));
+    } else {
+        doc.add_field_value(field, AttributeValue::Object(attributes));
+    }
 }
 
-/// OTLP attributes as a tantivy JSON object, built directly (this runs once per record).
+/// OTLP attributes as an owned tantivy JSON object, for lists holding bytes values.
 fn attributes_object(attributes: &[KeyValue]) -> BTreeMap<String, OwnedValue> {
     attributes
         .iter()

@@ -102,28 +102,36 @@ impl Store {
     /// partition that already committed past `lsn_start` are skipped: they are in it already.
     /// Returns how many rows were added.
     pub fn index_batch(&self, lsn_start: u64, batch: &RowBatch) -> Result<usize, IndexError> {
+        self.index_encoded_batch(lsn_start, batch, &batch.encode_to_vec())
+    }
+
+    /// [`Store::index_batch`] for a batch whose protobuf encoding is at hand (the WAL entry):
+    /// each row's stored source is sliced from `payload` rather than encoded again.
+    pub fn index_encoded_batch(
+        &self,
+        lsn_start: u64,
+        batch: &RowBatch,
+        payload: &[u8],
+    ) -> Result<usize, IndexError> {
+        let Some(sources) = batch.row_encodings(payload) else {
+            // Not this batch's encoding: never the case for WAL entries, but stay correct.
+            return self.index_batch(lsn_start, batch);
+        };
         let mut by_partition: BTreeMap<PartitionKey, Vec<tantivy::TantivyDocument>> =
             BTreeMap::new();
-        let mut buf = Vec::new();
         let fields = log_fields();
-        for row in &batch.logs {
-            buf.clear();
-            row.encode(&mut buf)
-                .expect("encoding into a Vec cannot fail");
+        for (row, source) in batch.logs.iter().zip(sources.logs) {
             by_partition
                 .entry((Signal::Logs, partition_start(row.time_unix_nano)))
                 .or_default()
-                .push(fields.document(row, &buf));
+                .push(fields.document(row, source));
         }
         let fields = span_fields();
-        for row in &batch.spans {
-            buf.clear();
-            row.encode(&mut buf)
-                .expect("encoding into a Vec cannot fail");
+        for (row, source) in batch.spans.iter().zip(sources.spans) {
             by_partition
                 .entry((Signal::Spans, partition_start(row.start_time_unix_nano)))
                 .or_default()
-                .push(fields.document(row, &buf));
+                .push(fields.document(row, source));
         }
         let mut added = 0;
         for (key, docs) in by_partition {
