@@ -343,7 +343,7 @@ test("a 2,000-span trace with 5,000 logs renders, and paging scrolls through its
   const best = timings.reduce((a, b) => (a.total < b.total ? a : b));
   const ms = (k) => timings.map((t) => t[k].toFixed(0)).join(" / ");
   const line = `big trace (2,000 spans, 5,000 logs): click → painted ${ms("total")} ms = fetch + JSON parse ${ms("fetch")} ms + DOM build and layout ${ms("render")} ms`;
-  console.log("# " + line);
+  console.log(line);
   writeFileSync(join(SCREENSHOTS, "big-trace-timing.json"), JSON.stringify({ timings, best }, null, 2));
 
   // The logs view pages through the 5,000 logs as the table scrolls.
