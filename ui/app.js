@@ -33,6 +33,9 @@ function show(view) {
 }
 
 // ---------- logs ----------
+const QUERY_SYNTAX = 'syntax: words and "phrases" match the body; service:checkout severity>=WARN event:PaymentDeclined\n' +
+  "trace_id:… span_id:… scope:… attr.<key>:value resource.<key>:value; * wildcards on values (service:check*);\n" +
+  "AND, OR, NOT or -, parentheses";
 // Paging state of the logs view. `searchGen` discards answers to searches the user has since
 // replaced, so a slow first page can never land under a newer query's rows.
 let logCursor = null, logRange = null, searchGen = 0, loadingMore = false;
@@ -122,6 +125,8 @@ function closePanels() {
   $("#span-details").hidden = true;
   if (wasOpen && panelOpener && document.contains(panelOpener)) panelOpener.focus();
   panelOpener = null;
+  const { parts, params } = route();
+  if (params.has("span")) { params.delete("span"); history.replaceState(null, "", "#/" + parts.join("/") + (params.size ? "?" + params : "")); }
 }
 
 let histogramLayout = null;
@@ -213,7 +218,7 @@ async function searchLogs(more) {
     if (gen !== searchGen) return;
     err.hidden = false;
     const pos = e.body && e.body.position;
-    err.textContent = pos != null ? `${q}\n${" ".repeat(pos)}^ ${e.body.message}` : e.message;
+    err.textContent = pos != null ? `${q}\n${" ".repeat(pos)}^ ${e.body.message}\n\n${QUERY_SYNTAX}` : e.message;
   } finally {
     if (more) loadingMore = false;
   }
@@ -296,6 +301,8 @@ async function showTrace(id, params) {
   traceState = { trace: t, byId, logsBySpan };
   const hl = fall.querySelector(".highlight");
   if (hl) { hl.scrollIntoView({ block: "center" }); hl.focus({ preventScroll: true }); }
+  const selected = params.get("span") && fall.querySelector(`.row.span[data-span="${CSS.escape(params.get("span"))}"]`);
+  if (selected) { selected.scrollIntoView({ block: "center" }); openTraceRow(selected); }
   // Timings for the browser tests: fetch + JSON parse, then DOM build + layout (forced here).
   void fall.offsetHeight;
   document.body.dataset.traceFetchMs = (rendering - fetching).toFixed(1);
@@ -317,8 +324,13 @@ function spanDetails(sp) {
 
 function openTraceRow(row) {
   if (!row || !traceState) return;
-  if (row.dataset.span) openPanel($("#span-details"), spanDetails(traceState.byId.get(row.dataset.span)), row);
-  else if (row.dataset.log) openPanel($("#span-details"), logDetails(traceState.trace.logs[Number(row.dataset.log)]), row);
+  if (row.dataset.span) {
+    openPanel($("#span-details"), spanDetails(traceState.byId.get(row.dataset.span)), row);
+    // The open span goes into the URL (without a re-render), so a pasted link shows it too.
+    const { parts, params } = route();
+    params.set("span", row.dataset.span);
+    history.replaceState(null, "", "#/" + parts.join("/") + "?" + params);
+  } else if (row.dataset.log) openPanel($("#span-details"), logDetails(traceState.trace.logs[Number(row.dataset.log)]), row);
 }
 
 // ---------- trace search ----------

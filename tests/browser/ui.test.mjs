@@ -129,6 +129,13 @@ test("a span's details show its attributes and logs, and its logs link back to t
     assert.ok(text.includes(expected), `span details show ${expected}`);
   }
   await screenshot(page, "span-details");
+  // The open span is in the URL: the same link opens it again.
+  assert.match(page.url(), new RegExp(`span=${t.spans.check}`));
+  const link = page.url();
+  await page.goto(weft.url + "/#/logs");
+  await page.goto(link);
+  await panel.waitFor({ state: "visible" });
+  assert.ok((await panel.textContent()).includes("checkout: POST /order"), "span reopened from the link");
   await panel.locator("a.span-logs").click();
   await waitForRows(1);
   assert.match(await rows().first().textContent(), /cart loaded with/);
@@ -171,6 +178,7 @@ test("a bad query shows the position and what was expected", async () => {
   assert.equal(lines[0], "service:checkout AND (");
   assert.match(lines[1], /^ *\^ /);
   assert.equal(lines[1].indexOf("^"), lines[0].length, "caret under the end of the query");
+  assert.match(lines.slice(2).join("\n"), /syntax: .*service:checkout severity>=WARN/, "the syntax is shown");
 });
 
 test("histogram drag zooms into an absolute range that the URL carries", async () => {
