@@ -18,6 +18,13 @@ function route() {
   return { parts: path.split("/").filter(Boolean), params: new URLSearchParams(query || "") };
 }
 function go(path, params) { const q = new URLSearchParams(params).toString(); location.hash = path + (q ? "?" + q : ""); }
+// Sets (or, with null, removes) one URL parameter without re-rendering the view.
+function replaceParam(name, value) {
+  const { parts, params } = route();
+  if (value == null) params.delete(name); else params.set(name, value);
+  const q = params.toString();
+  history.replaceState(null, "", "#/" + parts.join("/") + (q ? "?" + q : ""));
+}
 
 async function getJSON(url) {
   const response = await fetch(url);
@@ -125,8 +132,7 @@ function closePanels() {
   $("#span-details").hidden = true;
   if (wasOpen && panelOpener && document.contains(panelOpener)) panelOpener.focus();
   panelOpener = null;
-  const { parts, params } = route();
-  if (params.has("span")) { params.delete("span"); history.replaceState(null, "", "#/" + parts.join("/") + (params.size ? "?" + params : "")); }
+  if (route().params.has("span")) replaceParam("span", null);
 }
 
 let histogramLayout = null;
@@ -326,10 +332,8 @@ function openTraceRow(row) {
   if (!row || !traceState) return;
   if (row.dataset.span) {
     openPanel($("#span-details"), spanDetails(traceState.byId.get(row.dataset.span)), row);
-    // The open span goes into the URL (without a re-render), so a pasted link shows it too.
-    const { parts, params } = route();
-    params.set("span", row.dataset.span);
-    history.replaceState(null, "", "#/" + parts.join("/") + "?" + params);
+    // The open span goes into the URL, so a pasted link shows it too.
+    replaceParam("span", row.dataset.span);
   } else if (row.dataset.log) openPanel($("#span-details"), logDetails(traceState.trace.logs[Number(row.dataset.log)]), row);
 }
 

@@ -22,6 +22,9 @@ pub enum IndexError {
     /// A stored row could not be decoded; the partition is damaged.
     #[error("stored row is damaged: {0}")]
     Decode(#[from] prost::DecodeError),
+    /// The bytes given as a batch's encoding are not the encoding of that batch's rows.
+    #[error("the encoded batch does not match its rows")]
+    BatchEncoding,
     /// The query is well formed but cannot be run (unknown field, bad value).
     #[error("{0}")]
     Query(#[from] crate::query::QueryError),

@@ -113,10 +113,9 @@ impl Store {
         batch: &RowBatch,
         payload: &[u8],
     ) -> Result<usize, IndexError> {
-        let Some(sources) = batch.row_encodings(payload) else {
-            // Not this batch's encoding: never the case for WAL entries, but stay correct.
-            return self.index_batch(lsn_start, batch);
-        };
+        let sources = batch
+            .row_encodings(payload)
+            .ok_or(IndexError::BatchEncoding)?;
         let mut by_partition: BTreeMap<PartitionKey, Vec<tantivy::TantivyDocument>> =
             BTreeMap::new();
         let fields = log_fields();

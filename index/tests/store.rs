@@ -270,3 +270,28 @@ fn cursor_paging_is_stable_while_data_arrives() {
     assert_eq!(seen[15], "older4");
     assert!(!seen.contains(&"late".to_string()));
 }
+
+#[test]
+fn an_encoded_batch_must_match_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let batch = RowBatch {
+        logs: vec![log(BASE + 1, "gamma", 0), log(BASE + 2, "delta", 0)],
+        spans: vec![span(BASE + 3, 1, 1, 0)],
+    };
+    let other = RowBatch {
+        logs: vec![log(BASE + 1, "gamma", 0)],
+        spans: vec![],
+    };
+    let err = store
+        .index_encoded_batch(0, &batch, &prost::Message::encode_to_vec(&other))
+        .unwrap_err();
+    assert!(
+        matches!(err, weft_index::IndexError::BatchEncoding),
+        "{err}"
+    );
+    let payload = prost::Message::encode_to_vec(&batch);
+    assert_eq!(store.index_encoded_batch(0, &batch, &payload).unwrap(), 3);
+    store.commit(10).unwrap();
+    assert_eq!(search(&store, "gamma OR delta", 10), vec!["delta", "gamma"]);
+}

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use weft_index::aggregate::BANDS;
 
 use crate::bad_input::{logs_request, record};
 use crate::common::{DEADLINE, TestServer};
@@ -211,28 +212,9 @@ async fn histogram_counts_by_band() {
             *totals.entry(band.clone()).or_default() += n.as_u64().unwrap();
         }
     }
-    let mut want: BTreeMap<String, u64> = [
-        "unspecified",
-        "trace",
-        "debug",
-        "info",
-        "warn",
-        "error",
-        "fatal",
-    ]
-    .iter()
-    .map(|b| (b.to_string(), 0))
-    .collect();
+    let mut want: BTreeMap<String, u64> = BANDS.iter().map(|b| (b.to_string(), 0)).collect();
     for l in &data.logs {
-        let band = [
-            "unspecified",
-            "trace",
-            "debug",
-            "info",
-            "warn",
-            "error",
-            "fatal",
-        ][((l.severity - 1) / 4 + 1) as usize];
+        let band = BANDS[((l.severity - 1) / 4 + 1) as usize];
         *want.get_mut(band).unwrap() += 1;
     }
     assert_eq!(totals, want);
