@@ -6,6 +6,7 @@ mod dataset;
 mod durability;
 mod grpc_query;
 mod jaeger;
+mod limits;
 mod otlp_clients;
 mod query_api;
 mod retention;

@@ -13,7 +13,7 @@ mod parse;
 
 pub use compile::compile;
 pub use matcher::{LogMatcher, glob_match};
-pub use parse::parse;
+pub use parse::{MAX_QUERY_CHARS, MAX_QUERY_DEPTH, parse};
 
 /// A parsed query.
 #[derive(Clone, Debug, PartialEq)]

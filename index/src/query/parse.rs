@@ -10,8 +10,18 @@
 //! value   := WORD | PHRASE
 //! ```
 //! Errors carry the character position where parsing failed and what was expected there.
+//!
+//! Queries come from clients, so their size is bounded before anything is built from them:
+//! [`MAX_QUERY_CHARS`] characters and [`MAX_QUERY_DEPTH`] levels of parentheses and negations.
+//! The parser, the compiler and the live-tail matcher all recurse over the expression, so the
+//! depth bound is what keeps a hostile query from overflowing a thread's stack.
 
 use super::{CmpOp, Expr, QueryError};
+
+/// Longest query accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 8192;
+/// Deepest nesting of parentheses and `NOT`/`-` accepted.
+pub const MAX_QUERY_DEPTH: usize = 32;
 
 #[derive(Clone, Debug, PartialEq)]
 enum Token {
@@ -40,6 +50,13 @@ struct Spanned {
 
 /// Parses a query. An empty (or all-blank) query is `Ok(None)`: it matches everything.
 pub fn parse(input: &str) -> Result<Option<Expr>, QueryError> {
+    let chars = input.chars().count();
+    if chars > MAX_QUERY_CHARS {
+        return Err(QueryError::syntax(
+            MAX_QUERY_CHARS,
+            format!("query is {chars} characters long; the limit is {MAX_QUERY_CHARS}"),
+        ));
+    }
     let tokens = tokenize(input)?;
     if tokens.is_empty() {
         return Ok(None);
@@ -47,7 +64,8 @@ pub fn parse(input: &str) -> Result<Option<Expr>, QueryError> {
     let mut parser = Parser {
         tokens,
         next: 0,
-        end: input.chars().count(),
+        end: chars,
+        depth: 0,
     };
     let expr = parser.or()?;
     if let Some(t) = parser.peek() {
@@ -224,6 +242,8 @@ struct Parser {
     tokens: Vec<Spanned>,
     next: usize,
     end: usize,
+    /// Parentheses and negations open around the token being parsed.
+    depth: usize,
 }
 
 impl Parser {
@@ -273,10 +293,30 @@ impl Parser {
         })
     }
 
+    /// Enters one level of nesting at `pos`, refusing to go past [`MAX_QUERY_DEPTH`].
+    fn descend(&mut self, pos: usize) -> Result<(), QueryError> {
+        self.depth += 1;
+        if self.depth > MAX_QUERY_DEPTH {
+            return Err(QueryError::syntax(
+                pos,
+                format!(
+                    "query nests parentheses and negations deeper than {MAX_QUERY_DEPTH} levels (the limit)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn unary(&mut self) -> Result<Expr, QueryError> {
-        if matches!(self.peek(), Some(t) if matches!(t.token, Token::Not | Token::Minus)) {
+        if let Some(t) = self.peek()
+            && matches!(t.token, Token::Not | Token::Minus)
+        {
+            let pos = t.pos;
             self.bump();
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            self.descend(pos)?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.primary()
     }
@@ -291,7 +331,9 @@ impl Parser {
         };
         match t.token {
             Token::LParen => {
+                self.descend(t.pos)?;
                 let inner = self.or()?;
+                self.depth -= 1;
                 match self.bump() {
                     Some(Spanned {
                         token: Token::RParen,
@@ -445,5 +487,36 @@ mod tests {
         assert_eq!(e.position(), Some(8));
         let e = parse("OR a").unwrap_err();
         assert_eq!(e.position(), Some(0));
+    }
+
+    /// Regression: 10,000 nested parentheses overflowed the stack of the thread parsing them
+    /// and aborted weft (today such a query is over the length limit as well).
+    #[test]
+    fn nesting_is_bounded() {
+        let deep = format!("{}a{}", "(".repeat(4_000), ")".repeat(4_000));
+        let e = parse(&deep).unwrap_err();
+        assert!(e.message().contains("deeper than 32"), "{e}");
+        assert_eq!(e.position(), Some(MAX_QUERY_DEPTH));
+        let e = parse(&format!("{}a", "NOT ".repeat(2_000))).unwrap_err();
+        assert!(e.message().contains("deeper than 32"), "{e}");
+        let e = parse(&format!("{}a", "-".repeat(1_000))).unwrap_err();
+        assert!(e.message().contains("deeper than 32"), "{e}");
+        // At the limit it parses.
+        let ok = format!(
+            "{}a{}",
+            "(".repeat(MAX_QUERY_DEPTH),
+            ")".repeat(MAX_QUERY_DEPTH)
+        );
+        assert_eq!(parse(&ok).unwrap(), Some(text("a", MAX_QUERY_DEPTH)));
+        let ok = format!("{}(a)", "-".repeat(MAX_QUERY_DEPTH - 1));
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn length_is_bounded() {
+        let long = "a ".repeat(MAX_QUERY_CHARS);
+        let e = parse(&long).unwrap_err();
+        assert!(e.message().contains("limit is 8192"), "{e}");
+        assert!(parse(&"a".repeat(MAX_QUERY_CHARS)).is_ok());
     }
 }
