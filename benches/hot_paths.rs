@@ -14,7 +14,7 @@ use tantivy::schema::{FAST, JsonObjectOptions, STRING, Schema, TEXT};
 use tantivy::{Index, TantivyDocument};
 use weft::bench::traffic::{Generator, TrafficConfig, logs_request};
 use weft::normalize;
-use weft::wal::Wal;
+use weft::pipeline::wal::Wal;
 use weft_index::{RowBatch, Store};
 
 const BATCH: usize = 1000;
@@ -92,7 +92,9 @@ fn index_write(c: &mut Criterion) {
     group.bench_function("weft_store_1000", |b| {
         b.iter(|| {
             lsn += 1;
-            store.index_encoded_batch(lsn, &rows, &payload).unwrap()
+            store
+                .index_encoded_batch(lsn, lsn + 1, &rows, &payload)
+                .unwrap()
         })
     });
 
@@ -159,7 +161,7 @@ fn trace_assembly(c: &mut Criterion) {
         if lsn == 100 {
             wanted = Some(trace.trace_id);
         }
-        store.index_batch(lsn, &batch).unwrap();
+        store.index_batch(lsn, lsn + 1, &batch).unwrap();
     }
     store.commit(1_000).unwrap();
     let id = wanted.unwrap();

@@ -112,6 +112,24 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
         "30s",
         "longest a query may run",
     ),
+    (
+        "min_free_disk_bytes",
+        "WEFT_MIN_FREE_DISK_BYTES",
+        "268435456",
+        "below this many free bytes on the data directory's file system, new data is refused (503 / UNAVAILABLE); 0 turns the check off",
+    ),
+    (
+        "shutdown_timeout",
+        "WEFT_SHUTDOWN_TIMEOUT",
+        "30s",
+        "longest SIGTERM/SIGINT may take to stop weft, whatever state it is in",
+    ),
+    (
+        "indexer_stall_timeout",
+        "WEFT_INDEXER_STALL_TIMEOUT",
+        "60s",
+        "an indexer busy with one batch or commit for longer counts as stalled: data is refused and /readyz says so",
+    ),
 ];
 
 fn env_names() -> Vec<&'static str> {
@@ -134,6 +152,9 @@ struct RawConfig {
     inflight_bytes: Option<u64>,
     wal_segment_bytes: Option<u64>,
     query_timeout: Option<String>,
+    min_free_disk_bytes: Option<u64>,
+    shutdown_timeout: Option<String>,
+    indexer_stall_timeout: Option<String>,
     admin_tokens: Option<std::collections::BTreeMap<String, String>>,
     severity_default_ttl: Option<String>,
     severity_max_ttl: Option<String>,
@@ -179,6 +200,12 @@ pub struct Config {
     pub wal_segment_bytes: u64,
     /// Longest a query may run.
     pub query_timeout: Duration,
+    /// Free bytes below which new data is refused; 0 turns the check off.
+    pub min_free_disk_bytes: u64,
+    /// Longest a graceful stop may take.
+    pub shutdown_timeout: Duration,
+    /// How long the indexer may be busy with one piece of work before it counts as stalled.
+    pub indexer_stall_timeout: Duration,
     /// Admin tokens by name; empty means rule changes are accepted from loopback only.
     pub admin_tokens: std::collections::BTreeMap<String, String>,
     /// TTL of a severity rule that names none.
@@ -281,6 +308,13 @@ impl Config {
                 raw.wal_segment_bytes.unwrap_or(64 << 20),
             )?,
             query_timeout: duration("query_timeout", raw.query_timeout, "30s")?,
+            min_free_disk_bytes: raw.min_free_disk_bytes.unwrap_or(256 << 20),
+            shutdown_timeout: duration("shutdown_timeout", raw.shutdown_timeout, "30s")?,
+            indexer_stall_timeout: duration(
+                "indexer_stall_timeout",
+                raw.indexer_stall_timeout,
+                "60s",
+            )?,
             admin_tokens: validate_tokens(raw.admin_tokens.unwrap_or_default())?,
             severity_default_ttl: duration("severity_default_ttl", raw.severity_default_ttl, "1h")?,
             severity_max_ttl: duration("severity_max_ttl", raw.severity_max_ttl, "24h")?,
@@ -312,6 +346,8 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
             "WEFT_RETENTION" => raw.retention = Some(value),
             "WEFT_RETENTION_INTERVAL" => raw.retention_interval = Some(value),
             "WEFT_QUERY_TIMEOUT" => raw.query_timeout = Some(value),
+            "WEFT_SHUTDOWN_TIMEOUT" => raw.shutdown_timeout = Some(value),
+            "WEFT_INDEXER_STALL_TIMEOUT" => raw.indexer_stall_timeout = Some(value),
             "WEFT_SEVERITY_DEFAULT_TTL" => raw.severity_default_ttl = Some(value),
             "WEFT_SEVERITY_MAX_TTL" => raw.severity_max_ttl = Some(value),
             "WEFT_ADMIN_TOKENS" => {
@@ -331,6 +367,7 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
             "WEFT_MAX_BODY_BYTES" => raw.max_body_bytes = Some(number(key, &value)?),
             "WEFT_INFLIGHT_BYTES" => raw.inflight_bytes = Some(number(key, &value)?),
             "WEFT_WAL_SEGMENT_BYTES" => raw.wal_segment_bytes = Some(number(key, &value)?),
+            "WEFT_MIN_FREE_DISK_BYTES" => raw.min_free_disk_bytes = Some(number(key, &value)?),
             _ => return Err(ConfigError::UnknownEnv(key.clone())),
         }
     }

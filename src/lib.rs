@@ -4,7 +4,8 @@
 //! - `config`: defaults, TOML file, `WEFT_*` environment, flags → a validated [`config::Config`].
 //! - `ingest`: OTLP over gRPC (`ingest::grpc`) and HTTP (`ingest::http`), sharing one accept path.
 //! - `normalize`: OTLP requests → rows (service, event ID, severity, IDs).
-//! - `wal`: the write-ahead log; `pipeline`: group-commit WAL thread → indexer thread.
+//! - `pipeline`: the write-ahead log (`pipeline::wal`), the group-commit WAL thread → the indexer
+//!   thread, what refuses data while the disk or a thread fails (`pipeline::health`).
 //! - `api`: the HTTP query API (weft's and Jaeger's), health and metrics; `grpc`: the same
 //!   queries as `weft.v1.QueryService`; `metrics`: weft's own counters.
 //! - `severity`: runtime severity rules (validation, expiry, audit, the compiled matcher ingest
@@ -27,4 +28,3 @@ pub mod pipeline;
 pub mod server;
 pub mod severity;
 pub mod ui;
-pub mod wal;

@@ -86,7 +86,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .thread_name("weft-rt")
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let stopped = runtime.block_on(async move {
         let listeners = Listeners::bind(&config).await?;
         let running = server::start(config, listeners).await?;
         // Scripts and tests read this line to learn the ports chosen for port 0.
@@ -98,7 +98,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutdown requested");
         running.stop().await;
         Ok(())
-    })
+    });
+    // A query or decode still running on the blocking pool must not hold the exit: everything
+    // acknowledged is in the write-ahead log.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    stopped
 }
 
 fn init_logging(config: &Config, env: &HashMap<String, String>, flag_given: bool) {

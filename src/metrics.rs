@@ -51,6 +51,17 @@ pub struct Metrics {
     pub partitions_deleted: AtomicU64,
     /// Bytes of index partitions on disk (refreshed by the retention timer).
     pub index_bytes: AtomicU64,
+    /// Groups whose WAL append or fsync failed (each refused, none acknowledged).
+    pub wal_errors: AtomicU64,
+    /// Indexing or commit failures (each followed by a rollback and a retry from the WAL).
+    pub index_errors: AtomicU64,
+    /// WAL entries that passed their checksum but did not decode, copied aside.
+    pub wal_entries_quarantined: AtomicU64,
+    /// Export requests whose decoding panicked (answered as retryable).
+    pub ingest_panics: AtomicU64,
+    /// Export requests refused before reading their body, per condition (see
+    /// [`crate::pipeline::Condition::ALL`]).
+    pub refused_by_condition: [AtomicU64; 6],
 }
 
 fn get(a: &AtomicU64) -> u64 {
@@ -188,6 +199,81 @@ impl Metrics {
             "Bytes of index partitions on disk.",
             get(&self.index_bytes),
         );
+        family(
+            "weft_wal_errors_total",
+            "counter",
+            "Write-ahead log appends or fsyncs that failed; their requests were refused, not acknowledged.",
+            get(&self.wal_errors),
+        );
+        family(
+            "weft_index_errors_total",
+            "counter",
+            "Indexing or commit failures, each followed by a rollback and a retry from the write-ahead log.",
+            get(&self.index_errors),
+        );
+        family(
+            "weft_wal_entries_quarantined_total",
+            "counter",
+            "Write-ahead log entries that did not decode, copied to wal-quarantine/ and skipped.",
+            get(&self.wal_entries_quarantined),
+        );
+        family(
+            "weft_ingest_panics_total",
+            "counter",
+            "Export requests whose processing panicked; answered UNAVAILABLE / 503 so the client retries.",
+            get(&self.ingest_panics),
+        );
         out
+    }
+
+    /// The conditions under which weft refuses data: whether each holds now, and how many
+    /// requests each refused.
+    pub fn render_conditions(
+        &self,
+        health: &crate::pipeline::Health,
+        now_unix_nano: u64,
+    ) -> String {
+        use crate::pipeline::Condition;
+        let mut out = String::with_capacity(1024);
+        let holding: Vec<Condition> = health
+            .all_reasons(now_unix_nano)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        let _ = writeln!(
+            out,
+            "# HELP weft_condition Whether a condition that refuses new data holds (1) or not (0).\n# TYPE weft_condition gauge"
+        );
+        for c in Condition::ALL {
+            let _ = writeln!(
+                out,
+                "weft_condition{{condition=\"{}\"}} {}",
+                c.name(),
+                u8::from(holding.contains(&c))
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP weft_requests_refused_by_condition_total Export requests refused because a condition held.\n# TYPE weft_requests_refused_by_condition_total counter"
+        );
+        for (i, c) in Condition::ALL.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "weft_requests_refused_by_condition_total{{condition=\"{}\"}} {}",
+                c.name(),
+                get(&self.refused_by_condition[i])
+            );
+        }
+        out
+    }
+
+    /// Counts a request refused because `condition` held.
+    pub fn count_refusal(&self, condition: crate::pipeline::Condition) {
+        if let Some(i) = crate::pipeline::Condition::ALL
+            .iter()
+            .position(|c| *c == condition)
+        {
+            self.refused_by_condition[i].fetch_add(1, Ordering::Relaxed);
+        }
     }
 }

@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
-use weft_index::Store;
+use weft_index::faults::Faults;
+use weft_index::{Store, StoreOptions};
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
@@ -23,8 +24,6 @@ use crate::pipeline::{Pipeline, PipelineConfig};
 const MAX_CONCURRENT_QUERIES: usize = 32;
 /// How often expired severity rules are removed (they stop applying at once regardless).
 const SEVERITY_EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
-/// How long in-flight requests may take to finish at shutdown.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The two listening sockets.
 pub struct Listeners {
@@ -57,19 +56,38 @@ pub struct Running {
     servers: Vec<JoinHandle<()>>,
     pipeline: Arc<Pipeline>,
     ready: Arc<AtomicBool>,
+    shutdown_timeout: Duration,
+}
+
+/// What tests may replace when starting weft.
+pub struct StartOptions {
+    /// The clock severity rules expire by.
+    pub clock: crate::severity::Clock,
+    /// Faults to inject into the WAL and the index.
+    pub faults: Option<Arc<Faults>>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            clock: crate::severity::system_clock(),
+            faults: None,
+        }
+    }
 }
 
 /// Opens the data directory, replays the WAL and starts serving on `listeners`.
 pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Running> {
-    start_with_clock(config, listeners, crate::severity::system_clock()).await
+    start_with(config, listeners, StartOptions::default()).await
 }
 
-/// [`start`] with the clock severity rules expire by, so tests can move time.
-pub async fn start_with_clock(
+/// [`start`] with a test's clock or faults.
+pub async fn start_with(
     config: Config,
     listeners: Listeners,
-    clock: crate::severity::Clock,
+    options: StartOptions,
 ) -> anyhow::Result<Running> {
+    let StartOptions { clock, faults } = options;
     let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
     std::fs::create_dir_all(&config.data_dir)
@@ -78,15 +96,21 @@ pub async fn start_with_clock(
     let (store, pipeline) = {
         let config = config.clone();
         let metrics = metrics.clone();
+        let faults = faults.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let store_options = StoreOptions {
+                faults: faults.clone(),
+                ..StoreOptions::default()
+            };
             let store = Arc::new(
-                Store::open(&config.data_dir.join("index")).context("cannot open the index")?,
+                Store::open_with(&config.data_dir.join("index"), store_options)
+                    .context("cannot open the index")?,
             );
             let pipeline = Pipeline::start(
                 &config.data_dir,
                 store.clone(),
                 metrics,
-                pipeline_config(&config),
+                pipeline_config(&config, faults),
             )
             .context("cannot recover the write-ahead log")?;
             Ok((store, pipeline))
@@ -130,7 +154,14 @@ pub async fn start_with_clock(
     let http_app = api::router(api_state)
         .merge(ingest::http::router(ingest.clone()))
         .merge(crate::ui::router())
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+        .layer(
+            // A refused request is an answer, not a failure of weft's: logging each one at
+            // ERROR would flood the log exactly when weft is under pressure. Conditions are
+            // logged once when they start and end (pipeline::health).
+            tower_http::trace::TraceLayer::new_for_http().on_failure(
+                tower_http::trace::DefaultOnFailure::new().level(tracing::Level::DEBUG),
+            ),
+        );
     let http_server = {
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -196,10 +227,11 @@ pub async fn start_with_clock(
         servers: vec![http_server, grpc_server, expiry],
         pipeline,
         ready,
+        shutdown_timeout: config.shutdown_timeout,
     })
 }
 
-fn pipeline_config(config: &Config) -> PipelineConfig {
+fn pipeline_config(config: &Config, faults: Option<Arc<Faults>>) -> PipelineConfig {
     PipelineConfig {
         commit_interval: config.commit_interval,
         wal_segment_bytes: config.wal_segment_bytes,
@@ -212,20 +244,47 @@ fn pipeline_config(config: &Config) -> PipelineConfig {
         retention: config.retention,
         max_disk_bytes: config.max_disk_bytes,
         retention_interval: config.retention_interval,
+        min_free_disk_bytes: config.min_free_disk_bytes,
+        stall_after: config.indexer_stall_timeout,
+        faults,
     }
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, writes and commits what was accepted.
-    pub async fn stop(self) {
+    /// The ingest pipeline (tests look at its health).
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
+    /// Stops serving and leaves the data directory as a crash would: nothing more is committed,
+    /// so the next start replays the WAL. For tests of recovery.
+    pub async fn crash(self) {
         self.ready.store(false, Ordering::Release);
         let _ = self.stop_tx.send(true);
         let drain = futures_util::future::join_all(self.servers);
-        if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        let _ = tokio::time::timeout(self.shutdown_timeout / 2, drain).await;
+        let pipeline = self.pipeline;
+        let timeout = self.shutdown_timeout;
+        let _ = tokio::task::spawn_blocking(move || pipeline.abandon_blocking(timeout)).await;
+    }
+
+    /// Stops accepting, lets in-flight requests finish, writes and commits what was accepted;
+    /// all within the configured `shutdown_timeout`, whatever state weft is in: half of it for
+    /// requests to finish, the rest for the pipeline.
+    pub async fn stop(self) {
+        let started = std::time::Instant::now();
+        self.ready.store(false, Ordering::Release);
+        let _ = self.stop_tx.send(true);
+        let drain = futures_util::future::join_all(self.servers);
+        if tokio::time::timeout(self.shutdown_timeout / 2, drain)
+            .await
+            .is_err()
+        {
             tracing::warn!("requests still running after the drain timeout; stopping anyway");
         }
         let pipeline = self.pipeline;
-        let _ = tokio::task::spawn_blocking(move || pipeline.shutdown_blocking()).await;
+        let left = self.shutdown_timeout.saturating_sub(started.elapsed());
+        let _ = tokio::task::spawn_blocking(move || pipeline.shutdown_blocking(left)).await;
         tracing::info!("weft stopped");
     }
 }

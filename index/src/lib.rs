@@ -5,7 +5,10 @@
 //! - `schema`: tantivy fields per signal and the documents built from rows; `attributes`: OTLP
 //!   attributes handed to tantivy's JSON fields by reference.
 //! - `partition`: one hour of one signal, with the WAL position of its last commit.
-//! - [`store`]: all partitions; writing, commit and checkpoint, retention.
+//! - [`store`]: all partitions; writing (within a cap on open writers), commit and checkpoint,
+//!   rollback after a failure, retention.
+//! - [`faults`]: faults on demand for tests (full disk, failing writes), and the tantivy
+//!   directory that injects them.
 //! - [`query`]: the query language (`service:checkout severity>=WARN "card declined"`), parsed
 //!   into an expression and compiled per signal into tantivy queries.
 //! - `search`: log search with cursors, trace assembly; `traces`: summaries and trace search;
@@ -18,6 +21,7 @@
 pub mod aggregate;
 mod attributes;
 mod error;
+pub mod faults;
 pub mod model;
 mod partition;
 pub mod query;
@@ -31,7 +35,7 @@ pub use error::IndexError;
 pub use model::{LogRow, RowBatch, SpanRow};
 pub use partition::{PARTITION_NANOS, partition_start};
 pub use search::{LogCursor, LogPage, LogSearch, TraceRows};
-pub use store::{CommitStats, RetentionPolicy, Store};
+pub use store::{CommitStats, RetentionPolicy, Store, StoreOptions};
 pub use traces::{TraceSearch, TraceSearchResult, TraceSummary};
 
 use schema::{LogFields, SpanFields};

@@ -5,8 +5,8 @@
 //! partition already holds, so each row is indexed exactly once.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tantivy::directory::MmapDirectory;
 use tantivy::merge_policy::LogMergePolicy;
@@ -15,13 +15,13 @@ use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Tant
 
 use crate::Signal;
 use crate::error::IndexError;
+use crate::faults::{Faults, FaultyDirectory};
 
 /// Width of a partition.
 pub const PARTITION_NANOS: u64 = 3_600 * 1_000_000_000;
 
-/// Memory an open writer may fill before it flushes a segment. The arena grows as documents
-/// arrive, so an idle writer costs little.
-const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+/// The least memory tantivy lets a writer thread have.
+pub(crate) const MIN_WRITER_MEMORY_BYTES: usize = 15_000_000;
 
 /// A commit every half second makes a small segment each time. Merging 16 at once instead of
 /// tantivy's default 8 rewrites each document one time fewer on its way to a large segment.
@@ -81,6 +81,9 @@ pub(crate) struct Partition {
     reader: IndexReader,
     /// Touched only by the indexing thread; the mutex makes `Partition` shareable with readers.
     writer: Mutex<WriterState>,
+    /// Memory the writer may fill before it flushes a segment. The arena grows as documents
+    /// arrive, so an idle writer costs little.
+    writer_memory_bytes: usize,
     /// WAL position through which this partition's rows are committed.
     committed_lsn: AtomicU64,
 }
@@ -94,15 +97,26 @@ struct WriterState {
 }
 
 impl Partition {
-    /// Opens the partition in `dir`, creating it if needed.
-    pub(crate) fn open(signal: Signal, start_ns: u64, dir: &Path) -> Result<Self, IndexError> {
+    /// Opens the partition in `dir`, creating it if needed. With `faults`, its files are written
+    /// through a directory that fails on demand.
+    pub(crate) fn open(
+        signal: Signal,
+        start_ns: u64,
+        dir: &Path,
+        writer_memory_bytes: usize,
+        faults: Option<&Arc<Faults>>,
+    ) -> Result<Self, IndexError> {
         std::fs::create_dir_all(dir)?;
-        let directory = MmapDirectory::open(dir).map_err(|e| IndexError::Open {
+        let mmap = MmapDirectory::open(dir).map_err(|e| IndexError::Open {
             path: dir.to_path_buf(),
             reason: e.to_string(),
         })?;
+        let directory: Box<dyn tantivy::Directory> = match faults {
+            Some(faults) => Box::new(FaultyDirectory::new(mmap, faults.clone())),
+            None => Box::new(mmap),
+        };
         let schema = signal.schema();
-        let exists = Index::exists(&directory).map_err(|e| IndexError::Open {
+        let exists = Index::exists(&*directory).map_err(|e| IndexError::Open {
             path: dir.to_path_buf(),
             reason: e.to_string(),
         })?;
@@ -141,8 +155,27 @@ impl Partition {
             index,
             reader,
             writer: Mutex::new(WriterState::default()),
+            writer_memory_bytes: writer_memory_bytes.max(MIN_WRITER_MEMORY_BYTES),
             committed_lsn: AtomicU64::new(committed_lsn),
         })
+    }
+
+    /// The writer's state. A panic while it was held leaves nothing this code relies on
+    /// half-done (the indexer rolls every writer back after one), so poisoning is ignored.
+    fn state(&self) -> MutexGuard<'_, WriterState> {
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether a writer (with its threads and arena) is open.
+    pub(crate) fn has_writer(&self) -> bool {
+        self.state().writer.is_some()
+    }
+
+    /// Documents added but not committed.
+    pub(crate) fn uncommitted_docs(&self) -> usize {
+        self.state().uncommitted_docs
     }
 
     pub(crate) fn end_ns(&self) -> u64 {
@@ -161,9 +194,11 @@ impl Partition {
         &self,
         docs: impl Iterator<Item = TantivyDocument>,
     ) -> Result<usize, IndexError> {
-        let mut state = self.writer.lock().expect("writer lock poisoned");
+        let mut state = self.state();
         if state.writer.is_none() {
-            let writer = self.index.writer_with_num_threads(1, WRITER_MEMORY_BYTES)?;
+            let writer = self
+                .index
+                .writer_with_num_threads(1, self.writer_memory_bytes)?;
             writer.set_merge_policy(Box::new(merge_policy()));
             state.writer = Some(writer);
         }
@@ -181,7 +216,7 @@ impl Partition {
     /// Commits pending documents with `lsn` as the position they are complete through, then
     /// makes them visible to searches. Returns how many documents were committed.
     pub(crate) fn commit(&self, lsn: u64) -> Result<usize, IndexError> {
-        let mut state = self.writer.lock().expect("writer lock poisoned");
+        let mut state = self.state();
         let pending = state.uncommitted_docs;
         if pending == 0 {
             state.idle_rounds = state.idle_rounds.saturating_add(1);
@@ -204,7 +239,7 @@ impl Partition {
     /// Closes the writer if it has nothing pending and has been idle `rounds` commit rounds;
     /// a partition that stops receiving data should not keep threads and memory.
     pub(crate) fn close_writer_if_idle(&self, rounds: u32) {
-        let mut state = self.writer.lock().expect("writer lock poisoned");
+        let mut state = self.state();
         if state.uncommitted_docs > 0 || state.idle_rounds < rounds {
             return;
         }
@@ -219,13 +254,23 @@ impl Partition {
     /// Closes the writer whatever it holds (uncommitted documents are dropped), waiting for its
     /// threads, so that nothing writes into the directory afterwards.
     pub(crate) fn close_writer(&self) {
-        let mut state = self.writer.lock().expect("writer lock poisoned");
+        let mut state = self.state();
         state.uncommitted_docs = 0;
         if let Some(writer) = state.writer.take()
             && let Err(error) = writer.wait_merging_threads()
         {
             tracing::warn!(%error, "waiting for merges of a closing partition failed");
         }
+    }
+
+    /// Drops the writer and what it holds uncommitted, after a failure: the partition is back
+    /// at its last commit, and the rows since then are added again from the WAL.
+    pub(crate) fn rollback(&self) {
+        let mut state = self.state();
+        state.uncommitted_docs = 0;
+        state.idle_rounds = 0;
+        // Dropping a writer discards its uncommitted documents and stops its threads.
+        drop(state.writer.take());
     }
 
     /// Bytes the partition uses on disk.

@@ -4,6 +4,12 @@
 //! partition of their hour, [`Store::commit`] commits every partition with pending rows and then
 //! advances the checkpoint, the WAL position from which replay must start after a restart.
 //! Searches may run from any thread at the same time.
+//!
+//! Each open writer has threads and an arena of its own, and client timestamps choose the
+//! partition, so at most [`StoreOptions::max_open_writers`] writers are open at once: a batch
+//! that needs one more first commits and closes one it no longer needs. After any failure,
+//! [`Store::rollback`] brings every partition back to its last commit; the caller then adds the
+//! rows since the checkpoint again from its log, and the per-partition skip keeps each row once.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -15,7 +21,8 @@ use std::time::Instant;
 use prost::Message;
 
 use crate::error::IndexError;
-use crate::partition::{self, Partition, partition_start};
+use crate::faults::Faults;
+use crate::partition::{self, MIN_WRITER_MEMORY_BYTES, Partition, partition_start};
 use crate::{RowBatch, Signal, log_fields, span_fields};
 
 /// File under the data root holding the checkpoint as a decimal WAL position.
@@ -31,6 +38,35 @@ pub struct Store {
     root: PathBuf,
     partitions: RwLock<BTreeMap<PartitionKey, Arc<Partition>>>,
     checkpoint: AtomicU64,
+    options: StoreOptions,
+}
+
+/// How the store bounds its writers, and the faults it injects (tests only).
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// Partition writers open at once; each has an indexing thread, merge threads and an arena.
+    pub max_open_writers: usize,
+    /// Memory all open writers may fill together before they flush segments; each writer gets
+    /// an equal share (at least the 15 MB tantivy needs).
+    pub writer_memory_bytes: usize,
+    /// Faults to inject into partition directories and the checkpoint file.
+    pub faults: Option<Arc<Faults>>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            max_open_writers: 4,
+            writer_memory_bytes: 256 << 20,
+            faults: None,
+        }
+    }
+}
+
+impl StoreOptions {
+    fn memory_per_writer(&self) -> usize {
+        (self.writer_memory_bytes / self.max_open_writers.max(1)).max(MIN_WRITER_MEMORY_BYTES)
+    }
 }
 
 /// What one commit round did.
@@ -66,6 +102,15 @@ pub struct RemovedPartition {
 impl Store {
     /// Opens (or creates) the store under `root`, loading every partition found there.
     pub fn open(root: &Path) -> Result<Self, IndexError> {
+        Self::open_with(root, StoreOptions::default())
+    }
+
+    /// [`Store::open`] with explicit bounds (and faults, for tests).
+    pub fn open_with(root: &Path, options: StoreOptions) -> Result<Self, IndexError> {
+        let options = StoreOptions {
+            max_open_writers: options.max_open_writers.max(1),
+            ..options
+        };
         let mut partitions = BTreeMap::new();
         for signal in [Signal::Logs, Signal::Spans] {
             let dir = root.join(signal.dir_name());
@@ -76,7 +121,13 @@ impl Store {
                 let Some(start) = name.to_str().and_then(partition::parse_dir_name) else {
                     continue;
                 };
-                let partition = Partition::open(signal, start, &entry.path())?;
+                let partition = Partition::open(
+                    signal,
+                    start,
+                    &entry.path(),
+                    options.memory_per_writer(),
+                    options.faults.as_ref(),
+                )?;
                 partitions.insert((signal, start), Arc::new(partition));
             }
         }
@@ -90,6 +141,7 @@ impl Store {
             root: root.to_path_buf(),
             partitions: RwLock::new(partitions),
             checkpoint: AtomicU64::new(checkpoint),
+            options,
         })
     }
 
@@ -100,9 +152,15 @@ impl Store {
 
     /// Indexes the rows of the WAL entry that spans `[lsn_start, lsn_end)`. Rows routed to a
     /// partition that already committed past `lsn_start` are skipped: they are in it already.
+    /// A writer closed to make room for another is committed through `lsn_end`.
     /// Returns how many rows were added.
-    pub fn index_batch(&self, lsn_start: u64, batch: &RowBatch) -> Result<usize, IndexError> {
-        self.index_encoded_batch(lsn_start, batch, &batch.encode_to_vec())
+    pub fn index_batch(
+        &self,
+        lsn_start: u64,
+        lsn_end: u64,
+        batch: &RowBatch,
+    ) -> Result<usize, IndexError> {
+        self.index_encoded_batch(lsn_start, lsn_end, batch, &batch.encode_to_vec())
     }
 
     /// [`Store::index_batch`] for a batch whose protobuf encoding is at hand (the WAL entry):
@@ -110,9 +168,11 @@ impl Store {
     pub fn index_encoded_batch(
         &self,
         lsn_start: u64,
+        lsn_end: u64,
         batch: &RowBatch,
         payload: &[u8],
     ) -> Result<usize, IndexError> {
+        debug_assert!(lsn_start < lsn_end, "an entry has a length");
         let sources = batch
             .row_encodings(payload)
             .ok_or(IndexError::BatchEncoding)?;
@@ -132,15 +192,81 @@ impl Store {
                 .or_default()
                 .push(fields.document(row, source));
         }
-        let mut added = 0;
+        let mut groups = Vec::with_capacity(by_partition.len());
         for (key, docs) in by_partition {
             let partition = self.partition_for_write(key)?;
             if partition.committed_lsn() > lsn_start {
                 continue;
             }
-            added += partition.add_documents(docs.into_iter())?;
+            groups.push((partition, docs));
+        }
+        // Partitions whose writer is open go first, so that when one more writer is needed,
+        // every open writer has taken all of this entry's rows (or has none of them) and may
+        // be committed through the entry's end and closed.
+        groups.sort_by_key(|(p, _)| !p.has_writer());
+        let mut added = 0;
+        for i in 0..groups.len() {
+            if !groups[i].0.has_writer() {
+                let still_needed: Vec<Arc<Partition>> =
+                    groups[i..].iter().map(|(p, _)| p.clone()).collect();
+                self.make_room_for_writer(&still_needed, lsn_end)?;
+            }
+            let docs = std::mem::take(&mut groups[i].1);
+            added += groups[i].0.add_documents(docs.into_iter())?;
         }
         Ok(added)
+    }
+
+    /// Closes writers until one more may open, committing what they hold through `lsn` (the
+    /// end of the entry being indexed). Writers of `still_needed` partitions are kept.
+    fn make_room_for_writer(
+        &self,
+        still_needed: &[Arc<Partition>],
+        lsn: u64,
+    ) -> Result<(), IndexError> {
+        let open: Vec<Arc<Partition>> = self
+            .all_partitions()
+            .into_iter()
+            .filter(|p| p.has_writer())
+            .collect();
+        if open.len() < self.options.max_open_writers {
+            return Ok(());
+        }
+        let mut candidates: Vec<Arc<Partition>> = open
+            .into_iter()
+            .filter(|p| !still_needed.iter().any(|n| Arc::ptr_eq(n, p)))
+            .collect();
+        // Idle writers first (nothing to commit), then the oldest partitions.
+        candidates.sort_by_key(|p| (p.uncommitted_docs() > 0, p.start_ns));
+        let excess = self.open_writers() + 1 - self.options.max_open_writers;
+        for partition in candidates.into_iter().take(excess) {
+            let committed = partition.commit(lsn)?;
+            partition.close_writer();
+            tracing::debug!(
+                signal = partition.signal.dir_name(),
+                start_unix_nano = partition.start_ns,
+                committed,
+                "partition writer closed to stay within the open-writer limit"
+            );
+        }
+        Ok(())
+    }
+
+    /// Partition writers open now.
+    pub fn open_writers(&self) -> usize {
+        self.all_partitions()
+            .iter()
+            .filter(|p| p.has_writer())
+            .count()
+    }
+
+    /// Discards every uncommitted document and closes every writer: each partition is back at
+    /// its last commit. Call it after a failure, then add the rows since [`Store::checkpoint`]
+    /// again.
+    pub fn rollback(&self) {
+        for partition in self.all_partitions() {
+            partition.rollback();
+        }
     }
 
     fn partition_for_write(&self, key: PartitionKey) -> Result<Arc<Partition>, IndexError> {
@@ -152,7 +278,13 @@ impl Store {
             .root
             .join(signal.dir_name())
             .join(partition::dir_name(start));
-        let partition = Arc::new(Partition::open(signal, start, &dir)?);
+        let partition = Arc::new(Partition::open(
+            signal,
+            start,
+            &dir,
+            self.options.memory_per_writer(),
+            self.options.faults.as_ref(),
+        )?);
         self.partitions
             .write()
             .expect("lock poisoned")
@@ -174,7 +306,7 @@ impl Store {
             partition.close_writer_if_idle(IDLE_WRITER_ROUNDS);
         }
         if lsn > self.checkpoint() {
-            write_checkpoint(&self.root, lsn)?;
+            write_checkpoint(&self.root, lsn, self.options.faults.as_deref())?;
             self.checkpoint.store(lsn, Ordering::Release);
         }
         if stats.documents > 0 {
@@ -304,10 +436,14 @@ fn read_checkpoint(path: &Path) -> Result<u64, IndexError> {
 }
 
 /// Replaces the checkpoint atomically: write a temporary file, fsync, rename, fsync the dir.
-fn write_checkpoint(root: &Path, lsn: u64) -> Result<(), IndexError> {
+fn write_checkpoint(root: &Path, lsn: u64, faults: Option<&Faults>) -> Result<(), IndexError> {
     let tmp = root.join(format!("{CHECKPOINT_FILE}.tmp"));
     let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(lsn.to_string().as_bytes())?;
+    let text = lsn.to_string();
+    match faults {
+        Some(faults) => faults.write_all(&mut file, text.as_bytes())?,
+        None => file.write_all(text.as_bytes())?,
+    }
     file.sync_all()?;
     std::fs::rename(&tmp, root.join(CHECKPOINT_FILE))?;
     std::fs::File::open(root)?.sync_all()?;

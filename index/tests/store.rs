@@ -2,10 +2,11 @@
 //! them, exactly-once replay by commit position, traces across partitions, and retention.
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use weft_index::faults::{Fault, Faults};
 use weft_index::query::parse;
 use weft_index::{
     LogCursor, LogRow, LogSearch, PARTITION_NANOS, RetentionPolicy, RowBatch, Signal, SpanRow,
-    Store,
+    Store, StoreOptions,
 };
 
 const HOUR: u64 = PARTITION_NANOS;
@@ -66,7 +67,7 @@ fn rows_go_to_hour_partitions_and_search_newest_first() {
         ],
         spans: vec![],
     };
-    assert_eq!(store.index_batch(0, &batch).unwrap(), 4);
+    assert_eq!(store.index_batch(0, 1, &batch).unwrap(), 4);
     store.commit(100).unwrap();
     assert_eq!(store.partition_count(Signal::Logs), 3);
     assert_eq!(store.checkpoint(), 100);
@@ -99,14 +100,14 @@ fn replaying_a_committed_entry_adds_nothing() {
             logs: vec![log(BASE, "first", 0)],
             spans: vec![],
         };
-        store.index_batch(0, &first).unwrap();
+        store.index_batch(0, 1, &first).unwrap();
         store.commit(50).unwrap();
         // Indexed but never committed: lost with the process, to be replayed.
         let second = RowBatch {
             logs: vec![log(BASE + 1, "second", 0)],
             spans: vec![],
         };
-        store.index_batch(50, &second).unwrap();
+        store.index_batch(50, 51, &second).unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.checkpoint(), 50);
@@ -116,12 +117,12 @@ fn replaying_a_committed_entry_adds_nothing() {
         logs: vec![log(BASE, "first", 0)],
         spans: vec![],
     };
-    assert_eq!(store.index_batch(0, &first).unwrap(), 0);
+    assert_eq!(store.index_batch(0, 1, &first).unwrap(), 0);
     let second = RowBatch {
         logs: vec![log(BASE + 1, "second", 0)],
         spans: vec![],
     };
-    assert_eq!(store.index_batch(50, &second).unwrap(), 1);
+    assert_eq!(store.index_batch(50, 51, &second).unwrap(), 1);
     store.commit(90).unwrap();
     assert_eq!(search(&store, "", 10), vec!["second", "first"]);
 }
@@ -142,7 +143,7 @@ fn a_trace_is_assembled_from_every_partition() {
             span(BASE, 8, 3, 0),
         ],
     };
-    store.index_batch(0, &batch).unwrap();
+    store.index_batch(0, 1, &batch).unwrap();
     store.commit(10).unwrap();
     let rows = store.trace(&[7; 16], 100, 100).unwrap();
     let names: Vec<&str> = rows.spans.iter().map(|s| s.name.as_str()).collect();
@@ -165,6 +166,7 @@ fn retention_deletes_whole_partitions_oldest_first() {
     store
         .index_batch(
             0,
+            1,
             &RowBatch {
                 logs,
                 spans: vec![span(BASE, 1, 1, 0)],
@@ -218,6 +220,7 @@ fn cursor_paging_is_stable_while_data_arrives() {
     store
         .index_batch(
             0,
+            1,
             &RowBatch {
                 logs,
                 spans: vec![],
@@ -245,7 +248,7 @@ fn cursor_paging_is_stable_while_data_arrives() {
             logs: vec![log(BASE + 2 * HOUR + lsn, "late", 0)],
             spans: vec![],
         };
-        store.index_batch(lsn, &arriving).unwrap();
+        store.index_batch(lsn, lsn + 1, &arriving).unwrap();
         lsn += 10;
         store.commit(lsn).unwrap();
         match page.next_cursor {
@@ -284,14 +287,127 @@ fn an_encoded_batch_must_match_its_rows() {
         spans: vec![],
     };
     let err = store
-        .index_encoded_batch(0, &batch, &prost::Message::encode_to_vec(&other))
+        .index_encoded_batch(0, 1, &batch, &prost::Message::encode_to_vec(&other))
         .unwrap_err();
     assert!(
         matches!(err, weft_index::IndexError::BatchEncoding),
         "{err}"
     );
     let payload = prost::Message::encode_to_vec(&batch);
-    assert_eq!(store.index_encoded_batch(0, &batch, &payload).unwrap(), 3);
+    assert_eq!(
+        store.index_encoded_batch(0, 1, &batch, &payload).unwrap(),
+        3
+    );
     store.commit(10).unwrap();
     assert_eq!(search(&store, "gamma OR delta", 10), vec!["delta", "gamma"]);
+}
+
+fn count(store: &Store, q: &str) -> usize {
+    search(store, q, 10_000).len()
+}
+
+fn small_store(dir: &std::path::Path, faults: Option<std::sync::Arc<Faults>>) -> Store {
+    Store::open_with(
+        dir,
+        StoreOptions {
+            max_open_writers: 3,
+            writer_memory_bytes: 64 << 20,
+            faults,
+        },
+    )
+    .unwrap()
+}
+
+/// Regression: one request of 300 records stamped an hour apart opened 300 writers (704
+/// threads, 1.96 GB). Writers beyond the cap are committed and closed as the batch goes.
+#[test]
+fn writers_stay_within_the_cap_and_each_row_is_kept_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = small_store(dir.path(), None);
+    let spread = |tag: &str| RowBatch {
+        logs: (0..40)
+            .map(|h| log(BASE + h * HOUR + 7, &format!("{tag} h{h}"), 0))
+            .collect(),
+        spans: vec![],
+    };
+    assert_eq!(store.index_batch(0, 10, &spread("first")).unwrap(), 40);
+    assert!(store.open_writers() <= 3, "{}", store.open_writers());
+    assert_eq!(store.partition_count(Signal::Logs), 40);
+    assert_eq!(store.index_batch(10, 20, &spread("second")).unwrap(), 40);
+    assert!(store.open_writers() <= 3);
+    // No commit yet: a crash here replays both entries. Writers closed on the way were
+    // committed through their entry, so replay skips them and adds only the rest.
+    drop(store);
+    let store = small_store(dir.path(), None);
+    let replayed = store.index_batch(0, 10, &spread("first")).unwrap()
+        + store.index_batch(10, 20, &spread("second")).unwrap();
+    assert!(replayed < 80, "closed writers were committed: {replayed}");
+    store.commit(20).unwrap();
+    assert_eq!(count(&store, "first"), 40);
+    assert_eq!(count(&store, "second"), 40);
+    assert!(store.open_writers() <= 3);
+}
+
+/// An index write failure during commit leaves some partitions committed and others not; after
+/// a rollback, adding the same entries again keeps every row exactly once.
+#[test]
+fn rollback_after_a_failed_commit_then_replay_keeps_rows_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::none();
+    let store = small_store(dir.path(), Some(faults.clone()));
+    let entry = |tag: &str| RowBatch {
+        logs: (0..3)
+            .map(|h| log(BASE + h * HOUR + 1, &format!("{tag} h{h}"), 0))
+            .collect(),
+        spans: vec![span(BASE + 5, 1, 1, 0)],
+    };
+    store.index_batch(0, 10, &entry("alpha")).unwrap();
+    store.commit(10).unwrap();
+    store.index_batch(10, 20, &entry("beta")).unwrap();
+    faults.set(Fault::IndexWriteError, true);
+    assert!(store.commit(20).is_err());
+    assert_eq!(
+        store.checkpoint(),
+        10,
+        "a failed commit does not move the checkpoint"
+    );
+    store.rollback();
+    assert_eq!(store.open_writers(), 0);
+    faults.set(Fault::IndexWriteError, false);
+    store.index_batch(10, 20, &entry("beta")).unwrap();
+    store.commit(20).unwrap();
+    assert_eq!(store.checkpoint(), 20);
+    assert_eq!(count(&store, "alpha"), 3);
+    assert_eq!(count(&store, "beta"), 3);
+    assert_eq!(store.trace(&[1; 16], 100, 100).unwrap().spans.len(), 2);
+}
+
+/// A full disk fails the commit with "no space left"; once there is room again the same rows
+/// commit, once each.
+#[test]
+fn a_full_disk_fails_the_commit_until_space_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::none();
+    let store = small_store(dir.path(), Some(faults.clone()));
+    faults.set_space_left(Some(2_000));
+    let batch = RowBatch {
+        logs: (0..200)
+            .map(|i| log(BASE + i, &format!("row{i} padding padding padding"), 0))
+            .collect(),
+        spans: vec![],
+    };
+    let failed = store
+        .index_batch(0, 10, &batch)
+        .and_then(|_| store.commit(10).map(|_| ()));
+    let err = failed.unwrap_err().to_string();
+    assert!(
+        err.contains("No space left") || err.contains("space"),
+        "{err}"
+    );
+    assert_eq!(store.checkpoint(), 0);
+    store.rollback();
+    faults.set_space_left(None);
+    store.index_batch(0, 10, &batch).unwrap();
+    store.commit(10).unwrap();
+    assert_eq!(count(&store, "padding"), 200);
 }

@@ -113,22 +113,42 @@ impl ApiState {
     }
 }
 
-async fn healthz() -> &'static str {
-    "ok\n"
-}
-
-async fn readyz(State(state): State<ApiState>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+/// Liveness: 503 once a thread weft cannot do without has died, so an orchestrator restarts it.
+async fn healthz(State(state): State<ApiState>) -> Response {
+    match state.pipeline.health().fatal() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response(),
     }
 }
 
+/// Readiness: 503 while starting, stopping, or while any condition refuses new data; the body
+/// names each condition and why (`disk_low: 52428800 bytes free ...`).
+async fn readyz(State(state): State<ApiState>) -> Response {
+    if !state.ready.load(Ordering::Acquire) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: starting or stopping\n",
+        )
+            .into_response();
+    }
+    let reasons = state.pipeline.health().all_reasons(now_unix_nano());
+    if reasons.is_empty() {
+        return (StatusCode::OK, "ready\n").into_response();
+    }
+    let mut body = String::from("not ready\n");
+    for (condition, reason) in reasons {
+        body.push_str(&format!("{}: {reason}\n", condition.name()));
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+}
+
 async fn metrics(State(state): State<ApiState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(now_unix_nano()),
-    )
-        .into_response()
+    let now = now_unix_nano();
+    let mut text = state.metrics.render(now);
+    text.push_str(
+        &state
+            .metrics
+            .render_conditions(state.pipeline.health(), now),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

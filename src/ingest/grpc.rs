@@ -1,7 +1,5 @@
 //! OTLP/gRPC: `LogsService/Export` and `TraceService/Export`, gzip accepted.
 
-use std::time::Duration;
-
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
@@ -19,28 +17,32 @@ use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use weft_index::Signal;
 
-use super::{Ingest, IngestError, RETRY_AFTER_SECS, prepare_logs, prepare_spans};
+use super::{Ingest, IngestError, prepare_logs, prepare_spans};
 use crate::pipeline::PipelineError;
 
-/// The gRPC status for an ingest error.
+/// The gRPC status for an ingest error. Every transient refusal is UNAVAILABLE with a
+/// `RetryInfo`, which OTLP exporters retry; nothing is INTERNAL.
 pub fn status(error: &IngestError) -> Status {
+    if let Some(delay) = error.retry_after() {
+        let message = match error {
+            IngestError::Pipeline(PipelineError::Saturated) => {
+                "weft is saturated; retry after the delay given".to_string()
+            }
+            IngestError::Pipeline(PipelineError::ShuttingDown) => {
+                "weft is shutting down; retry against a running instance".to_string()
+            }
+            other => format!("{other}; retry after the delay given"),
+        };
+        return Status::with_error_details(
+            Code::Unavailable,
+            message,
+            ErrorDetails::with_retry_info(Some(delay)),
+        );
+    }
     match error {
-        IngestError::Malformed(m) => Status::invalid_argument(m.clone()),
         IngestError::TooLarge(m) => Status::resource_exhausted(m.clone()),
         IngestError::Unsupported(m) => Status::unimplemented(m.clone()),
-        IngestError::Pipeline(PipelineError::Saturated) => Status::with_error_details(
-            Code::Unavailable,
-            "weft is saturated; retry after the delay given",
-            ErrorDetails::with_retry_info(Some(Duration::from_secs(RETRY_AFTER_SECS))),
-        ),
-        IngestError::Pipeline(PipelineError::ShuttingDown) => Status::with_error_details(
-            Code::Unavailable,
-            "weft is shutting down; retry against a running instance",
-            ErrorDetails::with_retry_info(Some(Duration::from_secs(RETRY_AFTER_SECS))),
-        ),
-        IngestError::Pipeline(PipelineError::Wal(_)) => {
-            Status::internal("weft could not make the data durable; it was not stored")
-        }
+        other => Status::invalid_argument(other.to_string()),
     }
 }
 

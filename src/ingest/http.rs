@@ -15,10 +15,7 @@ use prost::Message;
 use serde_json::json;
 use weft_index::Signal;
 
-use super::{
-    Accepted, Ingest, IngestError, Prepared, RETRY_AFTER_SECS, prepare_logs, prepare_spans,
-};
-use crate::pipeline::PipelineError;
+use super::{Accepted, Ingest, IngestError, Prepared, prepare_logs, prepare_spans};
 
 /// The body formats OTLP/HTTP allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,9 +244,11 @@ fn success_response(signal: Signal, accepted: &Accepted, format: Format) -> Resp
 }
 
 /// An error answer: the HTTP status, and a `google.rpc.Status` body in the request's format.
+/// Every transient refusal is 503 with `Retry-After`, which OTLP exporters retry.
 pub fn error_response(error: &IngestError, format: Format) -> Response {
+    let retry_after = error.retry_after();
     let (status, code) = match error {
-        IngestError::Malformed(_) => (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
+        _ if retry_after.is_some() => (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable),
         IngestError::TooLarge(_) => (
             StatusCode::PAYLOAD_TOO_LARGE,
             tonic::Code::ResourceExhausted,
@@ -258,20 +257,9 @@ pub fn error_response(error: &IngestError, format: Format) -> Response {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             tonic::Code::InvalidArgument,
         ),
-        IngestError::Pipeline(PipelineError::Saturated | PipelineError::ShuttingDown) => {
-            (StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable)
-        }
-        IngestError::Pipeline(PipelineError::Wal(_)) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, tonic::Code::Internal)
-        }
+        _ => (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
     };
-    let message = match error {
-        // The WAL error's detail is for weft's own log, already written there.
-        IngestError::Pipeline(PipelineError::Wal(_)) => {
-            "weft could not make the data durable; it was not stored".to_string()
-        }
-        other => other.to_string(),
-    };
+    let message = error.to_string();
     let body = match format {
         Format::Protobuf => tonic_types::Status {
             code: code as i32,
@@ -289,11 +277,10 @@ pub fn error_response(error: &IngestError, format: Format) -> Response {
         body,
     )
         .into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if let Some(delay) = retry_after {
         response.headers_mut().insert(
             header::RETRY_AFTER,
-            HeaderValue::from_str(&RETRY_AFTER_SECS.to_string())
-                .expect("digits are a valid header"),
+            HeaderValue::from(delay.as_secs().max(1)),
         );
     }
     response

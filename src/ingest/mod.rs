@@ -14,9 +14,6 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::severity::{CompiledRules, SeverityControl};
 
-/// How long a refused client should wait before retrying.
-pub const RETRY_AFTER_SECS: u64 = 1;
-
 /// Why an export request was not (fully) accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -32,6 +29,21 @@ pub enum IngestError {
     /// The pipeline refused or failed.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// Processing the request panicked: a bug in weft, not in the request as far as anyone
+    /// knows, so the client is told to retry rather than to drop the data.
+    #[error("weft failed while processing this request (an internal error, logged); retry later")]
+    Panicked,
+}
+
+impl IngestError {
+    /// How long the client should wait before retrying, for errors worth retrying.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            IngestError::Pipeline(e) => Some(e.retry_after()),
+            IngestError::Panicked => Some(std::time::Duration::from_secs(5)),
+            _ => None,
+        }
+    }
 }
 
 /// What an accepted request reports back.
@@ -111,7 +123,11 @@ impl Ingest {
         prepare: impl FnOnce() -> Result<Prepared, IngestError> + Send + 'static,
     ) -> Result<Accepted, IngestError> {
         let prepared = tokio::task::spawn_blocking(prepare).await.map_err(|e| {
-            IngestError::Malformed(format!("request could not be processed: {e}"))
+            tracing::error!(error = %e, signal = ?signal, "decoding an export request panicked");
+            self.metrics
+                .ingest_panics
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            IngestError::Panicked
         })??;
         let counters = self.metrics.signal(signal);
         let mut by_rules = 0;
@@ -130,7 +146,15 @@ impl Ingest {
         if rows == 0 {
             return Ok(prepared.accepted);
         }
-        match self.pipeline.submit(prepared.batch, prepared.payload).await {
+        let submitted = match self.pipeline.reserve(prepared.payload.len()) {
+            Ok(reservation) => {
+                self.pipeline
+                    .submit(prepared.batch, prepared.payload, reservation)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        match submitted {
             Ok(()) => {
                 counters
                     .received
@@ -141,16 +165,19 @@ impl Ingest {
                 counters
                     .dropped
                     .fetch_add(rows, std::sync::atomic::Ordering::Relaxed);
-                if matches!(
-                    error,
-                    PipelineError::Saturated | PipelineError::ShuttingDown
-                ) {
-                    self.metrics
-                        .requests_refused
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
+                self.count_refusal(&error);
                 Err(error.into())
             }
+        }
+    }
+
+    /// Counts a refused request, by condition when one caused it.
+    fn count_refusal(&self, error: &PipelineError) {
+        self.metrics
+            .requests_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let PipelineError::Unavailable { condition, .. } = error {
+            self.metrics.count_refusal(*condition);
         }
     }
 }

@@ -1,12 +1,14 @@
 //! A real weft on ephemeral ports with a temporary data directory, and helpers to query it.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
 use weft::config::Config;
-use weft::server::{self, Listeners, Running};
+use weft::server::{self, Listeners, Running, StartOptions};
+use weft_index::faults::Faults;
 
 /// How long polling helpers wait before failing a test.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -35,10 +37,25 @@ impl TestServer {
     }
 
     pub async fn start_with(dir: TempDir, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_with_faults(dir, tweak, None).await
+    }
+
+    /// A server whose WAL and index fail when `faults` says so.
+    pub async fn start_with_faults(
+        dir: TempDir,
+        tweak: impl FnOnce(&mut Config),
+        faults: Option<Arc<Faults>>,
+    ) -> TestServer {
         let mut config = test_config(&dir);
         tweak(&mut config);
         let listeners = Listeners::bind(&config).await.unwrap();
-        let running = server::start(config, listeners).await.unwrap();
+        let options = StartOptions {
+            faults,
+            ..StartOptions::default()
+        };
+        let running = server::start_with(config, listeners, options)
+            .await
+            .unwrap();
         TestServer {
             grpc: running.grpc_addr,
             http: running.http_addr,
@@ -46,6 +63,19 @@ impl TestServer {
             dir,
             client: reqwest::Client::new(),
         }
+    }
+
+    /// The running weft (its pipeline, for tests that look inside).
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("running until stopped")
+    }
+
+    /// Stops as a crash would (nothing more committed) and hands back the data directory.
+    pub async fn crash(mut self) -> TempDir {
+        if let Some(running) = self.running.take() {
+            running.crash().await;
+        }
+        self.dir
     }
 
     /// Stops gracefully and hands back the data directory.
@@ -133,6 +163,24 @@ impl TestServer {
             .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
             .parse()
             .unwrap()
+    }
+}
+
+/// Polls `GET path` until it answers `status`; returns the body.
+pub async fn wait_for_status(server: &TestServer, path: &str, status: u16) -> String {
+    let started = Instant::now();
+    loop {
+        let response = server.client.get(server.url(path)).send().await.unwrap();
+        let got = response.status().as_u16();
+        let body = response.text().await.unwrap();
+        if got == status {
+            return body;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{path} still answers {got} after {DEADLINE:?}, not {status}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

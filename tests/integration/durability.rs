@@ -23,7 +23,7 @@ fn attr(key: &str, value: i64) -> KeyValue {
 }
 
 /// One batch of `size` records tagged with run, client and batch numbers.
-fn tagged_batch(run: i64, client: i64, batch: i64, size: usize) -> Vec<u8> {
+pub(crate) fn tagged_batch(run: i64, client: i64, batch: i64, size: usize) -> Vec<u8> {
     let records = (0..size)
         .map(|i| {
             let mut r = record(&format!("crashtest record {i}"), vec![]);
@@ -81,9 +81,10 @@ async fn graceful_restart_keeps_data_and_commit_position() {
 }
 
 /// The `weft` binary as a child process, killed when dropped so a failing test leaves none.
-struct WeftProcess {
-    child: Child,
-    http: SocketAddr,
+pub(crate) struct WeftProcess {
+    pub(crate) child: Child,
+    pub(crate) http: SocketAddr,
+    pub(crate) grpc: SocketAddr,
 }
 
 impl Drop for WeftProcess {
@@ -95,6 +96,11 @@ impl Drop for WeftProcess {
 
 impl WeftProcess {
     fn spawn(data_dir: &std::path::Path) -> WeftProcess {
+        Self::spawn_with(data_dir, &[])
+    }
+
+    /// The binary with extra `WEFT_*` settings.
+    pub(crate) fn spawn_with(data_dir: &std::path::Path, env: &[(&str, &str)]) -> WeftProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
             .args([
                 "serve",
@@ -108,6 +114,7 @@ impl WeftProcess {
             .arg("--log-level")
             .arg("warn")
             .env("WEFT_COMMIT_INTERVAL", "200ms")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -117,21 +124,24 @@ impl WeftProcess {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(http) = line
-                    .strip_prefix("weft listening ")
-                    .and_then(|rest| rest.split(' ').find_map(|kv| kv.strip_prefix("http=")))
-                {
-                    let _ = tx.send(http.parse::<SocketAddr>().unwrap());
+                if let Some(rest) = line.strip_prefix("weft listening ") {
+                    let addr = |key: &str| {
+                        rest.split(' ')
+                            .find_map(|kv| kv.strip_prefix(key))
+                            .and_then(|a| a.parse::<SocketAddr>().ok())
+                            .expect("an address in the listening line")
+                    };
+                    let _ = tx.send((addr("http="), addr("grpc=")));
                 }
             }
         });
-        let http = rx
+        let (http, grpc) = rx
             .recv_timeout(Duration::from_secs(60))
             .expect("weft printed its listening line");
-        WeftProcess { child, http }
+        WeftProcess { child, http, grpc }
     }
 
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         // `Child::kill` is SIGKILL on Unix: no handler runs, nothing is flushed.
         self.child.kill().unwrap();
         self.child.wait().unwrap();
@@ -179,7 +189,7 @@ async fn load_until_killed(
     Arc::try_unwrap(acked).unwrap().into_inner().unwrap()
 }
 
-async fn count(client: &reqwest::Client, http: SocketAddr, q: &str) -> usize {
+pub(crate) async fn count(client: &reqwest::Client, http: SocketAddr, q: &str) -> usize {
     let body: serde_json::Value = client
         .get(format!("http://{http}/api/v1/logs"))
         .query(&[("q", q), ("limit", "1000")])

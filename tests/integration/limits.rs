@@ -34,9 +34,7 @@ async fn deeply_nested_queries_are_refused_everywhere() {
             .unwrap();
         assert_eq!(response.status().as_u16(), 400);
     }
-    let (_, body) = server
-        .get("/api/v1/logs", &[("q", &deep_but_short)])
-        .await;
+    let (_, body) = server.get("/api/v1/logs", &[("q", &deep_but_short)]).await;
     assert!(
         body["error"].as_str().unwrap().contains("deeper than 32"),
         "{body}"

@@ -4,6 +4,8 @@ mod bad_input;
 mod common;
 mod dataset;
 mod durability;
+mod faults;
+mod full_disk;
 mod grpc_query;
 mod jaeger;
 mod limits;

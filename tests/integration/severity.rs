@@ -176,10 +176,17 @@ async fn expiry_on_a_controlled_clock_restores_behaviour_and_is_audited() {
     let dir = tempfile::tempdir().unwrap();
     let config: Config = test_config(&dir);
     let listeners = Listeners::bind(&config).await.unwrap();
-    let running = server::start_with_clock(config, listeners, {
-        let clock = clock.clone();
-        Arc::new(move || clock.load(Ordering::Relaxed))
-    })
+    let running = server::start_with(
+        config,
+        listeners,
+        server::StartOptions {
+            clock: {
+                let clock = clock.clone();
+                Arc::new(move || clock.load(Ordering::Relaxed))
+            },
+            faults: None,
+        },
+    )
     .await
     .unwrap();
     let url = format!("http://{}", running.http_addr);

@@ -4,10 +4,18 @@
 //! whole log) of their first byte. Each entry is a frame `[len: u32 LE][crc32: u32 LE][payload]`.
 //! A crash can leave a torn frame at the end of the last segment; opening the log truncates it,
 //! which is safe because a torn frame was never fsynced and so never acknowledged.
+//!
+//! A failed write or fsync leaves the log as it was at the last successful fsync: the file is
+//! cut back (and that cut fsynced) before anything else is appended, so what is acknowledged
+//! later never sits behind a torn frame. If even the cut fails, the log refuses to append until
+//! [`Wal::repair`] succeeds.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use weft_index::faults::Faults;
 
 const FRAME_HEADER: u64 = 8;
 const SEGMENT_SUFFIX: &str = ".wal";
@@ -28,6 +36,9 @@ pub enum WalError {
         /// Offset of the damaged frame inside it.
         offset: u64,
     },
+    /// An earlier failure could not be undone; nothing is appended until it is.
+    #[error("write-ahead log needs repair after an earlier failure: {0}")]
+    NeedsRepair(String),
 }
 
 /// The log, opened for appending.
@@ -39,7 +50,11 @@ pub struct Wal {
     active: File,
     /// LSN just past the last frame.
     end: u64,
-    unsynced: bool,
+    /// LSN just past the last frame known durable; failures cut the log back to it.
+    synced_end: u64,
+    /// Why the last cut-back failed, while the file may hold bytes past `synced_end`.
+    broken: Option<String>,
+    faults: Option<Arc<Faults>>,
 }
 
 fn segment_path(dir: &Path, base: u64) -> PathBuf {
@@ -69,7 +84,7 @@ fn sync_dir(dir: &Path) -> Result<(), WalError> {
 
 /// Reads one frame at the reader's position. `Ok(None)` at a clean end, or at a torn or
 /// damaged frame (the caller decides whether that is acceptable where it happened).
-fn read_frame(reader: &mut impl Read) -> Result<Option<Vec<u8>>, WalError> {
+pub(crate) fn read_frame(reader: &mut impl Read) -> Result<Option<Vec<u8>>, WalError> {
     let mut header = [0u8; FRAME_HEADER as usize];
     match read_full(reader, &mut header)? {
         0 => return Ok(None),
@@ -104,11 +119,63 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
+/// Reads every entry in `[from, to)` of the log in `dir`, calling `visit(start, end, payload)`
+/// for each. `from` must be an entry boundary (an index checkpoint is one) and `to` a durable
+/// position (the end of an acknowledged entry): every frame in between must be intact.
+///
+/// Safe while another thread appends: bytes before a durable position never change.
+pub fn read_range<E: From<WalError>>(
+    dir: &Path,
+    from: u64,
+    to: u64,
+    mut visit: impl FnMut(u64, u64, Vec<u8>) -> Result<(), E>,
+) -> Result<usize, E> {
+    let segments = list_segments(dir)?;
+    let mut count = 0;
+    let io = |e: std::io::Error| E::from(WalError::Io(e));
+    for (i, &base) in segments.iter().enumerate() {
+        let next_base = segments.get(i + 1).copied().unwrap_or(u64::MAX);
+        if next_base <= from {
+            continue;
+        }
+        if base >= to {
+            break;
+        }
+        let path = segment_path(dir, base);
+        let mut file = File::open(&path).map_err(io)?;
+        let mut offset = from.saturating_sub(base);
+        file.seek(SeekFrom::Start(offset)).map_err(io)?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        while base + offset < to.min(next_base) {
+            match read_frame(&mut reader)? {
+                Some(payload) => {
+                    let len = FRAME_HEADER + payload.len() as u64;
+                    visit(base + offset, base + offset + len, payload)?;
+                    offset += len;
+                    count += 1;
+                }
+                None => return Err(WalError::Corrupt { path, offset }.into()),
+            }
+        }
+    }
+    Ok(count)
+}
+
 impl Wal {
     /// Opens the log in `dir` (creating it), truncating a torn tail. New entries start at the
     /// returned log's [`Wal::end`]; if the log is empty it starts at `min_start`, so positions
     /// never go backwards relative to an index checkpoint.
     pub fn open(dir: &Path, segment_bytes: u64, min_start: u64) -> Result<Self, WalError> {
+        Self::open_with_faults(dir, segment_bytes, min_start, None)
+    }
+
+    /// [`Wal::open`], writing through `faults` (tests make writes and fsyncs fail with it).
+    pub fn open_with_faults(
+        dir: &Path,
+        segment_bytes: u64,
+        min_start: u64,
+        faults: Option<Arc<Faults>>,
+    ) -> Result<Self, WalError> {
         std::fs::create_dir_all(dir)?;
         let mut segments = list_segments(dir)?;
         if segments.is_empty() {
@@ -137,7 +204,9 @@ impl Wal {
             segments,
             active,
             end: last + valid,
-            unsynced: false,
+            synced_end: last + valid,
+            broken: None,
+            faults,
         })
     }
 
@@ -156,13 +225,28 @@ impl Wal {
         self.end
     }
 
+    /// The directory holding the segments.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Bytes held by all segments.
     pub fn disk_bytes(&self) -> u64 {
         self.end - self.segments.first().copied().unwrap_or(self.end)
     }
 
     /// Appends one entry (not yet durable: call [`Wal::sync`]). Returns its `[start, end)`.
+    /// On failure every entry appended since the last sync is cut away.
     pub fn append(&mut self, payload: &[u8]) -> Result<(u64, u64), WalError> {
+        self.repair()?;
+        let result = self.append_frame(payload);
+        if result.is_err() {
+            self.cut_back();
+        }
+        result
+    }
+
+    fn append_frame(&mut self, payload: &[u8]) -> Result<(u64, u64), WalError> {
         let base = *self.segments.last().expect("at least one segment");
         if self.end > base && self.end - base >= self.segment_bytes {
             self.rotate()?;
@@ -173,28 +257,105 @@ impl Wal {
         let mut header = [0u8; FRAME_HEADER as usize];
         header[0..4].copy_from_slice(&len.to_le_bytes());
         header[4..8].copy_from_slice(&crc32fast::hash(payload).to_le_bytes());
-        self.active.write_all(&header)?;
-        self.active.write_all(payload)?;
+        match &self.faults {
+            Some(faults) => {
+                faults.write_all(&mut self.active, &header)?;
+                faults.write_all(&mut self.active, payload)?;
+            }
+            None => {
+                self.active.write_all(&header)?;
+                self.active.write_all(payload)?;
+            }
+        }
         let start = self.end;
         self.end += FRAME_HEADER + payload.len() as u64;
-        self.unsynced = true;
         Ok((start, self.end))
     }
 
-    /// Makes every appended entry durable.
+    /// Makes every appended entry durable. On failure none of the entries appended since the
+    /// last sync is kept: the log is cut back to it.
     pub fn sync(&mut self) -> Result<(), WalError> {
-        if self.unsynced {
-            self.active.sync_data()?;
-            self.unsynced = false;
+        self.repair()?;
+        if self.synced_end == self.end {
+            return Ok(());
         }
+        let result = self.sync_active();
+        match result {
+            Ok(()) => {
+                self.synced_end = self.end;
+                Ok(())
+            }
+            Err(error) => {
+                self.cut_back();
+                Err(error)
+            }
+        }
+    }
+
+    fn sync_active(&mut self) -> Result<(), WalError> {
+        if let Some(faults) = &self.faults {
+            faults.wal_sync()?;
+        }
+        self.active.sync_data()?;
         Ok(())
     }
 
+    /// Cuts the active segment back to the last durable position and makes the cut durable.
+    /// If that fails the log is marked broken and refuses to append until [`Wal::repair`]
+    /// succeeds.
+    fn cut_back(&mut self) {
+        let base = *self.segments.last().expect("at least one segment");
+        // Every entry since the last sync is in the active segment: rotation syncs first.
+        debug_assert!(self.synced_end >= base);
+        let keep = self.synced_end.saturating_sub(base);
+        let result = (|| -> std::io::Result<()> {
+            self.active.set_len(keep)?;
+            self.active.seek(SeekFrom::Start(keep))?;
+            if let Some(faults) = &self.faults {
+                faults.wal_sync()?;
+            }
+            self.active.sync_all()
+        })();
+        self.end = self.synced_end;
+        match result {
+            Ok(()) => self.broken = None,
+            Err(error) => {
+                tracing::error!(%error, "cutting the write-ahead log back after a failure failed");
+                self.broken = Some(error.to_string());
+            }
+        }
+    }
+
+    /// Whether an earlier failure is still not undone.
+    pub fn is_broken(&self) -> bool {
+        self.broken.is_some()
+    }
+
+    /// Undoes an earlier failure's leftovers (cuts the file back to the last durable entry and
+    /// fsyncs). A no-op when nothing needs undoing.
+    pub fn repair(&mut self) -> Result<(), WalError> {
+        if self.broken.is_none() {
+            return Ok(());
+        }
+        self.cut_back();
+        match &self.broken {
+            None => Ok(()),
+            Some(why) => Err(WalError::NeedsRepair(why.clone())),
+        }
+    }
+
     fn rotate(&mut self) -> Result<(), WalError> {
-        self.sync()?;
+        // Everything so far must be durable before a new segment starts, so that a failure
+        // later only ever cuts back inside the active segment.
+        if self.synced_end != self.end {
+            self.sync_active()?;
+            self.synced_end = self.end;
+        }
         let base = self.end;
+        // A failed rotation may have left this (empty) file behind: truncating it is safe.
         let file = OpenOptions::new()
-            .create_new(true)
+            .create(true)
+            .truncate(true)
             .read(true)
             .write(true)
             .open(segment_path(&self.dir, base))?;
@@ -209,8 +370,9 @@ impl Wal {
     pub fn remove_before(&mut self, lsn: u64) -> Result<usize, WalError> {
         let mut removed = 0;
         while self.segments.len() > 1 && self.segments[1] <= lsn {
-            let base = self.segments.remove(0);
+            let base = self.segments[0];
             std::fs::remove_file(segment_path(&self.dir, base))?;
+            self.segments.remove(0);
             removed += 1;
         }
         if removed > 0 {
@@ -226,38 +388,10 @@ impl Wal {
         from: u64,
         mut visit: impl FnMut(u64, u64, Vec<u8>),
     ) -> Result<usize, WalError> {
-        let mut count = 0;
-        for (i, &base) in self.segments.iter().enumerate() {
-            let next_base = self.segments.get(i + 1).copied().unwrap_or(u64::MAX);
-            if next_base <= from {
-                continue;
-            }
-            let path = segment_path(&self.dir, base);
-            let mut file = File::open(&path)?;
-            let mut offset = from.saturating_sub(base);
-            file.seek(SeekFrom::Start(offset))?;
-            let mut reader = BufReader::with_capacity(1 << 20, file);
-            let is_last = i + 1 == self.segments.len();
-            let segment_end = if is_last { self.end - base } else { u64::MAX };
-            while offset < segment_end {
-                match read_frame(&mut reader)? {
-                    Some(payload) => {
-                        let len = FRAME_HEADER + payload.len() as u64;
-                        visit(base + offset, base + offset + len, payload);
-                        offset += len;
-                        count += 1;
-                    }
-                    None if !is_last && base + offset == next_base => break,
-                    None => {
-                        if is_last {
-                            break;
-                        }
-                        return Err(WalError::Corrupt { path, offset });
-                    }
-                }
-            }
-        }
-        Ok(count)
+        read_range::<WalError>(&self.dir, from, self.synced_end, |start, end, payload| {
+            visit(start, end, payload);
+            Ok(())
+        })
     }
 }
 
@@ -265,6 +399,7 @@ impl Wal {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use weft_index::faults::Fault;
 
     fn collect(wal: &Wal, from: u64) -> Vec<(u64, Vec<u8>)> {
         let mut out = Vec::new();
@@ -336,6 +471,92 @@ mod tests {
         drop(wal);
         let wal = Wal::open(dir.path(), 64, 0).unwrap();
         assert_eq!(collect(&wal, ends[10]).len(), 9);
+    }
+
+    /// Regression: a write that failed midway (disk full) left the file offset past the log's
+    /// end, so entries appended and acknowledged later sat behind a torn frame and were cut off
+    /// as a "torn tail" at the next start.
+    #[test]
+    fn a_failed_append_leaves_the_log_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Faults::none();
+        let mut wal = Wal::open_with_faults(dir.path(), 1 << 20, 0, Some(faults.clone())).unwrap();
+        wal.append(b"before").unwrap();
+        wal.sync().unwrap();
+        let durable = wal.end();
+        faults.set_space_left(Some(20));
+        wal.append(b"fits").unwrap();
+        let err = wal.append(&[7u8; 100]).unwrap_err();
+        assert!(err.to_string().contains("space"), "{err}");
+        assert_eq!(wal.end(), durable, "cut back to the last sync");
+        assert_eq!(
+            std::fs::metadata(segment_path(dir.path(), 0))
+                .unwrap()
+                .len(),
+            durable
+        );
+        faults.set_space_left(None);
+        let (start, _) = wal.append(b"after").unwrap();
+        assert_eq!(start, durable);
+        wal.sync().unwrap();
+        drop(wal);
+        let wal = Wal::open(dir.path(), 1 << 20, 0).unwrap();
+        let payloads: Vec<_> = collect(&wal, 0).into_iter().map(|(_, p)| p).collect();
+        assert_eq!(payloads, vec![b"before".to_vec(), b"after".to_vec()]);
+    }
+
+    #[test]
+    fn a_failed_fsync_drops_the_unsynced_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Faults::none();
+        let mut wal = Wal::open_with_faults(dir.path(), 1 << 20, 0, Some(faults.clone())).unwrap();
+        wal.append(b"one").unwrap();
+        wal.sync().unwrap();
+        let durable = wal.end();
+        wal.append(b"lost").unwrap();
+        faults.set(Fault::WalSyncError, true);
+        assert!(wal.sync().is_err());
+        // The cut itself needs an fsync, which fails too: the log refuses to append until it
+        // can be repaired.
+        assert!(wal.is_broken());
+        assert!(matches!(
+            wal.append(b"refused"),
+            Err(WalError::NeedsRepair(_))
+        ));
+        faults.set(Fault::WalSyncError, false);
+        wal.repair().unwrap();
+        assert_eq!(wal.end(), durable);
+        wal.append(b"two").unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let wal = Wal::open(dir.path(), 1 << 20, 0).unwrap();
+        let payloads: Vec<_> = collect(&wal, 0).into_iter().map(|(_, p)| p).collect();
+        assert_eq!(payloads, vec![b"one".to_vec(), b"two".to_vec()]);
+    }
+
+    #[test]
+    fn read_range_stops_at_the_bound_and_reports_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::open(dir.path(), 64, 0).unwrap();
+        let mut ends = Vec::new();
+        for i in 0..10u8 {
+            ends.push(wal.append(&[i; 30]).unwrap().1);
+        }
+        wal.sync().unwrap();
+        let mut seen = Vec::new();
+        read_range::<WalError>(dir.path(), ends[2], ends[6], |_, _, p| {
+            seen.push(p[0]);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![3, 4, 5, 6]);
+        // Damage inside the durable range is an error, not a silent end.
+        let first = segment_path(dir.path(), 0);
+        let mut bytes = std::fs::read(&first).unwrap();
+        bytes[10] ^= 0xff;
+        std::fs::write(&first, bytes).unwrap();
+        let err = read_range::<WalError>(dir.path(), 0, ends[6], |_, _, _| Ok(())).unwrap_err();
+        assert!(matches!(err, WalError::Corrupt { .. }), "{err}");
     }
 
     proptest! {

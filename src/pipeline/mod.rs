@@ -1,0 +1,413 @@
+//! From accepted rows to searchable rows.
+//!
+//! ```text
+//! handler ──try_send──> WAL thread ──(append all waiting, one fsync, reply)──> indexer thread
+//!   ^  await reply        group commit                                          add to partitions,
+//!   └── ack after fsync                                                         commit every interval
+//! ```
+//! - `wal`: the log itself; `wal_writer`: the WAL thread (group commit, the disk watermark);
+//!   `indexer`: the indexer thread (commits, retention, recovery after a failure);
+//!   `health`: the conditions under which data is refused; `disk`: the free-space watermark.
+//!
+//! Memory is bounded by a byte budget: a request takes a [`Reservation`] before its body is read
+//! and holds it until its rows are indexed. When the budget or the WAL queue is exhausted, or a
+//! [`Condition`] holds (a failing disk, a full one, a dead thread), the request is refused at
+//! once with a retryable error that the ingest layers turn into 503 / UNAVAILABLE with a retry
+//! hint.
+//!
+//! What an ack promises: the rows are in the WAL and fsynced. The index checkpoint only moves
+//! over rows the index has committed; after any indexing failure the indexer rolls the index
+//! back to its last commit and adds every entry since the checkpoint again from the WAL, so
+//! nothing acknowledged is skipped and nothing is indexed twice.
+
+mod disk;
+pub mod health;
+mod indexer;
+pub mod wal;
+mod wal_writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, oneshot};
+use weft_index::faults::Faults;
+use weft_index::{LogRow, RowBatch, Store};
+
+pub use disk::free_bytes;
+pub use health::{Condition, Health};
+use wal::{Wal, WalError};
+
+use crate::metrics::Metrics;
+
+/// Budget unit: permits count KiB so that a 64 MiB request fits a u32 permit count.
+const BUDGET_UNIT: usize = 1024;
+
+/// Why rows could not be made durable. Every variant is transient: the client should retry.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Too much is in flight; try again shortly.
+    #[error("weft is saturated; retry later")]
+    Saturated,
+    /// weft is stopping.
+    #[error("weft is shutting down")]
+    ShuttingDown,
+    /// A condition holds under which weft takes no data (disk low, a failing WAL or index, a
+    /// dead thread).
+    #[error("weft is not taking data: {reason}")]
+    Unavailable {
+        /// Which condition.
+        condition: Condition,
+        /// Why, in words.
+        reason: String,
+    },
+    /// Writing this request to the write-ahead log failed; it was not stored.
+    #[error("the write-ahead log could not store the data: {0}")]
+    Wal(String),
+}
+
+impl PipelineError {
+    /// How long a client should wait before retrying.
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            PipelineError::Saturated | PipelineError::ShuttingDown => Duration::from_secs(1),
+            PipelineError::Unavailable { .. } | PipelineError::Wal(_) => Duration::from_secs(5),
+        }
+    }
+
+    fn from_condition(condition: Condition, reason: String) -> Self {
+        match condition {
+            Condition::Stopping => PipelineError::ShuttingDown,
+            condition => PipelineError::Unavailable { condition, reason },
+        }
+    }
+}
+
+/// Settings of the pipeline.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// How long rows may wait before an index commit makes them searchable.
+    pub commit_interval: Duration,
+    /// Size at which the WAL starts a new segment.
+    pub wal_segment_bytes: u64,
+    /// Bytes of requests that may be in flight between arrival and indexing.
+    pub inflight_bytes: usize,
+    /// Entries that may wait for the WAL thread.
+    pub wal_queue: usize,
+    /// Batches that may wait for the indexer.
+    pub index_queue: usize,
+    /// How long data is kept.
+    pub retention: Duration,
+    /// Disk cap for index partitions.
+    pub max_disk_bytes: Option<u64>,
+    /// How often retention runs.
+    pub retention_interval: Duration,
+    /// Below this many free bytes on the data directory's file system, data is refused.
+    pub min_free_disk_bytes: u64,
+    /// How long the indexer may work on one batch or commit before weft counts it as stalled.
+    pub stall_after: Duration,
+    /// Faults to inject (tests only).
+    pub faults: Option<Arc<Faults>>,
+}
+
+/// Memory taken from the in-flight budget for one request; given back when dropped, which is
+/// once the request's rows are indexed (or the request is refused).
+#[derive(Debug)]
+pub struct Reservation {
+    permit: Option<OwnedSemaphorePermit>,
+    budget: Arc<Semaphore>,
+    budget_units: usize,
+}
+
+impl Reservation {
+    /// Grows the reservation to cover `bytes` in all; refused (`Saturated`) when the budget
+    /// cannot, or when `bytes` is more than the whole budget.
+    pub fn grow_to(&mut self, bytes: usize) -> Result<(), PipelineError> {
+        let want = bytes.div_ceil(BUDGET_UNIT).max(1);
+        let have = self.permit.as_ref().map_or(0, |p| p.num_permits());
+        if want <= have {
+            return Ok(());
+        }
+        if want > self.budget_units {
+            return Err(PipelineError::Saturated);
+        }
+        let more = self
+            .budget
+            .clone()
+            .try_acquire_many_owned((want - have) as u32)
+            .map_err(|e| match e {
+                tokio::sync::TryAcquireError::Closed => PipelineError::ShuttingDown,
+                tokio::sync::TryAcquireError::NoPermits => PipelineError::Saturated,
+            })?;
+        match &mut self.permit {
+            Some(permit) => permit.merge(more),
+            None => self.permit = Some(more),
+        }
+        Ok(())
+    }
+
+    /// Bytes reserved.
+    pub fn bytes(&self) -> usize {
+        self.permit.as_ref().map_or(0, |p| p.num_permits()) * BUDGET_UNIT
+    }
+}
+
+/// One request on its way to the WAL.
+struct AppendRequest {
+    payload: Vec<u8>,
+    batch: RowBatch,
+    reservation: Reservation,
+    arrived_unix_nano: u64,
+    reply: oneshot::Sender<Result<(), PipelineError>>,
+}
+
+enum WalMessage {
+    Append(AppendRequest),
+    Shutdown,
+}
+
+/// One durable WAL entry on its way to the index.
+struct IndexJob {
+    lsn_start: u64,
+    lsn_end: u64,
+    batch: RowBatch,
+    /// The batch as written to the WAL; the index stores each row's slice of it.
+    payload: Vec<u8>,
+    /// Held until the rows are indexed, so the budget covers the whole path.
+    _reservation: Reservation,
+}
+
+/// Log rows as they are acknowledged, for live tail. `first_seq` numbers the first row in the
+/// stream of all acknowledged log rows, so a subscriber that fell behind knows how many it
+/// missed.
+#[derive(Clone, Debug)]
+pub struct TailBatch {
+    /// Sequence number of `rows[0]`.
+    pub first_seq: u64,
+    /// The rows.
+    pub rows: Arc<Vec<LogRow>>,
+}
+
+/// Batches the tail broadcast holds for its slowest subscriber.
+const TAIL_BUFFER_BATCHES: usize = 256;
+
+/// What the WAL thread and the indexer share with the handle.
+struct Shared {
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    config: PipelineConfig,
+    data_dir: PathBuf,
+    /// Stop without committing anything more, as a crash would (tests only).
+    abandon: std::sync::atomic::AtomicBool,
+}
+
+/// Handle shared by the ingest layers.
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    wal_tx: crossbeam_channel::Sender<WalMessage>,
+    tail: broadcast::Sender<TailBatch>,
+    budget: Arc<Semaphore>,
+    budget_units: usize,
+    health: Arc<Health>,
+    threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Current time as unix nanoseconds.
+pub fn now_unix_nano() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl Pipeline {
+    /// Opens the WAL, starts the WAL and indexer threads, and waits for the indexer's first
+    /// pass over what the index has not committed. If that pass fails (a full disk, a failing
+    /// index), weft still starts: it refuses data and the indexer retries until it succeeds.
+    pub fn start(
+        data_dir: &Path,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        config: PipelineConfig,
+    ) -> Result<Arc<Self>, WalError> {
+        let health = Arc::new(Health::new(config.stall_after));
+        let wal = Wal::open_with_faults(
+            &data_dir.join("wal"),
+            config.wal_segment_bytes,
+            store.checkpoint(),
+            config.faults.clone(),
+        )?;
+        metrics.wal_end.store(wal.end(), Ordering::Relaxed);
+        metrics.wal_bytes.store(wal.disk_bytes(), Ordering::Relaxed);
+        metrics
+            .index_checkpoint
+            .store(store.checkpoint(), Ordering::Relaxed);
+        let budget_units = (config.inflight_bytes / BUDGET_UNIT).max(1);
+        let (wal_tx, wal_rx) = crossbeam_channel::bounded(config.wal_queue.max(1));
+        let (index_tx, index_rx) = crossbeam_channel::bounded(config.index_queue.max(1));
+        let (tail, _) = broadcast::channel(TAIL_BUFFER_BATCHES);
+        let shared = Arc::new(Shared {
+            store,
+            metrics,
+            health: health.clone(),
+            config,
+            data_dir: data_dir.to_path_buf(),
+            abandon: std::sync::atomic::AtomicBool::new(false),
+        });
+
+        let (caught_up_tx, caught_up_rx) = std::sync::mpsc::channel();
+        let indexer_thread = {
+            let shared = shared.clone();
+            let recover_through = wal.end();
+            std::thread::Builder::new()
+                .name("weft-indexer".into())
+                .spawn(move || indexer::run(shared, index_rx, recover_through, caught_up_tx))?
+        };
+        let wal_thread = {
+            let shared = shared.clone();
+            let tail = tail.clone();
+            std::thread::Builder::new()
+                .name("weft-wal".into())
+                .spawn(move || wal_writer::run(shared, wal, wal_rx, index_tx, tail))?
+        };
+        match caught_up_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => tracing::error!(
+                %reason,
+                "catching up from the write-ahead log failed; weft starts, refuses data and retries"
+            ),
+            Err(_) => tracing::error!("the indexer stopped while catching up"),
+        }
+        Ok(Arc::new(Pipeline {
+            shared,
+            wal_tx,
+            tail,
+            budget: Arc::new(Semaphore::new(budget_units)),
+            budget_units,
+            health,
+            threads: std::sync::Mutex::new(vec![wal_thread, indexer_thread]),
+        }))
+    }
+
+    /// The conditions that stop weft taking data.
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Refuses at once if a condition holds.
+    fn check_health(&self) -> Result<(), PipelineError> {
+        match self.health.refusal(now_unix_nano()) {
+            None => Ok(()),
+            Some((condition, reason)) => Err(PipelineError::from_condition(condition, reason)),
+        }
+    }
+
+    /// Takes `bytes` from the in-flight budget for a request about to be read. Refused at once
+    /// when the budget is spent or a condition holds, so nothing is read that would be refused.
+    pub fn reserve(&self, bytes: usize) -> Result<Reservation, PipelineError> {
+        self.check_health()?;
+        let mut reservation = Reservation {
+            permit: None,
+            budget: self.budget.clone(),
+            budget_units: self.budget_units,
+        };
+        reservation.grow_to(bytes)?;
+        Ok(reservation)
+    }
+
+    /// Makes `batch` durable; returns once it is fsynced in the WAL. `payload` is the batch's
+    /// encoding, made by the caller off the async runtime; `reservation` covers the request's
+    /// memory and is held until the rows are indexed.
+    pub async fn submit(
+        &self,
+        batch: RowBatch,
+        payload: Vec<u8>,
+        mut reservation: Reservation,
+    ) -> Result<(), PipelineError> {
+        self.check_health()?;
+        reservation.grow_to(payload.len())?;
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            payload,
+            batch,
+            reservation,
+            arrived_unix_nano: now_unix_nano(),
+            reply,
+        };
+        self.wal_tx
+            .try_send(WalMessage::Append(request))
+            .map_err(|e| match e {
+                crossbeam_channel::TrySendError::Full(_) => PipelineError::Saturated,
+                crossbeam_channel::TrySendError::Disconnected(_) => self
+                    .check_health()
+                    .err()
+                    .unwrap_or(PipelineError::ShuttingDown),
+            })?;
+        // A reply dropped unsent means the WAL thread died with the request: not stored.
+        answer.await.unwrap_or_else(|_| {
+            Err(self
+                .check_health()
+                .err()
+                .unwrap_or(PipelineError::ShuttingDown))
+        })
+    }
+
+    /// A live feed of acknowledged log rows. Subscribers that fall more than the buffer behind
+    /// lose the oldest batches (and can tell how many rows from the sequence numbers); ingest
+    /// never waits for them.
+    pub fn subscribe_tail(&self) -> broadcast::Receiver<TailBatch> {
+        self.tail.subscribe()
+    }
+
+    /// Stops taking rows, writes what is queued, commits the index and waits for both threads,
+    /// for at most `timeout`: a thread stuck in a failing disk does not keep weft from exiting
+    /// (what it acknowledged is in the WAL). Blocking: call it from a blocking context.
+    pub fn shutdown_blocking(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        self.budget.close();
+        // A full queue means the WAL thread is busy; it also stops on the Stopping condition.
+        self.health
+            .set(Condition::Stopping, "weft is shutting down");
+        let _ = self.wal_tx.send_deadline(WalMessage::Shutdown, deadline);
+        let mut threads = self.threads.lock().unwrap_or_else(|p| p.into_inner());
+        for thread in std::mem::take(&mut *threads) {
+            let name = thread.thread().name().unwrap_or("pipeline").to_string();
+            while !thread.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if !thread.is_finished() {
+                tracing::error!(
+                    thread = %name,
+                    timeout_ms = timeout.as_millis() as u64,
+                    "thread did not stop in time; exiting without it (acknowledged data is in the write-ahead log)"
+                );
+                // Kept, so that a later call can still wait for it.
+                threads.push(thread);
+                continue;
+            }
+            if thread.join().is_err() {
+                tracing::error!(thread = %name, "a pipeline thread panicked");
+            }
+        }
+    }
+
+    /// Stops the threads without committing anything more, leaving the data directory as a
+    /// SIGKILL would (the WAL holds every acknowledged entry, the index only its commits), so
+    /// that tests can check what the next start replays.
+    pub fn abandon_blocking(&self, timeout: Duration) {
+        self.shared.abandon.store(true, Ordering::SeqCst);
+        self.shutdown_blocking(timeout);
+    }
+
+    /// Whether both threads have stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .all(JoinHandle::is_finished)
+    }
+}

@@ -1,0 +1,358 @@
+//! An ack is a promise, whatever the disk and the threads do. Each test makes one failure
+//! happen on purpose (through `weft_index::faults`, which the WAL and every index directory
+//! write through) and checks: nothing acknowledged is lost or stored twice, new data is refused
+//! with a retryable answer while the fault lasts, `/readyz` says why, and weft recovers by
+//! itself when the fault goes away.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use tonic_types::StatusExt;
+use weft_index::faults::{Fault, Faults};
+
+use crate::bad_input::{logs_request, record};
+use crate::common::{DEADLINE, TestServer, wait_for_status};
+
+type Client = LogsServiceClient<tonic::transport::Channel>;
+
+async fn client(server: &TestServer) -> Client {
+    LogsServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap()
+}
+
+/// Exports `n` records with body `tag` over gRPC.
+async fn export(client: &mut Client, tag: &str, n: usize) -> Result<(), tonic::Status> {
+    let records = (0..n)
+        .map(|i| record(&format!("{tag} n{i}"), vec![]))
+        .collect();
+    client
+        .export(logs_request("faulty", records))
+        .await
+        .map(|_| ())
+}
+
+/// A refusal an OTLP exporter retries: UNAVAILABLE with a RetryInfo delay.
+fn assert_retryable(status: &tonic::Status) {
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    let delay = status
+        .get_details_retry_info()
+        .and_then(|r| r.retry_delay)
+        .expect("RetryInfo with a delay");
+    assert!(delay > Duration::ZERO);
+}
+
+async fn count(server: &TestServer, tag: &str) -> usize {
+    let (status, body) = server
+        .get(
+            "/api/v1/logs",
+            &[("q", &format!("\"{tag}\"")), ("limit", "1000")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["logs"].as_array().unwrap().len()
+}
+
+/// Polls until `tag` has `want` records, then checks it stays at exactly `want`.
+async fn assert_exactly(server: &TestServer, tag: &str, want: usize) {
+    let started = Instant::now();
+    loop {
+        let found = count(server, tag).await;
+        assert!(found <= want, "{tag}: {found} records, {want} acknowledged");
+        if found == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{tag}: {found} of {want} acknowledged records after {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn metric(server: &TestServer, line_prefix: &str) -> f64 {
+    server.metric(line_prefix).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_wal_fsync_refuses_retryably_and_recovers_by_itself() {
+    let faults = Faults::none();
+    let server =
+        TestServer::start_with_faults(tempfile::tempdir().unwrap(), |_| {}, Some(faults.clone()))
+            .await;
+    let mut client = client(&server).await;
+    export(&mut client, "before", 10).await.unwrap();
+
+    faults.set(Fault::WalSyncError, true);
+    let refused = export(&mut client, "during", 10).await.unwrap_err();
+    assert_retryable(&refused);
+    let ready = wait_for_status(&server, "/readyz", 503).await;
+    assert!(ready.contains("wal_failing"), "{ready}");
+    // While the condition holds, requests are refused before they reach the log.
+    let refused = export(&mut client, "during", 10).await.unwrap_err();
+    assert_retryable(&refused);
+    assert!(refused.message().contains("fsync"), "{}", refused.message());
+    let response = server
+        .client
+        .post(server.url("/v1/logs"))
+        .header("content-type", "application/json")
+        .body(r#"{"resourceLogs":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    // An empty request stores nothing, so it is answered; one with rows is refused over HTTP too.
+    assert_eq!(response.status(), 200);
+    let body = serde_json::json!({"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"during http"}}]}]}]});
+    let response = server
+        .client
+        .post(server.url("/v1/logs"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(
+        metric(&server, "weft_condition{condition=\"wal_failing\"}").await,
+        1.0
+    );
+
+    // The fault goes away: the WAL thread's next fsync succeeds without any new request.
+    faults.set(Fault::WalSyncError, false);
+    wait_for_status(&server, "/readyz", 200).await;
+    export(&mut client, "after", 10).await.unwrap();
+    assert!(metric(&server, "weft_wal_errors_total").await >= 1.0);
+
+    // A crash, so that the next start replays the WAL rather than finding it all committed.
+    let dir = server.crash().await;
+    let server = TestServer::start_with(dir, |_| {}).await;
+    assert_exactly(&server, "before", 10).await;
+    assert_exactly(&server, "after", 10).await;
+    assert_eq!(count(&server, "during").await, 0);
+    server.stop().await;
+}
+
+/// Regression: an indexing error advanced the checkpoint anyway, and the WAL segment holding
+/// acknowledged rows could be deleted. Now the index is rolled back and the rows are added
+/// again from the WAL once the fault is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_failure_refuses_new_data_then_replays_every_acknowledged_row_once() {
+    let faults = Faults::none();
+    let server = TestServer::start_with_faults(
+        tempfile::tempdir().unwrap(),
+        |c| c.wal_segment_bytes = 4096,
+        Some(faults.clone()),
+    )
+    .await;
+    let mut client = client(&server).await;
+    export(&mut client, "committed", 20).await.unwrap();
+    assert_exactly(&server, "committed", 20).await;
+
+    faults.set(Fault::IndexWriteError, true);
+    // Acknowledged: the WAL is fine. Indexing it fails at the next commit.
+    export(&mut client, "pending", 20).await.unwrap();
+    let ready = wait_for_status(&server, "/readyz", 503).await;
+    assert!(ready.contains("index_failing"), "{ready}");
+    let refused = export(&mut client, "refused", 5).await.unwrap_err();
+    assert_retryable(&refused);
+    assert!(metric(&server, "weft_index_errors_total").await >= 1.0);
+    assert_eq!(count(&server, "pending").await, 0);
+
+    faults.set(Fault::IndexWriteError, false);
+    wait_for_status(&server, "/readyz", 200).await;
+    assert_exactly(&server, "pending", 20).await;
+    export(&mut client, "later", 20).await.unwrap();
+    assert_exactly(&server, "later", 20).await;
+
+    // And across a crash and the replay that follows nothing comes back twice.
+    let dir = server.crash().await;
+    let server = TestServer::start_with(dir, |_| {}).await;
+    assert_exactly(&server, "committed", 20).await;
+    assert_exactly(&server, "pending", 20).await;
+    assert_exactly(&server, "later", 20).await;
+    assert_eq!(count(&server, "refused").await, 0);
+    server.stop().await;
+}
+
+/// A full disk, emulated so it happens at an exact byte: appends fail midway. Regression: the
+/// batches acknowledged after space came back sat behind a torn frame and were cut off at the
+/// next start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_fills_midway_through_an_append_loses_nothing_acknowledged() {
+    let faults = Faults::none();
+    let server = TestServer::start_with_faults(
+        tempfile::tempdir().unwrap(),
+        // The watermark would refuse before the disk is full; this test is about the writes.
+        |c| c.min_free_disk_bytes = 0,
+        Some(faults.clone()),
+    )
+    .await;
+    let mut client = client(&server).await;
+    export(&mut client, "early", 50).await.unwrap();
+    assert_exactly(&server, "early", 50).await;
+    faults.set_space_left(Some(3_000));
+    let mut acked_while_filling = 0;
+    let mut refused = 0;
+    for i in 0..20 {
+        match export(&mut client, &format!("filling{i}"), 20).await {
+            Ok(()) => acked_while_filling += 1,
+            Err(status) => {
+                assert_retryable(&status);
+                refused += 1;
+            }
+        }
+    }
+    assert!(refused > 0, "the emulated disk never filled");
+    faults.set_space_left(None);
+    wait_for_status(&server, "/readyz", 200).await;
+    for i in 0..5 {
+        export(&mut client, &format!("freed{i}"), 20).await.unwrap();
+    }
+    // A crash: the next start replays the WAL, torn frames and all.
+    let dir = server.crash().await;
+    let server = TestServer::start_with(dir, |_| {}).await;
+    assert_exactly(&server, "early", 50).await;
+    for i in 0..5 {
+        assert_exactly(&server, &format!("freed{i}"), 20).await;
+    }
+    let mut stored = 0;
+    for i in 0..20 {
+        let found = count(&server, &format!("filling{i}")).await;
+        assert!(found == 0 || found == 20, "filling{i}: a partial batch");
+        stored += found / 20;
+    }
+    // Acknowledged batches are all there; refused ones were cut back out of the log.
+    assert_eq!(
+        stored, acked_while_filling,
+        "acknowledged {acked_while_filling} batches while the disk filled, found {stored}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_the_free_space_watermark_data_is_refused_until_space_returns() {
+    let faults = Faults::none();
+    let server = TestServer::start_with_faults(
+        tempfile::tempdir().unwrap(),
+        |c| c.min_free_disk_bytes = 1 << 20,
+        Some(faults.clone()),
+    )
+    .await;
+    let mut client = client(&server).await;
+    export(&mut client, "roomy", 10).await.unwrap();
+    faults.set_space_left(Some(512 << 10));
+    let ready = wait_for_status(&server, "/readyz", 503).await;
+    assert!(ready.contains("disk_low"), "{ready}");
+    assert!(ready.contains("min_free_disk_bytes"), "{ready}");
+    let refused = export(&mut client, "cramped", 10).await.unwrap_err();
+    assert_retryable(&refused);
+    assert!(refused.message().contains("free"), "{}", refused.message());
+    assert!(
+        metric(
+            &server,
+            "weft_requests_refused_by_condition_total{condition=\"disk_low\"}"
+        )
+        .await
+            >= 1.0
+    );
+    faults.set_space_left(None);
+    wait_for_status(&server, "/readyz", 200).await;
+    export(&mut client, "roomy again", 10).await.unwrap();
+    assert_exactly(&server, "roomy", 20).await;
+    assert_eq!(count(&server, "cramped").await, 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_indexer_is_survived_without_losing_rows() {
+    let faults = Faults::none();
+    let server =
+        TestServer::start_with_faults(tempfile::tempdir().unwrap(), |_| {}, Some(faults.clone()))
+            .await;
+    let mut client = client(&server).await;
+    faults.set(Fault::IndexerPanic, true);
+    export(&mut client, "through a panic", 30).await.unwrap();
+    assert_exactly(&server, "through a panic", 30).await;
+    assert!(metric(&server, "weft_index_errors_total").await >= 1.0);
+    wait_for_status(&server, "/readyz", 200).await;
+    export(&mut client, "after the panic", 30).await.unwrap();
+    assert_exactly(&server, "after the panic", 30).await;
+    server.stop().await;
+}
+
+/// Regression: with the indexer gone, the WAL thread kept acknowledging and `/readyz` stayed
+/// 200. A dead WAL thread now stops acknowledgement, readiness and liveness alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_wal_thread_stops_acks_readiness_and_liveness() {
+    let faults = Faults::none();
+    let server =
+        TestServer::start_with_faults(tempfile::tempdir().unwrap(), |_| {}, Some(faults.clone()))
+            .await;
+    let mut client = client(&server).await;
+    export(&mut client, "alive", 10).await.unwrap();
+    faults.set(Fault::WalPanic, true);
+    // The request that meets the panic and every one after it are refused, retryably.
+    for _ in 0..3 {
+        let refused = export(&mut client, "dead", 10).await.unwrap_err();
+        assert_retryable(&refused);
+    }
+    let ready = wait_for_status(&server, "/readyz", 503).await;
+    assert!(ready.contains("wal_thread_dead"), "{ready}");
+    let live = wait_for_status(&server, "/healthz", 503).await;
+    assert!(live.contains("restart weft"), "{live}");
+    // Queries still work.
+    assert_exactly(&server, "alive", 10).await;
+    let dir = server.crash().await;
+    let server = TestServer::start_with(dir, |_| {}).await;
+    assert_exactly(&server, "alive", 10).await;
+    assert_eq!(count(&server, "dead").await, 0);
+    export(&mut self::client(&server).await, "reborn", 10)
+        .await
+        .unwrap();
+    assert_exactly(&server, "reborn", 10).await;
+    server.stop().await;
+}
+
+/// Regression: weft sometimes ignored SIGTERM for good, its indexer blocked inside tantivy and
+/// the WAL thread blocked handing it the next batch. A stop now finishes within
+/// `shutdown_timeout` whatever the threads do; the stalled indexer is reported first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_is_bounded_even_with_a_stalled_indexer() {
+    let faults = Faults::none();
+    let server = TestServer::start_with_faults(
+        tempfile::tempdir().unwrap(),
+        |c| {
+            c.shutdown_timeout = Duration::from_secs(2);
+            c.indexer_stall_timeout = Duration::from_millis(500);
+        },
+        Some(faults.clone()),
+    )
+    .await;
+    let mut client = client(&server).await;
+    faults.set(Fault::IndexerStall, true);
+    export(&mut client, "stalled", 10).await.unwrap();
+    let ready = wait_for_status(&server, "/readyz", 503).await;
+    assert!(ready.contains("no progress"), "{ready}");
+    let refused = export(&mut client, "refused", 10).await.unwrap_err();
+    assert_retryable(&refused);
+    // More entries queue behind the stalled one until the WAL thread is blocked too.
+    let pipeline = Arc::clone(server.running().pipeline());
+    let stop = tokio::time::timeout(DEADLINE, server.stop()).await;
+    let dir = stop.expect("stop returned while the indexer was stalled");
+    assert!(
+        !pipeline.is_stopped(),
+        "the stalled indexer is still inside its batch"
+    );
+    // Let the old indexer go, and wait for it, before the data directory is opened again.
+    faults.set(Fault::IndexerStall, false);
+    let waiter = pipeline.clone();
+    tokio::task::spawn_blocking(move || waiter.shutdown_blocking(DEADLINE))
+        .await
+        .unwrap();
+    assert!(pipeline.is_stopped());
+    let server = TestServer::start_with(dir, |_| {}).await;
+    assert_exactly(&server, "stalled", 10).await;
+    assert_eq!(count(&server, "refused").await, 0);
+    server.stop().await;
+}
