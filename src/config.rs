@@ -113,6 +113,24 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
         "longest a query may run",
     ),
     (
+        "max_future_skew",
+        "WEFT_MAX_FUTURE_SKEW",
+        "1h",
+        "records stamped further ahead of weft's clock are rejected one by one (partial_success); so are records older than the retention",
+    ),
+    (
+        "max_open_partitions",
+        "WEFT_MAX_OPEN_PARTITIONS",
+        "4",
+        "partition writers open at once (each has threads and an arena); more are committed and closed as needed",
+    ),
+    (
+        "index_memory_bytes",
+        "WEFT_INDEX_MEMORY_BYTES",
+        "268435456",
+        "memory the open partition writers share before they flush segments",
+    ),
+    (
         "min_free_disk_bytes",
         "WEFT_MIN_FREE_DISK_BYTES",
         "268435456",
@@ -153,6 +171,9 @@ struct RawConfig {
     wal_segment_bytes: Option<u64>,
     query_timeout: Option<String>,
     min_free_disk_bytes: Option<u64>,
+    max_future_skew: Option<String>,
+    max_open_partitions: Option<u64>,
+    index_memory_bytes: Option<u64>,
     shutdown_timeout: Option<String>,
     indexer_stall_timeout: Option<String>,
     admin_tokens: Option<std::collections::BTreeMap<String, String>>,
@@ -200,6 +221,12 @@ pub struct Config {
     pub wal_segment_bytes: u64,
     /// Longest a query may run.
     pub query_timeout: Duration,
+    /// Records stamped further ahead than this are rejected.
+    pub max_future_skew: Duration,
+    /// Partition writers open at once.
+    pub max_open_partitions: usize,
+    /// Memory the open writers share.
+    pub index_memory_bytes: usize,
     /// Free bytes below which new data is refused; 0 turns the check off.
     pub min_free_disk_bytes: u64,
     /// Longest a graceful stop may take.
@@ -309,6 +336,15 @@ impl Config {
             )?,
             query_timeout: duration("query_timeout", raw.query_timeout, "30s")?,
             min_free_disk_bytes: raw.min_free_disk_bytes.unwrap_or(256 << 20),
+            max_future_skew: duration("max_future_skew", raw.max_future_skew, "1h")?,
+            max_open_partitions: positive(
+                "max_open_partitions",
+                raw.max_open_partitions.unwrap_or(4),
+            )? as usize,
+            index_memory_bytes: positive(
+                "index_memory_bytes",
+                raw.index_memory_bytes.unwrap_or(256 << 20),
+            )? as usize,
             shutdown_timeout: duration("shutdown_timeout", raw.shutdown_timeout, "30s")?,
             indexer_stall_timeout: duration(
                 "indexer_stall_timeout",
@@ -347,6 +383,7 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
             "WEFT_RETENTION_INTERVAL" => raw.retention_interval = Some(value),
             "WEFT_QUERY_TIMEOUT" => raw.query_timeout = Some(value),
             "WEFT_SHUTDOWN_TIMEOUT" => raw.shutdown_timeout = Some(value),
+            "WEFT_MAX_FUTURE_SKEW" => raw.max_future_skew = Some(value),
             "WEFT_INDEXER_STALL_TIMEOUT" => raw.indexer_stall_timeout = Some(value),
             "WEFT_SEVERITY_DEFAULT_TTL" => raw.severity_default_ttl = Some(value),
             "WEFT_SEVERITY_MAX_TTL" => raw.severity_max_ttl = Some(value),
@@ -368,6 +405,8 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
             "WEFT_INFLIGHT_BYTES" => raw.inflight_bytes = Some(number(key, &value)?),
             "WEFT_WAL_SEGMENT_BYTES" => raw.wal_segment_bytes = Some(number(key, &value)?),
             "WEFT_MIN_FREE_DISK_BYTES" => raw.min_free_disk_bytes = Some(number(key, &value)?),
+            "WEFT_MAX_OPEN_PARTITIONS" => raw.max_open_partitions = Some(number(key, &value)?),
+            "WEFT_INDEX_MEMORY_BYTES" => raw.index_memory_bytes = Some(number(key, &value)?),
             _ => return Err(ConfigError::UnknownEnv(key.clone())),
         }
     }

@@ -57,6 +57,8 @@ pub struct Metrics {
     pub index_errors: AtomicU64,
     /// WAL entries that passed their checksum but did not decode, copied aside.
     pub wal_entries_quarantined: AtomicU64,
+    /// Partition writers open now.
+    pub open_writers: AtomicU64,
     /// Export requests whose decoding panicked (answered as retryable).
     pub ingest_panics: AtomicU64,
     /// Export requests refused before reading their body, per condition (see
@@ -216,6 +218,12 @@ impl Metrics {
             "counter",
             "Write-ahead log entries that did not decode, copied to wal-quarantine/ and skipped.",
             get(&self.wal_entries_quarantined),
+        );
+        family(
+            "weft_index_open_writers",
+            "gauge",
+            "Partition writers open now (at most max_open_partitions).",
+            get(&self.open_writers),
         );
         family(
             "weft_ingest_panics_total",

@@ -36,6 +36,87 @@ impl<T> Normalized<T> {
     }
 }
 
+/// The record times weft accepts. Client timestamps choose the partition a row lands in, so a
+/// request stamped across years would otherwise create a partition per hour it names: a row
+/// older than the retention (it would be deleted at once) or further ahead of weft's clock than
+/// the allowed skew is rejected alone, in `partial_success`, with the reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeWindow {
+    /// Earliest accepted time (unix ns).
+    pub min_unix_nano: u64,
+    /// Latest accepted time (unix ns).
+    pub max_unix_nano: u64,
+    retention: std::time::Duration,
+    future_skew: std::time::Duration,
+}
+
+impl TimeWindow {
+    /// From `now - retention` to `now + future_skew`.
+    pub fn around(
+        now_unix_nano: u64,
+        retention: std::time::Duration,
+        future_skew: std::time::Duration,
+    ) -> Self {
+        let nanos = |d: std::time::Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        TimeWindow {
+            min_unix_nano: now_unix_nano.saturating_sub(nanos(retention)),
+            max_unix_nano: now_unix_nano.saturating_add(nanos(future_skew)),
+            retention,
+            future_skew,
+        }
+    }
+
+    /// Why `time` is outside the window, if it is.
+    fn violation(&self, what: &str, time_unix_nano: u64) -> Option<String> {
+        let stamp = || {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(time_unix_nano))
+                .ok()
+                .and_then(|t| {
+                    t.format(&time::format_description::well_known::Rfc3339)
+                        .ok()
+                })
+                .unwrap_or_else(|| format!("{time_unix_nano} ns"))
+        };
+        if time_unix_nano < self.min_unix_nano {
+            Some(format!(
+                "{what} time {} is older than the retention of {}; such records are not stored",
+                stamp(),
+                humantime::format_duration(self.retention)
+            ))
+        } else if time_unix_nano > self.max_unix_nano {
+            Some(format!(
+                "{what} time {} is more than {} ahead of weft's clock (max_future_skew)",
+                stamp(),
+                humantime::format_duration(self.future_skew)
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// Rejects the log rows outside the window.
+    pub fn apply_to_logs(&self, out: &mut Normalized<LogRow>) {
+        self.retain(out, "log record", |r| r.time_unix_nano);
+    }
+
+    /// Rejects the spans that start outside the window.
+    pub fn apply_to_spans(&self, out: &mut Normalized<SpanRow>) {
+        self.retain(out, "span start", |r| r.start_time_unix_nano);
+    }
+
+    fn retain<T>(&self, out: &mut Normalized<T>, what: &str, time: impl Fn(&T) -> u64) {
+        let mut rows = std::mem::take(&mut out.rows);
+        rows.retain(|row| match self.violation(what, time(row)) {
+            None => true,
+            Some(why) => {
+                out.reject(|| why);
+                false
+            }
+        });
+        out.rows = rows;
+    }
+}
+
 /// `service.name` of a resource.
 pub fn service_name(resource: Option<&Resource>) -> String {
     resource
@@ -346,6 +427,52 @@ mod tests {
         assert_eq!(out.rows[0].service, "checkout");
         assert_eq!(out.rows[0].scope_name, "payments");
         assert_eq!(out.rows[0].scope_version, "1.2.0");
+    }
+
+    #[test]
+    fn times_outside_the_window_are_rejected_one_by_one() {
+        const HOUR: u64 = 3_600_000_000_000;
+        let now = 1_800_000_000_000_000_000;
+        let window = TimeWindow::around(
+            now,
+            std::time::Duration::from_secs(7 * 24 * 3600),
+            std::time::Duration::from_secs(3600),
+        );
+        // One request, 300 records an hour apart, as a hostile or broken client might send.
+        let records = (0..300u64)
+            .map(|h| LogRecord {
+                time_unix_nano: now + 2 * HOUR - h * HOUR,
+                ..Default::default()
+            })
+            .collect();
+        let mut out = logs(logs_request(vec![], records), now);
+        window.apply_to_logs(&mut out);
+        // From one hour ahead back to exactly seven days old.
+        assert_eq!(out.rows.len(), 1 + 7 * 24 + 1);
+        assert_eq!(out.rejected, 300 - out.rows.len() as u64);
+        assert!(
+            out.error_message.contains("ahead of weft's clock"),
+            "{}",
+            out.error_message
+        );
+        let mut old = logs(
+            logs_request(
+                vec![],
+                vec![LogRecord {
+                    time_unix_nano: 5,
+                    ..Default::default()
+                }],
+            ),
+            now,
+        );
+        window.apply_to_logs(&mut old);
+        assert_eq!(old.rejected, 1);
+        assert!(
+            old.error_message
+                .contains("1970-01-01T00:00:00.000000005Z is older than the retention of 7days"),
+            "{}",
+            old.error_message
+        );
     }
 
     #[test]

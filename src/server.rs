@@ -99,8 +99,9 @@ pub async fn start_with(
         let faults = faults.clone();
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let store_options = StoreOptions {
+                max_open_writers: config.max_open_partitions,
+                writer_memory_bytes: config.index_memory_bytes,
                 faults: faults.clone(),
-                ..StoreOptions::default()
             };
             let store = Arc::new(
                 Store::open_with(&config.data_dir.join("index"), store_options)
@@ -134,7 +135,11 @@ pub async fn start_with(
         pipeline.clone(),
         metrics.clone(),
         severity.clone(),
-        config.max_body_bytes,
+        ingest::IngestLimits {
+            max_body_bytes: config.max_body_bytes,
+            retention: config.retention,
+            max_future_skew: config.max_future_skew,
+        },
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let api_state = ApiState {

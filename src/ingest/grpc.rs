@@ -56,10 +56,10 @@ impl LogsService for LogsIngest {
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let request = request.into_inner();
-        let (rules, now) = self.0.rules();
+        let context = self.0.context();
         let accepted = self
             .0
-            .accept(Signal::Logs, move || Ok(prepare_logs(request, &rules, now)))
+            .accept(Signal::Logs, move || Ok(prepare_logs(request, &context)))
             .await
             .map_err(|e| status(&e))?;
         let partial_success = (accepted.rejected > 0).then_some(ExportLogsPartialSuccess {
@@ -77,9 +77,10 @@ impl TraceService for TracesIngest {
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let request = request.into_inner();
+        let context = self.0.context();
         let accepted = self
             .0
-            .accept(Signal::Spans, move || Ok(prepare_spans(request)))
+            .accept(Signal::Spans, move || Ok(prepare_spans(request, &context)))
             .await
             .map_err(|e| status(&e))?;
         let partial_success = (accepted.rejected > 0).then_some(ExportTracePartialSuccess {

@@ -146,17 +146,24 @@ where
 }
 
 async fn export_logs(State(ingest): State<Ingest>, headers: HeaderMap, body: Bytes) -> Response {
-    let (rules, now) = ingest.rules();
+    let context = ingest.context();
     export(ingest, Signal::Logs, headers, body, move |bytes, format| {
-        decode::<ExportLogsServiceRequest>(bytes, format).map(|r| prepare_logs(r, &rules, now))
+        decode::<ExportLogsServiceRequest>(bytes, format).map(|r| prepare_logs(r, &context))
     })
     .await
 }
 
 async fn export_traces(State(ingest): State<Ingest>, headers: HeaderMap, body: Bytes) -> Response {
-    export(ingest, Signal::Spans, headers, body, |bytes, format| {
-        decode::<ExportTraceServiceRequest>(bytes, format).map(prepare_spans)
-    })
+    let context = ingest.context();
+    export(
+        ingest,
+        Signal::Spans,
+        headers,
+        body,
+        move |bytes, format| {
+            decode::<ExportTraceServiceRequest>(bytes, format).map(|r| prepare_spans(r, &context))
+        },
+    )
     .await
 }
 

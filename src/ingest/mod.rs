@@ -11,6 +11,7 @@ use prost::Message;
 use weft_index::{RowBatch, Signal};
 
 use crate::metrics::Metrics;
+use crate::normalize::TimeWindow;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::severity::{CompiledRules, SeverityControl};
 
@@ -80,13 +81,35 @@ impl Prepared {
     }
 }
 
+/// The bounds ingest applies to what clients send.
+#[derive(Clone, Copy, Debug)]
+pub struct IngestLimits {
+    /// Largest body after decompression.
+    pub max_body_bytes: usize,
+    /// Records older than this are rejected (they would be deleted at once).
+    pub retention: std::time::Duration,
+    /// Records further ahead of weft's clock than this are rejected.
+    pub max_future_skew: std::time::Duration,
+}
+
 /// Shared state of both ingest front ends.
 #[derive(Clone)]
 pub struct Ingest {
     pipeline: Arc<Pipeline>,
     metrics: Arc<Metrics>,
     severity: Arc<SeverityControl>,
-    max_body_bytes: usize,
+    limits: IngestLimits,
+}
+
+/// What preparing one request needs besides the request: the severity rules in force, the
+/// time to judge their expiry by, and the record times accepted.
+pub struct RequestContext {
+    /// Rules in force.
+    pub rules: Arc<CompiledRules>,
+    /// The severity clock's now.
+    pub rules_now: u64,
+    /// Accepted record times.
+    pub window: TimeWindow,
 }
 
 impl Ingest {
@@ -95,24 +118,32 @@ impl Ingest {
         pipeline: Arc<Pipeline>,
         metrics: Arc<Metrics>,
         severity: Arc<SeverityControl>,
-        max_body_bytes: usize,
+        limits: IngestLimits,
     ) -> Self {
         Ingest {
             pipeline,
             metrics,
             severity,
-            max_body_bytes,
+            limits,
         }
     }
 
-    /// The rules in force and the time to judge expiry by, for one request.
-    pub fn rules(&self) -> (Arc<CompiledRules>, u64) {
-        (self.severity.compiled(), self.severity.now())
+    /// What preparing a request that arrives now needs.
+    pub fn context(&self) -> RequestContext {
+        RequestContext {
+            rules: self.severity.compiled(),
+            rules_now: self.severity.now(),
+            window: TimeWindow::around(
+                crate::pipeline::now_unix_nano(),
+                self.limits.retention,
+                self.limits.max_future_skew,
+            ),
+        }
     }
 
     /// Largest body accepted after decompression.
     pub fn max_body_bytes(&self) -> usize {
-        self.max_body_bytes
+        self.limits.max_body_bytes
     }
 
     /// Runs `prepare` (decode + normalize + encode) on the blocking pool, then makes the rows
@@ -182,14 +213,15 @@ impl Ingest {
     }
 }
 
-/// Normalizes a decoded logs request into rows and applies the severity rules.
+/// Normalizes a decoded logs request into rows, rejects those outside the time window and
+/// applies the severity rules.
 pub fn prepare_logs(
     request: opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
-    rules: &CompiledRules,
-    now: u64,
+    context: &RequestContext,
 ) -> Prepared {
     let mut out = crate::normalize::logs(request, crate::pipeline::now_unix_nano());
-    let dropped_by_rule = crate::severity::apply(rules, &mut out.rows, now);
+    context.window.apply_to_logs(&mut out);
+    let dropped_by_rule = crate::severity::apply(&context.rules, &mut out.rows, context.rules_now);
     let mut prepared = Prepared::new(
         RowBatch {
             logs: out.rows,
@@ -202,11 +234,13 @@ pub fn prepare_logs(
     prepared
 }
 
-/// Normalizes a decoded traces request into rows.
+/// Normalizes a decoded traces request into rows, rejecting spans outside the time window.
 pub fn prepare_spans(
     request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+    context: &RequestContext,
 ) -> Prepared {
-    let out = crate::normalize::spans(request);
+    let mut out = crate::normalize::spans(request);
+    context.window.apply_to_spans(&mut out);
     Prepared::new(
         RowBatch {
             logs: Vec::new(),

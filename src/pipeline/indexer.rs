@@ -218,6 +218,9 @@ impl Indexer {
         metrics
             .oldest_unindexed_unix_nano
             .store(0, Ordering::Relaxed);
+        metrics
+            .open_writers
+            .store(self.shared.store.open_writers() as u64, Ordering::Relaxed);
         tracing::debug!(documents = stats.documents, micros, "rows searchable");
         Ok(())
     }
