@@ -131,6 +131,18 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
         "memory the open partition writers share before they flush segments",
     ),
     (
+        "max_tail_subscribers",
+        "WEFT_MAX_TAIL_SUBSCRIBERS",
+        "64",
+        "live tails open at once (HTTP and gRPC); more are refused with 429 / RESOURCE_EXHAUSTED",
+    ),
+    (
+        "max_concurrent_exports",
+        "WEFT_MAX_CONCURRENT_EXPORTS",
+        "64",
+        "export requests being read, decoded or written at once; more are refused with 503 / UNAVAILABLE before their body is read",
+    ),
+    (
         "min_free_disk_bytes",
         "WEFT_MIN_FREE_DISK_BYTES",
         "268435456",
@@ -172,6 +184,8 @@ struct RawConfig {
     query_timeout: Option<String>,
     min_free_disk_bytes: Option<u64>,
     max_future_skew: Option<String>,
+    max_tail_subscribers: Option<u64>,
+    max_concurrent_exports: Option<u64>,
     max_open_partitions: Option<u64>,
     index_memory_bytes: Option<u64>,
     shutdown_timeout: Option<String>,
@@ -223,6 +237,10 @@ pub struct Config {
     pub query_timeout: Duration,
     /// Records stamped further ahead than this are rejected.
     pub max_future_skew: Duration,
+    /// Live tails open at once.
+    pub max_tail_subscribers: usize,
+    /// Export requests in progress at once.
+    pub max_concurrent_exports: usize,
     /// Partition writers open at once.
     pub max_open_partitions: usize,
     /// Memory the open writers share.
@@ -337,6 +355,14 @@ impl Config {
             query_timeout: duration("query_timeout", raw.query_timeout, "30s")?,
             min_free_disk_bytes: raw.min_free_disk_bytes.unwrap_or(256 << 20),
             max_future_skew: duration("max_future_skew", raw.max_future_skew, "1h")?,
+            max_tail_subscribers: positive(
+                "max_tail_subscribers",
+                raw.max_tail_subscribers.unwrap_or(64),
+            )? as usize,
+            max_concurrent_exports: positive(
+                "max_concurrent_exports",
+                raw.max_concurrent_exports.unwrap_or(64),
+            )? as usize,
             max_open_partitions: positive(
                 "max_open_partitions",
                 raw.max_open_partitions.unwrap_or(4),
@@ -406,6 +432,10 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
             "WEFT_WAL_SEGMENT_BYTES" => raw.wal_segment_bytes = Some(number(key, &value)?),
             "WEFT_MIN_FREE_DISK_BYTES" => raw.min_free_disk_bytes = Some(number(key, &value)?),
             "WEFT_MAX_OPEN_PARTITIONS" => raw.max_open_partitions = Some(number(key, &value)?),
+            "WEFT_MAX_TAIL_SUBSCRIBERS" => raw.max_tail_subscribers = Some(number(key, &value)?),
+            "WEFT_MAX_CONCURRENT_EXPORTS" => {
+                raw.max_concurrent_exports = Some(number(key, &value)?)
+            }
             "WEFT_INDEX_MEMORY_BYTES" => raw.index_memory_bytes = Some(number(key, &value)?),
             _ => return Err(ConfigError::UnknownEnv(key.clone())),
         }

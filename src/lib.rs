@@ -11,6 +11,7 @@
 //! - `severity`: runtime severity rules (validation, expiry, audit, the compiled matcher ingest
 //!   applies); `cli`: `weft severity …` against a running weft.
 //! - `bench`: `weft bench`, which measures a weft through its public protocols only.
+//! - `tail`: live tail, one thread matching acknowledged rows against every subscriber's query.
 //! - `ui`: the web UI's files (ui/), embedded and served at `/`.
 //! - `server`: start and graceful stop, used by `main` and by the integration tests.
 //!
@@ -27,4 +28,5 @@ pub mod normalize;
 pub mod pipeline;
 pub mod server;
 pub mod severity;
+pub mod tail;
 pub mod ui;

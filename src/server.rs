@@ -185,12 +185,14 @@ pub async fn start_with(
     };
     let grpc_server = {
         let mut stop = stop_rx.clone();
+        let admission = ingest::admission::AdmissionLayer::new(ingest.clone());
         let (logs, traces) = ingest::grpc::services(ingest);
         tokio::spawn(async move {
             let served = tonic::transport::Server::builder()
                 .layer(tower::util::MapResponseLayer::new(
                     ingest::grpc::size_limit_status,
                 ))
+                .layer(admission)
                 .add_service(logs)
                 .add_service(traces)
                 .add_service(query_service)
@@ -251,6 +253,8 @@ fn pipeline_config(config: &Config, faults: Option<Arc<Faults>>) -> PipelineConf
         retention_interval: config.retention_interval,
         min_free_disk_bytes: config.min_free_disk_bytes,
         stall_after: config.indexer_stall_timeout,
+        max_tail_subscribers: config.max_tail_subscribers,
+        max_concurrent_exports: config.max_concurrent_exports,
         faults,
     }
 }

@@ -55,7 +55,7 @@ pub(crate) async fn histogram(
         MAX_BUCKETS,
     )?;
     let found = state
-        .run_query(move |store| Ok(store.log_histogram(query.as_ref(), start, end, buckets)?))
+        .run_query(move |store, _| Ok(store.log_histogram(query.as_ref(), start, end, buckets)?))
         .await?;
     let width = (end - start).div_ceil(buckets as u64).max(1);
     let buckets: Vec<Value> = found
@@ -87,7 +87,7 @@ pub(crate) async fn services(
 ) -> Result<Json<Value>, ApiError> {
     let (start, end) = catalog_range(&params)?;
     let found = state
-        .run_query(move |store| Ok(store.services(start, end)?))
+        .run_query(move |store, _| Ok(store.services(start, end)?))
         .await?;
     let services: Vec<Value> = found
         .into_iter()
@@ -110,7 +110,7 @@ pub(crate) async fn events(
     let (start, end) = catalog_range(&params)?;
     let service = params.get("service").filter(|s| !s.is_empty()).cloned();
     let found = state
-        .run_query(move |store| Ok(store.events(service.as_deref(), start, end)?))
+        .run_query(move |store, _| Ok(store.events(service.as_deref(), start, end)?))
         .await?;
     let mut events: Vec<(String, weft_index::aggregate::EventStats)> = found.into_iter().collect();
     events.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));

@@ -31,6 +31,9 @@ pub enum ApiError {
     /// Too many queries at once, or shutting down.
     #[error("{0}")]
     Busy(String),
+    /// A limit on how many of something a client may hold open (live tails) is reached.
+    #[error("{0}")]
+    TooMany(String),
     /// The query ran past its time limit.
     #[error("query did not finish within {0:?}; narrow the time range or the query")]
     Timeout(Duration),
@@ -54,32 +57,68 @@ impl From<QueryError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, body) = match &self {
-            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, json!({"error": m})),
-            ApiError::BadQuery(q) => (
-                StatusCode::BAD_REQUEST,
-                json!({"error": q.to_string(), "message": q.message(), "position": q.position()}),
-            ),
-            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, json!({"error": m})),
-            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, json!({"error": m})),
-            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, json!({"error": m})),
-            ApiError::Busy(m) => (StatusCode::SERVICE_UNAVAILABLE, json!({"error": m})),
-            ApiError::Timeout(_) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                json!({"error": self.to_string()}),
-            ),
+impl ApiError {
+    /// The HTTP status for this error; every HTTP answer (weft's and Jaeger's) uses it.
+    pub(crate) fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) | ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Busy(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The message a client may see; internal details go to weft's log instead.
+    pub(crate) fn public_message(&self) -> String {
+        match self {
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "query failed");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    json!({"error": "internal error; see weft's log"}),
-                )
+                "internal error; see weft's log".to_string()
             }
-        };
-        (status, Json(body)).into_response()
+            other => other.to_string(),
+        }
     }
+}
+
+/// Adds `Retry-After` to answers that refuse for load (503, 429).
+pub(crate) fn with_retry_after(mut response: Response) -> Response {
+    if matches!(
+        response.status(),
+        StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+    ) {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(RETRY_AFTER.as_secs()),
+        );
+    }
+    response
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = match &self {
+            ApiError::BadQuery(q) => {
+                json!({"error": q.to_string(), "message": q.message(), "position": q.position()})
+            }
+            other => json!({"error": other.public_message()}),
+        };
+        with_retry_after((self.status(), Json(body)).into_response())
+    }
+}
+
+/// How long a client refused for load should wait.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+fn retryable(code: tonic::Code, message: String) -> tonic::Status {
+    use tonic_types::{ErrorDetails, StatusExt};
+    tonic::Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
+    )
 }
 
 /// The same errors for gRPC clients: one mapping, next to the HTTP one.
@@ -91,7 +130,8 @@ impl From<ApiError> for tonic::Status {
             ApiError::NotFound(m) => tonic::Status::not_found(m),
             ApiError::Unauthorized(m) => tonic::Status::unauthenticated(m),
             ApiError::Forbidden(m) => tonic::Status::permission_denied(m),
-            ApiError::Busy(m) => tonic::Status::unavailable(m),
+            ApiError::Busy(m) => retryable(tonic::Code::Unavailable, m),
+            ApiError::TooMany(m) => retryable(tonic::Code::ResourceExhausted, m),
             ApiError::Timeout(_) => tonic::Status::deadline_exceeded(error.to_string()),
             ApiError::Internal(detail) => {
                 tracing::error!(error = %detail, "query failed");

@@ -40,24 +40,13 @@ impl IntoResponse for JaegerError {
             "data": null, "total": 0, "limit": 0, "offset": 0,
             "errors": [{"code": self.0.as_u16(), "msg": self.1}],
         });
-        (self.0, Json(body)).into_response()
+        super::error::with_retry_after((self.0, Json(body)).into_response())
     }
 }
 
 impl From<ApiError> for JaegerError {
     fn from(error: ApiError) -> Self {
-        let status = match &error {
-            ApiError::BadRequest(_) | ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::Busy(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(detail) => {
-                tracing::error!(error = %detail, "jaeger query failed");
-                return JaegerError(StatusCode::INTERNAL_SERVER_ERROR, "internal error".into());
-            }
-        };
-        JaegerError(status, error.to_string())
+        JaegerError(error.status(), error.public_message())
     }
 }
 
@@ -70,7 +59,7 @@ fn all_time() -> (u64, u64) {
 pub(crate) async fn services(State(state): State<ApiState>) -> JaegerResult {
     let (start, end) = all_time();
     let found = state
-        .run_query(move |store| Ok(store.services(start, end)?))
+        .run_query(move |store, _| Ok(store.services(start, end)?))
         .await?;
     let names: Vec<&String> = found
         .iter()
@@ -86,7 +75,7 @@ pub(crate) async fn service_operations(
 ) -> JaegerResult {
     let (start, end) = all_time();
     let found = state
-        .run_query(move |store| Ok(store.operations(&service, start, end)?))
+        .run_query(move |store, _| Ok(store.operations(&service, start, end)?))
         .await?;
     let names: Vec<&String> = found.keys().collect();
     Ok(envelope(json!(names), names.len()))
@@ -109,7 +98,7 @@ pub(crate) async fn operations(
     let kind = params.get("spanKind").filter(|k| !k.is_empty()).cloned();
     let (start, end) = all_time();
     let found = state
-        .run_query(move |store| Ok(store.operations(&service, start, end)?))
+        .run_query(move |store, _| Ok(store.operations(&service, start, end)?))
         .await?;
     let mut data = Vec::new();
     for (name, kinds) in &found {
@@ -252,10 +241,12 @@ pub(crate) async fn search(
         limit,
     };
     let traces = state
-        .run_query(move |store| {
+        .run_query(move |store, deadline| {
             let found = store.search_traces(&search)?;
             let mut out = Vec::with_capacity(found.traces.len());
             for summary in found.traces {
+                // Hundreds of lookups: stop once nobody waits for the answer.
+                deadline.check()?;
                 let rows = store.trace(&summary.trace_id, MAX_SPANS, MAX_LOGS)?;
                 out.push(trace_json(&summary.trace_id, &rows.spans, &rows.logs));
             }
@@ -272,7 +263,7 @@ pub(crate) async fn get_trace(
 ) -> JaegerResult {
     let id = parse_trace_id(&trace_id)?;
     let rows = state
-        .run_query(move |store| Ok(store.trace(&id, MAX_SPANS, MAX_LOGS)?))
+        .run_query(move |store, _| Ok(store.trace(&id, MAX_SPANS, MAX_LOGS)?))
         .await?;
     if rows.spans.is_empty() && rows.logs.is_empty() {
         return Err(JaegerError(StatusCode::NOT_FOUND, "trace not found".into()));

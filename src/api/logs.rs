@@ -51,7 +51,7 @@ pub(crate) async fn search(
         get("cursor"),
     )?;
     let page = state
-        .run_query(move |store| Ok(store.search_logs(&search)?))
+        .run_query(move |store, _| Ok(store.search_logs(&search)?))
         .await?;
     let logs: Vec<Value> = page.logs.iter().map(|r| r.to_json()).collect();
     Ok(Json(json!({

@@ -95,21 +95,52 @@ impl ApiState {
     /// Runs a query on the blocking pool, bounded in concurrency and time.
     pub(crate) async fn run_query<T: Send + 'static>(
         &self,
-        query: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+        query: impl FnOnce(&Store, &Deadline) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _permit = tokio::time::timeout(self.query_timeout, self.query_permits.acquire())
-            .await
-            .map_err(|_| ApiError::Busy("too many queries are running; retry shortly".into()))?
-            .map_err(|_| ApiError::Busy("weft is shutting down".into()))?;
         let store = self.store.clone();
-        let task = tokio::task::spawn_blocking(move || query(&store));
-        match tokio::time::timeout(self.query_timeout, task).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join_error)) => Err(ApiError::Internal(format!(
-                "query task failed: {join_error}"
-            ))),
-            Err(_) => Err(ApiError::Timeout(self.query_timeout)),
+        run_gated(&self.query_permits, self.query_timeout, move |deadline| {
+            query(&store, deadline)
+        })
+        .await
+    }
+}
+
+/// When a query's answer is no longer wanted; long loops check it between steps.
+pub(crate) struct Deadline(std::time::Instant, Duration);
+
+impl Deadline {
+    /// An error once the deadline has passed.
+    pub(crate) fn check(&self) -> Result<(), ApiError> {
+        if std::time::Instant::now() >= self.0 {
+            return Err(ApiError::Timeout(self.1));
         }
+        Ok(())
+    }
+}
+
+/// Runs `work` on the blocking pool under a permit from `permits`, answering within `timeout`.
+/// The permit moves into the blocking task: a query that outlives its answer keeps holding its
+/// place, so slow queries cannot pile up beyond the limit.
+pub(crate) async fn run_gated<T: Send + 'static>(
+    permits: &Arc<Semaphore>,
+    timeout: Duration,
+    work: impl FnOnce(&Deadline) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let deadline = Deadline(std::time::Instant::now() + timeout, timeout);
+    let permit = tokio::time::timeout(timeout, permits.clone().acquire_owned())
+        .await
+        .map_err(|_| ApiError::Busy("too many queries are running; retry shortly".into()))?
+        .map_err(|_| ApiError::Busy("weft is shutting down".into()))?;
+    let task = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work(&deadline)
+    });
+    match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join_error)) => Err(ApiError::Internal(format!(
+            "query task failed: {join_error}"
+        ))),
+        Err(_) => Err(ApiError::Timeout(timeout)),
     }
 }
 
@@ -151,4 +182,59 @@ async fn metrics(State(state): State<ApiState>) -> Response {
             .render_conditions(state.pipeline.health(), now),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a timed-out query gave its permit back while its blocking task ran on, so
+    /// the limit did not limit slow queries.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_timed_out_query_keeps_its_permit_until_it_ends() {
+        let permits = Arc::new(Semaphore::new(1));
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let slow = run_gated(&permits, Duration::from_millis(50), move |_| {
+            let _ = wait.recv();
+            Ok(1)
+        })
+        .await;
+        assert!(matches!(slow, Err(ApiError::Timeout(_))), "{slow:?}");
+        // The slow query still runs and still holds the only permit.
+        let refused = run_gated(&permits, Duration::from_millis(50), |_| Ok(2)).await;
+        assert!(matches!(refused, Err(ApiError::Busy(_))), "{refused:?}");
+        release.send(()).unwrap();
+        let started = std::time::Instant::now();
+        loop {
+            match run_gated(&permits, Duration::from_millis(50), |_| Ok(3)).await {
+                Ok(3) => break,
+                other => assert!(
+                    started.elapsed() < Duration::from_secs(20),
+                    "the permit never came back: {other:?}"
+                ),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn long_work_sees_its_deadline() {
+        let permits = Arc::new(Semaphore::new(1));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let answer = run_gated(&permits, Duration::from_millis(30), move |deadline| {
+            let mut steps = 0u64;
+            let result = loop {
+                if let Err(e) = deadline.check() {
+                    break e;
+                }
+                steps += 1;
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            let _ = done_tx.send(steps);
+            Err::<(), _>(result)
+        })
+        .await;
+        assert!(matches!(answer, Err(ApiError::Timeout(_))));
+        let steps = done_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+        assert!(steps > 0);
+    }
 }

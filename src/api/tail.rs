@@ -3,86 +3,49 @@
 //! `missed` (`{"missed": N}`) when this reader fell behind and N acknowledged records (before
 //! filtering) went by unseen. A slow reader never slows ingest.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use serde_json::json;
-use tokio::sync::{broadcast, watch};
-use weft_index::LogRow;
+use tokio::sync::{mpsc, watch};
 use weft_index::query::{LogMatcher, parse};
 
 use super::{ApiError, ApiState};
-use crate::pipeline::TailBatch;
+pub(crate) use crate::tail::TailItem;
 
-/// What a tail delivers.
-#[derive(Debug)]
-pub(crate) enum TailItem {
-    /// A matching record.
-    Log(Arc<Vec<LogRow>>, usize),
-    /// The reader fell behind and this many records (before filtering) went by.
-    Missed(u64),
-}
-
-/// One reader of the live feed, with its query.
+/// One reader of the live feed: its queue of matching rows, filled by the tail thread.
 pub(crate) struct Subscription {
-    feed: broadcast::Receiver<TailBatch>,
-    matcher: LogMatcher,
-    next_seq: Option<u64>,
-    pending: VecDeque<TailItem>,
+    items: mpsc::Receiver<TailItem>,
     stop: watch::Receiver<bool>,
 }
 
 impl Subscription {
-    /// Subscribes with a query (validated like a search).
+    /// Subscribes with a query (validated like a search). Refused when weft is stopping or
+    /// when `max_tail_subscribers` tails are open.
     pub(crate) fn new(state: &ApiState, q: &str) -> Result<Self, ApiError> {
         let matcher = LogMatcher::new(parse(q)?)?;
         if *state.shutdown.borrow() {
             return Err(ApiError::Busy("weft is shutting down".into()));
         }
+        let items = state
+            .pipeline
+            .tail()
+            .subscribe(matcher)
+            .map_err(|e| ApiError::TooMany(e.to_string()))?;
         Ok(Subscription {
-            feed: state.pipeline.subscribe_tail(),
-            matcher,
-            next_seq: None,
-            pending: VecDeque::new(),
+            items,
             stop: state.shutdown.clone(),
         })
     }
 
     /// Next item, or `None` when weft stops.
     pub(crate) async fn next(&mut self) -> Option<TailItem> {
-        loop {
-            if let Some(event) = self.pending.pop_front() {
-                return Some(event);
-            }
-            let received = tokio::select! {
-                r = self.feed.recv() => r,
-                _ = self.stop.changed() => return None,
-            };
-            match received {
-                Ok(batch) => self.take(batch),
-                // The next batch's sequence number tells how many records were skipped.
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    }
-
-    fn take(&mut self, batch: TailBatch) {
-        if let Some(expected) = self.next_seq
-            && batch.first_seq > expected
-        {
-            self.pending
-                .push_back(TailItem::Missed(batch.first_seq - expected));
-        }
-        self.next_seq = Some(batch.first_seq + batch.rows.len() as u64);
-        for (i, row) in batch.rows.iter().enumerate() {
-            if self.matcher.matches(row) {
-                self.pending.push_back(TailItem::Log(batch.rows.clone(), i));
-            }
+        tokio::select! {
+            item = self.items.recv() => item,
+            _ = self.stop.changed() => None,
         }
     }
 }
@@ -97,9 +60,9 @@ pub(crate) async fn tail(
     });
     let items = futures_util::stream::unfold(subscription, |mut sub| async move {
         let event = match sub.next().await? {
-            TailItem::Log(rows, i) => Event::default()
+            TailItem::Log(row) => Event::default()
                 .event("log")
-                .data(rows[i].to_json().to_string()),
+                .data(row.to_json().to_string()),
             TailItem::Missed(n) => Event::default()
                 .event("missed")
                 .data(json!({ "missed": n }).to_string()),

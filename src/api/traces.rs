@@ -37,7 +37,7 @@ pub(crate) async fn get_trace(
     let started = Instant::now();
     let id = parse_trace_id(&trace_id)?;
     let rows = state
-        .run_query(move |store| Ok(store.trace(&id, MAX_SPANS, MAX_LOGS)?))
+        .run_query(move |store, _| Ok(store.trace(&id, MAX_SPANS, MAX_LOGS)?))
         .await?;
     if rows.spans.is_empty() && rows.logs.is_empty() {
         return Err(ApiError::NotFound(format!(
@@ -149,7 +149,7 @@ pub(crate) async fn search(
         limit: get("limit"),
     })?;
     let found = state
-        .run_query(move |store| Ok(store.search_traces(&search)?))
+        .run_query(move |store, _| Ok(store.search_traces(&search)?))
         .await?;
     Ok(Json(json!({
         "traces": found.traces.iter().map(TraceSummary::to_json).collect::<Vec<_>>(),

@@ -103,7 +103,7 @@ impl QueryService for Query {
         )?;
         let page = self
             .0
-            .run_query(move |store| Ok(store.search_logs(&search)?))
+            .run_query(move |store, _| Ok(store.search_logs(&search)?))
             .await?;
         Ok(Response::new(proto::SearchLogsResponse {
             logs: page.logs.iter().map(log_record).collect(),
@@ -120,7 +120,7 @@ impl QueryService for Query {
             .map_err(|_| Status::invalid_argument("trace_id must be 16 bytes"))?;
         let rows = self
             .0
-            .run_query(move |store| Ok(store.trace(&id, MAX_SPANS, MAX_LOGS)?))
+            .run_query(move |store, _| Ok(store.trace(&id, MAX_SPANS, MAX_LOGS)?))
             .await?;
         if rows.spans.is_empty() && rows.logs.is_empty() {
             return Err(Status::not_found(format!(
@@ -155,7 +155,7 @@ impl QueryService for Query {
         })?;
         let found = self
             .0
-            .run_query(move |store| Ok(store.search_traces(&search)?))
+            .run_query(move |store, _| Ok(store.search_traces(&search)?))
             .await?;
         Ok(Response::new(proto::SearchTracesResponse {
             traces: found.traces.iter().map(summary).collect(),
@@ -172,7 +172,7 @@ impl QueryService for Query {
         let subscription = Subscription::new(&self.0, &request.into_inner().query)?;
         let stream = futures_util::stream::unfold(subscription, |mut sub| async move {
             let item = match sub.next().await? {
-                TailItem::Log(rows, i) => proto::tail_response::Item::Log(log_record(&rows[i])),
+                TailItem::Log(row) => proto::tail_response::Item::Log(log_record(&row)),
                 TailItem::Missed(n) => proto::tail_response::Item::Missed(n),
             };
             Some((Ok(proto::TailResponse { item: Some(item) }), sub))

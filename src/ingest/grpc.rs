@@ -17,8 +17,11 @@ use tonic::{Code, Request, Response, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use weft_index::Signal;
 
+use super::admission::{DECODE_FACTOR, Ticket};
 use super::{Ingest, IngestError, prepare_logs, prepare_spans};
 use crate::pipeline::PipelineError;
+use crate::pipeline::Reservation;
+use prost::Message;
 
 /// The gRPC status for an ingest error. Every transient refusal is UNAVAILABLE with a
 /// `RetryInfo`, which OTLP exporters retry; nothing is INTERNAL.
@@ -46,6 +49,15 @@ pub fn status(error: &IngestError) -> Status {
     }
 }
 
+/// The reservation [`super::admission::AdmissionLayer`] took for this request, or a new one
+/// where the service runs without the layer.
+fn admitted<T>(ingest: &Ingest, request: &Request<T>) -> Result<Reservation, Status> {
+    match request.extensions().get::<Ticket>().and_then(Ticket::take) {
+        Some(reservation) => Ok(reservation),
+        None => ingest.reserve(0).map_err(|e| status(&e)),
+    }
+}
+
 struct LogsIngest(Ingest);
 struct TracesIngest(Ingest);
 
@@ -55,11 +67,15 @@ impl LogsService for LogsIngest {
         &self,
         request: Request<ExportLogsServiceRequest>,
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
+        let reservation = admitted(&self.0, &request)?;
         let request = request.into_inner();
         let context = self.0.context();
         let accepted = self
             .0
-            .accept(Signal::Logs, move || Ok(prepare_logs(request, &context)))
+            .accept(Signal::Logs, reservation, move |reservation| {
+                reservation.grow_to(DECODE_FACTOR * request.encoded_len())?;
+                Ok(prepare_logs(request, &context))
+            })
             .await
             .map_err(|e| status(&e))?;
         let partial_success = (accepted.rejected > 0).then_some(ExportLogsPartialSuccess {
@@ -76,11 +92,15 @@ impl TraceService for TracesIngest {
         &self,
         request: Request<ExportTraceServiceRequest>,
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        let reservation = admitted(&self.0, &request)?;
         let request = request.into_inner();
         let context = self.0.context();
         let accepted = self
             .0
-            .accept(Signal::Spans, move || Ok(prepare_spans(request, &context)))
+            .accept(Signal::Spans, reservation, move |reservation| {
+                reservation.grow_to(DECODE_FACTOR * request.encoded_len())?;
+                Ok(prepare_spans(request, &context))
+            })
             .await
             .map_err(|e| status(&e))?;
         let partial_success = (accepted.rejected > 0).then_some(ExportTracePartialSuccess {

@@ -1,11 +1,9 @@
 //! OTLP/HTTP: `POST /v1/logs` and `POST /v1/traces`, protobuf or JSON, optionally gzipped.
 //! Answers use the request's content type, errors included (a `google.rpc.Status`).
 
-use std::io::Read;
-
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -15,6 +13,7 @@ use prost::Message;
 use serde_json::json;
 use weft_index::Signal;
 
+use super::admission::{DECODE_FACTOR, gunzip, read_body};
 use super::{Accepted, Ingest, IngestError, Prepared, prepare_logs, prepare_spans};
 
 /// The body formats OTLP/HTTP allows.
@@ -37,12 +36,9 @@ impl Format {
 
 /// Routes for OTLP over HTTP.
 pub fn router(ingest: Ingest) -> Router {
-    // Compressed bodies are limited here; their inflated size is limited while inflating.
-    let limit = ingest.max_body_bytes();
     Router::new()
         .route("/v1/logs", post(export_logs))
         .route("/v1/traces", post(export_traces))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(ingest)
 }
 
@@ -80,21 +76,6 @@ fn content_encoding(headers: &HeaderMap) -> Result<bool, IngestError> {
             "unsupported content encoding '{other}'; send gzip or no encoding"
         ))),
     }
-}
-
-/// Inflates a gzip body, refusing to grow past `limit` (a small body can inflate enormously).
-pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, IngestError> {
-    let mut out = Vec::with_capacity((body.len() * 4).min(limit));
-    let mut decoder = flate2::read::GzDecoder::new(body).take(limit as u64 + 1);
-    decoder
-        .read_to_end(&mut out)
-        .map_err(|e| IngestError::Malformed(format!("gzip body does not inflate: {e}")))?;
-    if out.len() > limit {
-        return Err(IngestError::TooLarge(format!(
-            "request body inflates past the limit of {limit} bytes"
-        )));
-    }
-    Ok(out)
 }
 
 /// OTLP JSON lets an `AnyValue` object carry fields this decoder does not know; they are dropped
@@ -145,7 +126,7 @@ where
     }
 }
 
-async fn export_logs(State(ingest): State<Ingest>, headers: HeaderMap, body: Bytes) -> Response {
+async fn export_logs(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
     let context = ingest.context();
     export(ingest, Signal::Logs, headers, body, move |bytes, format| {
         decode::<ExportLogsServiceRequest>(bytes, format).map(|r| prepare_logs(r, &context))
@@ -153,7 +134,7 @@ async fn export_logs(State(ingest): State<Ingest>, headers: HeaderMap, body: Byt
     .await
 }
 
-async fn export_traces(State(ingest): State<Ingest>, headers: HeaderMap, body: Bytes) -> Response {
+async fn export_traces(State(ingest): State<Ingest>, headers: HeaderMap, body: Body) -> Response {
     let context = ingest.context();
     export(
         ingest,
@@ -167,11 +148,18 @@ async fn export_traces(State(ingest): State<Ingest>, headers: HeaderMap, body: B
     .await
 }
 
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
 async fn export(
     ingest: Ingest,
     signal: Signal,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
     decode_and_prepare: impl FnOnce(&[u8], Format) -> Result<Prepared, IngestError> + Send + 'static,
 ) -> Response {
     // Until the content type is known, errors are answered in JSON.
@@ -184,14 +172,34 @@ async fn export(
         Err(e) => return error_response(&e, format),
     };
     let limit = ingest.max_body_bytes();
+    let declared = content_length(&headers);
+    if declared.is_some_and(|n| n > limit) {
+        let error = IngestError::TooLarge(format!(
+            "request body of {} bytes is larger than the limit of {limit} bytes (max_body_bytes)",
+            declared.unwrap_or(0)
+        ));
+        return error_response(&error, format);
+    }
+    // Admission before allocation: the request's place is taken before a byte is read.
+    let mut reservation = match ingest.reserve(declared.unwrap_or(0)) {
+        Ok(r) => r,
+        Err(e) => return error_response(&e, format),
+    };
+    let body = match read_body(body, limit, declared, &mut reservation).await {
+        Ok(body) => body,
+        Err(e) => return error_response(&e, format),
+    };
     let result = ingest
-        .accept(signal, move || {
-            if gzipped {
-                let inflated = gunzip(&body, limit)?;
-                decode_and_prepare(&inflated, format)
+        .accept(signal, reservation, move |reservation| {
+            let inflated;
+            let bytes: &[u8] = if gzipped {
+                inflated = gunzip(&body, limit, Some(&mut *reservation))?;
+                &inflated
             } else {
-                decode_and_prepare(&body, format)
-            }
+                &body
+            };
+            reservation.grow_to(body.len() + DECODE_FACTOR * bytes.len())?;
+            decode_and_prepare(bytes, format)
         })
         .await;
     match result {
@@ -305,12 +313,12 @@ mod tests {
         let small = encoder.finish().unwrap();
         assert!(small.len() < 10_000);
         assert!(matches!(
-            gunzip(&small, 1000),
+            gunzip(&small, 1000, None),
             Err(IngestError::TooLarge(_))
         ));
-        assert_eq!(gunzip(&small, 1 << 20).unwrap().len(), 1 << 20);
+        assert_eq!(gunzip(&small, 1 << 20, None).unwrap().len(), 1 << 20);
         assert!(matches!(
-            gunzip(b"not gzip", 1000),
+            gunzip(b"not gzip", 1000, None),
             Err(IngestError::Malformed(_))
         ));
     }

@@ -1,6 +1,7 @@
 //! OTLP ingest over gRPC and HTTP: both decode, then share [`accept`], which normalizes off the
 //! async runtime, writes through the pipeline and counts what happened.
 
+pub mod admission;
 pub mod grpc;
 pub mod http;
 
@@ -12,7 +13,7 @@ use weft_index::{RowBatch, Signal};
 
 use crate::metrics::Metrics;
 use crate::normalize::TimeWindow;
-use crate::pipeline::{Pipeline, PipelineError};
+use crate::pipeline::{Pipeline, PipelineError, Reservation};
 use crate::severity::{CompiledRules, SeverityControl};
 
 /// Why an export request was not (fully) accepted.
@@ -146,20 +147,40 @@ impl Ingest {
         self.limits.max_body_bytes
     }
 
-    /// Runs `prepare` (decode + normalize + encode) on the blocking pool, then makes the rows
-    /// durable. Returns once they are fsynced.
+    /// Takes a request's place before its body is read (see [`admission`]); a refusal is
+    /// counted and comes back as a retryable error.
+    pub fn reserve(&self, bytes: usize) -> Result<Reservation, IngestError> {
+        self.pipeline.reserve(bytes).map_err(|error| {
+            self.count_refusal(&error);
+            IngestError::Pipeline(error)
+        })
+    }
+
+    /// Runs `prepare` (inflate + decode + normalize + encode, growing the reservation as it
+    /// goes) on the blocking pool, then makes the rows durable. Returns once they are fsynced.
     pub async fn accept(
         &self,
         signal: Signal,
-        prepare: impl FnOnce() -> Result<Prepared, IngestError> + Send + 'static,
+        reservation: Reservation,
+        prepare: impl FnOnce(&mut Reservation) -> Result<Prepared, IngestError> + Send + 'static,
     ) -> Result<Accepted, IngestError> {
-        let prepared = tokio::task::spawn_blocking(prepare).await.map_err(|e| {
+        let (prepared, mut reservation) = tokio::task::spawn_blocking(move || {
+            let mut reservation = reservation;
+            (prepare(&mut reservation), reservation)
+        })
+        .await
+        .map_err(|e| {
             tracing::error!(error = %e, signal = ?signal, "decoding an export request panicked");
             self.metrics
                 .ingest_panics
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             IngestError::Panicked
-        })??;
+        })?;
+        let prepared = prepared.inspect_err(|error| {
+            if let IngestError::Pipeline(e) = error {
+                self.count_refusal(e);
+            }
+        })?;
         let counters = self.metrics.signal(signal);
         let mut by_rules = 0;
         for (rule, n) in &prepared.dropped_by_rule {
@@ -177,15 +198,13 @@ impl Ingest {
         if rows == 0 {
             return Ok(prepared.accepted);
         }
-        let submitted = match self.pipeline.reserve(prepared.payload.len()) {
-            Ok(reservation) => {
-                self.pipeline
-                    .submit(prepared.batch, prepared.payload, reservation)
-                    .await
-            }
-            Err(error) => Err(error),
-        };
-        match submitted {
+        // What stays in memory until the rows are indexed: the rows and their encoding.
+        reservation.shrink_to(2 * prepared.payload.len());
+        match self
+            .pipeline
+            .submit(prepared.batch, prepared.payload, reservation)
+            .await
+        {
             Ok(()) => {
                 counters
                     .received

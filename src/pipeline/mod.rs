@@ -32,15 +32,16 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use weft_index::faults::Faults;
-use weft_index::{LogRow, RowBatch, Store};
+use weft_index::{RowBatch, Store};
 
 pub use disk::free_bytes;
 pub use health::{Condition, Health};
 use wal::{Wal, WalError};
 
 use crate::metrics::Metrics;
+use crate::tail::TailHub;
 
 /// Budget unit: permits count KiB so that a 64 MiB request fits a u32 permit count.
 const BUDGET_UNIT: usize = 1024;
@@ -108,30 +109,34 @@ pub struct PipelineConfig {
     pub min_free_disk_bytes: u64,
     /// How long the indexer may work on one batch or commit before weft counts it as stalled.
     pub stall_after: Duration,
+    /// Live tails open at once.
+    pub max_tail_subscribers: usize,
+    /// Export requests in progress at once (each holds a [`Reservation`]).
+    pub max_concurrent_exports: usize,
     /// Faults to inject (tests only).
     pub faults: Option<Arc<Faults>>,
 }
 
-/// Memory taken from the in-flight budget for one request; given back when dropped, which is
-/// once the request's rows are indexed (or the request is refused).
+/// One export request's place: a slot among `max_concurrent_exports` and memory from the
+/// in-flight budget. Taken before the body is read, grown as it is read, inflated and decoded,
+/// and given back when dropped, which is once the request's rows are indexed (or it is refused).
 #[derive(Debug)]
 pub struct Reservation {
+    _slot: OwnedSemaphorePermit,
     permit: Option<OwnedSemaphorePermit>,
     budget: Arc<Semaphore>,
     budget_units: usize,
 }
 
 impl Reservation {
-    /// Grows the reservation to cover `bytes` in all; refused (`Saturated`) when the budget
-    /// cannot, or when `bytes` is more than the whole budget.
+    /// Grows the reservation to cover `bytes` in all (at most the whole budget, so that one
+    /// request larger than the budget is still admitted alone); refused (`Saturated`) when the
+    /// budget cannot cover it now.
     pub fn grow_to(&mut self, bytes: usize) -> Result<(), PipelineError> {
-        let want = bytes.div_ceil(BUDGET_UNIT).max(1);
+        let want = bytes.div_ceil(BUDGET_UNIT).clamp(1, self.budget_units);
         let have = self.permit.as_ref().map_or(0, |p| p.num_permits());
         if want <= have {
             return Ok(());
-        }
-        if want > self.budget_units {
-            return Err(PipelineError::Saturated);
         }
         let more = self
             .budget
@@ -146,6 +151,17 @@ impl Reservation {
             None => self.permit = Some(more),
         }
         Ok(())
+    }
+
+    /// Gives back what is above `bytes` (what the request still holds once decoded).
+    pub fn shrink_to(&mut self, bytes: usize) {
+        let keep = bytes.div_ceil(BUDGET_UNIT).clamp(1, self.budget_units);
+        if let Some(permit) = &mut self.permit {
+            let have = permit.num_permits();
+            if have > keep {
+                drop(permit.split(have - keep));
+            }
+        }
     }
 
     /// Bytes reserved.
@@ -172,26 +188,13 @@ enum WalMessage {
 struct IndexJob {
     lsn_start: u64,
     lsn_end: u64,
-    batch: RowBatch,
+    /// Shared with the live tail, which never copies it.
+    batch: Arc<RowBatch>,
     /// The batch as written to the WAL; the index stores each row's slice of it.
     payload: Vec<u8>,
     /// Held until the rows are indexed, so the budget covers the whole path.
     _reservation: Reservation,
 }
-
-/// Log rows as they are acknowledged, for live tail. `first_seq` numbers the first row in the
-/// stream of all acknowledged log rows, so a subscriber that fell behind knows how many it
-/// missed.
-#[derive(Clone, Debug)]
-pub struct TailBatch {
-    /// Sequence number of `rows[0]`.
-    pub first_seq: u64,
-    /// The rows.
-    pub rows: Arc<Vec<LogRow>>,
-}
-
-/// Batches the tail broadcast holds for its slowest subscriber.
-const TAIL_BUFFER_BATCHES: usize = 256;
 
 /// What the WAL thread and the indexer share with the handle.
 struct Shared {
@@ -208,7 +211,8 @@ struct Shared {
 pub struct Pipeline {
     shared: Arc<Shared>,
     wal_tx: crossbeam_channel::Sender<WalMessage>,
-    tail: broadcast::Sender<TailBatch>,
+    tail: Arc<TailHub>,
+    slots: Arc<Semaphore>,
     budget: Arc<Semaphore>,
     budget_units: usize,
     health: Arc<Health>,
@@ -246,9 +250,10 @@ impl Pipeline {
             .index_checkpoint
             .store(store.checkpoint(), Ordering::Relaxed);
         let budget_units = (config.inflight_bytes / BUDGET_UNIT).max(1);
+        let max_concurrent_exports = config.max_concurrent_exports.max(1);
         let (wal_tx, wal_rx) = crossbeam_channel::bounded(config.wal_queue.max(1));
         let (index_tx, index_rx) = crossbeam_channel::bounded(config.index_queue.max(1));
-        let (tail, _) = broadcast::channel(TAIL_BUFFER_BATCHES);
+        let (tail, tail_feed) = TailHub::start(config.max_tail_subscribers)?;
         let shared = Arc::new(Shared {
             store,
             metrics,
@@ -268,10 +273,9 @@ impl Pipeline {
         };
         let wal_thread = {
             let shared = shared.clone();
-            let tail = tail.clone();
             std::thread::Builder::new()
                 .name("weft-wal".into())
-                .spawn(move || wal_writer::run(shared, wal, wal_rx, index_tx, tail))?
+                .spawn(move || wal_writer::run(shared, wal, wal_rx, index_tx, tail_feed))?
         };
         match caught_up_rx.recv() {
             Ok(Ok(())) => {}
@@ -285,6 +289,7 @@ impl Pipeline {
             shared,
             wal_tx,
             tail,
+            slots: Arc::new(Semaphore::new(max_concurrent_exports)),
             budget: Arc::new(Semaphore::new(budget_units)),
             budget_units,
             health,
@@ -309,7 +314,16 @@ impl Pipeline {
     /// when the budget is spent or a condition holds, so nothing is read that would be refused.
     pub fn reserve(&self, bytes: usize) -> Result<Reservation, PipelineError> {
         self.check_health()?;
+        let slot = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|e| match e {
+                tokio::sync::TryAcquireError::Closed => PipelineError::ShuttingDown,
+                tokio::sync::TryAcquireError::NoPermits => PipelineError::Saturated,
+            })?;
         let mut reservation = Reservation {
+            _slot: slot,
             permit: None,
             budget: self.budget.clone(),
             budget_units: self.budget_units,
@@ -355,11 +369,9 @@ impl Pipeline {
         })
     }
 
-    /// A live feed of acknowledged log rows. Subscribers that fall more than the buffer behind
-    /// lose the oldest batches (and can tell how many rows from the sequence numbers); ingest
-    /// never waits for them.
-    pub fn subscribe_tail(&self) -> broadcast::Receiver<TailBatch> {
-        self.tail.subscribe()
+    /// The live tail of acknowledged log rows.
+    pub fn tail(&self) -> &Arc<TailHub> {
+        &self.tail
     }
 
     /// Stops taking rows, writes what is queued, commits the index and waits for both threads,
@@ -368,6 +380,7 @@ impl Pipeline {
     pub fn shutdown_blocking(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         self.budget.close();
+        self.slots.close();
         // A full queue means the WAL thread is busy; it also stops on the Stopping condition.
         self.health
             .set(Condition::Stopping, "weft is shutting down");

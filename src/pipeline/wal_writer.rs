@@ -12,13 +12,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender};
-use tokio::sync::broadcast;
 use weft_index::faults::Fault;
 
 use super::disk::Watermark;
 use super::health::{Condition, DeathWatch};
 use super::wal::Wal;
-use super::{AppendRequest, IndexJob, PipelineError, Shared, TailBatch, WalMessage};
+use super::{AppendRequest, IndexJob, PipelineError, Shared, WalMessage};
+use crate::tail::TailFeed;
 
 /// Entries written under one fsync at most.
 const MAX_GROUP_ENTRIES: usize = 4096;
@@ -30,7 +30,7 @@ pub(super) fn run(
     mut wal: Wal,
     rx: Receiver<WalMessage>,
     index_tx: Sender<IndexJob>,
-    tail: broadcast::Sender<TailBatch>,
+    mut tail: TailFeed,
 ) {
     let health = shared.health.clone();
     let _watch = DeathWatch::new(&health, Condition::WalThreadDead, "write-ahead log");
@@ -41,7 +41,6 @@ pub(super) fn run(
         faults.clone(),
     );
     let mut group: Vec<AppendRequest> = Vec::with_capacity(64);
-    let mut tail_seq: u64 = 0;
     let mut stopping = false;
     while !stopping {
         match rx.recv_timeout(TICK) {
@@ -74,6 +73,7 @@ pub(super) fn run(
             }
         }
         if group.is_empty() {
+            tail.flush();
             continue;
         }
         if let Some((condition, reason)) = health.refusal(super::now_unix_nano())
@@ -116,16 +116,8 @@ pub(super) fn run(
                 Ordering::Relaxed,
             );
             let _ = reply.send(Ok(()));
-            if !batch.logs.is_empty() {
-                // Copies are made only while someone is tailing.
-                if tail.receiver_count() > 0 {
-                    let _ = tail.send(TailBatch {
-                        first_seq: tail_seq,
-                        rows: Arc::new(batch.logs.clone()),
-                    });
-                }
-                tail_seq += batch.logs.len() as u64;
-            }
+            let batch = Arc::new(batch);
+            tail.offer(&batch);
             hand_to_indexer(
                 &shared,
                 &index_tx,
