@@ -12,7 +12,7 @@ pub(crate) mod limits {
     pub(crate) const MAX_TRACES: usize = 500;
 }
 pub(crate) mod logs;
-pub(crate) mod params;
+pub mod params;
 mod severity;
 pub(crate) mod tail;
 pub(crate) mod traces;

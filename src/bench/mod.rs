@@ -3,6 +3,8 @@
 //! per record (from /proc, so it holds on a shared machine), ack-to-searchable delay, query
 //! latencies at the loaded size, and footprint.
 
+mod kill_loop;
+mod overload;
 mod process;
 pub mod traffic;
 
@@ -75,6 +77,17 @@ pub struct BenchArgs {
     /// A few seconds end to end, to check the tool works; fails only if something is broken.
     #[arg(long)]
     pub smoke: bool,
+    /// Overload: measure the rate weft sustains, then offer --overload-factor times it for
+    /// --duration (log records only, open loop) with queries alongside.
+    #[arg(long, conflicts_with_all = ["target_grpc", "kill_loop"])]
+    pub overload: bool,
+    /// How many times the sustained rate --overload offers.
+    #[arg(long, default_value_t = 2.0)]
+    pub overload_factor: f64,
+    /// SIGKILL weft at random moments under load this many times on one data directory, then
+    /// check that every acknowledged batch is there exactly once.
+    #[arg(long, conflicts_with = "target_grpc")]
+    pub kill_loop: Option<usize>,
 }
 
 #[derive(Default)]
@@ -98,7 +111,25 @@ pub fn run(mut args: BenchArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run_async(args))
+    runtime.block_on(async {
+        let special = if args.overload {
+            Some(overload::run(&args).await?)
+        } else if let Some(rounds) = args.kill_loop {
+            Some(kill_loop::run(&args, rounds).await?)
+        } else {
+            None
+        };
+        match special {
+            Some(report) => {
+                if let Some(path) = &args.json {
+                    std::fs::write(path, serde_json::to_string_pretty(&report)?)
+                        .with_context(|| format!("cannot write {}", path.display()))?;
+                }
+                Ok(())
+            }
+            None => run_async(args).await,
+        }
+    })
 }
 
 async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
@@ -519,7 +550,7 @@ async fn run_queries(
     }))
 }
 
-fn percentiles(values: &mut [f64]) -> Value {
+pub(crate) fn percentiles(values: &mut [f64]) -> Value {
     if values.is_empty() {
         return json!({"count": 0});
     }

@@ -82,6 +82,13 @@ impl ServerProcess {
         })
     }
 
+    /// Kills weft with SIGKILL (no handler runs, nothing is flushed) and waits for it.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
     /// Stops weft gracefully (SIGTERM) and waits for it.
     pub fn stop(mut self) -> anyhow::Result<()> {
         // SAFETY: kill(2) with a valid pid of our own child and a standard signal.

@@ -92,7 +92,11 @@ impl Health {
         let reason = reason.into();
         let mut reasons = self.reasons();
         if !reasons.contains_key(&condition) {
-            tracing::warn!(condition = condition.name(), %reason, "weft refuses new data");
+            if condition == Condition::Stopping {
+                tracing::info!(%reason, "weft refuses new data");
+            } else {
+                tracing::warn!(condition = condition.name(), %reason, "weft refuses new data");
+            }
         }
         reasons.insert(condition, reason);
         self.set.fetch_or(condition.bit(), Ordering::SeqCst);

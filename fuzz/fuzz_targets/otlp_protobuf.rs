@@ -1,0 +1,19 @@
+//! OTLP/protobuf export bodies (HTTP `application/x-protobuf`, and what gRPC carries): decoding
+//! never panics, and whatever decodes goes through normalization and the WAL encoding intact.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use weft::ingest::http::{Format, decode};
+
+mod common;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(request) = decode::<ExportLogsServiceRequest>(data, Format::Protobuf) {
+        common::logs(request);
+    }
+    if let Ok(request) = decode::<ExportTraceServiceRequest>(data, Format::Protobuf) {
+        common::spans(request);
+    }
+});
