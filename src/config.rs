@@ -131,6 +131,12 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
         "memory the open partition writers share before they flush segments",
     ),
     (
+        "body_read_timeout",
+        "WEFT_BODY_READ_TIMEOUT",
+        "60s",
+        "longest a client may take to send an export's body; slower ones are refused (503 / UNAVAILABLE) and their place freed",
+    ),
+    (
         "max_tail_subscribers",
         "WEFT_MAX_TAIL_SUBSCRIBERS",
         "64",
@@ -184,6 +190,7 @@ struct RawConfig {
     query_timeout: Option<String>,
     min_free_disk_bytes: Option<u64>,
     max_future_skew: Option<String>,
+    body_read_timeout: Option<String>,
     max_tail_subscribers: Option<u64>,
     max_concurrent_exports: Option<u64>,
     max_open_partitions: Option<u64>,
@@ -237,6 +244,8 @@ pub struct Config {
     pub query_timeout: Duration,
     /// Records stamped further ahead than this are rejected.
     pub max_future_skew: Duration,
+    /// Longest a client may take to send an export's body.
+    pub body_read_timeout: Duration,
     /// Live tails open at once.
     pub max_tail_subscribers: usize,
     /// Export requests in progress at once.
@@ -355,6 +364,7 @@ impl Config {
             query_timeout: duration("query_timeout", raw.query_timeout, "30s")?,
             min_free_disk_bytes: raw.min_free_disk_bytes.unwrap_or(256 << 20),
             max_future_skew: duration("max_future_skew", raw.max_future_skew, "1h")?,
+            body_read_timeout: duration("body_read_timeout", raw.body_read_timeout, "60s")?,
             max_tail_subscribers: positive(
                 "max_tail_subscribers",
                 raw.max_tail_subscribers.unwrap_or(64),
@@ -410,6 +420,7 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
             "WEFT_QUERY_TIMEOUT" => raw.query_timeout = Some(value),
             "WEFT_SHUTDOWN_TIMEOUT" => raw.shutdown_timeout = Some(value),
             "WEFT_MAX_FUTURE_SKEW" => raw.max_future_skew = Some(value),
+            "WEFT_BODY_READ_TIMEOUT" => raw.body_read_timeout = Some(value),
             "WEFT_INDEXER_STALL_TIMEOUT" => raw.indexer_stall_timeout = Some(value),
             "WEFT_SEVERITY_DEFAULT_TTL" => raw.severity_default_ttl = Some(value),
             "WEFT_SEVERITY_MAX_TTL" => raw.severity_max_ttl = Some(value),

@@ -139,6 +139,7 @@ pub async fn start_with(
             max_body_bytes: config.max_body_bytes,
             retention: config.retention,
             max_future_skew: config.max_future_skew,
+            body_read_timeout: config.body_read_timeout,
         },
     );
     let (stop_tx, stop_rx) = watch::channel(false);

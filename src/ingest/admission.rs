@@ -8,6 +8,7 @@
 //! export methods: each frame grows the request's [`Reservation`], which the handler then takes
 //! from the request's extensions ([`Ticket`]).
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -23,11 +24,21 @@ use crate::pipeline::Reservation;
 /// the body, the decoded message, the rows, the WAL encoding.
 pub const DECODE_FACTOR: usize = 4;
 
+/// A request holds its place while its body arrives, so a client trickling bytes must not hold
+/// it for ever: the body has `body_read_timeout` to arrive.
+fn body_too_slow(timeout: std::time::Duration) -> IngestError {
+    IngestError::Slow(format!(
+        "the request body did not arrive within {} (body_read_timeout)",
+        humantime::format_duration(timeout)
+    ))
+}
+
 /// Reads an HTTP body of at most `limit` bytes, growing `reservation` as it arrives.
 pub async fn read_body(
     body: axum::body::Body,
     limit: usize,
     declared: Option<usize>,
+    timeout: std::time::Duration,
     reservation: &mut Reservation,
 ) -> Result<Bytes, IngestError> {
     let too_large = || {
@@ -37,7 +48,11 @@ pub async fn read_body(
     };
     let mut body = body;
     let mut collected = Vec::with_capacity(declared.unwrap_or(0).min(limit));
-    while let Some(frame) = body.frame().await {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while let Some(frame) = tokio::time::timeout_at(deadline, body.frame())
+        .await
+        .map_err(|_| body_too_slow(timeout))?
+    {
         let frame =
             frame.map_err(|e| IngestError::Malformed(format!("reading the body failed: {e}")))?;
         if let Ok(data) = frame.into_data() {
@@ -162,6 +177,7 @@ where
                 return Box::pin(std::future::ready(Ok(response)));
             }
         };
+        let timeout = self.ingest.body_read_timeout();
         let ticket = Ticket(Arc::new(Mutex::new(Some(reservation))));
         request.extensions_mut().insert(ticket.clone());
         let request = request.map(|body| {
@@ -169,6 +185,8 @@ where
                 inner: body,
                 ticket,
                 read: 0,
+                timeout,
+                deadline: Box::pin(tokio::time::sleep(timeout)),
             })
         });
         Box::pin(self.inner.call(request))
@@ -180,6 +198,9 @@ struct AdmittedBody {
     inner: tonic::body::Body,
     ticket: Ticket,
     read: usize,
+    timeout: std::time::Duration,
+    /// When the whole body must have arrived.
+    deadline: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl http_body::Body for AdmittedBody {
@@ -192,6 +213,14 @@ impl http_body::Body for AdmittedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, tonic::Status>>> {
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Pending => {
+                if self.deadline.as_mut().poll(cx).is_ready() {
+                    self.ticket.take();
+                    let error = body_too_slow(self.timeout);
+                    return Poll::Ready(Some(Err(super::grpc::status(&error))));
+                }
+                return Poll::Pending;
+            }
             other => return other,
         };
         if let Some(data) = frame.data_ref() {

@@ -185,7 +185,8 @@ async fn export(
         Ok(r) => r,
         Err(e) => return error_response(&e, format),
     };
-    let body = match read_body(body, limit, declared, &mut reservation).await {
+    let timeout = ingest.body_read_timeout();
+    let body = match read_body(body, limit, declared, timeout, &mut reservation).await {
         Ok(body) => body,
         Err(e) => return error_response(&e, format),
     };

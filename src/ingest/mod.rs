@@ -31,6 +31,9 @@ pub enum IngestError {
     /// The pipeline refused or failed.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// The client took too long to send its request.
+    #[error("{0}")]
+    Slow(String),
     /// Processing the request panicked: a bug in weft, not in the request as far as anyone
     /// knows, so the client is told to retry rather than to drop the data.
     #[error("weft failed while processing this request (an internal error, logged); retry later")]
@@ -43,6 +46,7 @@ impl IngestError {
         match self {
             IngestError::Pipeline(e) => Some(e.retry_after()),
             IngestError::Panicked => Some(std::time::Duration::from_secs(5)),
+            IngestError::Slow(_) => Some(std::time::Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -91,6 +95,8 @@ pub struct IngestLimits {
     pub retention: std::time::Duration,
     /// Records further ahead of weft's clock than this are rejected.
     pub max_future_skew: std::time::Duration,
+    /// Longest a client may take to send a request body.
+    pub body_read_timeout: std::time::Duration,
 }
 
 /// Shared state of both ingest front ends.
@@ -140,6 +146,11 @@ impl Ingest {
                 self.limits.max_future_skew,
             ),
         }
+    }
+
+    /// Longest a client may take to send a request body.
+    pub fn body_read_timeout(&self) -> std::time::Duration {
+        self.limits.body_read_timeout
     }
 
     /// Largest body accepted after decompression.

@@ -306,3 +306,26 @@ async fn live_tails_are_capped() {
     drop(second);
     server.stop().await;
 }
+
+/// A client that trickles its body does not hold its place for ever: past `body_read_timeout`
+/// it is refused (retryably) and the place is free for others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_finishes_is_cut_off() {
+    let server = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
+        c.body_read_timeout = std::time::Duration::from_millis(300);
+        c.max_concurrent_exports = 1;
+    })
+    .await;
+    let answer = export_without_finishing_the_body(server.http, 1000).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("body_read_timeout"), "{answer}");
+    let mut ingest = opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient::connect(format!("http://{}", server.grpc)).await.unwrap();
+    ingest
+        .export(logs_request(
+            "after",
+            vec![record("after a slow one", vec![])],
+        ))
+        .await
+        .expect("the slow request's place was freed");
+    server.stop().await;
+}
