@@ -49,12 +49,14 @@ pub fn status(error: &IngestError) -> Status {
     }
 }
 
-/// The reservation [`super::admission::AdmissionLayer`] took for this request, or a new one
-/// where the service runs without the layer.
-fn admitted<T>(ingest: &Ingest, request: &Request<T>) -> Result<Reservation, Status> {
+/// The reservation [`super::admission::AdmissionLayer`] took for this request (already grown
+/// to cover decoding it), or, where the service runs without the layer, one that covers it now.
+fn admitted<T: Message>(ingest: &Ingest, request: &Request<T>) -> Result<Reservation, Status> {
     match request.extensions().get::<Ticket>().and_then(Ticket::take) {
         Some(reservation) => Ok(reservation),
-        None => ingest.reserve(0).map_err(|e| status(&e)),
+        None => ingest
+            .reserve(DECODE_FACTOR * request.get_ref().encoded_len())
+            .map_err(|e| status(&e)),
     }
 }
 
@@ -72,8 +74,7 @@ impl LogsService for LogsIngest {
         let context = self.0.context();
         let accepted = self
             .0
-            .accept(Signal::Logs, reservation, move |reservation| {
-                reservation.grow_to(DECODE_FACTOR * request.encoded_len())?;
+            .accept(Signal::Logs, reservation, move |_| {
                 Ok(prepare_logs(request, &context))
             })
             .await
@@ -97,8 +98,7 @@ impl TraceService for TracesIngest {
         let context = self.0.context();
         let accepted = self
             .0
-            .accept(Signal::Spans, reservation, move |reservation| {
-                reservation.grow_to(DECODE_FACTOR * request.encoded_len())?;
+            .accept(Signal::Spans, reservation, move |_| {
                 Ok(prepare_spans(request, &context))
             })
             .await

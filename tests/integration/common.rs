@@ -149,21 +149,25 @@ impl TestServer {
     }
 
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-            .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
-            .parse()
-            .unwrap()
+        metric_at(&self.client, self.http, name).await
     }
+}
+
+/// One sample of weft's `/metrics` at `http`, by its name with labels.
+pub async fn metric_at(client: &reqwest::Client, http: SocketAddr, name: &str) -> f64 {
+    let text = client
+        .get(format!("http://{http}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("metric {name} missing in:\n{text}"))
+        .parse()
+        .unwrap()
 }
 
 /// Polls `GET path` until it answers `status`; returns the body.

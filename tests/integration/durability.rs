@@ -141,6 +141,20 @@ impl WeftProcess {
         WeftProcess { child, http, grpc }
     }
 
+    /// Sends SIGTERM and waits for weft to exit.
+    pub(crate) async fn terminate(self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child with a standard signal.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        tokio::task::spawn_blocking(move || {
+            let mut process = self;
+            process.child.wait().unwrap()
+        })
+        .await
+        .unwrap()
+    }
+
     pub(crate) fn kill(mut self) {
         // `Child::kill` is SIGKILL on Unix: no handler runs, nothing is flushed.
         self.child.kill().unwrap();
@@ -262,16 +276,7 @@ async fn sigterm_commits_and_exits_cleanly() {
             .unwrap();
         assert_eq!(response.status(), 200);
     }
-    // SAFETY: kill(2) on our own child with a standard signal.
-    unsafe {
-        libc::kill(process.child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let status = tokio::task::spawn_blocking(move || {
-        let mut process = process;
-        process.child.wait().unwrap()
-    })
-    .await
-    .unwrap();
+    let status = process.terminate().await;
     assert!(status.success(), "weft exited with {status}");
 
     // Everything was committed before exit: the restarted weft has nothing to replay.

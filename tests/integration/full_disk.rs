@@ -86,17 +86,7 @@ async fn readyz(http: std::net::SocketAddr) -> (u16, String) {
 }
 
 async fn metric(http: std::net::SocketAddr, name: &str) -> f64 {
-    let text = reqwest::get(format!("http://{http}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
-        .unwrap_or_else(|| panic!("{name} missing"))
-        .parse()
-        .unwrap()
+    crate::common::metric_at(&reqwest::Client::new(), http, name).await
 }
 
 /// Exports batch `batch` of run `run`: `Ok(true)` acknowledged, `Ok(false)` refused with a
@@ -268,16 +258,7 @@ async fn the_watermark_refuses_before_the_disk_is_full() {
         assert!(started.elapsed() < DEADLINE);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // SAFETY: kill(2) on our own child with a standard signal.
-    unsafe {
-        libc::kill(process.child.id() as libc::pid_t, libc::SIGTERM);
-    }
-    let status = tokio::task::spawn_blocking(move || {
-        let mut process = process;
-        process.child.wait().unwrap()
-    })
-    .await
-    .unwrap();
+    let status = process.terminate().await;
     assert!(status.success(), "weft exited with {status}");
     eprintln!("watermark: {acked} batches acknowledged");
 }

@@ -115,39 +115,27 @@ async fn records_spread_over_hours_stay_within_the_window_and_the_writer_cap() {
     let message = answer["partialSuccess"]["errorMessage"].as_str().unwrap();
     assert!(message.contains("ahead of weft's clock"), "{message}");
 
-    let (status, found) = server
-        .get(
-            "/api/v1/logs",
-            &[
-                ("q", "service:spread"),
-                ("start", &(now - 30 * HOUR).to_string()),
-                ("end", &(now + 3 * HOUR).to_string()),
-                ("limit", "1000"),
-            ],
-        )
-        .await;
-    assert_eq!(status, 200);
+    let (start, end) = ((now - 30 * HOUR).to_string(), (now + 3 * HOUR).to_string());
+    let query = [
+        ("q", "service:spread"),
+        ("start", start.as_str()),
+        ("end", end.as_str()),
+        ("limit", "1000"),
+    ];
     let started = std::time::Instant::now();
-    let mut found = found["logs"].as_array().unwrap().len();
-    while found < kept {
+    let found = loop {
+        let (status, body) = server.get("/api/v1/logs", &query).await;
+        assert_eq!(status, 200, "{body}");
+        let found = body["logs"].as_array().unwrap().len();
+        if found >= kept {
+            break found;
+        }
         assert!(
             started.elapsed() < crate::common::DEADLINE,
             "{found} of {kept}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let (_, body) = server
-            .get(
-                "/api/v1/logs",
-                &[
-                    ("q", "service:spread"),
-                    ("start", &(now - 30 * HOUR).to_string()),
-                    ("end", &(now + 3 * HOUR).to_string()),
-                    ("limit", "1000"),
-                ],
-            )
-            .await;
-        found = body["logs"].as_array().unwrap().len();
-    }
+    };
     assert_eq!(found, kept);
     assert!(server.metric("weft_index_open_writers").await <= 3.0);
     let logs_dir = server.dir.path().join("index").join("logs");
