@@ -205,6 +205,9 @@ struct Shared {
     data_dir: PathBuf,
     /// Stop without committing anything more, as a crash would (tests only).
     abandon: std::sync::atomic::AtomicBool,
+    /// Turns true when the WAL thread has ended, however it ended: a request still waiting for
+    /// it will never be answered by it.
+    wal_gone: tokio::sync::watch::Sender<bool>,
 }
 
 /// Handle shared by the ingest layers.
@@ -261,6 +264,7 @@ impl Pipeline {
             config,
             data_dir: data_dir.to_path_buf(),
             abandon: std::sync::atomic::AtomicBool::new(false),
+            wal_gone: tokio::sync::watch::Sender::new(false),
         });
 
         let (caught_up_tx, caught_up_rx) = std::sync::mpsc::channel();
@@ -343,7 +347,7 @@ impl Pipeline {
     ) -> Result<(), PipelineError> {
         self.check_health()?;
         reservation.grow_to(payload.len())?;
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
         let request = AppendRequest {
             payload,
             batch,
@@ -351,22 +355,28 @@ impl Pipeline {
             arrived_unix_nano: now_unix_nano(),
             reply,
         };
+        let not_stored = || {
+            self.check_health()
+                .err()
+                .unwrap_or(PipelineError::ShuttingDown)
+        };
+        let mut wal_gone = self.shared.wal_gone.subscribe();
         self.wal_tx
             .try_send(WalMessage::Append(request))
             .map_err(|e| match e {
                 crossbeam_channel::TrySendError::Full(_) => PipelineError::Saturated,
-                crossbeam_channel::TrySendError::Disconnected(_) => self
-                    .check_health()
-                    .err()
-                    .unwrap_or(PipelineError::ShuttingDown),
+                crossbeam_channel::TrySendError::Disconnected(_) => not_stored(),
             })?;
-        // A reply dropped unsent means the WAL thread died with the request: not stored.
-        answer.await.unwrap_or_else(|_| {
-            Err(self
-                .check_health()
-                .err()
-                .unwrap_or(PipelineError::ShuttingDown))
-        })
+        // A reply dropped unsent means the WAL thread died with the request: not stored. A
+        // request queued as the thread ended is never taken: the thread's end says so.
+        tokio::select! {
+            biased;
+            answered = &mut answer => answered.unwrap_or_else(|_| Err(not_stored())),
+            _ = wal_gone.wait_for(|gone| *gone) => match answer.try_recv() {
+                Ok(answered) => answered,
+                Err(_) => Err(not_stored()),
+            },
+        }
     }
 
     /// The live tail of acknowledged log rows.

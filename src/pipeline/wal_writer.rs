@@ -25,6 +25,26 @@ const MAX_GROUP_ENTRIES: usize = 4096;
 /// How often an idle WAL thread looks at the disk and the log's health.
 const TICK: Duration = Duration::from_millis(250);
 
+/// Answers whatever is still queued when the WAL thread ends, however it ends (a panic
+/// included), and tells submitters it is gone. A request queued after this still finds out:
+/// its submitter watches `gone`.
+struct LastWords<'a> {
+    rx: &'a Receiver<WalMessage>,
+    gone: &'a tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for LastWords<'_> {
+    fn drop(&mut self) {
+        self.gone.send_replace(true);
+        // Rows refused from here on were never acknowledged.
+        while let Ok(message) = self.rx.try_recv() {
+            if let WalMessage::Append(request) = message {
+                let _ = request.reply.send(Err(PipelineError::ShuttingDown));
+            }
+        }
+    }
+}
+
 pub(super) fn run(
     shared: Arc<Shared>,
     mut wal: Wal,
@@ -33,6 +53,10 @@ pub(super) fn run(
     mut tail: TailFeed,
 ) {
     let health = shared.health.clone();
+    let _last_words = LastWords {
+        rx: &rx,
+        gone: &shared.wal_gone,
+    };
     let _watch = DeathWatch::new(&health, Condition::WalThreadDead, "write-ahead log");
     let faults = shared.config.faults.clone();
     let mut watermark = Watermark::new(
@@ -56,7 +80,7 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        if faults.as_ref().is_some_and(|f| f.take(Fault::WalPanic)) {
+        if !group.is_empty() && faults.as_ref().is_some_and(|f| f.take(Fault::WalPanic)) {
             panic!("injected WAL thread panic");
         }
         watermark.check(&health);
@@ -134,12 +158,6 @@ pub(super) fn run(
             tracing::warn!(%error, "removing indexed WAL segments failed");
         }
         metrics.wal_bytes.store(wal.disk_bytes(), Ordering::Relaxed);
-    }
-    // Rows refused from here on were never acknowledged.
-    while let Ok(message) = rx.try_recv() {
-        if let WalMessage::Append(request) = message {
-            let _ = request.reply.send(Err(PipelineError::ShuttingDown));
-        }
     }
     tracing::debug!("WAL thread stopped");
 }

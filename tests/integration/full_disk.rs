@@ -1,6 +1,6 @@
 //! A real full disk: the `weft` binary on a small tmpfs, filled with exports until the file
 //! system refuses writes, then given space back, then killed and restarted. Needs root (to
-//! mount); skipped otherwise, except where `WEFT_REQUIRE_TMPFS=1` (CI) makes it required.
+//! mount); skipped otherwise, except where `FULL_DISK_TESTS=required` (CI) makes it required.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -51,8 +51,8 @@ impl Drop for Tmpfs {
 fn tmpfs_or_skip(megabytes: u64, test: &str) -> Option<Tmpfs> {
     match Tmpfs::mount(megabytes) {
         Ok(tmpfs) => Some(tmpfs),
-        Err(why) if std::env::var("WEFT_REQUIRE_TMPFS").as_deref() == Ok("1") => {
-            panic!("{test}: a tmpfs is required here (WEFT_REQUIRE_TMPFS=1) but: {why}")
+        Err(why) if std::env::var("FULL_DISK_TESTS").as_deref() == Ok("required") => {
+            panic!("{test}: a tmpfs is required here (FULL_DISK_TESTS=required) but: {why}")
         }
         Err(why) => {
             eprintln!("{test}: skipped, cannot mount a tmpfs ({why}); CI runs it as root");
