@@ -270,7 +270,35 @@ impl Partition {
         state.uncommitted_docs = 0;
         state.idle_rounds = 0;
         // Dropping a writer discards its uncommitted documents and stops its threads.
-        drop(state.writer.take());
+        if let Some(writer) = state.writer.take() {
+            drop(writer);
+            self.collect_garbage();
+        }
+    }
+
+    /// Deletes the files of segments that were never committed. A failed attempt (a full disk)
+    /// leaves its partly written segment behind; without this, every retry would leave another
+    /// and the disk would never come back.
+    fn collect_garbage(&self) {
+        let result = self
+            .index
+            .writer_with_num_threads::<TantivyDocument>(1, MIN_WRITER_MEMORY_BYTES)
+            .map_err(IndexError::from)
+            .and_then(|writer| {
+                let collected = writer.garbage_collect_files().wait();
+                drop(writer);
+                collected.map_err(IndexError::from)
+            });
+        match result {
+            Ok(collected) => tracing::debug!(
+                dir = %self.dir.display(),
+                deleted = collected.deleted_files.len(),
+                "uncommitted segment files removed"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, dir = %self.dir.display(), "removing uncommitted segment files failed")
+            }
+        }
     }
 
     /// Bytes the partition uses on disk.

@@ -389,6 +389,13 @@ fn a_full_disk_fails_the_commit_until_space_returns() {
     let dir = tempfile::tempdir().unwrap();
     let faults = Faults::none();
     let store = small_store(dir.path(), Some(faults.clone()));
+    let first = RowBatch {
+        logs: vec![log(BASE, "committed before", 0)],
+        spans: vec![],
+    };
+    store.index_batch(0, 5, &first).unwrap();
+    store.commit(5).unwrap();
+    let before = segment_files(dir.path());
     faults.set_space_left(Some(2_000));
     let batch = RowBatch {
         logs: (0..200)
@@ -397,17 +404,43 @@ fn a_full_disk_fails_the_commit_until_space_returns() {
         spans: vec![],
     };
     let failed = store
-        .index_batch(0, 10, &batch)
+        .index_batch(5, 10, &batch)
         .and_then(|_| store.commit(10).map(|_| ()));
     let err = failed.unwrap_err().to_string();
     assert!(
         err.contains("No space left") || err.contains("space"),
         "{err}"
     );
-    assert_eq!(store.checkpoint(), 0);
+    assert_eq!(store.checkpoint(), 5);
+    assert!(
+        segment_files(dir.path()).len() > before.len(),
+        "the failed attempt left files behind"
+    );
     store.rollback();
+    // Regression: each failed attempt left its partly written segment on disk, so a retry
+    // loop on a full disk kept it full after space was freed.
+    assert_eq!(
+        segment_files(dir.path()),
+        before,
+        "rollback removes what was never committed"
+    );
     faults.set_space_left(None);
-    store.index_batch(0, 10, &batch).unwrap();
+    store.index_batch(5, 10, &batch).unwrap();
     store.commit(10).unwrap();
     assert_eq!(count(&store, "padding"), 200);
+}
+
+/// Segment files under `dir` (tantivy's own bookkeeping files left out).
+fn segment_files(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().to_string();
+        if entry.metadata().unwrap().is_dir() {
+            out.extend(segment_files(&entry.path()));
+        } else if !name.ends_with(".json") && !name.ends_with(".lock") && name != "checkpoint" {
+            out.insert(name);
+        }
+    }
+    out
 }
