@@ -125,6 +125,8 @@ pub(super) fn run(
             .wal_entries
             .fetch_add(group.len() as u64, Ordering::Relaxed);
         metrics.wal_end.store(wal.end(), Ordering::Relaxed);
+        // Everyone in the group hears first: their rows are durable, whatever the indexer does.
+        let mut jobs = Vec::with_capacity(group.len());
         for (request, (lsn_start, lsn_end)) in group.drain(..).zip(positions) {
             let AppendRequest {
                 payload,
@@ -142,17 +144,20 @@ pub(super) fn run(
             let _ = reply.send(Ok(()));
             let batch = Arc::new(batch);
             tail.offer(&batch);
-            hand_to_indexer(
-                &shared,
-                &index_tx,
-                IndexJob {
-                    lsn_start,
-                    lsn_end,
-                    batch,
-                    payload,
-                    _reservation: reservation,
-                },
-            );
+            jobs.push(IndexJob {
+                lsn_start,
+                lsn_end,
+                batch,
+                payload,
+                _reservation: reservation,
+            });
+        }
+        let mut handed = Handed::Yes;
+        for job in jobs {
+            // Once weft stops with the indexer stuck, the rest stays in the WAL for replay.
+            if handed != Handed::Abandoned {
+                handed = hand_to_indexer(&shared, &index_tx, job, &rx, &mut stopping);
+            }
         }
         if let Err(error) = wal.remove_before(shared.store.checkpoint()) {
             tracing::warn!(%error, "removing indexed WAL segments failed");
@@ -184,19 +189,42 @@ fn refuse(group: &mut Vec<AppendRequest>, error: impl Fn() -> PipelineError) {
 }
 
 /// Hands a durable entry to the indexer, waiting while it is behind (that is the backpressure
-/// that fills the WAL queue and refuses new requests). While weft stops, or if the indexer is
-/// gone, the entry is left to the WAL: it is replayed at the next start.
-fn hand_to_indexer(shared: &Shared, index_tx: &Sender<IndexJob>, mut job: IndexJob) {
+/// that fills the WAL queue and refuses new requests). While it waits and a condition holds
+/// (the indexer failing or stalled), requests already queued behind are refused rather than
+/// left waiting for an indexer that may take long to come back. While weft stops, or if the
+/// indexer is gone, the entry is left to the WAL: it is replayed at the next start.
+/// A shutdown request taken from the queue meanwhile sets `stopping`.
+fn hand_to_indexer(
+    shared: &Shared,
+    index_tx: &Sender<IndexJob>,
+    mut job: IndexJob,
+    rx: &Receiver<WalMessage>,
+    stopping: &mut bool,
+) -> Handed {
     loop {
         match index_tx.send_timeout(job, TICK) {
-            Ok(()) => return,
+            Ok(()) => return Handed::Yes,
             Err(SendTimeoutError::Timeout(back)) => {
                 if shared.health.is_set(Condition::Stopping) {
                     tracing::warn!(
                         lsn = back.lsn_start,
                         "stopping while the indexer is busy; the entry stays in the WAL for replay"
                     );
-                    return;
+                    *stopping = true;
+                    return Handed::Abandoned;
+                }
+                if let Some((condition, reason)) = shared.health.refusal(super::now_unix_nano()) {
+                    while let Ok(message) = rx.try_recv() {
+                        match message {
+                            WalMessage::Append(request) => {
+                                let _ = request.reply.send(Err(PipelineError::from_condition(
+                                    condition,
+                                    reason.clone(),
+                                )));
+                            }
+                            WalMessage::Shutdown => *stopping = true,
+                        }
+                    }
                 }
                 job = back;
             }
@@ -209,8 +237,17 @@ fn hand_to_indexer(shared: &Shared, index_tx: &Sender<IndexJob>, mut job: IndexJ
                     Condition::IndexerDead,
                     "the indexer thread stopped; restart weft",
                 );
-                return;
+                return Handed::Abandoned;
             }
         }
     }
+}
+
+/// What became of an entry offered to the indexer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Handed {
+    /// The indexer has it.
+    Yes,
+    /// Left to the WAL (weft stops, or the indexer is gone); so are the entries after it.
+    Abandoned,
 }

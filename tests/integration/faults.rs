@@ -347,3 +347,47 @@ async fn stopping_is_bounded_even_with_a_stalled_indexer() {
     assert_eq!(count(&server, "refused").await, 0);
     server.stop().await;
 }
+
+/// Regression: requests queued behind a WAL thread that was waiting to hand entries to a
+/// failing indexer waited with it (in the real full-disk test, for ever). They are refused
+/// now, and the acknowledged ones are all there once the indexer moves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_behind_a_stuck_indexer_are_refused_not_left_waiting() {
+    let faults = Faults::none();
+    let server = TestServer::start_with_faults(
+        tempfile::tempdir().unwrap(),
+        |c| c.indexer_stall_timeout = Duration::from_millis(300),
+        Some(faults.clone()),
+    )
+    .await;
+    faults.set(Fault::IndexerStall, true);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let mut client = client(&server).await;
+        tasks.push(tokio::spawn(async move {
+            let tag = format!("queued{i}");
+            (tag.clone(), export(&mut client, &tag, 5).await)
+        }));
+    }
+    // Every export is answered while the indexer is still stuck.
+    let answered = tokio::time::timeout(DEADLINE, futures_util::future::join_all(tasks))
+        .await
+        .expect("every export answered while the indexer is stuck");
+    let mut acked = Vec::new();
+    for result in answered {
+        let (tag, outcome) = result.unwrap();
+        match outcome {
+            Ok(()) => acked.push(tag),
+            Err(status) => assert_retryable(&status),
+        }
+    }
+    assert!(
+        acked.len() < 40,
+        "the indexer was stuck, yet nothing was refused"
+    );
+    faults.set(Fault::IndexerStall, false);
+    for tag in &acked {
+        assert_exactly(&server, tag, 5).await;
+    }
+    server.stop().await;
+}
