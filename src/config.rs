@@ -166,6 +166,42 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
         "60s",
         "an indexer busy with one batch or commit for longer counts as stalled: data is refused and /readyz says so",
     ),
+    (
+        "tls_cert",
+        "WEFT_TLS_CERT",
+        "",
+        "PEM certificate chain; with tls_key, both listeners speak TLS only. Reloaded when the file changes or on SIGHUP",
+    ),
+    (
+        "tls_key",
+        "WEFT_TLS_KEY",
+        "",
+        "PEM private key of tls_cert (both or neither)",
+    ),
+    (
+        "tls_client_ca",
+        "WEFT_TLS_CLIENT_CA",
+        "",
+        "PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)",
+    ),
+    (
+        "ingest_tokens",
+        "WEFT_INGEST_TOKENS",
+        "",
+        "tokens for OTLP export, name=secret,name=secret; none: export is open over loopback only",
+    ),
+    (
+        "read_tokens",
+        "WEFT_READ_TOKENS",
+        "",
+        "tokens for queries, tail, the Jaeger API and the UI's data; none: open over loopback only",
+    ),
+    (
+        "admin_tokens",
+        "WEFT_ADMIN_TOKENS",
+        "",
+        "tokens for severity rule changes (and reading); a secret may end with :GLOB|GLOB to limit the services its rules select; none: open over loopback only",
+    ),
 ];
 
 fn env_names() -> Vec<&'static str> {
@@ -198,6 +234,11 @@ struct RawConfig {
     shutdown_timeout: Option<String>,
     indexer_stall_timeout: Option<String>,
     admin_tokens: Option<std::collections::BTreeMap<String, String>>,
+    ingest_tokens: Option<std::collections::BTreeMap<String, String>>,
+    read_tokens: Option<std::collections::BTreeMap<String, String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
     severity_default_ttl: Option<String>,
     severity_max_ttl: Option<String>,
 }
@@ -213,6 +254,10 @@ pub struct Overrides {
     pub http_listen: Option<String>,
     /// `--log-level`.
     pub log_level: Option<String>,
+    /// `--tls-cert`.
+    pub tls_cert: Option<PathBuf>,
+    /// `--tls-key`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Validated configuration.
@@ -260,8 +305,11 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// How long the indexer may be busy with one piece of work before it counts as stalled.
     pub indexer_stall_timeout: Duration,
-    /// Admin tokens by name; empty means rule changes are accepted from loopback only.
-    pub admin_tokens: std::collections::BTreeMap<String, String>,
+    /// Tokens of every role (`ingest_tokens`, `read_tokens`, `admin_tokens`); a role with
+    /// none is open over loopback only.
+    pub tokens: crate::auth::Tokens,
+    /// TLS for both listeners; `None` serves plain TCP.
+    pub tls: Option<crate::tls::TlsFiles>,
     /// TTL of a severity rule that names none.
     pub severity_default_ttl: Duration,
     /// Longest TTL a severity rule may have.
@@ -308,10 +356,18 @@ impl Config {
         if let Some(v) = &overrides.log_level {
             raw.log_level = Some(v.clone());
         }
+        if let Some(v) = &overrides.tls_cert {
+            raw.tls_cert = Some(v.clone());
+        }
+        if let Some(v) = &overrides.tls_key {
+            raw.tls_key = Some(v.clone());
+        }
         Config::resolve(raw)
     }
 
     fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
+        let tokens = tokens(&raw)?;
+        let tls = tls_files(&raw)?;
         let listen = |key: &str, value: Option<String>, default: &str| {
             let text = value.unwrap_or_else(|| default.to_string());
             text.parse::<SocketAddr>()
@@ -387,7 +443,8 @@ impl Config {
                 raw.indexer_stall_timeout,
                 "60s",
             )?,
-            admin_tokens: validate_tokens(raw.admin_tokens.unwrap_or_default())?,
+            tokens,
+            tls,
             severity_default_ttl: duration("severity_default_ttl", raw.severity_default_ttl, "1h")?,
             severity_max_ttl: duration("severity_max_ttl", raw.severity_max_ttl, "24h")?,
         })
@@ -424,19 +481,12 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
             "WEFT_INDEXER_STALL_TIMEOUT" => raw.indexer_stall_timeout = Some(value),
             "WEFT_SEVERITY_DEFAULT_TTL" => raw.severity_default_ttl = Some(value),
             "WEFT_SEVERITY_MAX_TTL" => raw.severity_max_ttl = Some(value),
-            "WEFT_ADMIN_TOKENS" => {
-                // name=secret pairs separated by commas.
-                let mut tokens = std::collections::BTreeMap::new();
-                for pair in value.split(',').filter(|p| !p.trim().is_empty()) {
-                    let (name, secret) =
-                        pair.split_once('=').ok_or_else(|| ConfigError::Invalid {
-                            key: key.clone(),
-                            message: "expected name=secret pairs separated by commas".into(),
-                        })?;
-                    tokens.insert(name.trim().to_string(), secret.trim().to_string());
-                }
-                raw.admin_tokens = Some(tokens);
-            }
+            "WEFT_ADMIN_TOKENS" => raw.admin_tokens = Some(token_list(key, &value)?),
+            "WEFT_INGEST_TOKENS" => raw.ingest_tokens = Some(token_list(key, &value)?),
+            "WEFT_READ_TOKENS" => raw.read_tokens = Some(token_list(key, &value)?),
+            "WEFT_TLS_CERT" => raw.tls_cert = Some(PathBuf::from(value)),
+            "WEFT_TLS_KEY" => raw.tls_key = Some(PathBuf::from(value)),
+            "WEFT_TLS_CLIENT_CA" => raw.tls_client_ca = Some(PathBuf::from(value)),
             "WEFT_MAX_DISK_BYTES" => raw.max_disk_bytes = Some(number(key, &value)?),
             "WEFT_MAX_BODY_BYTES" => raw.max_body_bytes = Some(number(key, &value)?),
             "WEFT_INFLIGHT_BYTES" => raw.inflight_bytes = Some(number(key, &value)?),
@@ -454,20 +504,65 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
     Ok(())
 }
 
-fn validate_tokens(
-    tokens: std::collections::BTreeMap<String, String>,
+/// `name=secret,name=secret` (the form of every `WEFT_*_TOKENS` variable).
+fn token_list(
+    key: &str,
+    value: &str,
 ) -> Result<std::collections::BTreeMap<String, String>, ConfigError> {
-    for (name, secret) in &tokens {
-        if name.is_empty() || secret.len() < 8 {
-            return Err(ConfigError::Invalid {
-                key: "admin_tokens".into(),
-                message: format!(
-                    "token '{name}' needs a name and a secret of at least 8 characters"
-                ),
-            });
+    let mut tokens = std::collections::BTreeMap::new();
+    for pair in value.split(',').filter(|p| !p.trim().is_empty()) {
+        let (name, secret) = pair.split_once('=').ok_or_else(|| ConfigError::Invalid {
+            key: key.to_string(),
+            message: "expected name=secret pairs separated by commas".into(),
+        })?;
+        tokens.insert(name.trim().to_string(), secret.trim().to_string());
+    }
+    Ok(tokens)
+}
+
+fn tokens(raw: &RawConfig) -> Result<crate::auth::Tokens, ConfigError> {
+    use crate::auth::Role;
+    let mut tokens = crate::auth::Tokens::default();
+    for (role, key, entries) in [
+        (Role::Ingest, "ingest_tokens", &raw.ingest_tokens),
+        (Role::Read, "read_tokens", &raw.read_tokens),
+        (Role::Admin, "admin_tokens", &raw.admin_tokens),
+    ] {
+        if let Some(entries) = entries {
+            tokens
+                .add_role(role, entries)
+                .map_err(|message| ConfigError::Invalid {
+                    key: key.into(),
+                    message,
+                })?;
         }
     }
     Ok(tokens)
+}
+
+fn tls_files(raw: &RawConfig) -> Result<Option<crate::tls::TlsFiles>, ConfigError> {
+    let set = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+    match (set(&raw.tls_cert), set(&raw.tls_key)) {
+        (Some(cert), Some(key)) => Ok(Some(crate::tls::TlsFiles {
+            cert,
+            key,
+            client_ca: set(&raw.tls_client_ca),
+        })),
+        (None, None) if set(&raw.tls_client_ca).is_some() => Err(ConfigError::Invalid {
+            key: "tls_client_ca".into(),
+            message: "needs tls_cert and tls_key: client certificates are checked over TLS".into(),
+        }),
+        (None, None) => Ok(None),
+        (cert, _) => Err(ConfigError::Invalid {
+            key: if cert.is_some() {
+                "tls_key"
+            } else {
+                "tls_cert"
+            }
+            .into(),
+            message: "tls_cert and tls_key go together: set both (PEM files) or neither".into(),
+        }),
+    }
 }
 
 /// Parses durations such as `500ms`, `15m`, `7d`.
@@ -559,20 +654,38 @@ mod tests {
     }
 
     #[test]
-    fn admin_tokens_from_file_and_env() {
-        let f = file("[admin_tokens]\nalice = \"correct horse\"\n");
-        let c = Config::load(Some(f.path()), &HashMap::new(), &Overrides::default()).unwrap();
-        assert_eq!(
-            c.admin_tokens.get("alice").map(String::as_str),
-            Some("correct horse")
+    fn tokens_from_file_and_env() {
+        use crate::auth::{Access, Role};
+        let f = file(
+            "[admin_tokens]\nalice = \"correct horse\"\n[ingest_tokens]\ncollector = \"battery staple\"\n",
         );
+        let c = Config::load(Some(f.path()), &HashMap::new(), &Overrides::default()).unwrap();
+        let remote = Some("10.0.0.1:1".parse().unwrap());
+        let alice = c
+            .tokens
+            .authorize(Access::ADMIN, remote, Some("correct horse"));
+        assert_eq!(alice.unwrap().name, "alice");
+        let collector = c
+            .tokens
+            .authorize(Access::INGEST, remote, Some("battery staple"));
+        assert_eq!(collector.unwrap().name, "collector");
+        assert!(!c.tokens.has(Role::Read));
         let c = Config::load(
             None,
-            &env(&[("WEFT_ADMIN_TOKENS", "a=12345678,b=abcdefgh")]),
+            &env(&[
+                ("WEFT_ADMIN_TOKENS", "a=12345678,b=abcdefgh:checkout*|cart"),
+                ("WEFT_READ_TOKENS", "grafana=read-secret-1"),
+            ]),
             &Overrides::default(),
         )
         .unwrap();
-        assert_eq!(c.admin_tokens.len(), 2);
+        let b = c
+            .tokens
+            .authorize(Access::ADMIN, remote, Some("abcdefgh"))
+            .unwrap();
+        assert!(b.check_scope(Some("cart")).is_ok());
+        assert!(b.check_scope(Some("payments")).is_err());
+        assert!(c.tokens.has(Role::Read));
         let err = Config::load(
             None,
             &env(&[("WEFT_ADMIN_TOKENS", "a=short")]),
@@ -581,6 +694,35 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("8 characters"), "{err}");
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let err = Config::load(
+            None,
+            &env(&[("WEFT_TLS_CERT", "/etc/weft/cert.pem")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("tls_key") && err.contains("both"), "{err}");
+        let o = Overrides {
+            tls_cert: Some("/c.pem".into()),
+            tls_key: Some("/k.pem".into()),
+            ..Default::default()
+        };
+        let c = Config::load(None, &env(&[("WEFT_TLS_CLIENT_CA", "/ca.pem")]), &o).unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.cert, PathBuf::from("/c.pem"));
+        assert_eq!(tls.client_ca, Some(PathBuf::from("/ca.pem")));
+        let err = Config::load(
+            None,
+            &env(&[("WEFT_TLS_CLIENT_CA", "/ca.pem")]),
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("tls_client_ca"), "{err}");
     }
 
     #[test]

@@ -13,20 +13,26 @@
 //! - `bench`: `weft bench`, which measures a weft through its public protocols only.
 //! - `tail`: live tail, one thread matching acknowledged rows against every subscriber's query.
 //! - `ui`: the web UI's files (ui/), embedded and served at `/`.
+//! - `auth`: tokens with roles, and which role each route and gRPC method needs
+//!   (`auth::policy`); `tls`: certificates, reloaded when their files change; `net`: accepting
+//!   plain or TLS connections for both servers.
 //! - `server`: start and graceful stop, used by `main` and by the integration tests.
 //!
 //! Storage and search live in the `weft-index` crate.
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod ingest;
 pub mod metrics;
+pub mod net;
 pub mod normalize;
 pub mod pipeline;
 pub mod server;
 pub mod severity;
 pub mod tail;
+pub mod tls;
 pub mod ui;

@@ -57,6 +57,12 @@ struct ServeArgs {
     /// Log filter, e.g. `info` or `weft=debug` [env: WEFT_LOG_LEVEL, or RUST_LOG].
     #[arg(long)]
     log_level: Option<String>,
+    /// PEM certificate chain; with --tls-key, both listeners speak TLS [env: WEFT_TLS_CERT].
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert [env: WEFT_TLS_KEY].
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,6 +84,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         grpc_listen: args.grpc_listen,
         http_listen: args.http_listen,
         log_level: args.log_level,
+        tls_cert: args.tls_cert,
+        tls_key: args.tls_key,
     };
     let config = Config::load(args.config.as_deref(), &env, &overrides)?;
     init_logging(&config, &env, overrides.log_level.is_some());

@@ -64,6 +64,12 @@ pub struct Metrics {
     /// Export requests refused before reading their body, per condition (see
     /// [`crate::pipeline::Condition::ALL`]).
     pub refused_by_condition: [AtomicU64; 6],
+    /// Requests refused for want of a token, or of the right one.
+    pub auth_refused: crate::auth::RefusalCounters,
+    /// TLS configurations taken from changed files (or on SIGHUP).
+    pub tls_reloads: AtomicU64,
+    /// Reloads refused (unreadable or mismatched files); the previous configuration stays.
+    pub tls_reload_errors: AtomicU64,
 }
 
 fn get(a: &AtomicU64) -> u64 {
@@ -231,6 +237,18 @@ impl Metrics {
             "Export requests whose processing panicked; answered UNAVAILABLE / 503 so the client retries.",
             get(&self.ingest_panics),
         );
+        family(
+            "weft_tls_reloads_total",
+            "counter",
+            "TLS certificates taken from changed files or on SIGHUP.",
+            get(&self.tls_reloads),
+        );
+        family(
+            "weft_tls_reload_errors_total",
+            "counter",
+            "TLS reloads refused (unreadable files, a key that does not match); the previous certificate stays in use.",
+            get(&self.tls_reload_errors),
+        );
         out
     }
 
@@ -271,6 +289,21 @@ impl Metrics {
                 c.name(),
                 get(&self.refused_by_condition[i])
             );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP weft_auth_refused_total Requests refused for want of a token or of the right one, by the role needed and why.\n# TYPE weft_auth_refused_total counter"
+        );
+        for role in crate::auth::Role::ALL {
+            for reason in crate::auth::Reason::ALL {
+                let _ = writeln!(
+                    out,
+                    "weft_auth_refused_total{{role=\"{}\",reason=\"{}\"}} {}",
+                    role.name(),
+                    reason.name(),
+                    self.auth_refused.get(role, reason)
+                );
+            }
         }
         out
     }

@@ -10,7 +10,6 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use weft_index::faults::Faults;
 use weft_index::{Store, StoreOptions};
 
@@ -18,7 +17,9 @@ use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::ingest::{self, Ingest};
 use crate::metrics::Metrics;
+use crate::net::{Incoming, Peer};
 use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::tls::Alpn;
 
 /// Queries that may run at once; each holds a blocking thread.
 const MAX_CONCURRENT_QUERIES: usize = 32;
@@ -152,14 +153,43 @@ pub async fn start_with(
         pipeline: pipeline.clone(),
         shutdown: stop_rx.clone(),
         severity: severity.clone(),
-        admin_tokens: Arc::new(config.admin_tokens.clone()),
     };
+    let auth = crate::auth::AuthState {
+        tokens: Arc::new(config.tokens.clone()),
+        metrics: api_state.metrics.clone(),
+    };
+    let tls = match &config.tls {
+        Some(files) => {
+            let files = files.clone();
+            let tls = tokio::task::spawn_blocking(move || crate::tls::Tls::load(files))
+                .await?
+                .context("cannot set up TLS")?;
+            crate::tls::spawn_watcher(tls.clone(), api_state.metrics.clone(), stop_rx.clone());
+            Some(tls)
+        }
+        None => None,
+    };
+    let http_incoming = Incoming::start(
+        listeners.http,
+        tls.clone().map(|t| (t, Alpn::Http)),
+        stop_rx.clone(),
+    )?;
+    let grpc_incoming = Incoming::start(
+        listeners.grpc,
+        tls.clone().map(|t| (t, Alpn::Grpc)),
+        stop_rx.clone(),
+    )?;
 
     let query_service = crate::grpc::query::service(api_state.clone());
     let severity_service = crate::grpc::severity::service(severity.clone(), stop_rx.clone());
     let http_app = api::router(api_state)
         .merge(ingest::http::router(ingest.clone()))
         .merge(crate::ui::router())
+        // Before anything reads a body: a refused export costs nothing.
+        .layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            crate::auth::http_middleware,
+        ))
         .layer(
             // A refused request is an answer, not a failure of weft's: logging each one at
             // ERROR would flood the log exactly when weft is under pressure. Conditions are
@@ -172,8 +202,8 @@ pub async fn start_with(
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let served = axum::serve(
-                listeners.http,
-                http_app.into_make_service_with_connect_info::<SocketAddr>(),
+                http_incoming,
+                http_app.into_make_service_with_connect_info::<Peer>(),
             )
             .with_graceful_shutdown(async move {
                 let _ = stop.changed().await;
@@ -193,12 +223,13 @@ pub async fn start_with(
                 .layer(tower::util::MapResponseLayer::new(
                     ingest::grpc::size_limit_status,
                 ))
+                .layer(crate::auth::GrpcAuthLayer(auth))
                 .layer(admission)
                 .add_service(logs)
                 .add_service(traces)
                 .add_service(query_service)
                 .add_service(severity_service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listeners.grpc), async move {
+                .serve_with_incoming_shutdown(grpc_incoming.into_stream(), async move {
                     let _ = stop.changed().await;
                 })
                 .await;
@@ -227,7 +258,14 @@ pub async fn start_with(
         })
     };
     ready.store(true, Ordering::Release);
-    tracing::info!(%grpc_addr, %http_addr, data_dir = %config.data_dir.display(), "weft started");
+    tracing::info!(
+        %grpc_addr,
+        %http_addr,
+        data_dir = %config.data_dir.display(),
+        tls = config.tls.is_some(),
+        tokens = %config.tokens.summary(),
+        "weft started"
+    );
     Ok(Running {
         grpc_addr,
         http_addr,

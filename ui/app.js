@@ -26,8 +26,55 @@ function replaceParam(name, value) {
   history.replaceState(null, "", "#/" + parts.join("/") + (q ? "?" + q : ""));
 }
 
+// ---------- tokens ----------
+// When weft has read or admin tokens configured, its API answers 401 (no or unknown token) or
+// 403 with reason "wrong_role"; the UI then asks for a token of the role the call needs, keeps
+// it for this tab only (sessionStorage) and sends it as a bearer token. An admin token may also
+// read, so it is used for reads when no read token was given.
+const TOKEN_KEYS = { read: "weft.readToken", admin: "weft.adminToken" };
+function storedToken(role) {
+  return sessionStorage.getItem(TOKEN_KEYS[role]) || (role === "read" ? sessionStorage.getItem(TOKEN_KEYS.admin) : null);
+}
+let tokenPrompt = null;
+function askToken(role, why) {
+  if (tokenPrompt) return tokenPrompt; // several calls refused at once share one prompt
+  const dialog = $("#token-dialog");
+  $("#token-title").textContent = role === "admin" ? "Admin token needed to change severity rules" : "Read token needed";
+  $("#token-reason").textContent = "weft says: " + why;
+  $("#token-input").value = "";
+  tokenPrompt = new Promise((resolve) => {
+    const done = (value) => { tokenPrompt = null; dialog.close(); resolve(value); };
+    $("#token-form").onsubmit = (e) => {
+      e.preventDefault();
+      const value = $("#token-input").value.trim();
+      if (!value) return;
+      sessionStorage.setItem(TOKEN_KEYS[role], value);
+      done(value);
+    };
+    $("#token-cancel").onclick = () => done(null);
+    dialog.oncancel = (e) => { e.preventDefault(); done(null); };
+  });
+  dialog.showModal();
+  $("#token-input").focus();
+  return tokenPrompt;
+}
+// fetch with the tab's token for `role`; asks for one (and retries) when weft refuses for want of it.
+async function authFetch(url, options = {}, role = "read") {
+  for (let attempt = 0; ; attempt++) {
+    const token = storedToken(role);
+    const headers = new Headers(options.headers || {});
+    if (token) headers.set("authorization", "Bearer " + token);
+    const response = await fetch(url, { ...options, headers });
+    if (response.status !== 401 && response.status !== 403) return response;
+    const body = await response.clone().json().catch(() => ({}));
+    if (attempt >= 3 || (response.status === 403 && body.reason !== "wrong_role")) return response;
+    if (token && sessionStorage.getItem(TOKEN_KEYS[role]) === token) sessionStorage.removeItem(TOKEN_KEYS[role]);
+    if (!(await askToken(role, body.error || response.statusText))) return response;
+  }
+}
+
 async function getJSON(url) {
-  const response = await fetch(url);
+  const response = await authFetch(url);
   const body = await response.json().catch(() => ({}));
   if (!response.ok) { const e = new Error(body.error || response.statusText); e.body = body; throw e; }
   return body;
@@ -362,12 +409,28 @@ async function searchTraces() {
 }
 
 // ---------- live tail ----------
-let tail = null;
+// Server-sent events read through fetch rather than EventSource, which cannot send a token.
+let tail = null; // the AbortController of the open tail
 
 function stopTail() {
-  if (tail) { tail.close(); tail = null; }
+  if (tail) { tail.abort(); tail = null; }
   $("#live").checked = false;
   $("#tail-status").hidden = true;
+}
+
+// One event of an event stream: its `event:` name and its `data:` lines joined.
+function parseEvent(block) {
+  let event = "message";
+  const data = [];
+  for (const line of block.split("\n")) {
+    if (line.startsWith(":")) continue;
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+    if (field === "event") event = value;
+    else if (field === "data") data.push(value);
+  }
+  return { event, data: data.join("\n") };
 }
 
 function startTail() {
@@ -379,17 +442,47 @@ function startTail() {
   status.textContent = "Live: connecting…";
   const mark = highlighter(q);
   let count = 0, missed = 0;
-  tail = new EventSource("/api/v1/logs/tail?" + new URLSearchParams({ q }));
-  tail.addEventListener("ready", () => { status.textContent = "Live: waiting for new records"; });
-  tail.addEventListener("log", (e) => {
-    const row = logRow(JSON.parse(e.data), mark);
-    row.classList.add("fresh");
-    $("#logs tbody").prepend(row);
-    count += 1;
-    status.textContent = `Live: ${count} new` + (missed ? `, ${missed} missed (too fast to show all)` : "");
-  });
-  tail.addEventListener("missed", (e) => { missed += JSON.parse(e.data).missed; });
-  tail.onerror = () => { status.textContent = "Live: connection lost, retrying…"; };
+  const controller = new AbortController();
+  tail = controller;
+  const handle = ({ event, data }) => {
+    if (event === "ready") status.textContent = "Live: waiting for new records";
+    else if (event === "log") {
+      const row = logRow(JSON.parse(data), mark);
+      row.classList.add("fresh");
+      $("#logs tbody").prepend(row);
+      count += 1;
+      status.textContent = `Live: ${count} new` + (missed ? `, ${missed} missed (too fast to show all)` : "");
+    } else if (event === "missed") missed += JSON.parse(data).missed;
+  };
+  (async () => {
+    while (!controller.signal.aborted) {
+      try {
+        const response = await authFetch("/api/v1/logs/tail?" + new URLSearchParams({ q }), { signal: controller.signal, headers: { accept: "text/event-stream" } });
+        if (!response.ok) {
+          const body = await response.json().catch(() => ({}));
+          status.textContent = "Live: " + (body.error || response.statusText);
+          if (response.status < 500 && response.status !== 429) return;
+        } else {
+          const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+          let buffer = "";
+          for (;;) {
+            const { value, done } = await reader.read();
+            if (done) break;
+            buffer += value; // weft ends lines with \n only
+            let end;
+            while ((end = buffer.indexOf("\n\n")) >= 0) {
+              handle(parseEvent(buffer.slice(0, end)));
+              buffer = buffer.slice(end + 2);
+            }
+          }
+        }
+      } catch (e) {
+        if (controller.signal.aborted) return;
+      }
+      status.textContent = "Live: connection lost, retrying…";
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  })();
 }
 
 // ---------- catalogs ----------
@@ -441,7 +534,7 @@ async function showSeverity() {
       `<td>${Math.floor(r.time_left_seconds / 60)}m ${r.time_left_seconds % 60}s</td><td>${esc(r.created_by)}</td><td>${esc(r.reason)}</td>` +
       `<td>${r.dropped}</td><td><button class="small" type="button">Delete</button></td>`;
     tr.querySelector("button").addEventListener("click", async () => {
-      const response = await fetch("/api/v1/severity/rules/" + encodeURIComponent(r.id), { method: "DELETE" });
+      const response = await authFetch("/api/v1/severity/rules/" + encodeURIComponent(r.id), { method: "DELETE" }, "admin");
       if (!response.ok) { showRuleError(await response.json().catch(() => ({}))); return; }
       showSeverity();
     });
@@ -471,11 +564,11 @@ $("#rule-form").addEventListener("submit", async (e) => {
   const action = {};
   if ($("#r-min").value) action.min_severity = $("#r-min").value;
   if ($("#r-set").value) action.set_severity = $("#r-set").value;
-  const response = await fetch("/api/v1/severity/rules", {
+  const response = await authFetch("/api/v1/severity/rules", {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: JSON.stringify({ selector, action, ttl: $("#r-ttl").value, reason: $("#r-reason").value }),
-  });
+  }, "admin");
   if (!response.ok) { showRuleError(await response.json().catch(() => ({}))); return; }
   $("#rule-error").hidden = true;
   showSeverity();

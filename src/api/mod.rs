@@ -53,8 +53,6 @@ pub struct ApiState {
     pub shutdown: watch::Receiver<bool>,
     /// Runtime severity rules.
     pub severity: Arc<crate::severity::SeverityControl>,
-    /// Admin tokens (name → secret) allowed to change rules.
-    pub admin_tokens: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 /// Routes of the query API.

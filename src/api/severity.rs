@@ -1,62 +1,45 @@
 //! `/api/v1/severity/...`: rules (list, create, delete), the audit log, and the effective rules
 //! of one service with an ETag long-poll, so services can filter at the source.
 //!
-//! Reads are open. Changes need `Authorization: Bearer <secret>` of a configured admin token;
-//! with no tokens configured they are accepted from loopback only.
+//! Who may call what is decided in front of these handlers (`auth::policy`): reads need a read
+//! or admin token, changes an admin token; a scoped admin token is further limited here to
+//! rules whose service glob lies inside its scope.
 
-use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
+use std::collections::HashMap;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState};
+use crate::auth::Principal;
 use crate::severity::{CreateRule, SeverityError};
 
 /// Longest a long-poll may wait.
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
-/// Who may change rules: the token's name, or `loopback`. Secrets never leave this function.
-pub(crate) fn authorize(
-    tokens: &BTreeMap<String, String>,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-) -> Result<String, ApiError> {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if tokens.is_empty() {
-        if peer.ip().is_loopback() {
-            return Ok("loopback".into());
-        }
-        return Err(ApiError::Forbidden(
-            "no admin tokens are configured, so rule changes are accepted from loopback only; \
-             set admin_tokens in the config (name = \"secret\") or WEFT_ADMIN_TOKENS, and send \
-             Authorization: Bearer <secret>"
-                .into(),
-        ));
-    }
-    let Some(presented) = presented else {
+/// The principal the auth layer admitted, refused if its scope does not cover `service`.
+/// Without one (a route reached around the auth layer) nothing is allowed.
+fn admitted(
+    state: &ApiState,
+    principal: Option<Extension<Principal>>,
+    service: Option<&str>,
+) -> Result<Principal, ApiError> {
+    let Some(Extension(principal)) = principal else {
         return Err(ApiError::Unauthorized(
-            "rule changes need Authorization: Bearer <admin token>".into(),
+            "rule changes need an admin token".into(),
         ));
     };
-    tokens
-        .iter()
-        .find(|(_, secret)| constant_time_eq(secret.as_bytes(), presented.as_bytes()))
-        .map(|(name, _)| name.clone())
-        .ok_or_else(|| ApiError::Unauthorized("the bearer token is not an admin token".into()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    if let Err(denied) = principal.check_scope(service) {
+        state.metrics.auth_refused.count(&denied);
+        return Err(ApiError::Forbidden(denied.message));
+    }
+    Ok(principal)
 }
 
 impl From<SeverityError> for ApiError {
@@ -81,13 +64,12 @@ pub(crate) async fn list(State(state): State<ApiState>) -> Json<Value> {
 
 pub(crate) async fn create(
     State(state): State<ApiState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    principal: Option<Extension<Principal>>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let by = authorize(&state.admin_tokens, peer, &headers)?;
     let request: CreateRule = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("body is not a valid rule: {e}")))?;
+    let by = admitted(&state, principal, request.selector.service.as_deref())?.name;
     let control = state.severity.clone();
     let rule = tokio::task::spawn_blocking(move || control.create(request, &by))
         .await
@@ -97,12 +79,19 @@ pub(crate) async fn create(
 
 pub(crate) async fn delete(
     State(state): State<ApiState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    principal: Option<Extension<Principal>>,
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let by = authorize(&state.admin_tokens, peer, &headers)?;
+    let service = state
+        .severity
+        .rules()
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| ApiError::from(SeverityError::NotFound(id.clone())))?
+        .selector
+        .service;
+    let by = admitted(&state, principal, service.as_deref())?.name;
     let reason = params.get("reason").cloned().unwrap_or_default();
     let control = state.severity.clone();
     let rule = tokio::task::spawn_blocking(move || control.delete(&id, &by, &reason))
@@ -192,57 +181,4 @@ pub(crate) async fn effective(
         HeaderValue::from_str(&tag).expect("hex is a valid header"),
     );
     Ok(response)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(auth: Option<&str>) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        if let Some(a) = auth {
-            h.insert(header::AUTHORIZATION, HeaderValue::from_str(a).unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn without_tokens_only_loopback_may_change_rules() {
-        let none = BTreeMap::new();
-        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        let local6: SocketAddr = "[::1]:5000".parse().unwrap();
-        let remote: SocketAddr = "10.1.2.3:5000".parse().unwrap();
-        assert_eq!(authorize(&none, local, &headers(None)).unwrap(), "loopback");
-        assert_eq!(
-            authorize(&none, local6, &headers(None)).unwrap(),
-            "loopback"
-        );
-        let err = authorize(&none, remote, &headers(None)).unwrap_err();
-        assert!(matches!(err, ApiError::Forbidden(_)));
-        assert!(err.to_string().contains("admin_tokens"));
-    }
-
-    #[test]
-    fn with_tokens_the_bearer_names_the_author() {
-        let tokens = BTreeMap::from([("alice".to_string(), "correct horse".to_string())]);
-        let remote: SocketAddr = "10.1.2.3:5000".parse().unwrap();
-        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        assert_eq!(
-            authorize(&tokens, remote, &headers(Some("Bearer correct horse"))).unwrap(),
-            "alice"
-        );
-        // Loopback is no exception once tokens exist.
-        assert!(matches!(
-            authorize(&tokens, local, &headers(None)),
-            Err(ApiError::Unauthorized(_))
-        ));
-        assert!(matches!(
-            authorize(&tokens, remote, &headers(Some("Bearer wrong"))),
-            Err(ApiError::Unauthorized(_))
-        ));
-        assert!(matches!(
-            authorize(&tokens, remote, &headers(Some("correct horse"))),
-            Err(ApiError::Unauthorized(_))
-        ));
-    }
 }

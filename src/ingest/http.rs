@@ -275,7 +275,34 @@ pub fn error_response(error: &IngestError, format: Format) -> Response {
         ),
         _ => (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
     };
-    let message = error.to_string();
+    let mut response = encoded_status(status, code, error.to_string(), format);
+    if let Some(delay) = retry_after {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(delay.as_secs().max(1)),
+        );
+    }
+    response
+}
+
+/// A refusal decided before the body is read (authentication): a `google.rpc.Status` in the
+/// request's format, JSON when the content type is not one OTLP allows.
+pub fn status_response(
+    status: StatusCode,
+    code: tonic::Code,
+    message: String,
+    headers: &HeaderMap,
+) -> Response {
+    let format = request_format(headers).unwrap_or(Format::Json);
+    encoded_status(status, code, message, format)
+}
+
+fn encoded_status(
+    status: StatusCode,
+    code: tonic::Code,
+    message: String,
+    format: Format,
+) -> Response {
     let body = match format {
         Format::Protobuf => tonic_types::Status {
             code: code as i32,
@@ -287,19 +314,12 @@ pub fn error_response(error: &IngestError, format: Format) -> Response {
             .to_string()
             .into_bytes(),
     };
-    let mut response = (
+    (
         status,
         [(header::CONTENT_TYPE, format.content_type())],
         body,
     )
-        .into_response();
-    if let Some(delay) = retry_after {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(delay.as_secs().max(1)),
-        );
-    }
-    response
+        .into_response()
 }
 
 #[cfg(test)]

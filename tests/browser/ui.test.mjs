@@ -276,6 +276,67 @@ test("severity panel: create a rule from a service, see it listed and audited, d
   await page.waitForFunction(() => [...document.querySelectorAll("#audit-list tbody tr")].some((r) => /delete/.test(r.textContent) && /INC-4711|payments/.test(r.textContent)));
 });
 
+test("with tokens configured, the UI asks for a read token, keeps it for the tab, and for an admin token before a change", async () => {
+  const READ = "read-secret-000001", TEAM_A = "team-a-secret-0001";
+  const secured = await startWeft({
+    env: {
+      WEFT_INGEST_TOKENS: "collector=ingest-secret-0001",
+      WEFT_READ_TOKENS: `oncall=${READ}`,
+      WEFT_ADMIN_TOKENS: `lead=admin-secret-00001,team-a=${TEAM_A}:checkout*`,
+    },
+    token: "ingest-secret-0001",
+  });
+  try {
+    const now = BigInt(Date.now()) * 1_000_000n;
+    await sendOtlp(secured, [], [{ service: "checkout", time: now, severity: 17, severityText: "ERROR", event: "Boom", body: "guarded record" }]);
+    await eventually("the record to be searchable", async () => {
+      const response = await fetch(secured.url + "/api/v1/logs?q=guarded", { headers: { authorization: "Bearer " + READ } });
+      return response.ok && (await response.json()).logs.length === 1;
+    });
+    expectResponseError(401);
+    expectResponseError(403);
+    await page.goto(secured.url + "/#/logs?q=guarded&range=3600");
+    const dialog = page.locator("#token-dialog");
+    await dialog.waitFor({ state: "visible" });
+    assert.match(await page.locator("#token-title").textContent(), /Read token/);
+    assert.match(await page.locator("#token-reason").textContent(), /read token/);
+    await page.fill("#token-input", READ);
+    await page.click("#token-use");
+    await waitForRows(1);
+    assert.match(await rows().first().textContent(), /guarded record/);
+    assert.ok(await dialog.isHidden());
+
+    // Kept for this tab: a reload does not ask again.
+    await page.reload();
+    await waitForRows(1);
+    assert.ok(await dialog.isHidden());
+
+    // A change needs an admin token: the read token is refused, and the UI asks for one.
+    await page.goto(secured.url + "/#/severity?service=checkout");
+    await page.selectOption("#r-min", "WARN");
+    await page.fill("#r-reason", "INC-9 from the UI");
+    await page.click("#rule-form button[type=submit]");
+    await dialog.waitFor({ state: "visible" });
+    assert.match(await page.locator("#token-title").textContent(), /Admin token/);
+    await page.fill("#token-input", TEAM_A);
+    await page.click("#token-use");
+    const rule = page.locator("#rule-list tbody tr", { hasText: "INC-9" });
+    await rule.waitFor();
+    assert.match(await rule.textContent(), /team-a/, "the rule names the token that made it");
+
+    // Outside the token's scope: the server's message, no prompt.
+    await page.fill("#r-service", "payments");
+    await page.fill("#r-reason", "INC-10");
+    await page.click("#rule-form button[type=submit]");
+    const refusal = page.locator("#rule-error");
+    await refusal.waitFor({ state: "visible" });
+    assert.match(await refusal.textContent(), /checkout\*/);
+    assert.ok(await dialog.isHidden());
+  } finally {
+    await secured.stop();
+  }
+});
+
 test("live tail streams new matching records into the table", async () => {
   await page.goto(weft.url + "/#/logs?q=" + encodeURIComponent("service:tailtest"));
   await page.waitForFunction(() => document.querySelector("#result-count").textContent === "0 matching records");

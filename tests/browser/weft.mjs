@@ -28,14 +28,17 @@ export async function eventually(what, probe, deadlineMs = DEADLINE_MS) {
   throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
 }
 
-/** A weft server process: `weft serve` on port 0, killed and its data dir removed by `stop`. */
-export async function startWeft() {
+/**
+ * A weft server process: `weft serve` on port 0, killed and its data dir removed by `stop`.
+ * `env` adds configuration variables (tokens, say); `token` is sent with every export.
+ */
+export async function startWeft({ env = {}, token = null } = {}) {
   const bin = process.env.WEFT_BIN || join(REPO, "target/debug/weft");
   const dataDir = mkdtempSync(join(tmpdir(), "weft-browser-"));
   const child = spawn(bin, ["serve", "--data-dir", dataDir, "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"], {
     stdio: ["ignore", "pipe", "inherit"],
     // weft refuses WEFT_* variables it does not know, such as this harness's own WEFT_BIN.
-    env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("WEFT_"))), WEFT_LOG_LEVEL: "warn" },
+    env: { ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("WEFT_"))), WEFT_LOG_LEVEL: "warn", ...env },
   });
   let out = "";
   child.stdout.on("data", (chunk) => (out += chunk));
@@ -47,6 +50,7 @@ export async function startWeft() {
   if (http.exited !== undefined) throw new Error(`weft exited with status ${http.exited} before listening`);
   return {
     url: `http://${http}`,
+    token,
     async stop() {
       child.kill("SIGTERM");
       await exited;
@@ -58,7 +62,7 @@ export async function startWeft() {
 async function post(weft, path, body) {
   const response = await fetch(weft.url + path, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...(weft.token ? { authorization: "Bearer " + weft.token } : {}) },
     body: JSON.stringify(body),
   });
   const text = await response.text();

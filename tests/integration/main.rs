@@ -12,6 +12,7 @@ mod limits;
 mod otlp_clients;
 mod query_api;
 mod retention;
+mod security;
 mod severity;
 mod source_filter;
 mod ui;

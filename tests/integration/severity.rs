@@ -296,7 +296,8 @@ async fn rules_survive_a_restart() {
 async fn access_needs_the_admin_token_when_tokens_exist() {
     let secret = "correct horse battery";
     let server = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
-        c.admin_tokens.insert("alice".into(), secret.into());
+        let alice = std::collections::BTreeMap::from([("alice".to_string(), secret.to_string())]);
+        c.tokens.add_role(weft::auth::Role::Admin, &alice).unwrap();
     })
     .await;
     let body = json!({"selector": {"service": "guarded"}, "action": {"min_severity": "WARN"}});
