@@ -14,9 +14,31 @@ pub struct Connection {
         global = true
     )]
     pub url: String,
-    /// Admin token secret (needed when weft has admin tokens configured).
+    /// Token secret: an admin token to change rules; a read (or admin) token to list them and
+    /// read the audit log. Needed when weft has tokens of that role configured.
     #[arg(long, env = "WEFT_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+    /// PEM CA certificate to trust for an https:// URL (a private CA), instead of the system's.
+    #[arg(long, env = "WEFT_CA_FILE", global = true)]
+    pub ca_file: Option<std::path::PathBuf>,
+}
+
+/// The environment variables of `weft severity`, which `weft serve`'s configuration accepts
+/// (and ignores) so that a shell set up for one can run the other.
+pub const CLIENT_ENV: [&str; 3] = ["WEFT_URL", "WEFT_TOKEN", "WEFT_CA_FILE"];
+
+fn http_client(connection: &Connection) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = &connection.ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read the CA file {}", path.display()))?;
+        let ca = reqwest::Certificate::from_pem(&pem)
+            .with_context(|| format!("{} is not a PEM certificate", path.display()))?;
+        builder = builder
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca);
+    }
+    Ok(builder.build()?)
 }
 
 /// `weft severity` subcommands.
@@ -69,7 +91,7 @@ pub fn severity(connection: Connection, command: SeverityCommand) -> anyhow::Res
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let client = reqwest::Client::new();
+        let client = http_client(&connection)?;
         let base = connection.url.trim_end_matches('/').to_string();
         let auth = |request: reqwest::RequestBuilder| match &connection.token {
             Some(t) => request.bearer_auth(t),
@@ -99,7 +121,7 @@ pub fn severity(connection: Connection, command: SeverityCommand) -> anyhow::Res
                 .await?
             }
             SeverityCommand::List => {
-                send(client.get(format!("{base}/api/v1/severity/rules"))).await?
+                send(auth(client.get(format!("{base}/api/v1/severity/rules")))).await?
             }
             SeverityCommand::Rm { id, reason } => {
                 send(auth(
@@ -110,7 +132,7 @@ pub fn severity(connection: Connection, command: SeverityCommand) -> anyhow::Res
                 .await?
             }
             SeverityCommand::Audit => {
-                send(client.get(format!("{base}/api/v1/severity/audit"))).await?
+                send(auth(client.get(format!("{base}/api/v1/severity/audit")))).await?
             }
         };
         if !status.is_success() {

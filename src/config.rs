@@ -462,7 +462,7 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
             })
     };
     for (key, value) in env {
-        if !key.starts_with("WEFT_") {
+        if !key.starts_with("WEFT_") || crate::cli::CLIENT_ENV.contains(&key.as_str()) {
             continue;
         }
         let value = value.clone();

@@ -16,6 +16,9 @@
 //!     .init();
 //! ```
 //!
+//! Against a weft with tokens and TLS, give the service's ingest token and, for a private CA,
+//! its certificate: `.token(secret)`, `.ca_file("ca.pem")?`.
+//!
 //! Behaviour when weft is away: the last good rule set stays in force, and each rule still
 //! expires on time locally. Retries back off exponentially with jitter, up to 30 s.
 //! The watcher never logs through the filter it feeds, and the HTTP and export libraries' own
@@ -187,13 +190,15 @@ struct Shared {
 
 impl Shared {
     fn enabled(&self, meta: &Metadata<'_>, now: u64) -> bool {
-        let severity = level_number(meta.level());
-        let target = meta.target();
+        // tracing names unnamed events "event file:line"; only explicit `name:`s are event IDs.
+        let event = Some(meta.name()).filter(|n| !n.starts_with("event "));
+        self.decide(level_number(meta.level()), meta.target(), event, now)
+    }
+
+    fn decide(&self, severity: i32, target: &str, event: Option<&str>, now: u64) -> bool {
         if TRANSPORT_TARGETS.iter().any(|t| target.starts_with(t)) {
             return severity >= 13;
         }
-        // tracing names unnamed events "event file:line"; only explicit `name:`s are event IDs.
-        let event = Some(meta.name()).filter(|n| !n.starts_with("event "));
         let rules = self.rules.read().expect("lock poisoned");
         let winner = rules
             .iter()
@@ -228,7 +233,21 @@ pub struct Builder {
     service: String,
     default_level: Level,
     wait: Duration,
+    token: Option<String>,
+    ca: Option<reqwest::Certificate>,
 }
+
+/// A CA file that could not be used by [`Builder::ca_file`].
+#[derive(Debug)]
+pub struct CaFileError(String);
+
+impl std::fmt::Display for CaFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CaFileError {}
 
 /// Stops the watcher thread when dropped (at its next wake-up).
 pub struct WatchHandle {
@@ -249,7 +268,16 @@ impl SeverityFilter {
             service: service.to_string(),
             default_level: Level::INFO,
             wait: Duration::from_secs(30),
+            token: None,
+            ca: None,
         }
+    }
+
+    /// What the filter decides now for an event of `level` from `target` (its scope) that
+    /// names no event ID: whether an operator's rule (or the default level) lets it through.
+    pub fn enabled_for(&self, level: Level, target: &str) -> bool {
+        self.shared
+            .decide(level_number(&level), target, None, now_nanos())
     }
 }
 
@@ -266,6 +294,25 @@ impl Builder {
         self
     }
 
+    /// A token to send as `Authorization: Bearer …`: the service's ingest token (or a read
+    /// token), needed when weft has tokens of that role configured.
+    pub fn token(mut self, secret: impl Into<String>) -> Self {
+        self.token = Some(secret.into());
+        self
+    }
+
+    /// Trusts the CA certificate(s) in the PEM file `path` for an `https://` weft, in place of
+    /// the system's roots.
+    pub fn ca_file(mut self, path: impl AsRef<std::path::Path>) -> Result<Self, CaFileError> {
+        let path = path.as_ref();
+        let pem = std::fs::read(path)
+            .map_err(|e| CaFileError(format!("cannot read {}: {e}", path.display())))?;
+        let ca = reqwest::Certificate::from_pem(&pem)
+            .map_err(|e| CaFileError(format!("{}: not a PEM certificate: {e}", path.display())))?;
+        self.ca = Some(ca);
+        Ok(self)
+    }
+
     /// Starts watching weft and returns the filter.
     pub fn start(self) -> (SeverityFilter, WatchHandle) {
         let shared = Arc::new(Shared {
@@ -279,7 +326,7 @@ impl Builder {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("weft-severity-watch".into())
-                .spawn(move || watch(self.url, self.wait, shared, stop))
+                .spawn(move || watch(self, shared, stop))
                 .expect("spawning the weft severity watcher");
         }
         (SeverityFilter { shared }, WatchHandle { stop })
@@ -294,12 +341,22 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_millis((base as f64 * jitter) as u64)
 }
 
-fn watch(url: String, wait: Duration, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
+fn watch(config: Builder, shared: Arc<Shared>, stop: Arc<AtomicBool>) {
     ON_WATCHER.with(|f| f.set(true));
-    let client = match reqwest::blocking::Client::builder()
-        .timeout(wait + Duration::from_secs(15))
-        .build()
-    {
+    let Builder {
+        url,
+        wait,
+        token,
+        ca,
+        ..
+    } = config;
+    let mut client = reqwest::blocking::Client::builder().timeout(wait + Duration::from_secs(15));
+    if let Some(ca) = ca {
+        client = client
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca);
+    }
+    let client = match client.build() {
         Ok(c) => c,
         Err(_) => return,
     };
@@ -314,6 +371,9 @@ fn watch(url: String, wait: Duration, shared: Arc<Shared>, stop: Arc<AtomicBool>
         ]);
         if let Some(tag) = &etag {
             request = request.header("If-None-Match", tag);
+        }
+        if let Some(token) = &token {
+            request = request.bearer_auth(token);
         }
         let outcome = request
             .send()
