@@ -25,6 +25,7 @@ fn sample_request() -> ExportLogsServiceRequest {
         TrafficConfig {
             services: 8,
             error_rate: 0.02,
+            profile: weft::bench::traffic::Profile::Default,
         },
     );
     let mut records = Vec::new();
@@ -147,6 +148,7 @@ fn trace_assembly(c: &mut Criterion) {
         TrafficConfig {
             services: 8,
             error_rate: 0.02,
+            profile: weft::bench::traffic::Profile::Default,
         },
     );
     let mut wanted = None;

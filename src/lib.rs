@@ -10,7 +10,8 @@
 //!   queries as `weft.v1.QueryService`; `metrics`: weft's own counters.
 //! - `severity`: runtime severity rules (validation, expiry, audit, the compiled matcher ingest
 //!   applies); `cli`: `weft severity …` against a running weft.
-//! - `bench`: `weft bench`, which measures a weft through its public protocols only.
+//! - `bench`: `weft bench`, which measures a weft through its public protocols only; `inspect`:
+//!   `weft inspect`, where a data directory's bytes go, per part of the format and per field.
 //! - `tail`: live tail, one thread matching acknowledged rows against every subscriber's query.
 //! - `ui`: the web UI's files (ui/), embedded and served at `/`.
 //! - `auth`: tokens with roles, and which role each route and gRPC method needs
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod grpc;
 pub mod ingest;
+pub mod inspect;
 pub mod metrics;
 pub mod net;
 pub mod normalize;

@@ -31,6 +31,12 @@ enum Command {
     Serve(ServeArgs),
     /// Measure a weft: ingest rate and CPU, ack-to-searchable delay, query latency, footprint.
     Bench(weft::bench::BenchArgs),
+    /// Where a data directory's bytes go: per signal, per part of the index format and per field.
+    Inspect {
+        /// The data directory (as given to `serve`).
+        #[arg(long, default_value = "./weft-data")]
+        data_dir: PathBuf,
+    },
     /// Change log severity at runtime on a running weft: set, list, rm, audit.
     Severity {
         #[command(flatten)]
@@ -70,6 +76,10 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Bench(args) => weft::bench::run(args),
+        Command::Inspect { data_dir } => {
+            print!("{}", weft::inspect::report(&data_dir)?);
+            Ok(())
+        }
         Command::Severity {
             connection,
             command,

@@ -13,6 +13,8 @@
 //!   into an expression and compiled per signal into tantivy queries.
 //! - `search`: log search with cursors, trace assembly; `traces`: summaries and trace search;
 //!   [`aggregate`]: histogram and catalogs from fast fields.
+//! - [`footprint`]: where the bytes go, per part of tantivy's format and per field
+//!   (`weft inspect`).
 //!
 //! The crate is synchronous and knows nothing of HTTP or gRPC; weft calls it from dedicated
 //! threads.
@@ -22,6 +24,7 @@ pub mod aggregate;
 mod attributes;
 mod error;
 pub mod faults;
+pub mod footprint;
 pub mod model;
 mod partition;
 pub mod query;

@@ -6,7 +6,7 @@ use weft_index::faults::{Fault, Faults};
 use weft_index::query::parse;
 use weft_index::{
     LogCursor, LogRow, LogSearch, PARTITION_NANOS, RetentionPolicy, RowBatch, Signal, SpanRow,
-    Store, StoreOptions,
+    Store, StoreOptions, footprint,
 };
 
 const HOUR: u64 = PARTITION_NANOS;
@@ -443,4 +443,45 @@ fn segment_files(dir: &std::path::Path) -> std::collections::BTreeSet<String> {
         }
     }
     out
+}
+
+#[test]
+fn the_footprint_accounts_every_segment_byte_to_a_part_and_a_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let batch = RowBatch {
+        logs: (0..500)
+            .map(|i| {
+                log(
+                    BASE + i,
+                    &format!("record number {i} of five hundred"),
+                    (i % 7) as u8,
+                )
+            })
+            .collect(),
+        spans: vec![],
+    };
+    store.index_batch(0, 1, &batch).unwrap();
+    store.commit(1).unwrap();
+    drop(store);
+    let logs = footprint::footprint(dir.path(), Signal::Logs).unwrap();
+    assert_eq!((logs.docs, logs.partitions), (500, 1));
+    let parts = logs.by_part();
+    for part in ["store", "termdict", "postings", "positions", "fast"] {
+        assert!(parts.get(part).is_some_and(|b| *b > 0), "{part}: {parts:?}");
+    }
+    assert!(
+        logs.by_field().contains_key("body"),
+        "{:?}",
+        logs.by_field()
+    );
+    // tantivy accounts for the segment files; meta.json and weft's own files are the rest.
+    assert!(logs.total() <= logs.on_disk, "{logs:?}");
+    assert!(logs.total() * 2 >= logs.on_disk, "{logs:?}");
+    assert_eq!(
+        footprint::footprint(dir.path(), Signal::Spans)
+            .unwrap()
+            .docs,
+        0
+    );
 }

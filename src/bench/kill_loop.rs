@@ -46,6 +46,7 @@ async fn load(grpc: String, round: usize, client: usize, sent: Arc<Mutex<BTreeMa
         TrafficConfig {
             services: 8,
             error_rate: 0.02,
+            profile: super::traffic::Profile::Default,
         },
     );
     for n in 0.. {

@@ -65,6 +65,9 @@ pub struct BenchArgs {
     /// Data directory for the weft bench starts (default: a temporary one).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The shape of the traffic: `default` (weft's own) or `peer` (the Quickwit comparison's).
+    #[arg(long, value_enum, default_value_t = traffic::Profile::Default)]
+    pub profile: traffic::Profile,
     /// Send log records only (no spans), to measure the cost of a log record alone.
     #[arg(long)]
     pub logs_only: bool,
@@ -198,6 +201,11 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
     let sample = trace_sample.lock().await.clone();
     let query_results = run_queries(&http_client, &http, &sample, args.queries).await?;
 
+    // Merges go on after the load stops; the figure users compare is the settled one.
+    let settled = match &server {
+        Some(s) => Some(settled_footprint(&s.data_dir.join("index")).await?),
+        None => None,
+    };
     let (logs_bytes, spans_bytes, wal_bytes) = match &server {
         Some(s) => (
             process::dir_bytes(&s.data_dir.join("index").join("logs")),
@@ -217,6 +225,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         "settings": {
             "clients": args.clients, "batch": args.batch, "seconds": send_seconds,
             "services": args.services, "error_rate": args.error_rate,
+            "profile": format!("{:?}", args.profile).to_lowercase(),
             "logs_only": args.logs_only, "transport": if args.http { "http/protobuf" } else { "grpc" },
         },
         "ingest": {
@@ -242,6 +251,12 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
             "bytes_per_log_record": (server.is_some()).then(|| logs_bytes as f64 / logs as f64),
             "bytes_per_span": (server.is_some() && spans > 0).then(|| spans_bytes as f64 / spans as f64),
             "wal_bytes_after": wal_bytes,
+            "settled": settled.as_ref().map(|(l, s)| json!({
+                "index_bytes_per_log_record": per_record(l.on_disk, logs),
+                "index_bytes_per_span": per_record(s.on_disk, spans),
+                "log_bytes_per_record_by_part": by_part(l, logs),
+                "span_bytes_per_record_by_part": by_part(s, spans),
+            })),
             "weft_peak_rss_bytes": peak_rss,
         },
     });
@@ -289,6 +304,7 @@ async fn export_loop(
         TrafficConfig {
             services: args.services,
             error_rate: args.error_rate,
+            profile: args.profile,
         },
     );
     let per_client_quota = args.records.map(|r| r / args.clients as u64);
@@ -425,7 +441,15 @@ async fn probe_loop(
             }),
             ..Default::default()
         };
-        client.export(logs_request(vec![(0, record)])).await?;
+        client
+            .export(logs_request(vec![(
+                traffic::Origin {
+                    service: 0,
+                    host: 0,
+                },
+                record,
+            )]))
+            .await?;
         let acked = Instant::now();
         loop {
             let body: Value = http_client
@@ -450,6 +474,45 @@ async fn probe_loop(
     let mut result = percentiles(&mut delays);
     result["missed"] = json!(missed);
     Ok(result)
+}
+
+fn per_record(bytes: u64, records: u64) -> Option<f64> {
+    (records > 0).then(|| bytes as f64 / records as f64)
+}
+
+fn by_part(f: &weft_index::footprint::Footprint, records: u64) -> Value {
+    f.by_part()
+        .into_iter()
+        .map(|(part, bytes)| (part.to_string(), json!(per_record(bytes, records))))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// The index's footprint once merges have settled: its size unchanged for 3 s in a row (at
+/// most 120 s of waiting), then measured per part and field.
+async fn settled_footprint(
+    index: &std::path::Path,
+) -> anyhow::Result<(
+    weft_index::footprint::Footprint,
+    weft_index::footprint::Footprint,
+)> {
+    let started = Instant::now();
+    let mut last = None;
+    let mut steady = 0;
+    while steady < 3 && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let size = process::dir_bytes(index);
+        steady = if last == Some(size) { steady + 1 } else { 0 };
+        last = Some(size);
+    }
+    let index = index.to_path_buf();
+    Ok(tokio::task::spawn_blocking(move || {
+        Ok::<_, weft_index::IndexError>((
+            weft_index::footprint::footprint(&index, weft_index::Signal::Logs)?,
+            weft_index::footprint::footprint(&index, weft_index::Signal::Spans)?,
+        ))
+    })
+    .await??)
 }
 
 async fn wait_for_index(client: &reqwest::Client, http: &str) -> anyhow::Result<()> {
@@ -626,6 +689,29 @@ fn print_table(report: &Value) {
         f(&fp["bytes_per_log_record"])
     );
     println!("| disk bytes per span | {} |", f(&fp["bytes_per_span"]));
+    let settled = &fp["settled"];
+    if settled.is_object() {
+        println!(
+            "| index bytes per log record, merges settled | {} |",
+            f(&settled["index_bytes_per_log_record"])
+        );
+        println!(
+            "| index bytes per span, merges settled | {} |",
+            f(&settled["index_bytes_per_span"])
+        );
+        for (signal, key) in [
+            ("log record", "log_bytes_per_record_by_part"),
+            ("span", "span_bytes_per_record_by_part"),
+        ] {
+            if let Some(parts) = settled[key].as_object() {
+                let parts: Vec<String> = parts
+                    .iter()
+                    .map(|(part, v)| format!("{part} {}", f(v)))
+                    .collect();
+                println!("| bytes per {signal} by part | {} |", parts.join(", "));
+            }
+        }
+    }
     println!(
         "| weft peak RSS MiB | {} |",
         fp["weft_peak_rss_bytes"]

@@ -39,12 +39,14 @@ fn request_pool(
     batch: usize,
     count: usize,
     services: usize,
+    profile: super::traffic::Profile,
 ) -> (Vec<ExportLogsServiceRequest>, Vec<String>) {
     let mut generator = Generator::new(
         0xdead,
         TrafficConfig {
             services,
             error_rate: 0.02,
+            profile,
         },
     );
     let now = process::now_nanos();
@@ -152,7 +154,7 @@ async fn query_loop(http: String, trace_ids: Arc<Vec<String>>, stop: Arc<AtomicB
 pub async fn run(args: &BenchArgs) -> anyhow::Result<Value> {
     let server = ServerProcess::start(args.data_dir.clone())?;
     let (grpc, http, pid) = (server.grpc.clone(), server.http.clone(), server.pid);
-    let (pool, trace_ids) = request_pool(args.batch, 64, args.services);
+    let (pool, trace_ids) = request_pool(args.batch, 64, args.services, args.profile);
     let pool = Arc::new(pool);
     let trace_ids = Arc::new(trace_ids);
     let warmup = args.duration.min(Duration::from_secs(20));

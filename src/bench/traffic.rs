@@ -1,6 +1,9 @@
-//! Realistic OTLP traffic: services calling each other, traces of 5-50 spans, 0-5 logs per
-//! span with event IDs from a catalog, bodies from a Zipf vocabulary (so some words are rare and
-//! some common), typical attributes, and errors at a configurable rate.
+//! Realistic OTLP traffic, in two shapes ([`Profile`]):
+//! - `default`: services calling each other, traces of 5-50 spans, 0-5 logs per span with event
+//!   IDs from a catalog, bodies from a Zipf vocabulary (so some words are rare and some common),
+//!   typical attributes, and errors at a configurable rate;
+//! - `peer`: the load weft was compared with Quickwit on: ~200-byte log records each with its
+//!   own random trace and span ID, three attributes, and separate 8-span traces.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -93,6 +96,21 @@ fn s(v: impl Into<String>) -> any_value::Value {
     any_value::Value::StringValue(v.into())
 }
 
+/// The shapes of traffic `weft bench` can send.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profile {
+    /// weft's own: ~300-byte log records written inside traces of 5-50 spans, sharing their IDs.
+    #[default]
+    Default,
+    /// The side-by-side comparison with Quickwit: ~200-byte log records, each with its own
+    /// random 128-bit trace ID and 64-bit span ID; attributes `http.method` (constant),
+    /// `http.status_code` (five values), `order.id` (random below 10^6); bodies of 6-20 words
+    /// from 5,000 with a steep skew; 300 event names; `host.name` from 20 hosts. Spans come in
+    /// 8-span traces of their own (~114 bytes each: names from 40, `http.route` from 50 values,
+    /// `db.system` constant), three log records per two spans.
+    Peer,
+}
+
 /// Traffic settings.
 #[derive(Clone, Debug)]
 pub struct TrafficConfig {
@@ -100,7 +118,21 @@ pub struct TrafficConfig {
     pub services: usize,
     /// Fraction of traces with an error.
     pub error_rate: f64,
+    /// The shape of the traffic.
+    pub profile: Profile,
 }
+
+/// Where a record comes from: its service and host (the resource it is exported under).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Origin {
+    /// Index into the service names.
+    pub service: usize,
+    /// Host number.
+    pub host: usize,
+}
+
+/// Hosts of the peer profile.
+const PEER_HOSTS: usize = 20;
 
 /// A deterministic generator (one per client, seeded differently).
 pub struct Generator {
@@ -113,10 +145,10 @@ pub struct Generator {
 pub struct GeneratedTrace {
     /// The trace ID.
     pub trace_id: [u8; 16],
-    /// Spans per service.
-    pub spans: Vec<(usize, Span)>,
-    /// Log records per service.
-    pub logs: Vec<(usize, LogRecord)>,
+    /// Spans, each with where it comes from.
+    pub spans: Vec<(Origin, Span)>,
+    /// Log records, each with where it comes from.
+    pub logs: Vec<(Origin, LogRecord)>,
 }
 
 impl Generator {
@@ -130,7 +162,33 @@ impl Generator {
     }
 
     fn body(&mut self) -> String {
-        let words = self.rng.random_range(8..16);
+        self.body_of(8..16)
+    }
+
+    /// The peer profile's body: words of 4-6 letters, as natural-language words are.
+    fn short_body(&mut self, words: std::ops::Range<usize>) -> String {
+        let words = self.rng.random_range(words);
+        let mut text = String::with_capacity(words * 6);
+        for i in 0..words {
+            if i > 0 {
+                text.push(' ');
+            }
+            // Rank + 24 in base-24 syllable digits: two or three syllables, a different
+            // spelling for every rank (the top digit is never the first syllable).
+            let mut n = self.zipf.sample(&mut self.rng) as usize - 1 + SYLLABLES.len();
+            loop {
+                text.push_str(SYLLABLES[n % SYLLABLES.len()]);
+                n /= SYLLABLES.len();
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        text
+    }
+
+    fn body_of(&mut self, words: std::ops::Range<usize>) -> String {
+        let words = self.rng.random_range(words);
         let mut text = String::with_capacity(words * 10);
         for i in 0..words {
             if i > 0 {
@@ -142,13 +200,95 @@ impl Generator {
         text
     }
 
-    /// One trace starting at `now_nanos`.
+    /// One trace starting at `now_nanos`, in the configured profile's shape.
     pub fn trace(&mut self, now_nanos: u64) -> GeneratedTrace {
+        match self.config.profile {
+            Profile::Default => self.default_trace(now_nanos),
+            Profile::Peer => self.peer_trace(now_nanos),
+        }
+    }
+
+    /// The peer profile: an 8-span trace, and twelve log records that belong to no trace of
+    /// this batch (each with random IDs, as a service that logs outside its spans would).
+    fn peer_trace(&mut self, now_nanos: u64) -> GeneratedTrace {
+        const STATUS: [i64; 5] = [200, 201, 204, 404, 500];
+        let services = self.config.services.clamp(1, SERVICES.len());
+        let origin = |g: &mut Self| Origin {
+            service: g.rng.random_range(0..services),
+            host: g.rng.random_range(0..PEER_HOSTS),
+        };
+        let trace_id: [u8; 16] = self.rng.random();
+        let mut spans: Vec<(Origin, Span)> = Vec::with_capacity(8);
+        for i in 0..8 {
+            let span_id: [u8; 8] = self.rng.random();
+            let parent = if i == 0 {
+                Vec::new()
+            } else {
+                spans[self.rng.random_range(0..i)].1.span_id.clone()
+            };
+            let start = now_nanos + self.rng.random_range(0..50_000_000u64);
+            let span = Span {
+                trace_id: trace_id.to_vec(),
+                span_id: span_id.to_vec(),
+                parent_span_id: parent,
+                name: format!("op{}", self.rng.random_range(0..40)),
+                kind: 2,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + self.rng.random_range(10_000..20_000_000u64),
+                attributes: vec![
+                    kv(
+                        "http.route",
+                        s(format!("/r{}", self.rng.random_range(0..50))),
+                    ),
+                    kv("db.system", s("postgresql")),
+                ],
+                ..Default::default()
+            };
+            spans.push((origin(self), span));
+        }
+        let mut logs = Vec::with_capacity(12);
+        for _ in 0..12 {
+            let trace_id: [u8; 16] = self.rng.random();
+            let span_id: [u8; 8] = self.rng.random();
+            let severity = [5, 9, 9, 9, 13, 17][self.rng.random_range(0..6)];
+            let event = event_name(self.zipf.sample(&mut self.rng) as usize % EVENTS);
+            let record = LogRecord {
+                time_unix_nano: now_nanos + self.rng.random_range(0..50_000_000u64),
+                severity_number: severity,
+                event_name: event,
+                body: Some(AnyValue {
+                    value: Some(s(self.short_body(6..21))),
+                }),
+                trace_id: trace_id.to_vec(),
+                span_id: span_id.to_vec(),
+                attributes: vec![
+                    kv("http.method", s("GET")),
+                    kv(
+                        "http.status_code",
+                        any_value::Value::IntValue(STATUS[self.rng.random_range(0..5)]),
+                    ),
+                    kv(
+                        "order.id",
+                        s(self.rng.random_range(0..1_000_000u32).to_string()),
+                    ),
+                ],
+                ..Default::default()
+            };
+            logs.push((origin(self), record));
+        }
+        GeneratedTrace {
+            trace_id,
+            spans,
+            logs,
+        }
+    }
+
+    fn default_trace(&mut self, now_nanos: u64) -> GeneratedTrace {
         let services = self.config.services.clamp(1, SERVICES.len());
         let trace_id: [u8; 16] = self.rng.random();
         let span_count = self.rng.random_range(5..=50);
         let failing = self.rng.random_bool(self.config.error_rate.clamp(0.0, 1.0));
-        let mut spans: Vec<(usize, Span)> = Vec::with_capacity(span_count);
+        let mut spans: Vec<(Origin, Span)> = Vec::with_capacity(span_count);
         let mut logs = Vec::new();
         let user = self.rng.random_range(1..100_000u32);
         let order = self.rng.random_range(1..10_000_000u32);
@@ -219,7 +359,10 @@ impl Generator {
                 };
                 let event = event_name(self.zipf.sample(&mut self.rng) as usize % EVENTS);
                 logs.push((
-                    service,
+                    Origin {
+                        service,
+                        host: service % 4,
+                    },
                     LogRecord {
                         time_unix_nano: start + duration * j as u64 / (log_count as u64 + 1),
                         observed_time_unix_nano: start,
@@ -246,7 +389,13 @@ impl Generator {
                     },
                 ));
             }
-            spans.push((service, span));
+            spans.push((
+                Origin {
+                    service,
+                    host: service % 4,
+                },
+                span,
+            ));
         }
         GeneratedTrace {
             trace_id,
@@ -256,11 +405,11 @@ impl Generator {
     }
 }
 
-fn resource(service: usize) -> Resource {
+fn resource(origin: Origin) -> Resource {
     Resource {
         attributes: vec![
-            kv("service.name", s(SERVICES[service])),
-            kv("host.name", s(format!("host-{}", service % 4))),
+            kv("service.name", s(SERVICES[origin.service])),
+            kv("host.name", s(format!("host-{}", origin.host))),
             kv("deployment.environment", s("bench")),
         ],
         ..Default::default()
@@ -275,19 +424,18 @@ fn scope() -> InstrumentationScope {
     }
 }
 
-/// Groups log records by service into one export request.
-pub fn logs_request(records: Vec<(usize, LogRecord)>) -> ExportLogsServiceRequest {
-    let mut by_service: Vec<Vec<LogRecord>> = vec![Vec::new(); SERVICES.len()];
-    for (service, record) in records {
-        by_service[service].push(record);
+/// Groups log records by origin (service and host) into one export request, as an SDK or a
+/// collector would.
+pub fn logs_request(records: Vec<(Origin, LogRecord)>) -> ExportLogsServiceRequest {
+    let mut by_origin: std::collections::BTreeMap<Origin, Vec<LogRecord>> = Default::default();
+    for (origin, record) in records {
+        by_origin.entry(origin).or_default().push(record);
     }
     ExportLogsServiceRequest {
-        resource_logs: by_service
+        resource_logs: by_origin
             .into_iter()
-            .enumerate()
-            .filter(|(_, r)| !r.is_empty())
-            .map(|(service, log_records)| ResourceLogs {
-                resource: Some(resource(service)),
+            .map(|(origin, log_records)| ResourceLogs {
+                resource: Some(resource(origin)),
                 scope_logs: vec![ScopeLogs {
                     scope: Some(scope()),
                     log_records,
@@ -299,19 +447,17 @@ pub fn logs_request(records: Vec<(usize, LogRecord)>) -> ExportLogsServiceReques
     }
 }
 
-/// Groups spans by service into one export request.
-pub fn spans_request(spans: Vec<(usize, Span)>) -> ExportTraceServiceRequest {
-    let mut by_service: Vec<Vec<Span>> = vec![Vec::new(); SERVICES.len()];
-    for (service, span) in spans {
-        by_service[service].push(span);
+/// Groups spans by origin (service and host) into one export request.
+pub fn spans_request(spans: Vec<(Origin, Span)>) -> ExportTraceServiceRequest {
+    let mut by_origin: std::collections::BTreeMap<Origin, Vec<Span>> = Default::default();
+    for (origin, span) in spans {
+        by_origin.entry(origin).or_default().push(span);
     }
     ExportTraceServiceRequest {
-        resource_spans: by_service
+        resource_spans: by_origin
             .into_iter()
-            .enumerate()
-            .filter(|(_, s)| !s.is_empty())
-            .map(|(service, spans)| ResourceSpans {
-                resource: Some(resource(service)),
+            .map(|(origin, spans)| ResourceSpans {
+                resource: Some(resource(origin)),
                 scope_spans: vec![ScopeSpans {
                     scope: Some(scope()),
                     spans,
@@ -335,6 +481,7 @@ mod tests {
             TrafficConfig {
                 services: 8,
                 error_rate: 0.5,
+                profile: Profile::Default,
             },
         );
         for _ in 0..50 {
@@ -347,7 +494,7 @@ mod tests {
                     .iter()
                     .all(|(_, s)| s.parent_span_id.len() == 8)
             );
-            assert!(t.spans.iter().all(|(svc, _)| *svc < 8));
+            assert!(t.spans.iter().all(|(origin, _)| origin.service < 8));
         }
     }
 
@@ -358,6 +505,7 @@ mod tests {
             TrafficConfig {
                 services: 8,
                 error_rate: 0.0,
+                profile: Profile::Default,
             },
         );
         let mut records = Vec::new();
@@ -371,6 +519,44 @@ mod tests {
             (200..450).contains(&per_record),
             "{per_record} bytes per record"
         );
+    }
+
+    /// The peer profile's sizes are the comparison's: ~204 bytes per log record and ~114 per
+    /// span (each record's OTLP protobuf encoding), every log record with its own IDs.
+    #[test]
+    fn the_peer_profile_has_the_comparisons_shape() {
+        let mut g = Generator::new(
+            3,
+            TrafficConfig {
+                services: 8,
+                error_rate: 0.0,
+                profile: Profile::Peer,
+            },
+        );
+        let (mut logs, mut spans) = (Vec::new(), Vec::new());
+        while logs.len() < 1000 {
+            let t = g.trace(1);
+            assert_eq!(t.spans.len(), 8);
+            logs.extend(t.logs);
+            spans.extend(t.spans);
+        }
+        let trace_ids: std::collections::HashSet<_> =
+            logs.iter().map(|(_, r)| r.trace_id.clone()).collect();
+        assert_eq!(
+            trace_ids.len(),
+            logs.len(),
+            "every log record has its own trace ID"
+        );
+        let hosts: std::collections::HashSet<_> = logs.iter().map(|(o, _)| o.host).collect();
+        assert_eq!(hosts.len(), PEER_HOSTS);
+        // Each record's own encoding, as the comparison counted it (export envelopes aside).
+        let per_log = logs.iter().map(|(_, r)| r.encoded_len()).sum::<usize>() / logs.len();
+        let per_span = spans.iter().map(|(_, s)| s.encoded_len()).sum::<usize>() / spans.len();
+        assert!(
+            (190..220).contains(&per_log),
+            "{per_log} bytes per log record"
+        );
+        assert!((105..125).contains(&per_span), "{per_span} bytes per span");
     }
 
     #[test]
