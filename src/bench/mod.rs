@@ -320,8 +320,15 @@ async fn export_loop(
             let trace = generator.trace(now);
             {
                 let mut sample = trace_sample.lock().await;
-                if sample.len() < 1000 {
-                    sample.push(hex::encode(trace.trace_id));
+                // A trace ID that is sent: with log records alone, one of theirs (in the peer
+                // profile they carry IDs of their own).
+                let id = match (args.logs_only, trace.logs.first()) {
+                    (true, Some((_, log))) => hex::encode(&log.trace_id),
+                    (true, None) => String::new(),
+                    (false, _) => hex::encode(trace.trace_id),
+                };
+                if sample.len() < 1000 && !id.is_empty() {
+                    sample.push(id);
                 }
             }
             logs.extend(trace.logs);
