@@ -91,3 +91,52 @@ pub fn render(name: &str, f: &Footprint) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_shows_each_field_per_part_and_the_totals_per_record() {
+        let mut f = Footprint {
+            docs: 4,
+            partitions: 1,
+            on_disk: 1000,
+            ..Default::default()
+        };
+        for (part, field, bytes) in [
+            ("store", "(all)", 400),
+            ("termdict", "trace_id", 200),
+            ("postings", "trace_id", 40),
+            ("termdict", "body", 80),
+        ] {
+            f.bytes.insert((part.into(), field.into()), bytes);
+        }
+        let text = render("logs", &f);
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no line for {name} in\n{text}"))
+                .split_whitespace()
+                .skip(1)
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        assert!(text.starts_with("logs: 4 records in 1 partitions, 1000 bytes on disk (250.0"));
+        // Fields sorted by bytes: store's 100 per record first, then trace_id's 50 + 10.
+        assert_eq!(line("(all)"), ["100.00", "100.00"]);
+        assert_eq!(line("trace_id"), ["50.00", "10.00", "60.00"]);
+        assert_eq!(line("body"), ["20.00", "20.00"]);
+        let order: Vec<&str> = text
+            .lines()
+            .skip(2)
+            .take(3)
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(order, ["(all)", "trace_id", "body"]);
+        assert_eq!(
+            line("not in segments").last().map(String::as_str),
+            Some("70.00")
+        );
+    }
+}
