@@ -72,7 +72,7 @@ pub fn parse_duration_ns(name: &str, text: &str) -> Result<u64, ApiError> {
     if let Ok(n) = text.parse::<u64>() {
         return Ok(n);
     }
-    humantime::parse_duration(text)
+    crate::config::parse_duration(text)
         .map(|d| d.as_nanos().min(u128::from(u64::MAX)) as u64)
         .map_err(|_| {
             ApiError::BadRequest(format!(
