@@ -4,6 +4,8 @@
 //! - [`model`]: the rows (`LogRow`, `SpanRow`) and their JSON view.
 //! - `schema`: tantivy fields per signal and the documents built from rows; `attributes`: OTLP
 //!   attributes handed to tantivy's JSON fields by reference.
+//! - `format`: partition format numbers; `rows`: how format 2 splits a row between the doc
+//!   store and columns, and rebuilds it; `ids`: ID lookups in either format.
 //! - `partition`: one hour of one signal, with the WAL position of its last commit.
 //! - [`store`]: all partitions; writing (within a cap on open writers), commit and checkpoint,
 //!   rollback after a failure, retention.
@@ -25,9 +27,12 @@ mod attributes;
 mod error;
 pub mod faults;
 pub mod footprint;
+mod format;
+mod ids;
 pub mod model;
 mod partition;
 pub mod query;
+mod rows;
 mod schema;
 mod search;
 pub mod severity;
@@ -35,6 +40,7 @@ pub mod store;
 mod traces;
 
 pub use error::IndexError;
+pub use format::Format;
 pub use model::{LogRow, RowBatch, SpanRow};
 pub use partition::{PARTITION_NANOS, partition_start};
 pub use search::{LogCursor, LogPage, LogSearch, TraceRows};
@@ -62,10 +68,10 @@ impl Signal {
         }
     }
 
-    fn schema(self) -> tantivy::schema::Schema {
+    fn schema(self, format: Format) -> tantivy::schema::Schema {
         match self {
-            Signal::Logs => log_fields().schema.clone(),
-            Signal::Spans => span_fields().schema.clone(),
+            Signal::Logs => LogFields::schema(format),
+            Signal::Spans => SpanFields::schema(format),
         }
     }
 }

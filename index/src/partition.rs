@@ -16,6 +16,7 @@ use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Tant
 use crate::Signal;
 use crate::error::IndexError;
 use crate::faults::{Faults, FaultyDirectory};
+use crate::format::Format;
 
 /// Width of a partition.
 pub const PARTITION_NANOS: u64 = 3_600 * 1_000_000_000;
@@ -77,6 +78,8 @@ pub(crate) struct Partition {
     pub(crate) signal: Signal,
     pub(crate) start_ns: u64,
     pub(crate) dir: PathBuf,
+    /// The format the partition was created in; its rows are all written in it.
+    pub(crate) format: Format,
     index: Index,
     reader: IndexReader,
     /// Touched only by the indexing thread; the mutex makes `Partition` shareable with readers.
@@ -115,23 +118,27 @@ impl Partition {
             Some(faults) => Box::new(FaultyDirectory::new(mmap, faults.clone())),
             None => Box::new(mmap),
         };
-        let schema = signal.schema();
         let exists = Index::exists(&*directory).map_err(|e| IndexError::Open {
             path: dir.to_path_buf(),
             reason: e.to_string(),
         })?;
+        let format = Format::of_partition(&*directory, exists, dir)?;
+        let schema = signal.schema(format);
         let index = if exists {
             Index::open(directory)?
         } else {
-            // The stored rows are most of the bytes on disk. 64 KiB blocks let zstd see ~250
-            // rows at once (shared services, routes, words), so its fastest level compresses
-            // them smaller than level 3 did with 16 KiB blocks, at less CPU per record.
-            // Reading one row decompresses its block: tens of microseconds.
+            // The stored rows are the largest part of the bytes on disk. Once the IDs, time
+            // and origin are columns, what remains (bodies, attributes) compresses best with
+            // more context: zstd level 5 over 256 KiB blocks keeps them 17 % smaller than
+            // level 1 over 64 KiB (42.8 vs 51.6 bytes per record on `weft bench --profile
+            // peer`); larger blocks gained nothing more at level 5, and level 9 two bytes at a
+            // fifth more CPU. Reading one row decompresses its block, a fraction of a
+            // millisecond; the reader caches recent blocks.
             let settings = IndexSettings {
                 docstore_compression: Compressor::Zstd(ZstdCompressor {
-                    compression_level: Some(1),
+                    compression_level: Some(5),
                 }),
-                docstore_blocksize: 65_536,
+                docstore_blocksize: 262_144,
                 ..IndexSettings::default()
             };
             Index::builder()
@@ -139,6 +146,22 @@ impl Partition {
                 .settings(settings)
                 .open_or_create(directory)?
         };
+        // The format file and the schema must tell the same story: rows written to a format 2
+        // index as format 1 documents would be invisible to its ID lookups.
+        let columnar = index
+            .schema()
+            .get_field(crate::schema::column::ORIGIN)
+            .is_ok();
+        if columnar != (format >= Format::V2) {
+            return Err(IndexError::Open {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "its format file says format {} but its schema is format {}'s",
+                    format.number(),
+                    if columnar { 2 } else { 1 }
+                ),
+            });
+        }
         let committed_lsn = index
             .load_metas()?
             .payload
@@ -152,6 +175,7 @@ impl Partition {
             signal,
             start_ns,
             dir: dir.to_path_buf(),
+            format,
             index,
             reader,
             writer: Mutex::new(WriterState::default()),

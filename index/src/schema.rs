@@ -1,76 +1,172 @@
-//! tantivy schemas for logs and spans, and the documents built from rows.
+//! tantivy schemas for logs and spans, per partition format, and the documents built from rows.
 //!
-//! Every field but `source` is index-only: the row itself is stored once, prost-encoded, in the
-//! compressed doc store, and answers are rebuilt from it. IDs are indexed as raw bytes (16 / 8),
-//! not hex text, which halves their term dictionary.
+//! Every field but `source` is index-only or a fast column: the row is stored once,
+//! prost-encoded, in the compressed doc store, and answers are rebuilt from it (in format 2
+//! together with the columns that hold the parts left out of it; see `rows`).
+//!
+//! Both formats share their first fields, in the same order, so a field handle means the same
+//! field in a partition of either; format 2 appends its columns after them. The query compiler
+//! and readers therefore use one set of handles, and look at a segment's own schema only where
+//! the formats differ (ID lookups, rebuilding rows).
 
 use std::collections::BTreeMap;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use tantivy::TantivyDocument;
 use tantivy::schema::{
-    BytesOptions, FAST, Field, IndexRecordOption, JsonObjectOptions, OwnedValue, STRING, Schema,
-    TEXT, TextFieldIndexing,
+    BytesOptions, FAST, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue,
+    STRING, Schema, TEXT, TextFieldIndexing, TextOptions,
 };
 
 use crate::attributes::{AttributeValue, has_bytes};
+use crate::format::Format;
 use crate::model::{LogRow, SpanRow, any_value_to_json};
+use crate::rows;
 
 /// Name of the stored field that holds the encoded row.
 const SOURCE: &str = "source";
 
-fn keyword_json_options() -> JsonObjectOptions {
-    // `raw` keeps attribute values exact (`attr.http.route:/pay/{id}`); expanding dots makes
-    // `http.route` and `{"http":{"route":…}}` the same path, which is what OTLP keys mean.
-    JsonObjectOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer("raw")
-                .set_index_option(IndexRecordOption::Basic),
-        )
-        .set_expand_dots_enabled()
+/// Names of format 2's columns.
+pub(crate) mod column {
+    /// High 8 bytes of a 16-byte trace ID (big-endian).
+    pub const TRACE_HI: &str = "trace_hi";
+    /// Low 8 bytes of a 16-byte trace ID.
+    pub const TRACE_LO: &str = "trace_lo";
+    /// An 8-byte span ID.
+    pub const SPAN: &str = "span";
+    /// An 8-byte parent span ID (spans).
+    pub const PARENT: &str = "parent";
+    /// Service, resource and scope of a row, encoded; dictionary-encoded per segment, so each
+    /// distinct origin is stored once per segment however many rows share it.
+    pub const ORIGIN: &str = "origin";
+}
+
+/// Index options of one field in one format.
+struct Options {
+    format: Format,
+}
+
+impl Options {
+    /// A field matched as one exact term (`service:checkout`).
+    fn keyword(&self) -> TextOptions {
+        match self.format {
+            Format::V1 => STRING,
+            Format::V2 => TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("raw")
+                    .set_index_option(IndexRecordOption::Basic)
+                    .set_fieldnorms(false),
+            ),
+        }
+    }
+
+    /// Full text, with positions for phrase search.
+    fn text(&self) -> TextOptions {
+        match self.format {
+            Format::V1 => TEXT,
+            Format::V2 => TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("default")
+                    .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+                    .set_fieldnorms(false),
+            ),
+        }
+    }
+
+    fn attributes(&self) -> JsonObjectOptions {
+        // `raw` keeps attribute values exact (`attr.http.route:/pay/{id}`); expanding dots
+        // makes `http.route` and `{"http":{"route":…}}` the same path, which is what OTLP keys
+        // mean.
+        JsonObjectOptions::default()
+            .set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("raw")
+                    .set_index_option(IndexRecordOption::Basic)
+                    .set_fieldnorms(self.format == Format::V1),
+            )
+            .set_expand_dots_enabled()
+    }
 }
 
 fn id_options() -> BytesOptions {
     BytesOptions::default().set_indexed()
 }
 
-/// Fields of the logs schema.
+fn u64_column() -> NumericOptions {
+    NumericOptions::default().set_fast()
+}
+
+fn bytes_column() -> BytesOptions {
+    BytesOptions::default().set_fast()
+}
+
+/// Fields of the logs schema (format 2's, whose first fields are format 1's).
 #[derive(Clone, Debug)]
 pub struct LogFields {
-    pub(crate) schema: Schema,
     pub(crate) time: Field,
     pub(crate) service: Field,
     pub(crate) severity: Field,
     pub(crate) event: Field,
     pub(crate) body: Field,
+    /// Format 1: the full ID. Format 2: its bucket.
     pub(crate) trace_id: Field,
+    /// Format 1: the full ID. Format 2: its bucket.
     pub(crate) span_id: Field,
     pub(crate) scope: Field,
     pub(crate) attr: Field,
     pub(crate) resource: Field,
     pub(crate) source: Field,
+    pub(crate) trace_hi: Field,
+    pub(crate) trace_lo: Field,
+    pub(crate) span: Field,
+    pub(crate) origin: Field,
 }
 
 impl LogFields {
     pub(crate) fn new() -> Self {
+        Self::build(Format::CURRENT).0
+    }
+
+    pub(crate) fn schema(format: Format) -> Schema {
+        Self::build(format).1
+    }
+
+    fn build(format: Format) -> (Self, Schema) {
+        let o = Options { format };
         let mut b = Schema::builder();
         // Time and severity are only ever filtered by range, which tantivy answers from the fast
         // column; indexing them too would add a term per distinct nanosecond timestamp, the
         // largest and busiest part of the term dictionary, for nothing.
         let time = b.add_u64_field("time", FAST);
-        let service = b.add_text_field("service", STRING | FAST);
+        let service = b.add_text_field("service", o.keyword() | FAST);
         let severity = b.add_u64_field("severity", FAST);
-        let event = b.add_text_field("event", STRING | FAST);
-        let body = b.add_text_field("body", TEXT);
+        let event = b.add_text_field("event", o.keyword() | FAST);
+        let body = b.add_text_field("body", o.text());
         let trace_id = b.add_bytes_field("trace_id", id_options());
         let span_id = b.add_bytes_field("span_id", id_options());
-        let scope = b.add_text_field("scope", STRING);
-        let attr = b.add_json_field("attr", keyword_json_options());
-        let resource = b.add_json_field("resource", keyword_json_options());
+        let scope = b.add_text_field("scope", o.keyword());
+        let attr = b.add_json_field("attr", o.attributes());
+        let resource = b.add_json_field("resource", o.attributes());
         let source = b.add_bytes_field(SOURCE, BytesOptions::default().set_stored());
-        LogFields {
-            schema: b.build(),
+        // Format 2's columns. Under format 1 the handles are never used, and point past the
+        // schema's end.
+        let (trace_hi, trace_lo, span, origin) = if format >= Format::V2 {
+            (
+                b.add_u64_field(column::TRACE_HI, u64_column()),
+                b.add_u64_field(column::TRACE_LO, u64_column()),
+                b.add_u64_field(column::SPAN, u64_column()),
+                b.add_bytes_field(column::ORIGIN, bytes_column()),
+            )
+        } else {
+            let next = source.field_id() + 1;
+            (
+                Field::from_field_id(next),
+                Field::from_field_id(next + 1),
+                Field::from_field_id(next + 2),
+                Field::from_field_id(next + 3),
+            )
+        };
+        let fields = LogFields {
             time,
             service,
             severity,
@@ -82,10 +178,17 @@ impl LogFields {
             attr,
             resource,
             source,
-        }
+            trace_hi,
+            trace_lo,
+            span,
+            origin,
+        };
+        (fields, b.build())
     }
 
-    pub(crate) fn document(&self, row: &LogRow, encoded: &[u8]) -> TantivyDocument {
+    /// The document of `row` for a partition of `format`; `encoded` is the row's protobuf
+    /// encoding.
+    pub(crate) fn document(&self, row: &LogRow, encoded: &[u8], format: Format) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
         doc.add_u64(self.time, row.time_unix_nano);
         doc.add_text(self.service, &row.service);
@@ -97,26 +200,45 @@ impl LogFields {
         if !body.is_empty() {
             doc.add_text(self.body, body);
         }
-        if !row.trace_id.is_empty() {
-            doc.add_bytes(self.trace_id, &row.trace_id);
-        }
-        if !row.span_id.is_empty() {
-            doc.add_bytes(self.span_id, &row.span_id);
-        }
         if !row.scope_name.is_empty() {
             doc.add_text(self.scope, &row.scope_name);
         }
         add_attributes(&mut doc, self.attr, &row.attributes);
         add_attributes(&mut doc, self.resource, &row.resource);
-        doc.add_bytes(self.source, encoded);
+        match format {
+            Format::V1 => {
+                if !row.trace_id.is_empty() {
+                    doc.add_bytes(self.trace_id, &row.trace_id);
+                }
+                if !row.span_id.is_empty() {
+                    doc.add_bytes(self.span_id, &row.span_id);
+                }
+                doc.add_bytes(self.source, encoded);
+            }
+            Format::V2 => {
+                let split = rows::split_log(row, encoded);
+                // An ID of another length than OTLP's stays in the stored row, unindexed: no
+                // query can name it (they take 16 / 8 bytes of hex).
+                if let Some((hi, lo)) = split.trace_id {
+                    doc.add_bytes(self.trace_id, &rows::bucket(&row.trace_id));
+                    doc.add_u64(self.trace_hi, hi);
+                    doc.add_u64(self.trace_lo, lo);
+                }
+                if let Some(span) = split.span_id {
+                    doc.add_bytes(self.span_id, &rows::bucket(&row.span_id));
+                    doc.add_u64(self.span, span);
+                }
+                doc.add_bytes(self.origin, &split.origin);
+                doc.add_bytes(self.source, &split.kept);
+            }
+        }
         doc
     }
 }
 
-/// Fields of the spans schema.
+/// Fields of the spans schema (format 2's, whose first fields are format 1's).
 #[derive(Clone, Debug)]
 pub struct SpanFields {
-    pub(crate) schema: Schema,
     pub(crate) start: Field,
     pub(crate) duration: Field,
     pub(crate) service: Field,
@@ -124,36 +246,64 @@ pub struct SpanFields {
     pub(crate) text: Field,
     pub(crate) kind: Field,
     pub(crate) status: Field,
+    /// Full trace ID in both formats: a trace's spans share it, so its term is cheap.
     pub(crate) trace_id: Field,
+    /// Format 1: the full ID. Format 2: its bucket.
     pub(crate) span_id: Field,
+    /// Format 1: the full ID. Format 2: its bucket.
     pub(crate) parent_span_id: Field,
     pub(crate) scope: Field,
     pub(crate) attr: Field,
     pub(crate) resource: Field,
     pub(crate) source: Field,
+    pub(crate) span: Field,
+    pub(crate) parent: Field,
+    pub(crate) origin: Field,
 }
 
 impl SpanFields {
     pub(crate) fn new() -> Self {
+        Self::build(Format::CURRENT).0
+    }
+
+    pub(crate) fn schema(format: Format) -> Schema {
+        Self::build(format).1
+    }
+
+    fn build(format: Format) -> (Self, Schema) {
+        let o = Options { format };
         let mut b = Schema::builder();
         // Range-filtered only, from the fast column (see the logs schema).
         let start = b.add_u64_field("start", FAST);
         let duration = b.add_u64_field("duration", FAST);
-        let service = b.add_text_field("service", STRING | FAST);
-        let name = b.add_text_field("name", STRING | FAST);
-        let text = b.add_text_field("text", TEXT);
-        let kind = b.add_text_field("kind", STRING | FAST);
-        let status = b.add_text_field("status", STRING);
+        let service = b.add_text_field("service", o.keyword() | FAST);
+        let name = b.add_text_field("name", o.keyword() | FAST);
+        let text = b.add_text_field("text", o.text());
+        let kind = b.add_text_field("kind", o.keyword() | FAST);
+        let status = b.add_text_field("status", o.keyword());
         // Fast as well: trace search reads candidate trace IDs from the column.
         let trace_id = b.add_bytes_field("trace_id", id_options().set_fast());
         let span_id = b.add_bytes_field("span_id", id_options());
         let parent_span_id = b.add_bytes_field("parent_span_id", id_options());
-        let scope = b.add_text_field("scope", STRING);
-        let attr = b.add_json_field("attr", keyword_json_options());
-        let resource = b.add_json_field("resource", keyword_json_options());
+        let scope = b.add_text_field("scope", o.keyword());
+        let attr = b.add_json_field("attr", o.attributes());
+        let resource = b.add_json_field("resource", o.attributes());
         let source = b.add_bytes_field(SOURCE, BytesOptions::default().set_stored());
-        SpanFields {
-            schema: b.build(),
+        let (span, parent, origin) = if format >= Format::V2 {
+            (
+                b.add_u64_field(column::SPAN, u64_column()),
+                b.add_u64_field(column::PARENT, u64_column()),
+                b.add_bytes_field(column::ORIGIN, bytes_column()),
+            )
+        } else {
+            let next = source.field_id() + 1;
+            (
+                Field::from_field_id(next),
+                Field::from_field_id(next + 1),
+                Field::from_field_id(next + 2),
+            )
+        };
+        let fields = SpanFields {
             start,
             duration,
             service,
@@ -168,10 +318,21 @@ impl SpanFields {
             attr,
             resource,
             source,
-        }
+            span,
+            parent,
+            origin,
+        };
+        (fields, b.build())
     }
 
-    pub(crate) fn document(&self, row: &SpanRow, encoded: &[u8]) -> TantivyDocument {
+    /// The document of `row` for a partition of `format`; `encoded` is the row's protobuf
+    /// encoding.
+    pub(crate) fn document(
+        &self,
+        row: &SpanRow,
+        encoded: &[u8],
+        format: Format,
+    ) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
         doc.add_u64(self.start, row.start_time_unix_nano);
         doc.add_u64(self.duration, row.duration_ns());
@@ -191,16 +352,33 @@ impl SpanFields {
         };
         doc.add_text(self.status, status);
         doc.add_bytes(self.trace_id, &row.trace_id);
-        doc.add_bytes(self.span_id, &row.span_id);
-        if !row.parent_span_id.is_empty() {
-            doc.add_bytes(self.parent_span_id, &row.parent_span_id);
-        }
         if !row.scope_name.is_empty() {
             doc.add_text(self.scope, &row.scope_name);
         }
         add_attributes(&mut doc, self.attr, &row.attributes);
         add_attributes(&mut doc, self.resource, &row.resource);
-        doc.add_bytes(self.source, encoded);
+        match format {
+            Format::V1 => {
+                doc.add_bytes(self.span_id, &row.span_id);
+                if !row.parent_span_id.is_empty() {
+                    doc.add_bytes(self.parent_span_id, &row.parent_span_id);
+                }
+                doc.add_bytes(self.source, encoded);
+            }
+            Format::V2 => {
+                let split = rows::split_span(row, encoded);
+                if let Some(span) = split.span_id {
+                    doc.add_bytes(self.span_id, &rows::bucket(&row.span_id));
+                    doc.add_u64(self.span, span);
+                }
+                if let Some(parent) = split.parent_span_id {
+                    doc.add_bytes(self.parent_span_id, &rows::bucket(&row.parent_span_id));
+                    doc.add_u64(self.parent, parent);
+                }
+                doc.add_bytes(self.origin, &split.origin);
+                doc.add_bytes(self.source, &split.kept);
+            }
+        }
         doc
     }
 }

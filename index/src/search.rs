@@ -2,16 +2,17 @@
 
 use std::ops::Bound;
 
-use prost::Message;
 use tantivy::collector::TopDocs;
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery, TermQuery};
-use tantivy::schema::{Field, IndexRecordOption, Value};
-use tantivy::{DocAddress, Order, Searcher, TantivyDocument, Term};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, RangeQuery};
+use tantivy::schema::Field;
+use tantivy::{Order, Searcher, Term};
 
 use crate::error::IndexError;
+use crate::ids::{IdKind, IdQuery};
 use crate::query::{Expr, compile};
+use crate::rows::RowReader;
 use crate::store::Store;
-use crate::{LogRow, Signal, SpanRow, log_fields, span_fields};
+use crate::{LogRow, Signal, SpanRow, log_fields};
 
 /// A log search.
 #[derive(Clone, Debug)]
@@ -72,16 +73,6 @@ impl LogCursor {
     }
 }
 
-/// FNV-1a: a cheap, stable hash of a record's stored bytes.
-fn tiebreak(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-
 /// Time windows a log search tries, newest first, before the whole range (10 s, 100 s, 1000 s).
 const SEARCH_WINDOWS_NANOS: [u64; 4] =
     [10_000_000_000, 100_000_000_000, 1_000_000_000_000, u64::MAX];
@@ -107,27 +98,6 @@ pub(crate) fn time_range(field: Field, start: u64, end: u64) -> Box<dyn Query> {
     ))
 }
 
-pub(crate) fn stored_source<M: Message + Default>(
-    searcher: &Searcher,
-    field: Field,
-    address: DocAddress,
-) -> Result<M, IndexError> {
-    Ok(stored_source_with_hash(searcher, field, address)?.0)
-}
-
-fn stored_source_with_hash<M: Message + Default>(
-    searcher: &Searcher,
-    field: Field,
-    address: DocAddress,
-) -> Result<(M, u64), IndexError> {
-    let doc: TantivyDocument = searcher.doc(address)?;
-    let bytes = doc
-        .get_first(field)
-        .and_then(|v| v.as_bytes())
-        .unwrap_or_default();
-    Ok((M::decode(bytes)?, tiebreak(bytes)))
-}
-
 struct Hit {
     key: LogCursor,
     row: LogRow,
@@ -144,7 +114,8 @@ fn partition_hits(
     want: usize,
 ) -> Result<Vec<Hit>, IndexError> {
     let fields = log_fields();
-    let run = |from: u64, to: u64, limit: usize| -> Result<Vec<Hit>, IndexError> {
+    let mut rows = RowReader::new(searcher);
+    let mut run = |from: u64, to: u64, limit: usize| -> Result<Vec<Hit>, IndexError> {
         let query = BooleanQuery::new(vec![
             (Occur::Must, matcher.box_clone()),
             (Occur::Must, time_range(fields.time, from, to)),
@@ -156,8 +127,7 @@ fn partition_hits(
         found
             .into_iter()
             .map(|(_, address)| {
-                let (row, hash): (LogRow, u64) =
-                    stored_source_with_hash(searcher, fields.source, address)?;
+                let (row, hash) = rows.log(address)?;
                 Ok(Hit {
                     key: LogCursor {
                         time_unix_nano: row.time_unix_nano,
@@ -268,34 +238,28 @@ impl Store {
         max_logs: usize,
     ) -> Result<TraceRows, IndexError> {
         let mut rows = TraceRows::default();
-        let span_query = TermQuery::new(
-            Term::from_field_bytes(span_fields().trace_id, trace_id),
-            IndexRecordOption::Basic,
-        );
+        let span_query = IdQuery::new(Signal::Spans, IdKind::Trace, trace_id);
         for partition in self.partitions_overlapping(Signal::Spans, 0, u64::MAX) {
             let searcher = partition.searcher();
             let hits = searcher.search(
                 &span_query,
                 &TopDocs::with_limit(max_spans + 1).order_by_score(),
             )?;
+            let mut reader = RowReader::new(&searcher);
             for (_, address) in hits {
-                rows.spans
-                    .push(stored_source(&searcher, span_fields().source, address)?);
+                rows.spans.push(reader.span(address)?);
             }
         }
-        let log_query = TermQuery::new(
-            Term::from_field_bytes(log_fields().trace_id, trace_id),
-            IndexRecordOption::Basic,
-        );
+        let log_query = IdQuery::new(Signal::Logs, IdKind::Trace, trace_id);
         for partition in self.partitions_overlapping(Signal::Logs, 0, u64::MAX) {
             let searcher = partition.searcher();
             let hits = searcher.search(
                 &log_query,
                 &TopDocs::with_limit(max_logs + 1).order_by_score(),
             )?;
+            let mut reader = RowReader::new(&searcher);
             for (_, address) in hits {
-                rows.logs
-                    .push(stored_source(&searcher, log_fields().source, address)?);
+                rows.logs.push(reader.log(address)?.0);
             }
         }
         rows.spans

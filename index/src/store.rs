@@ -33,6 +33,13 @@ const IDLE_WRITER_ROUNDS: u32 = 120;
 
 type PartitionKey = (Signal, u64);
 
+/// Positions in a batch of the rows bound for one partition.
+#[derive(Default)]
+struct PartitionRows {
+    logs: Vec<usize>,
+    spans: Vec<usize>,
+}
+
 /// The partitions of both signals, and the checkpoint.
 pub struct Store {
     root: PathBuf,
@@ -176,28 +183,40 @@ impl Store {
         let sources = batch
             .row_encodings(payload)
             .ok_or(IndexError::BatchEncoding)?;
-        let mut by_partition: BTreeMap<PartitionKey, Vec<tantivy::TantivyDocument>> =
-            BTreeMap::new();
-        let fields = log_fields();
-        for (row, source) in batch.logs.iter().zip(sources.logs) {
+        // Rows first go to their partition; documents are built for the partition's format.
+        let mut by_partition: BTreeMap<PartitionKey, PartitionRows> = BTreeMap::new();
+        for (i, row) in batch.logs.iter().enumerate() {
             by_partition
                 .entry((Signal::Logs, partition_start(row.time_unix_nano)))
                 .or_default()
-                .push(fields.document(row, source));
+                .logs
+                .push(i);
         }
-        let fields = span_fields();
-        for (row, source) in batch.spans.iter().zip(sources.spans) {
+        for (i, row) in batch.spans.iter().enumerate() {
             by_partition
                 .entry((Signal::Spans, partition_start(row.start_time_unix_nano)))
                 .or_default()
-                .push(fields.document(row, source));
+                .spans
+                .push(i);
         }
         let mut groups = Vec::with_capacity(by_partition.len());
-        for (key, docs) in by_partition {
+        for (key, rows) in by_partition {
             let partition = self.partition_for_write(key)?;
             if partition.committed_lsn() > lsn_start {
                 continue;
             }
+            let format = partition.format;
+            let mut docs = Vec::with_capacity(rows.logs.len() + rows.spans.len());
+            docs.extend(
+                rows.logs
+                    .into_iter()
+                    .map(|i| log_fields().document(&batch.logs[i], sources.logs[i], format)),
+            );
+            docs.extend(
+                rows.spans
+                    .into_iter()
+                    .map(|i| span_fields().document(&batch.spans[i], sources.spans[i], format)),
+            );
             groups.push((partition, docs));
         }
         // Partitions whose writer is open go first, so that when one more writer is needed,
@@ -395,6 +414,11 @@ impl Store {
             .keys()
             .filter(|(s, _)| *s == signal)
             .count()
+    }
+
+    /// The format of each partition, oldest first (logs, then spans).
+    pub fn partition_formats(&self) -> Vec<crate::Format> {
+        self.all_partitions().iter().map(|p| p.format).collect()
     }
 
     fn all_partitions(&self) -> Vec<Arc<Partition>> {

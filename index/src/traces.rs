@@ -6,17 +6,18 @@
 
 use std::collections::BTreeSet;
 
+use tantivy::Order;
 use tantivy::collector::TopDocs;
-use tantivy::query::{Query, TermQuery};
-use tantivy::schema::IndexRecordOption;
-use tantivy::{Order, Term};
+use tantivy::query::Query;
 
 use crate::aggregate::filtered;
 use crate::error::IndexError;
+use crate::ids::{IdKind, IdQuery};
 use crate::partition::PARTITION_NANOS;
 use crate::query::Expr;
+use crate::rows::RowReader;
 use crate::store::Store;
-use crate::{LogRow, Signal, SpanRow, log_fields, span_fields};
+use crate::{LogRow, Signal, SpanRow};
 
 /// How far outside a search's range a candidate trace's other spans are looked for.
 const TRACE_SLACK_NANOS: u64 = PARTITION_NANOS;
@@ -225,10 +226,7 @@ impl Store {
 
     /// Summary of a trace from the partitions overlapping `[start, end)`.
     fn summarize(&self, id: &[u8; 16], start: u64, end: u64) -> Result<TraceSummary, IndexError> {
-        let span_query = TermQuery::new(
-            Term::from_field_bytes(span_fields().trace_id, id),
-            IndexRecordOption::Basic,
-        );
+        let span_query = IdQuery::new(Signal::Spans, IdKind::Trace, id);
         let mut spans: Vec<SpanRow> = Vec::new();
         for partition in self.partitions_overlapping(Signal::Spans, start, end) {
             let searcher = partition.searcher();
@@ -236,18 +234,12 @@ impl Store {
                 &span_query,
                 &TopDocs::with_limit(MAX_SUMMARY_SPANS).order_by_score(),
             )?;
+            let mut reader = RowReader::new(&searcher);
             for (_, address) in hits {
-                spans.push(crate::search::stored_source(
-                    &searcher,
-                    span_fields().source,
-                    address,
-                )?);
+                spans.push(reader.span(address)?);
             }
         }
-        let log_query: Box<dyn Query> = Box::new(TermQuery::new(
-            Term::from_field_bytes(log_fields().trace_id, id),
-            IndexRecordOption::Basic,
-        ));
+        let log_query: Box<dyn Query> = Box::new(IdQuery::new(Signal::Logs, IdKind::Trace, id));
         let by_service = self.count_by_service(&*log_query, start, end)?;
         let log_count = by_service.values().sum::<u64>() as usize;
         Ok(TraceSummary::new(

@@ -485,3 +485,55 @@ fn the_footprint_accounts_every_segment_byte_to_a_part_and_a_field() {
         0
     );
 }
+
+#[test]
+fn id_lookups_find_exactly_the_id_when_buckets_are_shared() {
+    // 10,000 random span IDs over 4,096 buckets: every bucket holds several, so a lookup that
+    // did not check the ID itself would return its neighbours.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let logs: Vec<LogRow> = (0..10_000u64)
+        .map(|i| LogRow {
+            span_id: next().to_be_bytes().to_vec(),
+            trace_id: [next().to_be_bytes(), next().to_be_bytes()].concat(),
+            ..log(BASE + i, &format!("row{i}"), 0)
+        })
+        .collect();
+    store
+        .index_batch(
+            0,
+            1,
+            &RowBatch {
+                logs: logs.clone(),
+                spans: vec![],
+            },
+        )
+        .unwrap();
+    store.commit(1).unwrap();
+    for i in [0usize, 1, 4_095, 9_999] {
+        let by_span = search(
+            &store,
+            &format!("span_id:{}", hex::encode(&logs[i].span_id)),
+            10,
+        );
+        assert_eq!(by_span, vec![format!("row{i}")]);
+        let by_trace = search(
+            &store,
+            &format!("trace_id:{}", hex::encode(&logs[i].trace_id)),
+            10,
+        );
+        assert_eq!(by_trace, vec![format!("row{i}")]);
+        let id: [u8; 16] = logs[i].trace_id.as_slice().try_into().unwrap();
+        let trace = store.trace(&id, 10, 10).unwrap();
+        assert_eq!(trace.logs, vec![logs[i].clone()]);
+    }
+    let absent = search(&store, &format!("span_id:{}", "00".repeat(8)), 10);
+    assert!(absent.is_empty());
+}

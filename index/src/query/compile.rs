@@ -11,6 +11,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 
 use super::{CmpOp, Expr, QueryError};
+use crate::ids::{IdKind, IdQuery};
 use crate::{Signal, log_fields, severity, span_fields};
 
 /// Compiles `expr` for `signal`; errors name the position of the filter that cannot apply.
@@ -205,23 +206,15 @@ fn filter_query(
         }
         (_, "trace_id") => {
             only_equality(field, op, pos)?;
-            let f = match signal {
-                Signal::Logs => log_fields().trace_id,
-                Signal::Spans => span_fields().trace_id,
-            };
-            id_query(f, field, value, 16, pos)
+            id_query(signal, IdKind::Trace, field, value, pos)
         }
         (_, "span_id") => {
             only_equality(field, op, pos)?;
-            let f = match signal {
-                Signal::Logs => log_fields().span_id,
-                Signal::Spans => span_fields().span_id,
-            };
-            id_query(f, field, value, 8, pos)
+            id_query(signal, IdKind::Span, field, value, pos)
         }
         (Signal::Spans, "parent_span_id") => {
             only_equality(field, op, pos)?;
-            id_query(span_fields().parent_span_id, field, value, 8, pos)
+            id_query(signal, IdKind::Parent, field, value, pos)
         }
         (Signal::Logs, "severity") => severity_query(op, value, pos),
         (Signal::Spans, "duration") => {
@@ -256,14 +249,15 @@ fn filter_query(
 }
 
 fn id_query(
-    field: Field,
+    signal: Signal,
+    kind: IdKind,
     name: &str,
     value: &str,
-    bytes: usize,
     pos: usize,
 ) -> Result<Box<dyn Query>, QueryError> {
+    let bytes = if kind == IdKind::Trace { 16 } else { 8 };
     match hex::decode(value) {
-        Ok(id) if id.len() == bytes => Ok(term(Term::from_field_bytes(field, &id))),
+        Ok(id) if id.len() == bytes => Ok(Box::new(IdQuery::new(signal, kind, &id))),
         _ => Err(QueryError::syntax(
             pos,
             format!("{name} must be {} hex characters", bytes * 2),

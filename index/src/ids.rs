@@ -1,0 +1,165 @@
+//! Finding rows by trace, span or parent span ID, in partitions of either format.
+//!
+//! Format 1 indexes each ID as its full bytes: one term per distinct ID, which for random IDs
+//! means a term (key and postings entry, 20–34 bytes) per row. Format 2 indexes only a 12-bit
+//! bucket of the ID and keeps the ID itself in a u64 column (see `rows`): a lookup reads the
+//! bucket's postings (about one row in 4,096 of a segment) and keeps the rows whose column
+//! holds the ID. [`IdQuery`] does either, per segment, from the segment's own schema.
+
+use tantivy::query::{ConstScorer, EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DocId, DocSet, Score, SegmentReader, TERMINATED, TantivyError, Term};
+
+use crate::rows::{bucket, span_number, trace_halves};
+use crate::schema::column;
+use crate::{Signal, log_fields, span_fields};
+
+/// Which ID a lookup is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdKind {
+    /// A 16-byte trace ID (logs; spans index it whole in both formats).
+    Trace,
+    /// An 8-byte span ID.
+    Span,
+    /// An 8-byte parent span ID (spans).
+    Parent,
+}
+
+/// Rows of one signal whose `kind` of ID is `id`.
+#[derive(Clone, Debug)]
+pub(crate) struct IdQuery {
+    signal: Signal,
+    kind: IdKind,
+    id: Vec<u8>,
+}
+
+impl IdQuery {
+    /// A query for `id`, which must be 16 bytes for a trace and 8 for a span.
+    pub(crate) fn new(signal: Signal, kind: IdKind, id: &[u8]) -> Self {
+        IdQuery {
+            signal,
+            kind,
+            id: id.to_vec(),
+        }
+    }
+
+    /// The term field (full ID in format 1, bucket in format 2) and the format 2 columns that
+    /// hold the ID (none: spans keep their trace ID whole in both formats).
+    fn layout(&self) -> (Field, &'static [&'static str]) {
+        match (self.signal, self.kind) {
+            (Signal::Logs, IdKind::Trace) => {
+                (log_fields().trace_id, &[column::TRACE_HI, column::TRACE_LO])
+            }
+            (Signal::Logs, _) => (log_fields().span_id, &[column::SPAN]),
+            (Signal::Spans, IdKind::Trace) => (span_fields().trace_id, &[]),
+            (Signal::Spans, IdKind::Span) => (span_fields().span_id, &[column::SPAN]),
+            (Signal::Spans, IdKind::Parent) => (span_fields().parent_span_id, &[column::PARENT]),
+        }
+    }
+
+    /// The column values a row must hold to match, in the order of `layout`'s columns.
+    fn column_values(&self) -> Option<Vec<u64>> {
+        match self.kind {
+            IdKind::Trace => trace_halves(&self.id).map(|(hi, lo)| vec![hi, lo]),
+            IdKind::Span | IdKind::Parent => span_number(&self.id).map(|n| vec![n]),
+        }
+    }
+}
+
+impl Query for IdQuery {
+    fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(IdWeight(self.clone())))
+    }
+}
+
+struct IdWeight(IdQuery);
+
+impl IdWeight {
+    /// The matching documents of one segment, in order.
+    fn matches(&self, reader: &SegmentReader) -> tantivy::Result<Vec<DocId>> {
+        let query = &self.0;
+        let (field, columns) = query.layout();
+        let columnar = !columns.is_empty() && reader.schema().get_field(columns[0]).is_ok();
+        if !columnar {
+            return term_matches(reader, Term::from_field_bytes(field, &query.id));
+        }
+        let Some(want) = query.column_values() else {
+            return Ok(Vec::new());
+        };
+        let mut readers = Vec::with_capacity(columns.len());
+        for name in columns {
+            match reader.fast_fields().column_opt::<u64>(name)? {
+                Some(column) => readers.push(column),
+                // No row of the segment has this kind of ID.
+                None => return Ok(Vec::new()),
+            }
+        }
+        let candidates = term_matches(reader, Term::from_field_bytes(field, &bucket(&query.id)))?;
+        Ok(candidates
+            .into_iter()
+            .filter(|&doc| {
+                readers
+                    .iter()
+                    .zip(&want)
+                    .all(|(column, want)| column.first(doc) == Some(*want))
+            })
+            .collect())
+    }
+}
+
+fn term_matches(reader: &SegmentReader, term: Term) -> tantivy::Result<Vec<DocId>> {
+    let Some(mut postings) = reader
+        .inverted_index(term.field())?
+        .read_postings(&term, IndexRecordOption::Basic)?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut docs = Vec::new();
+    let mut doc = postings.doc();
+    while doc != TERMINATED {
+        docs.push(doc);
+        doc = postings.advance();
+    }
+    Ok(docs)
+}
+
+impl Weight for IdWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let docs = self.matches(reader)?;
+        if docs.is_empty() {
+            return Ok(Box::new(EmptyScorer));
+        }
+        Ok(Box::new(ConstScorer::new(Docs { docs, at: 0 }, boost)))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        if self.matches(reader)?.contains(&doc) {
+            Ok(Explanation::new("id matches", 1.0))
+        } else {
+            Err(TantivyError::InvalidArgument(format!(
+                "document {doc} does not have this ID"
+            )))
+        }
+    }
+}
+
+/// Documents already found, in order.
+struct Docs {
+    docs: Vec<DocId>,
+    at: usize,
+}
+
+impl DocSet for Docs {
+    fn advance(&mut self) -> DocId {
+        self.at += 1;
+        self.doc()
+    }
+
+    fn doc(&self) -> DocId {
+        self.docs.get(self.at).copied().unwrap_or(TERMINATED)
+    }
+
+    fn size_hint(&self) -> u32 {
+        u32::try_from(self.docs.len() - self.at.min(self.docs.len())).unwrap_or(u32::MAX)
+    }
+}

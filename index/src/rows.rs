@@ -1,0 +1,470 @@
+//! How a row is kept in a partition: split into columns at write, rebuilt at read.
+//!
+//! Format 1 stores each row's whole protobuf encoding. Format 2 stores only what is particular
+//! to the row (body, attributes, severity, event, …) and keeps the rest once:
+//! - time (logs) or start and duration (spans) in the u64 columns queries already use;
+//! - trace, span and parent span IDs in u64 columns. They are random, so the doc store could
+//!   not compress them, and each was also a term of its own; now a 12-bit [`bucket`] is the
+//!   term and the column confirms the match (see `ids`);
+//! - service, resource and scope (whatever a batch's rows share) as one encoded "origin" in a
+//!   dictionary-encoded bytes column: one copy per distinct origin per segment, and a few bits
+//!   per row.
+//!
+//! The split works on the row's encoding field by field, so the parts are the exact bytes
+//! `LogRow::encode` wrote: decoding the kept part and merging the origin back gives the same
+//! row (protobuf merges concatenated encodings), and nothing is encoded twice at write.
+
+use prost::Message;
+use prost::encoding::{WireType, decode_key, decode_varint};
+use tantivy::columnar::{BytesColumn, Column};
+use tantivy::schema::Value;
+use tantivy::{DocAddress, DocId, Searcher, SegmentReader, TantivyDocument};
+
+use crate::error::IndexError;
+use crate::model::{LogRow, SpanRow};
+use crate::schema::column;
+use crate::{log_fields, span_fields};
+
+/// Bits of an ID's hash that its format 2 term keeps.
+///
+/// Fewer bits make fewer, longer postings lists: each row costs about `BUCKET_BITS` bits of
+/// postings, and each bucket a term. A lookup checks the column of every row in its bucket,
+/// one in 4,096 of a segment: 2,400 rows at 10 M, a few tens of microseconds. At 16 bits the
+/// terms alone cost 2.4 bytes per row at a million rows (measured), for lookups that were
+/// already fast.
+pub(crate) const BUCKET_BITS: u32 = 12;
+
+/// The bucket an ID is indexed under in format 2: [`BUCKET_BITS`] of a hash, so IDs whose
+/// leading or trailing bytes are not random (a timestamp, a counter) still spread over every
+/// bucket.
+pub(crate) fn bucket(id: &[u8]) -> [u8; 2] {
+    let hash = fnv1a(id, FNV_OFFSET);
+    let folded = (hash ^ (hash >> 32)) as u32;
+    ((folded ^ (folded >> 16)) as u16 & ((1 << BUCKET_BITS) - 1)).to_be_bytes()
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over `bytes`, continuing from `hash`.
+pub(crate) fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// A 16-byte trace ID as two big-endian halves.
+pub(crate) fn trace_halves(id: &[u8]) -> Option<(u64, u64)> {
+    let id: &[u8; 16] = id.try_into().ok()?;
+    let (hi, lo) = id.split_at(8);
+    Some((
+        u64::from_be_bytes(hi.try_into().ok()?),
+        u64::from_be_bytes(lo.try_into().ok()?),
+    ))
+}
+
+/// An 8-byte span ID as a big-endian number.
+pub(crate) fn span_number(id: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(id.try_into().ok()?))
+}
+
+fn trace_bytes(hi: u64, lo: u64) -> Vec<u8> {
+    let mut id = Vec::with_capacity(16);
+    id.extend_from_slice(&hi.to_be_bytes());
+    id.extend_from_slice(&lo.to_be_bytes());
+    id
+}
+
+/// The top-level fields of a protobuf encoding, each as its tag and its whole bytes (key
+/// included). Stops at the first malformed field, handing back the rest as tag 0.
+fn fields(encoded: &[u8]) -> impl Iterator<Item = (u32, &[u8])> {
+    let mut rest = encoded;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let whole = rest;
+        let Some(len) = field_len(&mut rest) else {
+            rest = &[];
+            return Some((0, whole));
+        };
+        let (field, after) = whole.split_at(len.0);
+        rest = after;
+        Some((len.1, field))
+    })
+}
+
+/// Length and tag of the field at the start of `buf`.
+fn field_len(buf: &mut &[u8]) -> Option<(usize, u32)> {
+    let start = buf.len();
+    let (tag, wire_type) = decode_key(buf).ok()?;
+    let body = match wire_type {
+        WireType::Varint => {
+            decode_varint(buf).ok()?;
+            0
+        }
+        WireType::SixtyFourBit => 8,
+        WireType::ThirtyTwoBit => 4,
+        WireType::LengthDelimited => usize::try_from(decode_varint(buf).ok()?).ok()?,
+        WireType::StartGroup | WireType::EndGroup => return None,
+    };
+    if buf.len() < body {
+        return None;
+    }
+    Some((start - buf.len() + body, tag))
+}
+
+/// A log row split for format 2.
+pub(crate) struct LogSplit {
+    /// The doc store's part.
+    pub(crate) kept: Vec<u8>,
+    /// Service, resource and scope fields.
+    pub(crate) origin: Vec<u8>,
+    /// The trace ID, when it left the row for the columns.
+    pub(crate) trace_id: Option<(u64, u64)>,
+    /// The span ID, likewise.
+    pub(crate) span_id: Option<u64>,
+}
+
+// Tags of `LogRow` (model.rs).
+const LOG_TIME: u32 = 1;
+const LOG_SERVICE: u32 = 3;
+const LOG_TRACE_ID: u32 = 8;
+const LOG_SPAN_ID: u32 = 9;
+const LOG_RESOURCE: u32 = 11;
+const LOG_SCOPE_NAME: u32 = 12;
+const LOG_SCOPE_VERSION: u32 = 13;
+const LOG_SCOPE_ATTRIBUTES: u32 = 16;
+
+pub(crate) fn split_log(row: &LogRow, encoded: &[u8]) -> LogSplit {
+    let trace_id = trace_halves(&row.trace_id);
+    let span_id = span_number(&row.span_id);
+    let mut kept = Vec::with_capacity(encoded.len());
+    let mut origin = Vec::new();
+    for (tag, bytes) in fields(encoded) {
+        match tag {
+            LOG_TIME => {}
+            LOG_TRACE_ID if trace_id.is_some() => {}
+            LOG_SPAN_ID if span_id.is_some() => {}
+            LOG_SERVICE | LOG_RESOURCE | LOG_SCOPE_NAME | LOG_SCOPE_VERSION
+            | LOG_SCOPE_ATTRIBUTES => origin.extend_from_slice(bytes),
+            _ => kept.extend_from_slice(bytes),
+        }
+    }
+    LogSplit {
+        kept,
+        origin,
+        trace_id,
+        span_id,
+    }
+}
+
+/// A span row split for format 2.
+pub(crate) struct SpanSplit {
+    /// The doc store's part.
+    pub(crate) kept: Vec<u8>,
+    /// Service, resource and scope fields.
+    pub(crate) origin: Vec<u8>,
+    /// The span ID, when it left the row for its column.
+    pub(crate) span_id: Option<u64>,
+    /// The parent span ID, likewise.
+    pub(crate) parent_span_id: Option<u64>,
+}
+
+// Tags of `SpanRow` (model.rs).
+const SPAN_TRACE_ID: u32 = 1;
+const SPAN_SPAN_ID: u32 = 2;
+const SPAN_PARENT_SPAN_ID: u32 = 3;
+const SPAN_SERVICE: u32 = 7;
+const SPAN_START: u32 = 8;
+const SPAN_END: u32 = 9;
+const SPAN_RESOURCE: u32 = 11;
+const SPAN_SCOPE_NAME: u32 = 12;
+const SPAN_SCOPE_VERSION: u32 = 13;
+const SPAN_SCOPE_ATTRIBUTES: u32 = 19;
+
+pub(crate) fn split_span(row: &SpanRow, encoded: &[u8]) -> SpanSplit {
+    let trace_in_column = row.trace_id.len() == 16;
+    let span_id = span_number(&row.span_id);
+    let parent_span_id = span_number(&row.parent_span_id);
+    // The end is rebuilt as start + duration, which holds only when it is not before the start.
+    let end_in_columns = row.end_time_unix_nano >= row.start_time_unix_nano;
+    let mut kept = Vec::with_capacity(encoded.len());
+    let mut origin = Vec::new();
+    for (tag, bytes) in fields(encoded) {
+        match tag {
+            SPAN_START => {}
+            SPAN_END if end_in_columns => {}
+            SPAN_TRACE_ID if trace_in_column => {}
+            SPAN_SPAN_ID if span_id.is_some() => {}
+            SPAN_PARENT_SPAN_ID if parent_span_id.is_some() => {}
+            SPAN_SERVICE
+            | SPAN_RESOURCE
+            | SPAN_SCOPE_NAME
+            | SPAN_SCOPE_VERSION
+            | SPAN_SCOPE_ATTRIBUTES => origin.extend_from_slice(bytes),
+            _ => kept.extend_from_slice(bytes),
+        }
+    }
+    SpanSplit {
+        kept,
+        origin,
+        span_id,
+        parent_span_id,
+    }
+}
+
+/// Format 2 columns of one segment of a logs partition.
+struct LogColumns {
+    time: Option<Column<u64>>,
+    trace_hi: Option<Column<u64>>,
+    trace_lo: Option<Column<u64>>,
+    span: Option<Column<u64>>,
+    origin: Option<BytesColumn>,
+}
+
+impl LogColumns {
+    fn open(reader: &SegmentReader) -> Result<Self, IndexError> {
+        let fast = reader.fast_fields();
+        Ok(LogColumns {
+            time: fast.column_opt("time")?,
+            trace_hi: fast.column_opt(column::TRACE_HI)?,
+            trace_lo: fast.column_opt(column::TRACE_LO)?,
+            span: fast.column_opt(column::SPAN)?,
+            origin: fast.bytes(column::ORIGIN)?,
+        })
+    }
+
+    fn restore(&self, doc: DocId, row: &mut LogRow, buf: &mut Vec<u8>) -> Result<(), IndexError> {
+        merge_origin(self.origin.as_ref(), doc, row, buf)?;
+        row.time_unix_nano = first(&self.time, doc).unwrap_or(0);
+        if let (Some(hi), Some(lo)) = (first(&self.trace_hi, doc), first(&self.trace_lo, doc)) {
+            row.trace_id = trace_bytes(hi, lo);
+        }
+        if let Some(span) = first(&self.span, doc) {
+            row.span_id = span.to_be_bytes().to_vec();
+        }
+        Ok(())
+    }
+}
+
+/// Format 2 columns of one segment of a spans partition.
+struct SpanColumns {
+    start: Option<Column<u64>>,
+    duration: Option<Column<u64>>,
+    trace_id: Option<BytesColumn>,
+    span: Option<Column<u64>>,
+    parent: Option<Column<u64>>,
+    origin: Option<BytesColumn>,
+}
+
+impl SpanColumns {
+    fn open(reader: &SegmentReader) -> Result<Self, IndexError> {
+        let fast = reader.fast_fields();
+        Ok(SpanColumns {
+            start: fast.column_opt("start")?,
+            duration: fast.column_opt("duration")?,
+            trace_id: fast.bytes("trace_id")?,
+            span: fast.column_opt(column::SPAN)?,
+            parent: fast.column_opt(column::PARENT)?,
+            origin: fast.bytes(column::ORIGIN)?,
+        })
+    }
+
+    /// `row` is decoded from the kept part, so a field it has is one the split left in it.
+    fn restore(&self, doc: DocId, row: &mut SpanRow, buf: &mut Vec<u8>) -> Result<(), IndexError> {
+        merge_origin(self.origin.as_ref(), doc, row, buf)?;
+        let start = first(&self.start, doc).unwrap_or(0);
+        row.start_time_unix_nano = start;
+        if row.end_time_unix_nano == 0 {
+            row.end_time_unix_nano = start.saturating_add(first(&self.duration, doc).unwrap_or(0));
+        }
+        if row.trace_id.is_empty()
+            && let Some(column) = &self.trace_id
+            && let Some(ord) = column.term_ords(doc).next()
+        {
+            buf.clear();
+            if column.ord_to_bytes(ord, buf)? {
+                row.trace_id = buf.clone();
+            }
+        }
+        if let Some(span) = first(&self.span, doc) {
+            row.span_id = span.to_be_bytes().to_vec();
+        }
+        if let Some(parent) = first(&self.parent, doc) {
+            row.parent_span_id = parent.to_be_bytes().to_vec();
+        }
+        Ok(())
+    }
+}
+
+fn first(column: &Option<Column<u64>>, doc: DocId) -> Option<u64> {
+    column.as_ref().and_then(|c| c.first(doc))
+}
+
+fn merge_origin<M: Message>(
+    column: Option<&BytesColumn>,
+    doc: DocId,
+    row: &mut M,
+    buf: &mut Vec<u8>,
+) -> Result<(), IndexError> {
+    let Some(column) = column else {
+        return Ok(());
+    };
+    let Some(ord) = column.term_ords(doc).next() else {
+        return Ok(());
+    };
+    buf.clear();
+    if column.ord_to_bytes(ord, buf)? {
+        row.merge(buf.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Reads rows back from one searcher, whichever format its partition has, opening each
+/// segment's columns once.
+pub(crate) struct RowReader<'s> {
+    searcher: &'s Searcher,
+    /// Whether the partition is format 2 (its schema has the origin column).
+    columnar: bool,
+    logs: Vec<Option<LogColumns>>,
+    spans: Vec<Option<SpanColumns>>,
+    buf: Vec<u8>,
+}
+
+impl<'s> RowReader<'s> {
+    pub(crate) fn new(searcher: &'s Searcher) -> Self {
+        let segments = searcher.segment_readers().len();
+        RowReader {
+            searcher,
+            columnar: searcher.schema().get_field(column::ORIGIN).is_ok(),
+            logs: (0..segments).map(|_| None).collect(),
+            spans: (0..segments).map(|_| None).collect(),
+            buf: Vec::new(),
+        }
+    }
+
+    fn stored(
+        &self,
+        field: tantivy::schema::Field,
+        address: DocAddress,
+    ) -> Result<Vec<u8>, IndexError> {
+        let doc: TantivyDocument = self.searcher.doc(address)?;
+        Ok(doc
+            .get_first(field)
+            .and_then(|v| v.as_bytes())
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default())
+    }
+
+    /// The log row at `address`, and a stable hash of it (the tiebreak of log cursors).
+    pub(crate) fn log(&mut self, address: DocAddress) -> Result<(LogRow, u64), IndexError> {
+        let stored = self.stored(log_fields().source, address)?;
+        let mut row = LogRow::decode(stored.as_slice())?;
+        let mut hash = fnv1a(&stored, FNV_OFFSET);
+        if self.columnar {
+            let segment = address.segment_ord as usize;
+            if self.logs[segment].is_none() {
+                self.logs[segment] = Some(LogColumns::open(
+                    self.searcher.segment_reader(address.segment_ord),
+                )?);
+            }
+            if let Some(columns) = &self.logs[segment] {
+                columns.restore(address.doc_id, &mut row, &mut self.buf)?;
+            }
+            hash = fnv1a(&row.span_id, fnv1a(&row.trace_id, hash));
+        }
+        Ok((row, hash))
+    }
+
+    /// The span row at `address`.
+    pub(crate) fn span(&mut self, address: DocAddress) -> Result<SpanRow, IndexError> {
+        let stored = self.stored(span_fields().source, address)?;
+        let mut row = SpanRow::decode(stored.as_slice())?;
+        if self.columnar {
+            let segment = address.segment_ord as usize;
+            if self.spans[segment].is_none() {
+                self.spans[segment] = Some(SpanColumns::open(
+                    self.searcher.segment_reader(address.segment_ord),
+                )?);
+            }
+            if let Some(columns) = &self.spans[segment] {
+                columns.restore(address.doc_id, &mut row, &mut self.buf)?;
+            }
+        }
+        Ok(row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_stay_in_range_and_spread_sequential_ids() {
+        let mut seen = std::collections::HashSet::new();
+        for n in 0u64..20_000 {
+            let b = u16::from_be_bytes(bucket(&n.to_be_bytes()));
+            assert!(b < 1 << BUCKET_BITS);
+            seen.insert(b);
+        }
+        // 20,000 counters over 4,096 buckets leave almost none empty.
+        assert!(seen.len() > 4_000, "{} buckets used", seen.len());
+    }
+
+    #[test]
+    fn ids_of_other_lengths_stay_in_the_row() {
+        let row = LogRow {
+            time_unix_nano: 5,
+            trace_id: vec![1; 15],
+            span_id: vec![2; 8],
+            service: "s".into(),
+            ..Default::default()
+        };
+        let encoded = row.encode_to_vec();
+        let split = split_log(&row, &encoded);
+        assert_eq!(split.trace_id, None);
+        assert_eq!(split.span_id, Some(u64::from_be_bytes([2; 8])));
+        let kept = LogRow::decode(split.kept.as_slice()).unwrap();
+        assert_eq!(kept.trace_id, vec![1; 15]);
+        assert!(kept.span_id.is_empty() && kept.service.is_empty() && kept.time_unix_nano == 0);
+        let origin = LogRow::decode(split.origin.as_slice()).unwrap();
+        assert_eq!(origin.service, "s");
+    }
+
+    #[test]
+    fn a_span_ending_before_it_starts_keeps_its_end_in_the_row() {
+        let row = SpanRow {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            start_time_unix_nano: 10,
+            end_time_unix_nano: 4,
+            ..Default::default()
+        };
+        let encoded = row.encode_to_vec();
+        let kept = SpanRow::decode(split_span(&row, &encoded).kept.as_slice()).unwrap();
+        assert_eq!(kept.end_time_unix_nano, 4);
+        assert_eq!(kept.start_time_unix_nano, 0);
+        assert!(kept.trace_id.is_empty() && kept.span_id.is_empty());
+    }
+
+    #[test]
+    fn fields_walks_every_wire_type_and_hands_back_a_malformed_rest() {
+        let row = LogRow {
+            time_unix_nano: 1,            // fixed64
+            severity_number: 9,           // varint
+            flags: 3,                     // fixed32
+            severity_text: "INFO".into(), // length-delimited
+            ..Default::default()
+        };
+        let encoded = row.encode_to_vec();
+        let tags: Vec<u32> = fields(&encoded).map(|(tag, _)| tag).collect();
+        assert_eq!(tags, vec![1, 4, 5, 14]);
+        let total: usize = fields(&encoded).map(|(_, bytes)| bytes.len()).sum();
+        assert_eq!(total, encoded.len());
+        // A length running past the end.
+        let broken = [0x2a, 0x7f, b'x'];
+        assert_eq!(fields(&broken).collect::<Vec<_>>(), vec![(0, &broken[..])]);
+    }
+}
