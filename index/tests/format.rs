@@ -183,9 +183,10 @@ fn fixture_dir() -> PathBuf {
 #[test]
 #[ignore = "writes the fixture; run only with the code of the format it is named after"]
 fn write_fixture() {
-    if std::env::var_os("WEFT_WRITE_FIXTURE").is_none() {
-        return;
-    }
+    assert!(
+        std::env::var_os("WEFT_WRITE_FIXTURE").is_some(),
+        "this overwrites the committed fixture; set WEFT_WRITE_FIXTURE=1 to mean it"
+    );
     let dir = fixture_dir();
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open(&dir).unwrap();
@@ -193,6 +194,15 @@ fn write_fixture() {
     assert_eq!(store.index_batch(0, 1, &batch).unwrap(), batch.len());
     store.commit(1).unwrap();
     drop(store);
+    // Lock files are not part of a store at rest.
+    for signal in ["logs", "spans"] {
+        for partition in std::fs::read_dir(dir.join(signal)).unwrap() {
+            let path = partition.unwrap().path();
+            for lock in [".tantivy-meta.lock", ".tantivy-writer.lock"] {
+                let _ = std::fs::remove_file(path.join(lock));
+            }
+        }
+    }
 }
 
 /// A copy of the fixture to open (opening may write: a new partition's format file, merges).
