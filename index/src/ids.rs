@@ -4,7 +4,9 @@
 //! means a term (key and postings entry, 20–34 bytes) per row. Format 2 indexes only a 12-bit
 //! bucket of the ID and keeps the ID itself in a u64 column (see `rows`): a lookup reads the
 //! bucket's postings (about one row in 4,096 of a segment) and keeps the rows whose column
-//! holds the ID. [`IdQuery`] does either, per segment, from the segment's own schema.
+//! holds the ID. A span's trace ID, shared by its trace's spans, is checked against its
+//! dictionary-encoded column by ordinal. [`IdQuery`] does either, per segment, from the
+//! segment's own schema.
 
 use tantivy::query::{ConstScorer, EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::schema::{Field, IndexRecordOption};
@@ -43,17 +45,25 @@ impl IdQuery {
         }
     }
 
-    /// The term field (full ID in format 1, bucket in format 2) and the format 2 columns that
-    /// hold the ID (none: spans keep their trace ID whole in both formats).
-    fn layout(&self) -> (Field, &'static [&'static str]) {
+    /// The term field (full ID in format 1, bucket in format 2) and the format 2 column that
+    /// holds the whole ID.
+    fn layout(&self) -> (Field, IdColumn) {
         match (self.signal, self.kind) {
-            (Signal::Logs, IdKind::Trace) => {
-                (log_fields().trace_id, &[column::TRACE_HI, column::TRACE_LO])
+            (Signal::Logs, IdKind::Trace) => (
+                log_fields().trace_id,
+                IdColumn::Numbers(&[column::TRACE_HI, column::TRACE_LO]),
+            ),
+            (Signal::Logs, _) => (log_fields().span_id, IdColumn::Numbers(&[column::SPAN])),
+            (Signal::Spans, IdKind::Trace) => {
+                (span_fields().trace_id, IdColumn::Bytes(column::TRACE))
             }
-            (Signal::Logs, _) => (log_fields().span_id, &[column::SPAN]),
-            (Signal::Spans, IdKind::Trace) => (span_fields().trace_id, &[]),
-            (Signal::Spans, IdKind::Span) => (span_fields().span_id, &[column::SPAN]),
-            (Signal::Spans, IdKind::Parent) => (span_fields().parent_span_id, &[column::PARENT]),
+            (Signal::Spans, IdKind::Span) => {
+                (span_fields().span_id, IdColumn::Numbers(&[column::SPAN]))
+            }
+            (Signal::Spans, IdKind::Parent) => (
+                span_fields().parent_span_id,
+                IdColumn::Numbers(&[column::PARENT]),
+            ),
         }
     }
 
@@ -62,6 +72,24 @@ impl IdQuery {
         match self.kind {
             IdKind::Trace => trace_halves(&self.id).map(|(hi, lo)| vec![hi, lo]),
             IdKind::Span | IdKind::Parent => span_number(&self.id).map(|n| vec![n]),
+        }
+    }
+}
+
+/// Where format 2 keeps an ID whole.
+#[derive(Clone, Copy)]
+enum IdColumn {
+    /// u64 columns, big-endian pieces of the ID.
+    Numbers(&'static [&'static str]),
+    /// A dictionary-encoded bytes column.
+    Bytes(&'static str),
+}
+
+impl IdColumn {
+    fn first_name(self) -> &'static str {
+        match self {
+            IdColumn::Numbers(names) => names[0],
+            IdColumn::Bytes(name) => name,
         }
     }
 }
@@ -78,32 +106,49 @@ impl IdWeight {
     /// The matching documents of one segment, in order.
     fn matches(&self, reader: &SegmentReader) -> tantivy::Result<Vec<DocId>> {
         let query = &self.0;
-        let (field, columns) = query.layout();
-        let columnar = !columns.is_empty() && reader.schema().get_field(columns[0]).is_ok();
-        if !columnar {
+        let (field, id_column) = query.layout();
+        if reader.schema().get_field(id_column.first_name()).is_err() {
+            // Format 1: the term is the whole ID.
             return term_matches(reader, Term::from_field_bytes(field, &query.id));
         }
-        let Some(want) = query.column_values() else {
-            return Ok(Vec::new());
-        };
-        let mut readers = Vec::with_capacity(columns.len());
-        for name in columns {
-            match reader.fast_fields().column_opt::<u64>(name)? {
-                Some(column) => readers.push(column),
-                // No row of the segment has this kind of ID.
-                None => return Ok(Vec::new()),
+        let candidates = || term_matches(reader, Term::from_field_bytes(field, &bucket(&query.id)));
+        match id_column {
+            IdColumn::Numbers(names) => {
+                let Some(want) = query.column_values() else {
+                    return Ok(Vec::new());
+                };
+                let mut columns = Vec::with_capacity(names.len());
+                for name in names {
+                    match reader.fast_fields().column_opt::<u64>(name)? {
+                        Some(column) => columns.push(column),
+                        // No row of the segment has this kind of ID.
+                        None => return Ok(Vec::new()),
+                    }
+                }
+                Ok(candidates()?
+                    .into_iter()
+                    .filter(|&doc| {
+                        columns
+                            .iter()
+                            .zip(&want)
+                            .all(|(column, want)| column.first(doc) == Some(*want))
+                    })
+                    .collect())
+            }
+            IdColumn::Bytes(name) => {
+                let Some(column) = reader.fast_fields().bytes(name)? else {
+                    return Ok(Vec::new());
+                };
+                // The ID's place in the segment's dictionary; rows holding it hold that ord.
+                let Some(ord) = column.dictionary().term_ord(&query.id)? else {
+                    return Ok(Vec::new());
+                };
+                Ok(candidates()?
+                    .into_iter()
+                    .filter(|&doc| column.term_ords(doc).next() == Some(ord))
+                    .collect())
             }
         }
-        let candidates = term_matches(reader, Term::from_field_bytes(field, &bucket(&query.id)))?;
-        Ok(candidates
-            .into_iter()
-            .filter(|&doc| {
-                readers
-                    .iter()
-                    .zip(&want)
-                    .all(|(column, want)| column.first(doc) == Some(*want))
-            })
-            .collect())
     }
 }
 

@@ -3,9 +3,10 @@
 //! Format 1 stores each row's whole protobuf encoding. Format 2 stores only what is particular
 //! to the row (body, attributes, severity, event, …) and keeps the rest once:
 //! - time (logs) or start and duration (spans) in the u64 columns queries already use;
-//! - trace, span and parent span IDs in u64 columns. They are random, so the doc store could
-//!   not compress them, and each was also a term of its own; now a 12-bit [`bucket`] is the
-//!   term and the column confirms the match (see `ids`);
+//! - trace, span and parent span IDs in u64 columns (a span's trace ID in a dictionary-encoded
+//!   column, since a trace's spans share it). They are random, so the doc store could not
+//!   compress them, and each was also a term of its own; now a 12-bit [`bucket`] is the term
+//!   and the column confirms the match (see `ids`);
 //! - service, resource and scope (whatever a batch's rows share) as one encoded "origin" in a
 //!   dictionary-encoded bytes column: one copy per distinct origin per segment, and a few bits
 //!   per row.
@@ -265,7 +266,7 @@ impl SpanColumns {
         Ok(SpanColumns {
             start: fast.column_opt("start")?,
             duration: fast.column_opt("duration")?,
-            trace_id: fast.bytes("trace_id")?,
+            trace_id: fast.bytes(column::TRACE)?,
             span: fast.column_opt(column::SPAN)?,
             parent: fast.column_opt(column::PARENT)?,
             origin: fast.bytes(column::ORIGIN)?,

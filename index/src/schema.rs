@@ -36,6 +36,9 @@ pub(crate) mod column {
     pub const SPAN: &str = "span";
     /// An 8-byte parent span ID (spans).
     pub const PARENT: &str = "parent";
+    /// A span's whole trace ID, dictionary-encoded (a trace's spans share one entry); trace
+    /// search reads candidate traces from it.
+    pub const TRACE: &str = "trace";
     /// Service, resource and scope of a row, encoded; dictionary-encoded per segment, so each
     /// distinct origin is stored once per segment however many rows share it.
     pub const ORIGIN: &str = "origin";
@@ -246,7 +249,7 @@ pub struct SpanFields {
     pub(crate) text: Field,
     pub(crate) kind: Field,
     pub(crate) status: Field,
-    /// Full trace ID in both formats: a trace's spans share it, so its term is cheap.
+    /// Format 1: the full ID, also a fast column. Format 2: its bucket.
     pub(crate) trace_id: Field,
     /// Format 1: the full ID. Format 2: its bucket.
     pub(crate) span_id: Field,
@@ -259,6 +262,7 @@ pub struct SpanFields {
     pub(crate) span: Field,
     pub(crate) parent: Field,
     pub(crate) origin: Field,
+    pub(crate) trace: Field,
 }
 
 impl SpanFields {
@@ -281,19 +285,27 @@ impl SpanFields {
         let text = b.add_text_field("text", o.text());
         let kind = b.add_text_field("kind", o.keyword() | FAST);
         let status = b.add_text_field("status", o.keyword());
-        // Fast as well: trace search reads candidate trace IDs from the column.
-        let trace_id = b.add_bytes_field("trace_id", id_options().set_fast());
+        // Format 1 reads candidate trace IDs for trace search from this field's column; format
+        // 2 from the `trace` column, and indexes only a bucket here.
+        let trace_id = b.add_bytes_field(
+            "trace_id",
+            match format {
+                Format::V1 => id_options().set_fast(),
+                Format::V2 => id_options(),
+            },
+        );
         let span_id = b.add_bytes_field("span_id", id_options());
         let parent_span_id = b.add_bytes_field("parent_span_id", id_options());
         let scope = b.add_text_field("scope", o.keyword());
         let attr = b.add_json_field("attr", o.attributes());
         let resource = b.add_json_field("resource", o.attributes());
         let source = b.add_bytes_field(SOURCE, BytesOptions::default().set_stored());
-        let (span, parent, origin) = if format >= Format::V2 {
+        let (span, parent, origin, trace) = if format >= Format::V2 {
             (
                 b.add_u64_field(column::SPAN, u64_column()),
                 b.add_u64_field(column::PARENT, u64_column()),
                 b.add_bytes_field(column::ORIGIN, bytes_column()),
+                b.add_bytes_field(column::TRACE, bytes_column()),
             )
         } else {
             let next = source.field_id() + 1;
@@ -301,6 +313,7 @@ impl SpanFields {
                 Field::from_field_id(next),
                 Field::from_field_id(next + 1),
                 Field::from_field_id(next + 2),
+                Field::from_field_id(next + 3),
             )
         };
         let fields = SpanFields {
@@ -321,6 +334,7 @@ impl SpanFields {
             span,
             parent,
             origin,
+            trace,
         };
         (fields, b.build())
     }
@@ -351,7 +365,6 @@ impl SpanFields {
             _ => "unset",
         };
         doc.add_text(self.status, status);
-        doc.add_bytes(self.trace_id, &row.trace_id);
         if !row.scope_name.is_empty() {
             doc.add_text(self.scope, &row.scope_name);
         }
@@ -359,6 +372,7 @@ impl SpanFields {
         add_attributes(&mut doc, self.resource, &row.resource);
         match format {
             Format::V1 => {
+                doc.add_bytes(self.trace_id, &row.trace_id);
                 doc.add_bytes(self.span_id, &row.span_id);
                 if !row.parent_span_id.is_empty() {
                     doc.add_bytes(self.parent_span_id, &row.parent_span_id);
@@ -367,6 +381,10 @@ impl SpanFields {
             }
             Format::V2 => {
                 let split = rows::split_span(row, encoded);
+                if row.trace_id.len() == 16 {
+                    doc.add_bytes(self.trace_id, &rows::bucket(&row.trace_id));
+                }
+                doc.add_bytes(self.trace, &row.trace_id);
                 if let Some(span) = split.span_id {
                     doc.add_bytes(self.span_id, &rows::bucket(&row.span_id));
                     doc.add_u64(self.span, span);

@@ -16,6 +16,7 @@ use crate::ids::{IdKind, IdQuery};
 use crate::partition::PARTITION_NANOS;
 use crate::query::Expr;
 use crate::rows::RowReader;
+use crate::schema::column;
 use crate::store::Store;
 use crate::{LogRow, Signal, SpanRow};
 
@@ -167,6 +168,12 @@ impl Store {
             self.partitions_overlapping(Signal::Spans, search.start_unix_nano, search.end_unix_nano)
         {
             let searcher = partition.searcher();
+            // Format 2 keeps a span's whole trace ID in a column of its own.
+            let trace_column = if searcher.schema().get_field(column::TRACE).is_ok() {
+                column::TRACE
+            } else {
+                "trace_id"
+            };
             let hits = searcher.search(
                 &query,
                 &TopDocs::with_limit(MAX_CANDIDATE_SPANS)
@@ -178,7 +185,7 @@ impl Store {
             let mut bytes = Vec::with_capacity(16);
             for (_, address) in hits {
                 let reader = searcher.segment_reader(address.segment_ord);
-                let Some(column) = reader.fast_fields().bytes("trace_id")? else {
+                let Some(column) = reader.fast_fields().bytes(trace_column)? else {
                     continue;
                 };
                 let Some(ord) = column.term_ords(address.doc_id).next() else {

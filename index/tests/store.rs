@@ -506,13 +506,23 @@ fn id_lookups_find_exactly_the_id_when_buckets_are_shared() {
             ..log(BASE + i, &format!("row{i}"), 0)
         })
         .collect();
+    // Spans of as many traces, one each: a trace lookup must not return a bucket neighbour's.
+    let spans: Vec<SpanRow> = logs
+        .iter()
+        .enumerate()
+        .map(|(i, l)| SpanRow {
+            trace_id: l.trace_id.clone(),
+            span_id: l.span_id.clone(),
+            ..span(BASE + i as u64, 0, 0, 0)
+        })
+        .collect();
     store
         .index_batch(
             0,
             1,
             &RowBatch {
                 logs: logs.clone(),
-                spans: vec![],
+                spans: spans.clone(),
             },
         )
         .unwrap();
@@ -533,6 +543,7 @@ fn id_lookups_find_exactly_the_id_when_buckets_are_shared() {
         let id: [u8; 16] = logs[i].trace_id.as_slice().try_into().unwrap();
         let trace = store.trace(&id, 10, 10).unwrap();
         assert_eq!(trace.logs, vec![logs[i].clone()]);
+        assert_eq!(trace.spans, vec![spans[i].clone()]);
     }
     let absent = search(&store, &format!("span_id:{}", "00".repeat(8)), 10);
     assert!(absent.is_empty());
