@@ -87,9 +87,6 @@ function show(view) {
 }
 
 // ---------- logs ----------
-const QUERY_SYNTAX = 'syntax: words and "phrases" match the body; service:checkout severity>=WARN event:PaymentDeclined\n' +
-  "trace_id:… span_id:… scope:… attr.<key>:value resource.<key>:value; * wildcards on values (service:check*);\n" +
-  "AND, OR, NOT or -, parentheses";
 // Paging state of the logs view. `searchGen` discards answers to searches the user has since
 // replaced, so a slow first page can never land under a newer query's rows.
 let logCursor = null, logRange = null, searchGen = 0, loadingMore = false;
@@ -271,7 +268,10 @@ async function searchLogs(more) {
     if (gen !== searchGen) return;
     err.hidden = false;
     const pos = e.body && e.body.position;
-    err.textContent = pos != null ? `${q}\n${" ".repeat(pos)}^ ${e.body.message}\n\n${QUERY_SYNTAX}` : e.message;
+    // The server's answer carries the syntax in brief, from the same list of fields its
+    // query compiler knows.
+    const help = e.body.help ? `\n\n${e.body.help}` : "";
+    err.textContent = pos != null ? `${q}\n${" ".repeat(pos)}^ ${e.body.message}${help}` : e.message;
   } finally {
     if (more) loadingMore = false;
   }

@@ -7,8 +7,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use weft_index::IndexError;
-use weft_index::query::QueryError;
+use weft_index::query::{QueryError, syntax_help};
+use weft_index::{IndexError, Signal};
 
 /// What a query can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -16,9 +16,9 @@ pub enum ApiError {
     /// A parameter is wrong.
     #[error("{0}")]
     BadRequest(String),
-    /// The query text is wrong at a position.
+    /// The query text (of logs, or of spans) is wrong at a position.
     #[error("{0}")]
-    BadQuery(QueryError),
+    BadQuery(QueryError, Signal),
     /// Nothing has that ID.
     #[error("{0}")]
     NotFound(String),
@@ -45,23 +45,29 @@ pub enum ApiError {
 impl From<IndexError> for ApiError {
     fn from(error: IndexError) -> Self {
         match error {
-            IndexError::Query(q) => ApiError::BadQuery(q),
+            IndexError::Query(q) => ApiError::BadQuery(q, Signal::Logs),
             other => ApiError::Internal(other.to_string()),
         }
     }
 }
 
+/// A query error of a log query; span queries say so with [`ApiError::span_query`].
 impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
-        ApiError::BadQuery(error)
+        ApiError::BadQuery(error, Signal::Logs)
     }
 }
 
 impl ApiError {
+    /// A query error of a span query.
+    pub(crate) fn span_query(error: QueryError) -> Self {
+        ApiError::BadQuery(error, Signal::Spans)
+    }
+
     /// The HTTP status for this error; every HTTP answer (weft's and Jaeger's) uses it.
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::BadQuery(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::BadQuery(..) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -100,9 +106,12 @@ pub(crate) fn with_retry_after(mut response: Response) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = match &self {
-            ApiError::BadQuery(q) => {
-                json!({"error": q.to_string(), "message": q.message(), "position": q.position()})
-            }
+            ApiError::BadQuery(q, signal) => json!({
+                "error": q.to_string(),
+                "message": q.message(),
+                "position": q.position(),
+                "help": syntax_help(*signal),
+            }),
             other => json!({"error": other.public_message()}),
         };
         with_retry_after((self.status(), Json(body)).into_response())
@@ -126,7 +135,7 @@ impl From<ApiError> for tonic::Status {
     fn from(error: ApiError) -> Self {
         match error {
             ApiError::BadRequest(m) => tonic::Status::invalid_argument(m),
-            ApiError::BadQuery(q) => tonic::Status::invalid_argument(q.to_string()),
+            ApiError::BadQuery(q, _) => tonic::Status::invalid_argument(q.to_string()),
             ApiError::NotFound(m) => tonic::Status::not_found(m),
             ApiError::Unauthorized(m) => tonic::Status::unauthenticated(m),
             ApiError::Forbidden(m) => tonic::Status::permission_denied(m),

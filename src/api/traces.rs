@@ -73,7 +73,7 @@ fn span_query(
     if error_only {
         parts.push(Expr::filter("status", CmpOp::Eq, "error"));
     }
-    if let Some(expr) = parse(q.unwrap_or(""))? {
+    if let Some(expr) = parse(q.unwrap_or("")).map_err(ApiError::span_query)? {
         parts.push(expr);
     }
     Ok(match parts.len() {
@@ -101,7 +101,7 @@ pub(crate) fn trace_search(p: TraceParams<'_>) -> Result<TraceSearch, ApiError> 
     let query = span_query(p.service, p.operation, p.q, p.error_only)?;
     // Validate the span query now, so a mistake is a 400 rather than an empty answer.
     if let Some(q) = &query {
-        weft_index::query::compile(q, weft_index::Signal::Spans)?;
+        weft_index::query::compile(q, weft_index::Signal::Spans).map_err(ApiError::span_query)?;
     }
     let (start, end) = time_range(p.start, p.end)?;
     Ok(TraceSearch {

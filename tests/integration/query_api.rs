@@ -458,6 +458,19 @@ async fn bad_queries_are_400_with_position() {
             position,
             "{path} {params:?}: {body}"
         );
+        // A query error comes with the syntax of the signal searched, fields included.
+        if position.is_some() {
+            let help = body["help"].as_str().unwrap_or_default();
+            let field = if path == "/api/v1/traces" {
+                "parent_span_id"
+            } else {
+                "severity"
+            };
+            assert!(
+                help.starts_with("syntax:") && help.contains(field),
+                "{path}: {body}"
+            );
+        }
     }
     server.stop().await;
 }

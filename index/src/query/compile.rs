@@ -229,14 +229,7 @@ fn filter_query(
         }
         _ => {
             let _ = phrase;
-            let known = match signal {
-                Signal::Logs => {
-                    "service, severity, event, trace_id, span_id, scope, attr.<key>, resource.<key>"
-                }
-                Signal::Spans => {
-                    "service, name, kind, status, duration, trace_id, span_id, parent_span_id, scope, attr.<key>, resource.<key>"
-                }
-            };
+            let known = super::known_fields(signal);
             Err(QueryError::syntax(
                 pos,
                 format!(

@@ -15,6 +15,43 @@ pub use compile::compile;
 pub use matcher::{LogMatcher, glob_match};
 pub use parse::{MAX_QUERY_CHARS, MAX_QUERY_DEPTH, parse};
 
+use crate::Signal;
+
+/// The fields each signal's queries may name: the one list the compiler's "unknown field"
+/// error and [`syntax_help`] show. A new field goes here and into `compile.rs`'s
+/// `filter_query` (and `matcher.rs` for logs).
+pub fn known_fields(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Logs => {
+            "service, severity, event, trace_id, span_id, scope, attr.<key>, resource.<key>"
+        }
+        Signal::Spans => {
+            "service, name, kind, status, duration, trace_id, span_id, parent_span_id, scope, attr.<key>, resource.<key>"
+        }
+    }
+}
+
+/// The syntax in brief, which the API adds to its answer to a query that does not parse (the
+/// web UI shows it under the query).
+pub fn syntax_help(signal: Signal) -> String {
+    let (text, example) = match signal {
+        Signal::Logs => (
+            "the body",
+            "service:checkout severity>=WARN event:PaymentDeclined",
+        ),
+        Signal::Spans => (
+            "span and event names",
+            "service:checkout status:error duration>=250ms",
+        ),
+    };
+    format!(
+        "syntax: words and \"phrases\" match {text}; {example}\n\
+         fields: {}; * wildcards on values (service:check*);\n\
+         AND, OR, NOT or -, parentheses",
+        known_fields(signal)
+    )
+}
+
 /// A parsed query.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Expr {
