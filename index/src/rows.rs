@@ -278,6 +278,8 @@ impl SpanColumns {
         merge_origin(self.origin.as_ref(), doc, row, buf)?;
         let start = first(&self.start, doc).unwrap_or(0);
         row.start_time_unix_nano = start;
+        // An end the split kept (one before its start) decodes as nonzero; normalization never
+        // lets a span end at 0.
         if row.end_time_unix_nano == 0 {
             row.end_time_unix_nano = start.saturating_add(first(&self.duration, doc).unwrap_or(0));
         }

@@ -548,3 +548,27 @@ fn id_lookups_find_exactly_the_id_when_buckets_are_shared() {
     let absent = search(&store, &format!("span_id:{}", "00".repeat(8)), 10);
     assert!(absent.is_empty());
 }
+
+#[test]
+fn a_partition_that_cannot_be_created_is_refused_until_the_disk_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::none();
+    let store = small_store(dir.path(), Some(faults.clone()));
+    let batch = RowBatch {
+        logs: vec![log(BASE + 3 * HOUR, "in a new hour", 0)],
+        spans: vec![],
+    };
+    // The new hour's format file is the first thing written, and it does not fit.
+    faults.set_space_left(Some(0));
+    let err = store.index_batch(0, 1, &batch).unwrap_err().to_string();
+    assert!(err.contains("space"), "{err}");
+    assert_eq!(store.partition_count(Signal::Logs), 0);
+    drop(store);
+    // A restart finds the half-made directory and makes it a partition of the current format.
+    faults.set_space_left(None);
+    let store = small_store(dir.path(), Some(faults.clone()));
+    store.index_batch(0, 1, &batch).unwrap();
+    store.commit(1).unwrap();
+    assert_eq!(store.partition_formats(), vec![weft_index::Format::CURRENT]);
+    assert_eq!(search(&store, "hour", 10), vec!["in a new hour"]);
+}
