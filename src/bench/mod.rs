@@ -69,8 +69,12 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = traffic::Profile::Default)]
     pub profile: traffic::Profile,
     /// Send log records only (no spans), to measure the cost of a log record alone.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "spans_only")]
     pub logs_only: bool,
+    /// Send spans only (no log records but the freshness probes), to measure the cost of a
+    /// span alone; `--batch` then counts spans.
+    #[arg(long)]
+    pub spans_only: bool,
     /// Export over OTLP/HTTP (protobuf) instead of gRPC.
     #[arg(long)]
     pub http: bool,
@@ -192,8 +196,8 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
     let logs = counters.logs.load(Ordering::Relaxed);
     let spans = counters.spans.load(Ordering::Relaxed);
     let otlp_bytes = counters.otlp_bytes.load(Ordering::Relaxed);
-    if logs == 0 {
-        bail!("no log record was acknowledged");
+    if logs + spans == 0 {
+        bail!("no record was acknowledged");
     }
     let mut export_latencies = latencies.lock().await.clone();
 
@@ -226,7 +230,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
             "clients": args.clients, "batch": args.batch, "seconds": send_seconds,
             "services": args.services, "error_rate": args.error_rate,
             "profile": format!("{:?}", args.profile).to_lowercase(),
-            "logs_only": args.logs_only, "transport": if args.http { "http/protobuf" } else { "grpc" },
+            "logs_only": args.logs_only, "spans_only": args.spans_only, "transport": if args.http { "http/protobuf" } else { "grpc" },
         },
         "ingest": {
             "log_records": logs,
@@ -308,15 +312,21 @@ async fn export_loop(
         },
     );
     let per_client_quota = args.records.map(|r| r / args.clients as u64);
-    let mut sent_logs = 0u64;
+    // What the quota and the batch size count: log records, or spans with `--spans-only`.
+    let mut sent = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        if per_client_quota.is_some_and(|q| sent_logs >= q) {
+        if per_client_quota.is_some_and(|q| sent >= q) {
             break;
         }
         let now = process::now_nanos();
         let mut logs = Vec::with_capacity(args.batch);
         let mut spans = Vec::new();
-        while logs.len() < args.batch {
+        while (if args.spans_only {
+            spans.len()
+        } else {
+            logs.len()
+        }) < args.batch
+        {
             let trace = generator.trace(now);
             {
                 let mut sample = trace_sample.lock().await;
@@ -331,7 +341,9 @@ async fn export_loop(
                     sample.push(id);
                 }
             }
-            logs.extend(trace.logs);
+            if !args.spans_only {
+                logs.extend(trace.logs);
+            }
             spans.extend(trace.spans);
         }
         let log_count = logs.len() as u64;
@@ -340,36 +352,48 @@ async fn export_loop(
         let spans_req = spans_request(spans);
         let log_bytes = logs_req.encoded_len() as u64;
         let span_bytes = spans_req.encoded_len() as u64;
-        let latency = until_accepted(&counters, "log", || {
-            // Clients are handles to one connection; each attempt owns a clone.
-            let mut grpc = logs_client.clone();
-            let http = args
-                .http
-                .then(|| (http_client.clone(), http_logs_url.clone()));
-            let request = logs_req.clone();
-            async move {
-                match http {
-                    Some((client, url)) => send_http(&client, &url, &request).await,
-                    None => grpc.export(request).await.map(|_| ()),
+        if !args.spans_only {
+            let latency = until_accepted(&counters, "log", || {
+                // Clients are handles to one connection; each attempt owns a clone.
+                let mut grpc = logs_client.clone();
+                let http = args
+                    .http
+                    .then(|| (http_client.clone(), http_logs_url.clone()));
+                let request = logs_req.clone();
+                async move {
+                    match http {
+                        Some((client, url)) => send_http(&client, &url, &request).await,
+                        None => grpc.export(request).await.map(|_| ()),
+                    }
                 }
-            }
-        })
-        .await?;
-        latencies.lock().await.push(latency.as_secs_f64() * 1e3);
-        counters.logs.fetch_add(log_count, Ordering::Relaxed);
-        counters.otlp_bytes.fetch_add(log_bytes, Ordering::Relaxed);
-        counters.log_bytes.fetch_add(log_bytes, Ordering::Relaxed);
+            })
+            .await?;
+            latencies.lock().await.push(latency.as_secs_f64() * 1e3);
+            counters.logs.fetch_add(log_count, Ordering::Relaxed);
+            counters.otlp_bytes.fetch_add(log_bytes, Ordering::Relaxed);
+            counters.log_bytes.fetch_add(log_bytes, Ordering::Relaxed);
+        }
         if !args.logs_only {
-            until_accepted(&counters, "span", || {
+            let latency = until_accepted(&counters, "span", || {
                 let mut grpc = traces_client.clone();
                 let request = spans_req.clone();
                 async move { grpc.export(request).await.map(|_| ()) }
             })
             .await?;
+            if args.spans_only {
+                latencies
+                    .lock()
+                    .await
+                    .push(latency.as_secs_f64() * 1e3);
+            }
             counters.spans.fetch_add(span_count, Ordering::Relaxed);
             counters.otlp_bytes.fetch_add(span_bytes, Ordering::Relaxed);
         }
-        sent_logs += log_count;
+        sent += if args.spans_only {
+            span_count
+        } else {
+            log_count
+        };
     }
     Ok(())
 }
