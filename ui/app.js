@@ -270,7 +270,7 @@ async function searchLogs(more) {
     const pos = e.body && e.body.position;
     // The server's answer carries the syntax in brief, from the same list of fields its
     // query compiler knows.
-    const help = e.body.help ? `\n\n${e.body.help}` : "";
+    const help = e.body && e.body.help ? `\n\n${e.body.help}` : "";
     err.textContent = pos != null ? `${q}\n${" ".repeat(pos)}^ ${e.body.message}${help}` : e.message;
   } finally {
     if (more) loadingMore = false;

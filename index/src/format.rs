@@ -6,17 +6,25 @@
 //! are written in that format, so an hour that began under an older weft stays uniform, and the
 //! next hour starts in the current one. Readers handle every format listed here.
 //!
+//! A format's schema never changes once released: any change to the fields (a new one
+//! included) is a new format. [`Format::of_partition`] checks that a partition's schema is
+//! exactly its format's, so a document built for one format never meets another's schema.
+//!
 //! - **1**: every row stored whole in the doc store; trace and span IDs indexed as their full
 //!   bytes.
-//! - **2**: IDs kept once, in fast columns, and indexed only by a 12-bit bucket; time, service,
-//!   resource and scope kept once in columns (resource and scope dictionary-encoded per
-//!   segment) and left out of the stored row; no field norms (weft never ranks by relevance).
+//! - **2**: IDs kept once, in fast columns (a span's trace ID in a dictionary-encoded one),
+//!   and indexed only by a 12-bit bucket; time kept once in its range column; service,
+//!   resource and scope kept once per segment as one dictionary-encoded "origin" column; the
+//!   stored row holds the rest; no field norms (weft never ranks by relevance).
 
 use std::path::Path;
 
 use tantivy::Directory;
+use tantivy::schema::Schema;
 
+use crate::Signal;
 use crate::error::IndexError;
+use crate::schema::column;
 
 /// File in a partition directory holding its format number.
 const FORMAT_FILE: &str = "weft-format";
@@ -26,7 +34,7 @@ const FORMAT_FILE: &str = "weft-format";
 pub enum Format {
     /// Rows stored whole, IDs as full terms.
     V1 = 1,
-    /// IDs, time, resource and scope in columns; IDs indexed by bucket.
+    /// IDs, time and origin in columns; IDs indexed by bucket.
     V2 = 2,
 }
 
@@ -34,59 +42,119 @@ impl Format {
     /// The format new partitions are written in.
     pub const CURRENT: Format = Format::V2;
 
+    /// Every format this weft reads, oldest first.
+    pub const ALL: [Format; 2] = [Format::V1, Format::V2];
+
     /// Its number, as the format file holds it.
     pub fn number(self) -> u32 {
         self as u32
     }
 
     fn from_number(number: u32) -> Option<Format> {
-        match number {
-            1 => Some(Format::V1),
-            2 => Some(Format::V2),
-            _ => None,
+        Format::ALL.into_iter().find(|f| f.number() == number)
+    }
+
+    /// The format whose schema `schema` is (same fields, same order), if any.
+    fn of_schema(signal: Signal, schema: &Schema) -> Option<Format> {
+        let names = |s: &Schema| -> Vec<String> {
+            s.fields()
+                .map(|(_, entry)| format!("{}:{:?}", entry.name(), entry.field_type().value_type()))
+                .collect()
+        };
+        let found = names(schema);
+        Format::ALL
+            .into_iter()
+            .find(|f| names(&signal.schema(*f)) == found)
+    }
+
+    /// The format of an open partition's searcher or segment, from its schema, which
+    /// [`Format::of_partition`] has checked is exactly one format's.
+    pub(crate) fn of_checked_schema(schema: &Schema) -> Format {
+        if schema.get_field(column::ORIGIN).is_ok() {
+            Format::V2
+        } else {
+            Format::V1
         }
     }
 
-    /// The format of the partition in `directory`. An index without a format file is format 1;
-    /// a directory with neither is new, and gets the current format (its file is written here,
-    /// durably, before the index is created).
-    pub(crate) fn of_partition(
+    /// The format declared by the partition in `directory`'s format file, if it has one.
+    pub(crate) fn declared(
         directory: &dyn Directory,
-        index_exists: bool,
         path: &Path,
-    ) -> Result<Format, IndexError> {
-        let file = Path::new(FORMAT_FILE);
+    ) -> Result<Option<Format>, IndexError> {
         let open_error = |reason: String| IndexError::Open {
             path: path.to_path_buf(),
             reason,
         };
-        match directory.atomic_read(file) {
-            Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                let number: u32 = text.trim().parse().map_err(|_| {
-                    open_error(format!(
-                        "{FORMAT_FILE} holds '{}', not a number",
-                        text.trim()
-                    ))
-                })?;
-                Format::from_number(number).ok_or_else(|| {
-                    open_error(format!(
-                        "partition format {number} is newer than this weft reads (up to {})",
-                        Format::CURRENT.number()
-                    ))
-                })
-            }
-            Err(tantivy::directory::error::OpenReadError::FileDoesNotExist(_)) => {
-                if index_exists {
-                    return Ok(Format::V1);
+        let bytes = match directory.atomic_read(Path::new(FORMAT_FILE)) {
+            Ok(bytes) => bytes,
+            Err(tantivy::directory::error::OpenReadError::FileDoesNotExist(_)) => return Ok(None),
+            Err(error) => return Err(open_error(error.to_string())),
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let number: u32 = text.trim().parse().map_err(|_| {
+            open_error(format!(
+                "{FORMAT_FILE} holds '{}', not a number",
+                text.trim()
+            ))
+        })?;
+        match Format::from_number(number) {
+            Some(format) => Ok(Some(format)),
+            None if number > Format::CURRENT.number() => Err(open_error(format!(
+                "partition format {number} is newer than this weft reads (up to {})",
+                Format::CURRENT.number()
+            ))),
+            None => Err(open_error(format!("{number} is not a partition format"))),
+        }
+    }
+
+    /// Records `self` as the format of the partition in `directory`. The file is written
+    /// atomically (a temporary file, synced, renamed); tantivy syncs the directory before it
+    /// writes the index's first `meta.json`, so an index never exists without it.
+    pub(crate) fn record(self, directory: &dyn Directory) -> Result<(), IndexError> {
+        directory
+            .atomic_write(
+                Path::new(FORMAT_FILE),
+                format!("{}\n", self.number()).as_bytes(),
+            )
+            .map_err(IndexError::Io)
+    }
+
+    /// The format of an existing index: the one its schema is. A declared format must agree;
+    /// a missing format file is written (partitions before format numbers have none, and a
+    /// file lost to a backup filter or a hand is recoverable from the schema).
+    pub(crate) fn of_partition(
+        signal: Signal,
+        schema: &Schema,
+        declared: Option<Format>,
+        directory: &dyn Directory,
+        path: &Path,
+    ) -> Result<Format, IndexError> {
+        let open_error = |reason: String| IndexError::Open {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let Some(actual) = Format::of_schema(signal, schema) else {
+            let fields: Vec<&str> = schema.fields().map(|(_, e)| e.name()).collect();
+            return Err(open_error(format!(
+                "its schema is none of the partition formats this weft reads (fields: {})",
+                fields.join(", ")
+            )));
+        };
+        match declared {
+            Some(declared) if declared != actual => Err(open_error(format!(
+                "its format file says format {} but its schema is format {}'s",
+                declared.number(),
+                actual.number()
+            ))),
+            Some(_) => Ok(actual),
+            None => {
+                if actual != Format::V1 {
+                    tracing::warn!(path = %path.display(), format = actual.number(), "partition format file missing; written again from the schema");
+                    actual.record(directory)?;
                 }
-                let current = Format::CURRENT;
-                directory
-                    .atomic_write(file, format!("{}\n", current.number()).as_bytes())
-                    .map_err(IndexError::Io)?;
-                Ok(current)
+                Ok(actual)
             }
-            Err(error) => Err(open_error(error.to_string())),
         }
     }
 }

@@ -122,11 +122,21 @@ impl Partition {
             path: dir.to_path_buf(),
             reason: e.to_string(),
         })?;
-        let format = Format::of_partition(&*directory, exists, dir)?;
-        let schema = signal.schema(format);
-        let index = if exists {
-            Index::open(directory)?
+        let declared = Format::declared(&*directory, dir)?;
+        let (index, format) = if exists {
+            // The format file is weft's, not tantivy's: written past tantivy's managed
+            // directory, which would count it as its own and garbage-collect it.
+            let raw = directory.box_clone();
+            let index = Index::open(directory)?;
+            let format = Format::of_partition(signal, &index.schema(), declared, &*raw, dir)?;
+            (index, format)
         } else {
+            // The format file first: a directory left with it and no index (a crash, a full
+            // disk) becomes a partition of that format on the next attempt.
+            let format = declared.unwrap_or(Format::CURRENT);
+            if declared.is_none() {
+                format.record(&*directory)?;
+            }
             // The stored rows are the largest part of the bytes on disk. Once the IDs, time
             // and origin are columns, what remains (bodies, attributes) compresses best with
             // more context: zstd level 5 over 256 KiB blocks keeps them 17 % smaller than
@@ -141,27 +151,12 @@ impl Partition {
                 docstore_blocksize: 262_144,
                 ..IndexSettings::default()
             };
-            Index::builder()
-                .schema(schema)
+            let index = Index::builder()
+                .schema(signal.schema(format))
                 .settings(settings)
-                .open_or_create(directory)?
+                .open_or_create(directory)?;
+            (index, format)
         };
-        // The format file and the schema must tell the same story: rows written to a format 2
-        // index as format 1 documents would be invisible to its ID lookups.
-        let columnar = index
-            .schema()
-            .get_field(crate::schema::column::ORIGIN)
-            .is_ok();
-        if columnar != (format >= Format::V2) {
-            return Err(IndexError::Open {
-                path: dir.to_path_buf(),
-                reason: format!(
-                    "its format file says format {} but its schema is format {}'s",
-                    format.number(),
-                    if columnar { 2 } else { 1 }
-                ),
-            });
-        }
         let committed_lsn = index
             .load_metas()?
             .payload

@@ -5,8 +5,8 @@
 //! - time (logs) or start and duration (spans) in the u64 columns queries already use;
 //! - trace, span and parent span IDs in u64 columns (a span's trace ID in a dictionary-encoded
 //!   column, since a trace's spans share it). They are random, so the doc store could not
-//!   compress them, and each was also a term of its own; now a 12-bit [`bucket`] is the term
-//!   and the column confirms the match (see `ids`);
+//!   compress them, and each was also a term of its own; now a 12-bit bucket is the term and
+//!   the column confirms the match (see `ids`);
 //! - service, resource and scope (whatever a batch's rows share) as one encoded "origin" in a
 //!   dictionary-encoded bytes column: one copy per distinct origin per segment, and a few bits
 //!   per row.
@@ -22,53 +22,11 @@ use tantivy::schema::Value;
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader, TantivyDocument};
 
 use crate::error::IndexError;
+use crate::format::Format;
+use crate::ids::{fnv1a, span_number, trace_halves};
 use crate::model::{LogRow, SpanRow};
 use crate::schema::column;
 use crate::{log_fields, span_fields};
-
-/// Bits of an ID's hash that its format 2 term keeps.
-///
-/// Fewer bits make fewer, longer postings lists: each row costs about `BUCKET_BITS` bits of
-/// postings, and each bucket a term. A lookup checks the column of every row in its bucket,
-/// one in 4,096 of a segment: 2,400 rows at 10 M, a few tens of microseconds. At 16 bits the
-/// terms alone cost 2.4 bytes per row at a million rows (measured), for lookups that were
-/// already fast.
-pub(crate) const BUCKET_BITS: u32 = 12;
-
-/// The bucket an ID is indexed under in format 2: [`BUCKET_BITS`] of a hash, so IDs whose
-/// leading or trailing bytes are not random (a timestamp, a counter) still spread over every
-/// bucket.
-pub(crate) fn bucket(id: &[u8]) -> [u8; 2] {
-    let hash = fnv1a(id, FNV_OFFSET);
-    let folded = (hash ^ (hash >> 32)) as u32;
-    ((folded ^ (folded >> 16)) as u16 & ((1 << BUCKET_BITS) - 1)).to_be_bytes()
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-
-/// FNV-1a over `bytes`, continuing from `hash`.
-pub(crate) fn fnv1a(bytes: &[u8], mut hash: u64) -> u64 {
-    for b in bytes {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    hash
-}
-
-/// A 16-byte trace ID as two big-endian halves.
-pub(crate) fn trace_halves(id: &[u8]) -> Option<(u64, u64)> {
-    let id: &[u8; 16] = id.try_into().ok()?;
-    let (hi, lo) = id.split_at(8);
-    Some((
-        u64::from_be_bytes(hi.try_into().ok()?),
-        u64::from_be_bytes(lo.try_into().ok()?),
-    ))
-}
-
-/// An 8-byte span ID as a big-endian number.
-pub(crate) fn span_number(id: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(id.try_into().ok()?))
-}
 
 fn trace_bytes(hi: u64, lo: u64) -> Vec<u8> {
     let mut id = Vec::with_capacity(16);
@@ -278,8 +236,8 @@ impl SpanColumns {
         merge_origin(self.origin.as_ref(), doc, row, buf)?;
         let start = first(&self.start, doc).unwrap_or(0);
         row.start_time_unix_nano = start;
-        // An end the split kept (one before its start) decodes as nonzero; normalization never
-        // lets a span end at 0.
+        // An end the split kept (one before its start) decodes as nonzero; normalization
+        // never lets a span end before its start, so an end of 0 is never kept.
         if row.end_time_unix_nano == 0 {
             row.end_time_unix_nano = start.saturating_add(first(&self.duration, doc).unwrap_or(0));
         }
@@ -329,7 +287,7 @@ fn merge_origin<M: Message>(
 /// segment's columns once.
 pub(crate) struct RowReader<'s> {
     searcher: &'s Searcher,
-    /// Whether the partition is format 2 (its schema has the origin column).
+    /// Whether the partition keeps parts of rows in columns (format 2).
     columnar: bool,
     logs: Vec<Option<LogColumns>>,
     spans: Vec<Option<SpanColumns>>,
@@ -341,7 +299,7 @@ impl<'s> RowReader<'s> {
         let segments = searcher.segment_readers().len();
         RowReader {
             searcher,
-            columnar: searcher.schema().get_field(column::ORIGIN).is_ok(),
+            columnar: Format::of_checked_schema(searcher.schema()) >= Format::V2,
             logs: (0..segments).map(|_| None).collect(),
             spans: (0..segments).map(|_| None).collect(),
             buf: Vec::new(),
@@ -361,12 +319,15 @@ impl<'s> RowReader<'s> {
             .unwrap_or_default())
     }
 
-    /// The log row at `address`, and a stable hash of it (the tiebreak of log cursors).
+    /// The log row at `address`, and a stable hash of it (the tiebreak of log cursors): of
+    /// its whole encoding, which is what format 1 stores, so a row hashes the same in both.
     pub(crate) fn log(&mut self, address: DocAddress) -> Result<(LogRow, u64), IndexError> {
         let stored = self.stored(log_fields().source, address)?;
         let mut row = LogRow::decode(stored.as_slice())?;
-        let mut hash = fnv1a(&stored, FNV_OFFSET);
-        if self.columnar {
+        if !self.columnar {
+            return Ok((row, fnv1a(&stored)));
+        }
+        {
             let segment = address.segment_ord as usize;
             if self.logs[segment].is_none() {
                 self.logs[segment] = Some(LogColumns::open(
@@ -376,8 +337,8 @@ impl<'s> RowReader<'s> {
             if let Some(columns) = &self.logs[segment] {
                 columns.restore(address.doc_id, &mut row, &mut self.buf)?;
             }
-            hash = fnv1a(&row.span_id, fnv1a(&row.trace_id, hash));
         }
+        let hash = fnv1a(&row.encode_to_vec());
         Ok((row, hash))
     }
 
@@ -404,16 +365,153 @@ impl<'s> RowReader<'s> {
 mod tests {
     use super::*;
 
+    /// The tag constants name the fields `model.rs` declares: a row with only that field set
+    /// encodes as one field of that tag.
     #[test]
-    fn buckets_stay_in_range_and_spread_sequential_ids() {
-        let mut seen = std::collections::HashSet::new();
-        for n in 0u64..20_000 {
-            let b = u16::from_be_bytes(bucket(&n.to_be_bytes()));
-            assert!(b < 1 << BUCKET_BITS);
-            seen.insert(b);
+    fn tag_constants_match_the_row_messages() {
+        let id = |n: u8| vec![n; 8];
+        let kv = vec![opentelemetry_proto::tonic::common::v1::KeyValue {
+            key: "k".into(),
+            ..Default::default()
+        }];
+        let logs: [(u32, LogRow); 8] = [
+            (
+                LOG_TIME,
+                LogRow {
+                    time_unix_nano: 1,
+                    ..Default::default()
+                },
+            ),
+            (
+                LOG_SERVICE,
+                LogRow {
+                    service: "s".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                LOG_TRACE_ID,
+                LogRow {
+                    trace_id: vec![1; 16],
+                    ..Default::default()
+                },
+            ),
+            (
+                LOG_SPAN_ID,
+                LogRow {
+                    span_id: id(2),
+                    ..Default::default()
+                },
+            ),
+            (
+                LOG_RESOURCE,
+                LogRow {
+                    resource: kv.clone(),
+                    ..Default::default()
+                },
+            ),
+            (
+                LOG_SCOPE_NAME,
+                LogRow {
+                    scope_name: "n".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                LOG_SCOPE_VERSION,
+                LogRow {
+                    scope_version: "v".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                LOG_SCOPE_ATTRIBUTES,
+                LogRow {
+                    scope_attributes: kv.clone(),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (tag, row) in logs {
+            let tags: Vec<u32> = fields(&row.encode_to_vec()).map(|(t, _)| t).collect();
+            assert_eq!(tags, vec![tag], "{row:?}");
         }
-        // 20,000 counters over 4,096 buckets leave almost none empty.
-        assert!(seen.len() > 4_000, "{} buckets used", seen.len());
+        let spans: [(u32, SpanRow); 10] = [
+            (
+                SPAN_TRACE_ID,
+                SpanRow {
+                    trace_id: vec![1; 16],
+                    ..Default::default()
+                },
+            ),
+            (
+                SPAN_SPAN_ID,
+                SpanRow {
+                    span_id: id(2),
+                    ..Default::default()
+                },
+            ),
+            (
+                SPAN_PARENT_SPAN_ID,
+                SpanRow {
+                    parent_span_id: id(3),
+                    ..Default::default()
+                },
+            ),
+            (
+                SPAN_SERVICE,
+                SpanRow {
+                    service: "s".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                SPAN_START,
+                SpanRow {
+                    start_time_unix_nano: 1,
+                    ..Default::default()
+                },
+            ),
+            (
+                SPAN_END,
+                SpanRow {
+                    end_time_unix_nano: 1,
+                    ..Default::default()
+                },
+            ),
+            (
+                SPAN_RESOURCE,
+                SpanRow {
+                    resource: kv.clone(),
+                    ..Default::default()
+                },
+            ),
+            (
+                SPAN_SCOPE_NAME,
+                SpanRow {
+                    scope_name: "n".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                SPAN_SCOPE_VERSION,
+                SpanRow {
+                    scope_version: "v".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                SPAN_SCOPE_ATTRIBUTES,
+                SpanRow {
+                    scope_attributes: kv.clone(),
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (tag, row) in spans {
+            let tags: Vec<u32> = fields(&row.encode_to_vec()).map(|(t, _)| t).collect();
+            assert_eq!(tags, vec![tag], "{row:?}");
+        }
     }
 
     #[test]

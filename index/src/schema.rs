@@ -6,8 +6,9 @@
 //!
 //! Both formats share their first fields, in the same order, so a field handle means the same
 //! field in a partition of either; format 2 appends its columns after them. The query compiler
-//! and readers therefore use one set of handles, and look at a segment's own schema only where
-//! the formats differ (ID lookups, rebuilding rows).
+//! and readers therefore use one set of handles (the current format's), and ask a segment's
+//! schema for its format only where the formats differ (ID lookups, rebuilding rows, trace
+//! search's trace ID column). Documents are built for their partition's format.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,7 @@ use tantivy::schema::{
 
 use crate::attributes::{AttributeValue, has_bytes};
 use crate::format::Format;
+use crate::ids::bucket;
 use crate::model::{LogRow, SpanRow, any_value_to_json};
 use crate::rows;
 
@@ -43,6 +45,9 @@ pub(crate) mod column {
     /// distinct origin is stored once per segment however many rows share it.
     pub const ORIGIN: &str = "origin";
 }
+
+/// The handle of a field a format does not have.
+const UNUSED: Field = Field::from_field_id(u32::MAX);
 
 /// Index options of one field in one format.
 struct Options {
@@ -151,8 +156,8 @@ impl LogFields {
         let attr = b.add_json_field("attr", o.attributes());
         let resource = b.add_json_field("resource", o.attributes());
         let source = b.add_bytes_field(SOURCE, BytesOptions::default().set_stored());
-        // Format 2's columns. Under format 1 the handles are never used, and point past the
-        // schema's end.
+        // Format 2's columns. The handles of a format 1 build are never used: only its schema
+        // is (the crate's handles are the current format's).
         let (trace_hi, trace_lo, span, origin) = if format >= Format::V2 {
             (
                 b.add_u64_field(column::TRACE_HI, u64_column()),
@@ -161,13 +166,7 @@ impl LogFields {
                 b.add_bytes_field(column::ORIGIN, bytes_column()),
             )
         } else {
-            let next = source.field_id() + 1;
-            (
-                Field::from_field_id(next),
-                Field::from_field_id(next + 1),
-                Field::from_field_id(next + 2),
-                Field::from_field_id(next + 3),
-            )
+            (UNUSED, UNUSED, UNUSED, UNUSED)
         };
         let fields = LogFields {
             time,
@@ -223,12 +222,12 @@ impl LogFields {
                 // An ID of another length than OTLP's stays in the stored row, unindexed: no
                 // query can name it (they take 16 / 8 bytes of hex).
                 if let Some((hi, lo)) = split.trace_id {
-                    doc.add_bytes(self.trace_id, &rows::bucket(&row.trace_id));
+                    doc.add_bytes(self.trace_id, &bucket(&row.trace_id));
                     doc.add_u64(self.trace_hi, hi);
                     doc.add_u64(self.trace_lo, lo);
                 }
                 if let Some(span) = split.span_id {
-                    doc.add_bytes(self.span_id, &rows::bucket(&row.span_id));
+                    doc.add_bytes(self.span_id, &bucket(&row.span_id));
                     doc.add_u64(self.span, span);
                 }
                 doc.add_bytes(self.origin, &split.origin);
@@ -300,6 +299,7 @@ impl SpanFields {
         let attr = b.add_json_field("attr", o.attributes());
         let resource = b.add_json_field("resource", o.attributes());
         let source = b.add_bytes_field(SOURCE, BytesOptions::default().set_stored());
+        // As for logs, a format 1 build serves only its schema.
         let (span, parent, origin, trace) = if format >= Format::V2 {
             (
                 b.add_u64_field(column::SPAN, u64_column()),
@@ -308,13 +308,7 @@ impl SpanFields {
                 b.add_bytes_field(column::TRACE, bytes_column()),
             )
         } else {
-            let next = source.field_id() + 1;
-            (
-                Field::from_field_id(next),
-                Field::from_field_id(next + 1),
-                Field::from_field_id(next + 2),
-                Field::from_field_id(next + 3),
-            )
+            (UNUSED, UNUSED, UNUSED, UNUSED)
         };
         let fields = SpanFields {
             start,
@@ -382,15 +376,15 @@ impl SpanFields {
             Format::V2 => {
                 let split = rows::split_span(row, encoded);
                 if row.trace_id.len() == 16 {
-                    doc.add_bytes(self.trace_id, &rows::bucket(&row.trace_id));
+                    doc.add_bytes(self.trace_id, &bucket(&row.trace_id));
                 }
                 doc.add_bytes(self.trace, &row.trace_id);
                 if let Some(span) = split.span_id {
-                    doc.add_bytes(self.span_id, &rows::bucket(&row.span_id));
+                    doc.add_bytes(self.span_id, &bucket(&row.span_id));
                     doc.add_u64(self.span, span);
                 }
                 if let Some(parent) = split.parent_span_id {
-                    doc.add_bytes(self.parent_span_id, &rows::bucket(&row.parent_span_id));
+                    doc.add_bytes(self.parent_span_id, &bucket(&row.parent_span_id));
                     doc.add_u64(self.parent, parent);
                 }
                 doc.add_bytes(self.origin, &split.origin);

@@ -42,10 +42,11 @@ pub struct LogPage {
 
 /// A position in the newest-first order of log records: the last record of a page.
 ///
-/// Records are ordered by time, then by a hash of their stored bytes, so the order is total
+/// Records are ordered by time, then by a hash of the whole row's encoding (whichever format
+/// stores it), so the order is total
 /// and does not depend on how tantivy happens to lay out segments. Records arriving while a
 /// client pages are newer than its cursor or land in their place in time; either way no page
-/// repeats or skips a record that was there when the first page was read. (Two byte-identical
+/// repeats or skips a record that was there when the first page was read. (Two identical
 /// records share a position and may be shown once.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct LogCursor {

@@ -12,6 +12,7 @@ use tantivy::query::Query;
 
 use crate::aggregate::filtered;
 use crate::error::IndexError;
+use crate::format::Format;
 use crate::ids::{IdKind, IdQuery};
 use crate::partition::PARTITION_NANOS;
 use crate::query::Expr;
@@ -169,10 +170,9 @@ impl Store {
         {
             let searcher = partition.searcher();
             // Format 2 keeps a span's whole trace ID in a column of its own.
-            let trace_column = if searcher.schema().get_field(column::TRACE).is_ok() {
-                column::TRACE
-            } else {
-                "trace_id"
+            let trace_column = match Format::of_checked_schema(searcher.schema()) {
+                Format::V1 => "trace_id",
+                Format::V2 => column::TRACE,
             };
             let hits = searcher.search(
                 &query,

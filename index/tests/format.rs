@@ -458,13 +458,81 @@ fn a_partition_of_an_unknown_format_is_refused_with_a_reason() {
 }
 
 #[test]
+fn a_lost_format_file_is_written_again_from_the_schema() {
+    let (dir, store) = current_store();
+    drop(store);
+    let file = dir.path().join("logs/2026-11-27T10/weft-format");
+    std::fs::remove_file(&file).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.partition_formats(), vec![Format::CURRENT; 4]);
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap().trim(),
+        Format::CURRENT.number().to_string()
+    );
+    assert_rows_round_trip(&store);
+}
+
+#[test]
 fn a_format_file_that_contradicts_the_schema_is_refused() {
     let (dir, store) = current_store();
     drop(store);
-    // A format 2 partition that lost its format file would otherwise be taken for format 1.
-    std::fs::remove_file(dir.path().join("logs/2026-11-27T10/weft-format")).unwrap();
-    let error = Store::open(dir.path())
-        .err()
-        .expect("a contradiction must not open");
-    assert!(error.to_string().contains("says format 1"), "{error}");
+    let file = dir.path().join("logs/2026-11-27T10/weft-format");
+    for (text, reason) in [
+        ("1\n", "says format 1 but its schema is format 2's"),
+        ("0\n", "0 is not a partition format"),
+        ("two\n", "holds 'two', not a number"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let error = Store::open(dir.path())
+            .err()
+            .expect("a contradiction must not open");
+        assert!(error.to_string().contains(reason), "{text}: {error}");
+    }
+}
+
+#[test]
+fn records_sharing_a_time_and_differing_only_in_origin_page_apart() {
+    // Same time, same body, same IDs; only the host differs, which format 2 keeps in a column.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let logs: Vec<LogRow> = (0..3)
+        .map(|host| LogRow {
+            time_unix_nano: BASE,
+            service: "svc".into(),
+            body: text("same words"),
+            resource: resource("svc", host),
+            ..Default::default()
+        })
+        .collect();
+    store
+        .index_batch(
+            0,
+            1,
+            &RowBatch {
+                logs: logs.clone(),
+                spans: vec![],
+            },
+        )
+        .unwrap();
+    store.commit(1).unwrap();
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .search_logs(&LogSearch {
+                query: parse("same").unwrap(),
+                start_unix_nano: 0,
+                end_unix_nano: u64::MAX,
+                limit: 1,
+                cursor,
+            })
+            .unwrap();
+        seen.extend(page.logs);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(seen.len() <= logs.len(), "paging repeats records");
+    }
+    assert_eq!(sorted(seen), sorted(logs));
 }

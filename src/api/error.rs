@@ -42,6 +42,8 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Query errors found while a search runs are labelled as log queries: span queries are
+/// compiled (and their errors labelled) before they run, in `traces.rs`.
 impl From<IndexError> for ApiError {
     fn from(error: IndexError) -> Self {
         match error {

@@ -381,10 +381,7 @@ async fn export_loop(
             })
             .await?;
             if args.spans_only {
-                latencies
-                    .lock()
-                    .await
-                    .push(latency.as_secs_f64() * 1e3);
+                latencies.lock().await.push(latency.as_secs_f64() * 1e3);
             }
             counters.spans.fetch_add(span_count, Ordering::Relaxed);
             counters.otlp_bytes.fetch_add(span_bytes, Ordering::Relaxed);
