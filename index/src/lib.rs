@@ -15,6 +15,8 @@
 //!   into an expression and compiled per signal into tantivy queries.
 //! - `search`: log search with cursors, trace assembly; `traces`: summaries and trace search;
 //!   [`aggregate`]: histogram and catalogs from fast fields.
+//! - [`calls`]: calls between services, paired while indexing and committed with each span
+//!   partition (the dependency graph, the service map); [`histogram`]: mergeable latencies.
 //! - [`footprint`]: where the bytes go, per part of tantivy's format and per field
 //!   (`weft inspect`).
 //!
@@ -24,10 +26,12 @@
 
 pub mod aggregate;
 mod attributes;
+pub mod calls;
 mod error;
 pub mod faults;
 pub mod footprint;
 mod format;
+pub mod histogram;
 mod ids;
 pub mod model;
 mod partition;

@@ -2,7 +2,9 @@
 //!
 //! Each commit stores, in tantivy's commit payload, the write-ahead-log position up to which
 //! every row routed to this partition is included. Replay after a crash skips the entries a
-//! partition already holds, so each row is indexed exactly once.
+//! partition already holds, so each row is indexed exactly once. A span partition's payload also
+//! holds its table of calls between services (`calls`), on a second line, so the table commits
+//! with the rows that completed its calls.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +16,7 @@ use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument};
 
 use crate::Signal;
+use crate::calls::{Call, CallTable};
 use crate::error::IndexError;
 use crate::faults::{Faults, FaultyDirectory};
 use crate::format::Format;
@@ -89,6 +92,46 @@ pub(crate) struct Partition {
     writer_memory_bytes: usize,
     /// WAL position through which this partition's rows are committed.
     committed_lsn: AtomicU64,
+    /// Calls between services completed by this partition's rows.
+    calls: Mutex<PartitionCalls>,
+}
+
+/// A partition's calls: as committed, and recorded since.
+#[derive(Default)]
+struct PartitionCalls {
+    committed: CallTable,
+    pending: CallTable,
+}
+
+/// The commit payload: the WAL position, then (spans only) the calls table as JSON.
+fn payload(lsn: u64, calls: &CallTable) -> Result<String, IndexError> {
+    if calls.is_empty() {
+        return Ok(lsn.to_string());
+    }
+    let table = serde_json::to_string(calls).map_err(std::io::Error::other)?;
+    Ok(format!("{lsn}\n{table}"))
+}
+
+/// Reads what [`payload`] wrote; a payload of weft before the calls table is the position alone.
+fn parse_payload(payload: Option<&str>, dir: &Path) -> Result<(u64, CallTable), IndexError> {
+    let Some(payload) = payload else {
+        return Ok((0, CallTable::default()));
+    };
+    let (lsn, table) = payload.split_once('\n').unwrap_or((payload, ""));
+    let bad = |reason: String| IndexError::Open {
+        path: dir.to_path_buf(),
+        reason: format!("commit payload: {reason}"),
+    };
+    let lsn = lsn
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| bad(format!("WAL position '{lsn}': {e}")))?;
+    let table = if table.trim().is_empty() {
+        CallTable::default()
+    } else {
+        serde_json::from_str(table).map_err(|e| bad(format!("calls table: {e}")))?
+    };
+    Ok((lsn, table))
 }
 
 #[derive(Default)]
@@ -157,11 +200,7 @@ impl Partition {
                 .open_or_create(directory)?;
             (index, format)
         };
-        let committed_lsn = index
-            .load_metas()?
-            .payload
-            .and_then(|p| p.trim().parse::<u64>().ok())
-            .unwrap_or(0);
+        let (committed_lsn, calls) = parse_payload(index.load_metas()?.payload.as_deref(), dir)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -176,7 +215,35 @@ impl Partition {
             writer: Mutex::new(WriterState::default()),
             writer_memory_bytes: writer_memory_bytes.max(MIN_WRITER_MEMORY_BYTES),
             committed_lsn: AtomicU64::new(committed_lsn),
+            calls: Mutex::new(PartitionCalls {
+                committed: calls,
+                pending: CallTable::default(),
+            }),
         })
+    }
+
+    fn calls_state(&self) -> MutexGuard<'_, PartitionCalls> {
+        self.calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records calls completed by rows being added; they commit with those rows.
+    pub(crate) fn record_calls(&self, calls: &[Call]) {
+        let mut state = self.calls_state();
+        for call in calls {
+            state.pending.record(call);
+        }
+    }
+
+    /// Adds the committed calls of `[start, end)` into `into`, by pair of services.
+    pub(crate) fn sum_calls(
+        &self,
+        start: u64,
+        end: u64,
+        into: &mut std::collections::BTreeMap<(String, String), crate::calls::CallStats>,
+    ) {
+        self.calls_state().committed.sum_into(start, end, into);
     }
 
     /// The writer's state. A panic while it was held leaves nothing this code relies on
@@ -245,9 +312,16 @@ impl Partition {
             .writer
             .as_mut()
             .expect("documents were added, so a writer is open");
+        // The whole table goes into every commit: only the newest commit's payload is read.
+        let mut calls = self.calls_state();
+        let mut table = calls.committed.clone();
+        table.merge(&calls.pending);
         let mut prepared = writer.prepare_commit()?;
-        prepared.set_payload(&lsn.to_string());
+        prepared.set_payload(&payload(lsn, &table)?);
         prepared.commit()?;
+        calls.committed = table;
+        calls.pending = CallTable::default();
+        drop(calls);
         state.uncommitted_docs = 0;
         self.committed_lsn.store(lsn, Ordering::Release);
         drop(state);
@@ -275,6 +349,7 @@ impl Partition {
     pub(crate) fn close_writer(&self) {
         let mut state = self.state();
         state.uncommitted_docs = 0;
+        self.calls_state().pending = CallTable::default();
         if let Some(writer) = state.writer.take()
             && let Err(error) = writer.wait_merging_threads()
         {
@@ -287,6 +362,7 @@ impl Partition {
     pub(crate) fn rollback(&self) {
         let mut state = self.state();
         state.uncommitted_docs = 0;
+        self.calls_state().pending = CallTable::default();
         state.idle_rounds = 0;
         // Dropping a writer discards its uncommitted documents and stops its threads.
         if let Some(writer) = state.writer.take() {

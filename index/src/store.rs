@@ -15,11 +15,12 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use prost::Message;
 
+use crate::calls::{CallTracker, ServiceCall};
 use crate::error::IndexError;
 use crate::faults::Faults;
 use crate::partition::{self, MIN_WRITER_MEMORY_BYTES, Partition, partition_start};
@@ -46,6 +47,8 @@ pub struct Store {
     partitions: RwLock<BTreeMap<PartitionKey, Arc<Partition>>>,
     checkpoint: AtomicU64,
     options: StoreOptions,
+    /// Pairs spans with their parents across batches, finding calls between services.
+    calls: Mutex<CallTracker>,
 }
 
 /// How the store bounds its writers, and the faults it injects (tests only).
@@ -149,6 +152,7 @@ impl Store {
             partitions: RwLock::new(partitions),
             checkpoint: AtomicU64::new(checkpoint),
             options,
+            calls: Mutex::new(CallTracker::default()),
         })
     }
 
@@ -204,6 +208,14 @@ impl Store {
             let partition = self.partition_for_write(key)?;
             if partition.committed_lsn() > lsn_start {
                 continue;
+            }
+            if !rows.spans.is_empty() {
+                let mut tracker = self.tracker();
+                let mut calls = Vec::new();
+                for &i in &rows.spans {
+                    tracker.observe(&batch.spans[i], &mut calls);
+                }
+                partition.record_calls(&calls);
             }
             let format = partition.format;
             let mut docs = Vec::with_capacity(rows.logs.len() + rows.spans.len());
@@ -286,6 +298,33 @@ impl Store {
         for partition in self.all_partitions() {
             partition.rollback();
         }
+        self.tracker().reset();
+    }
+
+    fn tracker(&self) -> std::sync::MutexGuard<'_, CallTracker> {
+        // Only the indexing thread takes it; a panic there is followed by a rollback, which
+        // resets the tracker.
+        self.calls
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Calls between services whose called span started in `[start, end)`, summed per pair of
+    /// services, from the committed calls tables of the span partitions: no stored row is read.
+    pub fn calls(&self, start: u64, end: u64) -> Vec<ServiceCall> {
+        let mut sums = BTreeMap::new();
+        for partition in self.all_partitions() {
+            if partition.signal == Signal::Spans {
+                partition.sum_calls(start, end, &mut sums);
+            }
+        }
+        sums.into_iter()
+            .map(|((parent, child), stats)| ServiceCall {
+                parent,
+                child,
+                stats,
+            })
+            .collect()
     }
 
     fn partition_for_write(&self, key: PartitionKey) -> Result<Arc<Partition>, IndexError> {

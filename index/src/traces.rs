@@ -4,7 +4,7 @@
 //! distinct trace IDs as candidates, assembles each candidate's spans and log counts, and keeps
 //! the traces whose *whole* duration fits the duration filters.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use tantivy::Order;
 use tantivy::collector::TopDocs;
@@ -53,6 +53,10 @@ pub struct TraceSummary {
     pub services: BTreeSet<String>,
     /// True when no span of the trace lacks a parent: the root is missing.
     pub incomplete: bool,
+    /// Spans, and spans with status ERROR, per service.
+    pub spans_by_service: BTreeMap<String, (usize, usize)>,
+    /// Spans whose parent is not among the trace's spans.
+    pub orphan_count: usize,
 }
 
 impl TraceSummary {
@@ -85,6 +89,17 @@ impl TraceSummary {
         }
         let mut services: BTreeSet<String> = spans.iter().map(|s| s.service.clone()).collect();
         services.extend(log_services);
+        let mut spans_by_service: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for s in spans {
+            let counts = spans_by_service.entry(s.service.clone()).or_default();
+            counts.0 += 1;
+            counts.1 += usize::from(s.is_error());
+        }
+        let ids: HashSet<&[u8]> = spans.iter().map(|s| s.span_id.as_slice()).collect();
+        let orphan_count = spans
+            .iter()
+            .filter(|s| !s.parent_span_id.is_empty() && !ids.contains(s.parent_span_id.as_slice()))
+            .count();
         TraceSummary {
             trace_id,
             root_service: stand_in.map(|s| s.service.clone()),
@@ -96,6 +111,8 @@ impl TraceSummary {
             log_count,
             services,
             incomplete: root.is_none(),
+            spans_by_service,
+            orphan_count,
         }
     }
 

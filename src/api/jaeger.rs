@@ -44,6 +44,13 @@ impl IntoResponse for JaegerError {
     }
 }
 
+impl JaegerError {
+    /// A 400 naming what is wrong with the request.
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        JaegerError(StatusCode::BAD_REQUEST, message.into())
+    }
+}
+
 impl From<ApiError> for JaegerError {
     fn from(error: ApiError) -> Self {
         JaegerError(error.status(), error.public_message())
@@ -126,7 +133,7 @@ fn micros(text: &str, name: &str) -> Result<u64, JaegerError> {
 }
 
 /// Go-style durations as Jaeger takes them: `1.5s`, `100ms`, `1m30s`, `250us`.
-fn go_duration(text: &str, name: &str) -> Result<u64, JaegerError> {
+pub(crate) fn go_duration(text: &str, name: &str) -> Result<u64, JaegerError> {
     let bad = || {
         JaegerError(
             StatusCode::BAD_REQUEST,
@@ -162,50 +169,84 @@ fn go_duration(text: &str, name: &str) -> Result<u64, JaegerError> {
     Ok(total as u64)
 }
 
-pub(crate) async fn search(
-    State(state): State<ApiState>,
-    Query(params): Query<HashMap<String, String>>,
-) -> JaegerResult {
-    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let mut parts = Vec::new();
-    if let Some(service) = get("service") {
-        parts.push(Expr::filter("service", CmpOp::Eq, service));
-    }
-    if let Some(operation) = get("operation") {
-        parts.push(Expr::filter("name", CmpOp::Eq, operation));
-    }
-    if let Some(tags) = get("tags") {
-        let map: BTreeMap<String, Value> = serde_json::from_str(tags).map_err(|e| {
-            JaegerError(
-                StatusCode::BAD_REQUEST,
-                format!("tags must be a JSON object such as {{\"http.status_code\":\"500\"}}: {e}"),
-            )
-        })?;
-        for (key, value) in map {
-            let value = match value {
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
+/// What a Jaeger trace search (API v1 or v3) filters on.
+pub(crate) struct SearchFilters<'a> {
+    pub service: Option<&'a str>,
+    pub operation: Option<&'a str>,
+    /// Tags (v1) or attributes (v3), as strings.
+    pub tags: BTreeMap<String, String>,
+    pub min_duration_ns: Option<u64>,
+    pub max_duration_ns: Option<u64>,
+}
+
+impl SearchFilters<'_> {
+    /// The filters as a query on spans: a trace matches when one of its spans does.
+    pub(crate) fn expr(&self) -> Option<Expr> {
+        let mut parts = Vec::new();
+        if let Some(service) = self.service {
+            parts.push(Expr::filter("service", CmpOp::Eq, service));
+        }
+        if let Some(operation) = self.operation {
+            parts.push(Expr::filter("name", CmpOp::Eq, operation));
+        }
+        for (key, value) in &self.tags {
             if key == "error" && value == "true" {
                 parts.push(Expr::filter("status", CmpOp::Eq, "error"));
             } else {
                 // Jaeger matches a span's own tags and its process (resource) tags.
                 parts.push(Expr::Or(vec![
-                    Expr::filter(&format!("attr.{key}"), CmpOp::Eq, &value),
-                    Expr::filter(&format!("resource.{key}"), CmpOp::Eq, &value),
+                    Expr::filter(&format!("attr.{key}"), CmpOp::Eq, value),
+                    Expr::filter(&format!("resource.{key}"), CmpOp::Eq, value),
                 ]));
             }
         }
+        // Jaeger's duration filters apply to spans.
+        if let Some(ns) = self.min_duration_ns {
+            parts.push(Expr::filter("duration", CmpOp::Ge, &ns.to_string()));
+        }
+        if let Some(ns) = self.max_duration_ns {
+            parts.push(Expr::filter("duration", CmpOp::Le, &ns.to_string()));
+        }
+        match parts.len() {
+            0 => None,
+            1 => parts.pop(),
+            _ => Some(Expr::And(parts)),
+        }
     }
-    // Jaeger's duration filters apply to spans.
-    if let Some(d) = get("minDuration") {
-        let ns = go_duration(d, "minDuration")?;
-        parts.push(Expr::filter("duration", CmpOp::Ge, &ns.to_string()));
-    }
-    if let Some(d) = get("maxDuration") {
-        let ns = go_duration(d, "maxDuration")?;
-        parts.push(Expr::filter("duration", CmpOp::Le, &ns.to_string()));
-    }
+}
+
+pub(crate) async fn search(
+    State(state): State<ApiState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> JaegerResult {
+    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let tags = match get("tags") {
+        None => BTreeMap::new(),
+        Some(tags) => {
+            let map: BTreeMap<String, Value> = serde_json::from_str(tags).map_err(|e| {
+                JaegerError::bad_request(format!(
+                    "tags must be a JSON object such as {{\"http.status_code\":\"500\"}}: {e}"
+                ))
+            })?;
+            map.into_iter()
+                .map(|(key, value)| match value {
+                    Value::String(s) => (key, s),
+                    other => (key, other.to_string()),
+                })
+                .collect()
+        }
+    };
+    let filters = SearchFilters {
+        service: get("service"),
+        operation: get("operation"),
+        tags,
+        min_duration_ns: get("minDuration")
+            .map(|d| go_duration(d, "minDuration"))
+            .transpose()?,
+        max_duration_ns: get("maxDuration")
+            .map(|d| go_duration(d, "maxDuration"))
+            .transpose()?,
+    };
     let end = match get("end") {
         Some(e) => micros(e, "end")?,
         None => now_unix_nano().saturating_add(1),
@@ -227,13 +268,8 @@ pub(crate) async fn search(
             })?,
         None => DEFAULT_LIMIT,
     };
-    let query = match parts.len() {
-        0 => None,
-        1 => parts.pop(),
-        _ => Some(Expr::And(parts)),
-    };
     let search = TraceSearch {
-        query,
+        query: filters.expr(),
         start_unix_nano: start,
         end_unix_nano: end.max(start + 1),
         min_duration_ns: None,

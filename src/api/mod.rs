@@ -1,8 +1,10 @@
 //! weft's HTTP query API: `/api/v1/...`, the Jaeger-compatible `/api/...`, health and metrics.
 
 mod catalog;
+mod dependencies;
 mod error;
 mod jaeger;
+mod jaeger_v3;
 
 /// Page sizes: the default when a request names none, and the most it may ask for.
 pub(crate) mod limits {
@@ -65,6 +67,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/traces/{trace_id}", get(traces::get_trace))
         .route("/api/v1/services", get(catalog::services))
         .route("/api/v1/events", get(catalog::events))
+        .route("/api/v1/service-map", get(dependencies::service_map))
         .route(
             "/api/v1/severity/rules",
             get(severity::list).post(severity::create),
@@ -83,6 +86,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/operations", get(jaeger::operations))
         .route("/api/traces", get(jaeger::search))
         .route("/api/traces/{trace_id}", get(jaeger::get_trace))
+        .route("/api/dependencies", get(dependencies::jaeger_dependencies))
+        .route("/api/v3/services", get(jaeger_v3::services))
+        .route("/api/v3/operations", get(jaeger_v3::operations))
+        .route("/api/v3/traces", get(jaeger_v3::find_traces))
+        .route("/api/v3/traces/{trace_id}", get(jaeger_v3::get_trace))
+        .route("/api/v3/trace-summaries", get(jaeger_v3::trace_summaries))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

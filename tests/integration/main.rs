@@ -8,6 +8,7 @@ mod faults;
 mod full_disk;
 mod grpc_query;
 mod jaeger;
+mod jaeger_v3;
 mod limits;
 mod otlp_clients;
 mod query_api;

@@ -1,0 +1,481 @@
+//! Calls between services, for Jaeger's dependency graph and weft's service map.
+//!
+//! A call is a span whose parent span belongs to another service: the parent's service called
+//! the span's. The pair is found while indexing, not by reading stored spans later:
+//! [`CallTracker`] remembers the last [`RECENT_SPANS`] spans (a hash of trace and span ID, and
+//! the service) and the children still waiting for their parent, so a call is recorded when the
+//! second of its two spans arrives, in whichever order they come. Services export on their own
+//! schedules, seconds apart; at 100,000 spans a second the window is ten seconds, and a pair
+//! further apart than that is not counted (as with Tempo's service graphs). After a restart or
+//! an index failure the window starts empty.
+//!
+//! Each partition keeps a [`CallTable`]: per minute (of the child span's start) and pair of
+//! services, the call count, errors, a latency histogram of the called span and a few exemplar
+//! traces. The table is committed with the partition's rows, in tantivy's commit payload, so it
+//! is exactly as durable as they are: a row replayed from the WAL after a crash was never
+//! committed, and neither was the call it completed.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::histogram::LatencyHistogram;
+use crate::model::SpanRow;
+
+/// Width of the time buckets calls are counted in.
+pub const CALL_BUCKET_NANOS: u64 = 60 * 1_000_000_000;
+/// Spans remembered for children that arrive after their parent.
+pub(crate) const RECENT_SPANS: usize = 1 << 20;
+/// Parents awaited by children that arrived first.
+const WAITING_PARENTS: usize = 1 << 18;
+/// Distinct services the tracker names before it starts over (a client inventing a service per
+/// span must not grow it without end).
+const MAX_SERVICES: usize = 100_000;
+/// Rows of one partition's table; calls beyond are counted in `dropped` only.
+pub(crate) const MAX_TABLE_ROWS: usize = 5_000;
+/// Exemplar traces kept per row: errors first, then the slowest.
+const EXEMPLARS: usize = 3;
+
+/// One call: `parent` called `child`, whose span is described by the rest.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Call {
+    pub parent: Arc<str>,
+    pub child: Arc<str>,
+    pub start_ns: u64,
+    pub duration_ns: u64,
+    pub error: bool,
+    pub trace_id: [u8; 16],
+}
+
+/// A trace that shows a call: the called span's trace, duration and outcome.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exemplar {
+    /// Trace ID, hex.
+    pub trace_id: String,
+    /// Duration of the called span.
+    pub duration_ns: u64,
+    /// Whether the called span failed.
+    pub error: bool,
+}
+
+/// What is known about the calls from one service to another over some time.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallStats {
+    /// Calls.
+    pub calls: u64,
+    /// Calls whose span has status error.
+    pub errors: u64,
+    /// Durations of the called spans.
+    pub latency: LatencyHistogram,
+    /// A few traces showing the call, failed and slow ones first.
+    pub exemplars: Vec<Exemplar>,
+}
+
+impl CallStats {
+    fn record(&mut self, call: &Call) {
+        self.calls += 1;
+        self.errors += u64::from(call.error);
+        self.latency.record(call.duration_ns);
+        self.offer_exemplar(Exemplar {
+            trace_id: hex::encode(call.trace_id),
+            duration_ns: call.duration_ns,
+            error: call.error,
+        });
+    }
+
+    fn offer_exemplar(&mut self, exemplar: Exemplar) {
+        if self
+            .exemplars
+            .iter()
+            .any(|e| e.trace_id == exemplar.trace_id)
+        {
+            return;
+        }
+        self.exemplars.push(exemplar);
+        self.exemplars
+            .sort_by_key(|e| std::cmp::Reverse((e.error, e.duration_ns)));
+        self.exemplars.truncate(EXEMPLARS);
+    }
+
+    /// Adds `other`'s calls to these.
+    pub fn merge(&mut self, other: &CallStats) {
+        self.calls += other.calls;
+        self.errors += other.errors;
+        self.latency.merge(&other.latency);
+        for exemplar in &other.exemplars {
+            self.offer_exemplar(exemplar.clone());
+        }
+    }
+}
+
+/// Calls between two services, summed over a time range.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceCall {
+    /// The calling service.
+    pub parent: String,
+    /// The called service.
+    pub child: String,
+    /// The calls.
+    pub stats: CallStats,
+}
+
+type TableKey = (u64, String, String);
+
+/// A partition's calls: per minute and pair of services.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "StoredTable", into = "StoredTable")]
+pub(crate) struct CallTable {
+    rows: BTreeMap<TableKey, CallStats>,
+    /// Calls not kept because the table was full.
+    dropped: u64,
+}
+
+/// How a table is written: JSON has no tuple keys.
+#[derive(Serialize, Deserialize)]
+struct StoredTable {
+    rows: Vec<StoredRow>,
+    #[serde(default)]
+    dropped: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredRow {
+    minute: u64,
+    parent: String,
+    child: String,
+    #[serde(flatten)]
+    stats: CallStats,
+}
+
+impl From<StoredTable> for CallTable {
+    fn from(stored: StoredTable) -> Self {
+        CallTable {
+            rows: stored
+                .rows
+                .into_iter()
+                .map(|r| ((r.minute, r.parent, r.child), r.stats))
+                .collect(),
+            dropped: stored.dropped,
+        }
+    }
+}
+
+impl From<CallTable> for StoredTable {
+    fn from(table: CallTable) -> Self {
+        StoredTable {
+            rows: table
+                .rows
+                .into_iter()
+                .map(|((minute, parent, child), stats)| StoredRow {
+                    minute,
+                    parent,
+                    child,
+                    stats,
+                })
+                .collect(),
+            dropped: table.dropped,
+        }
+    }
+}
+
+impl CallTable {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rows.is_empty() && self.dropped == 0
+    }
+
+    pub(crate) fn record(&mut self, call: &Call) {
+        let key = (
+            call.start_ns / CALL_BUCKET_NANOS,
+            call.parent.to_string(),
+            call.child.to_string(),
+        );
+        if !self.rows.contains_key(&key) && self.rows.len() >= MAX_TABLE_ROWS {
+            self.dropped += 1;
+            return;
+        }
+        self.rows.entry(key).or_default().record(call);
+    }
+
+    /// Adds every row of `other`, within the same bound on rows.
+    pub(crate) fn merge(&mut self, other: &CallTable) {
+        self.dropped += other.dropped;
+        for (key, stats) in &other.rows {
+            let full = self.rows.len() >= MAX_TABLE_ROWS;
+            match self.rows.get_mut(key) {
+                Some(mine) => mine.merge(stats),
+                None if full => self.dropped += stats.calls,
+                None => {
+                    self.rows.insert(key.clone(), stats.clone());
+                }
+            }
+        }
+    }
+
+    /// Adds the rows whose minute overlaps `[start, end)` into `into`, by pair of services.
+    pub(crate) fn sum_into(
+        &self,
+        start: u64,
+        end: u64,
+        into: &mut BTreeMap<(String, String), CallStats>,
+    ) {
+        let first = start / CALL_BUCKET_NANOS;
+        let last = end.saturating_sub(1) / CALL_BUCKET_NANOS;
+        for ((minute, parent, child), stats) in &self.rows {
+            if (first..=last).contains(minute) && end > start {
+                into.entry((parent.clone(), child.clone()))
+                    .or_default()
+                    .merge(stats);
+            }
+        }
+    }
+}
+
+/// A span remembered by the tracker: a hash of its trace and span IDs.
+type SpanKey = u64;
+
+fn span_key(trace_id: &[u8], span_id: &[u8]) -> SpanKey {
+    let mut bytes = [0u8; 24];
+    bytes[..16].copy_from_slice(&trace_id[..16.min(trace_id.len())]);
+    bytes[16..16 + 8.min(span_id.len())].copy_from_slice(&span_id[..8.min(span_id.len())]);
+    crate::ids::fnv1a(&bytes)
+}
+
+/// A child span waiting for its parent to arrive.
+struct WaitingChild {
+    span: SpanKey,
+    service: u32,
+    start_ns: u64,
+    duration_ns: u64,
+    error: bool,
+    trace_id: [u8; 16],
+}
+
+/// Pairs spans with their parents as they are indexed; see the module comment.
+#[derive(Default)]
+pub(crate) struct CallTracker {
+    services: Vec<Arc<str>>,
+    service_numbers: HashMap<Arc<str>, u32>,
+    /// Recent spans and their service, oldest first in `recent_order`.
+    recent: HashMap<SpanKey, u32>,
+    recent_order: VecDeque<SpanKey>,
+    /// Children by the key of the parent they wait for.
+    waiting: HashMap<SpanKey, Vec<WaitingChild>>,
+    waiting_order: VecDeque<SpanKey>,
+}
+
+impl CallTracker {
+    /// Forgets everything, after a failure: the rows since the checkpoint come again.
+    pub(crate) fn reset(&mut self) {
+        *self = CallTracker::default();
+    }
+
+    fn service_number(&mut self, service: &str) -> u32 {
+        if let Some(n) = self.service_numbers.get(service) {
+            return *n;
+        }
+        if self.services.len() >= MAX_SERVICES {
+            self.reset();
+        }
+        let name: Arc<str> = Arc::from(service);
+        let n = self.services.len() as u32;
+        self.services.push(name.clone());
+        self.service_numbers.insert(name, n);
+        n
+    }
+
+    /// Takes note of `span`, adding to `calls` the calls it completes: with its parent, if that
+    /// came first, and with children that came before it.
+    pub(crate) fn observe(&mut self, span: &SpanRow, calls: &mut Vec<Call>) {
+        let Ok(trace_id) = <[u8; 16]>::try_from(span.trace_id.as_slice()) else {
+            return;
+        };
+        let service = self.service_number(&span.service);
+        let key = span_key(&trace_id, &span.span_id);
+        if let Some(children) = self.waiting.remove(&key) {
+            for child in children {
+                if child.service != service {
+                    calls.push(Call {
+                        parent: self.services[service as usize].clone(),
+                        child: self.services[child.service as usize].clone(),
+                        start_ns: child.start_ns,
+                        duration_ns: child.duration_ns,
+                        error: child.error,
+                        trace_id: child.trace_id,
+                    });
+                }
+            }
+        }
+        if self.recent.insert(key, service).is_none() {
+            self.recent_order.push_back(key);
+            if self.recent_order.len() > RECENT_SPANS
+                && let Some(old) = self.recent_order.pop_front()
+            {
+                self.recent.remove(&old);
+            }
+        }
+        if span.parent_span_id.is_empty() {
+            return;
+        }
+        let parent_key = span_key(&trace_id, &span.parent_span_id);
+        let error = span.status_code == 2;
+        match self.recent.get(&parent_key) {
+            Some(&parent) => {
+                if parent != service {
+                    calls.push(Call {
+                        parent: self.services[parent as usize].clone(),
+                        child: self.services[service as usize].clone(),
+                        start_ns: span.start_time_unix_nano,
+                        duration_ns: span.duration_ns(),
+                        error,
+                        trace_id,
+                    });
+                }
+            }
+            None => {
+                let waiting = self.waiting.entry(parent_key).or_default();
+                if waiting.is_empty() {
+                    self.waiting_order.push_back(parent_key);
+                }
+                // A span sent twice (an exporter's retry) waits once.
+                if waiting.iter().any(|c| c.span == key) {
+                    return;
+                }
+                waiting.push(WaitingChild {
+                    span: key,
+                    service,
+                    start_ns: span.start_time_unix_nano,
+                    duration_ns: span.duration_ns(),
+                    error,
+                    trace_id,
+                });
+                while self.waiting_order.len() > WAITING_PARENTS {
+                    if let Some(old) = self.waiting_order.pop_front() {
+                        self.waiting.remove(&old);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(trace: u8, id: u8, parent: Option<u8>, service: &str) -> SpanRow {
+        SpanRow {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+            service: service.into(),
+            start_time_unix_nano: 120 * CALL_BUCKET_NANOS + u64::from(id),
+            end_time_unix_nano: 120 * CALL_BUCKET_NANOS + 1_000_000,
+            ..SpanRow::default()
+        }
+    }
+
+    fn pairs(calls: &[Call]) -> Vec<(String, String)> {
+        calls
+            .iter()
+            .map(|c| (c.parent.to_string(), c.child.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_call_is_found_whichever_span_comes_first() {
+        let mut tracker = CallTracker::default();
+        let mut calls = Vec::new();
+        // frontend(1) -> checkout(2) -> checkout(3) -> payments(4); 4 arrives before 3.
+        tracker.observe(&span(7, 1, None, "frontend"), &mut calls);
+        tracker.observe(&span(7, 2, Some(1), "checkout"), &mut calls);
+        tracker.observe(&span(7, 4, Some(3), "payments"), &mut calls);
+        assert_eq!(pairs(&calls), [("frontend".into(), "checkout".into())]);
+        tracker.observe(&span(7, 3, Some(2), "checkout"), &mut calls);
+        assert_eq!(
+            pairs(&calls),
+            [
+                ("frontend".into(), "checkout".into()),
+                ("checkout".into(), "payments".into())
+            ]
+        );
+        // The same IDs in another trace are another span.
+        tracker.observe(&span(8, 4, Some(1), "payments"), &mut calls);
+        assert_eq!(calls.len(), 2);
+    }
+
+    #[test]
+    fn a_retried_child_waits_once() {
+        let mut tracker = CallTracker::default();
+        let mut calls = Vec::new();
+        tracker.observe(&span(1, 2, Some(1), "db"), &mut calls);
+        tracker.observe(&span(1, 2, Some(1), "db"), &mut calls);
+        tracker.observe(&span(1, 1, None, "api"), &mut calls);
+        assert_eq!(pairs(&calls), [("api".into(), "db".into())]);
+    }
+
+    #[test]
+    fn the_window_is_bounded() {
+        let mut tracker = CallTracker::default();
+        let mut calls = Vec::new();
+        for i in 0..(WAITING_PARENTS as u32 + 10) {
+            let mut child = span(1, 0, Some(0), "a");
+            child.span_id = (u64::from(i) + 1).to_be_bytes().to_vec();
+            child.parent_span_id = (u64::from(i) + 1_000_000_000).to_be_bytes().to_vec();
+            tracker.observe(&child, &mut calls);
+        }
+        assert!(tracker.waiting.len() <= WAITING_PARENTS);
+        assert!(tracker.recent.len() <= RECENT_SPANS);
+        assert!(calls.is_empty());
+    }
+
+    #[test]
+    fn tables_sum_by_minute_and_keep_the_telling_exemplars() {
+        let call = |minute: u64, ms: u64, error: bool, trace: u8| Call {
+            parent: "api".into(),
+            child: "db".into(),
+            start_ns: minute * CALL_BUCKET_NANOS + 5,
+            duration_ns: ms * 1_000_000,
+            error,
+            trace_id: [trace; 16],
+        };
+        let mut table = CallTable::default();
+        for (i, ms) in [10, 20, 900, 30, 40].into_iter().enumerate() {
+            table.record(&call(100, ms, i == 3, i as u8));
+        }
+        table.record(&call(101, 5, false, 9));
+        let round_trip: CallTable =
+            serde_json::from_str(&serde_json::to_string(&table).unwrap()).unwrap();
+        assert_eq!(round_trip, table);
+        let mut sums = BTreeMap::new();
+        table.sum_into(100 * CALL_BUCKET_NANOS, 101 * CALL_BUCKET_NANOS, &mut sums);
+        let stats = &sums[&("api".to_string(), "db".to_string())];
+        assert_eq!((stats.calls, stats.errors), (5, 1));
+        let kept: Vec<(bool, u64)> = stats
+            .exemplars
+            .iter()
+            .map(|e| (e.error, e.duration_ns / 1_000_000))
+            .collect();
+        assert_eq!(kept, [(true, 30), (false, 900), (false, 40)]);
+        let mut both = BTreeMap::new();
+        table.sum_into(100 * CALL_BUCKET_NANOS, 102 * CALL_BUCKET_NANOS, &mut both);
+        assert_eq!(both[&("api".to_string(), "db".to_string())].calls, 6);
+    }
+
+    #[test]
+    fn a_full_table_counts_what_it_drops() {
+        let mut table = CallTable::default();
+        for i in 0..(MAX_TABLE_ROWS as u64 + 7) {
+            table.record(&Call {
+                parent: "a".into(),
+                child: format!("s{i}").into(),
+                start_ns: 0,
+                duration_ns: 1,
+                error: false,
+                trace_id: [1; 16],
+            });
+        }
+        assert_eq!(table.rows.len(), MAX_TABLE_ROWS);
+        assert_eq!(table.dropped, 7);
+    }
+}
