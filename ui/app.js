@@ -1,4 +1,4 @@
-// weft's web UI: logs search, trace waterfall with logs in place, trace search.
+// weft's web UI: logs search, trace waterfall with logs in place, trace search, service map.
 // Plain JavaScript served by weft itself; all state lives in the URL hash so links can be shared.
 "use strict";
 
@@ -81,7 +81,7 @@ async function getJSON(url) {
 }
 
 function show(view) {
-  for (const id of ["logs-view", "trace-view", "traces-view", "events-view", "services-view", "severity-view"]) $("#" + id).hidden = id !== view;
+  for (const id of ["logs-view", "trace-view", "traces-view", "events-view", "services-view", "map-view", "severity-view"]) $("#" + id).hidden = id !== view;
   if (view !== "logs-view") stopTail();
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", view.startsWith(a.dataset.view));
 }
@@ -170,13 +170,13 @@ function openPanel(panel, html, opener) {
   panel.querySelector(".close").addEventListener("click", closePanels);
   panelOpener = opener;
 }
+const PANELS = ["#details", "#span-details", "#call-details"];
 function closePanels() {
-  const wasOpen = !$("#details").hidden || !$("#span-details").hidden;
-  $("#details").hidden = true;
-  $("#span-details").hidden = true;
+  const wasOpen = PANELS.some((p) => !$(p).hidden);
+  for (const p of PANELS) $(p).hidden = true;
   if (wasOpen && panelOpener && document.contains(panelOpener)) panelOpener.focus();
   panelOpener = null;
-  if (route().params.has("span")) replaceParam("span", null);
+  for (const name of ["span", "call"]) if (route().params.has(name)) replaceParam(name, null);
 }
 
 let histogramLayout = null;
@@ -517,6 +517,134 @@ async function showServices() {
   }
 }
 
+// ---------- service map ----------
+// Services as boxes in columns by call depth (callers left of what they call), calls as arrows
+// whose width grows with the rate and which turn red with errors. The same calls are listed in
+// a table below; a call (arrow or row) opens the traces behind it, a service its trace search.
+const MAP = { column: 360, row: 72, boxW: 160, boxH: 40, pad: 24 };
+function fmtRate(r) { return r >= 10 ? r.toFixed(0) + "/s" : r >= 1 ? r.toFixed(1) + "/s" : (r * 60).toFixed(r * 60 >= 1 ? 1 : 3) + "/min"; }
+function fmtRatio(x) { return (x * 100).toFixed(x > 0 && x < 0.01 ? 2 : 1) + " %"; }
+const callKey = (c) => `${c.parent}>${c.child}`;
+
+function layoutServices(services, calls) {
+  const names = services.map((s) => s.service);
+  const depth = new Map(names.map((n) => [n, 0]));
+  // Longest path from a service nobody calls; a cycle stops deepening after one round per service.
+  for (let round = 0; round < names.length; round++) {
+    let changed = false;
+    for (const c of calls) {
+      const d = depth.get(c.parent) + 1;
+      if (d > depth.get(c.child) && d < names.length) { depth.set(c.child, d); changed = true; }
+    }
+    if (!changed) break;
+  }
+  const columns = [];
+  for (const n of [...names].sort()) (columns[depth.get(n)] ||= []).push(n);
+  const at = new Map();
+  columns.forEach((col, x) => (col || []).forEach((n, y) => at.set(n, { x: MAP.pad + x * MAP.column, y: MAP.pad + y * MAP.row })));
+  const width = MAP.pad * 2 + (columns.length - 1) * MAP.column + MAP.boxW;
+  const height = MAP.pad * 2 + (Math.max(1, ...columns.map((c) => (c || []).length)) - 1) * MAP.row + MAP.boxH;
+  return { at, width, height };
+}
+
+function drawServiceMap(map) {
+  const svg = $("#service-map");
+  const { at, width, height } = layoutServices(map.services, map.calls);
+  const maxRate = Math.max(1e-9, ...map.calls.map((c) => c.rate_per_second));
+  let out = `<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="9" markerHeight="9" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>`;
+  for (const c of map.calls) {
+    const a = at.get(c.parent), b = at.get(c.child);
+    if (!a || !b) continue;
+    const x1 = a.x + MAP.boxW, y1 = a.y + MAP.boxH / 2, y2 = b.y + MAP.boxH / 2;
+    // A call to a service in the same or an earlier column loops below the boxes.
+    const forward = b.x > a.x;
+    const x2 = forward ? b.x : b.x + MAP.boxW / 2;
+    const yEnd = forward ? y2 : b.y + MAP.boxH;
+    const d = forward
+      ? `M${x1},${y1} C${x1 + 60},${y1} ${x2 - 60},${y2} ${x2},${y2}`
+      : `M${a.x + MAP.boxW / 2},${a.y + MAP.boxH} C${a.x + MAP.boxW / 2},${a.y + MAP.boxH + 50} ${x2},${yEnd + 50} ${x2},${yEnd}`;
+    const w = 1.5 + 4.5 * (c.rate_per_second / maxRate);
+    const failing = c.errors > 0;
+    const label = `${fmtRate(c.rate_per_second)} · ${fmtRatio(c.error_ratio)} err · p99 ${fmtDur(c.p99_ns)}`;
+    const [rate, rest] = [fmtRate(c.rate_per_second), `${fmtRatio(c.error_ratio)} err · p99 ${fmtDur(c.p99_ns)}`];
+    const mx = forward ? (x1 + x2) / 2 : (a.x + x2) / 2 + MAP.boxW / 4, my = forward ? (y1 + y2) / 2 - 6 : Math.max(a.y, b.y) + MAP.boxH + 44;
+    out += `<g class="call${failing ? " failing" : ""}" tabindex="0" data-call="${esc(callKey(c))}"><title>${esc(c.parent)} → ${esc(c.child)}: ${c.calls} calls, ${label}</title>` +
+      `<path class="hit" d="${d}"/><path class="edge" d="${d}" stroke-width="${w.toFixed(1)}" marker-end="url(#arrow)"/>` +
+      `<text x="${mx}" y="${my - 12}" text-anchor="middle"><tspan x="${mx}">${esc(rate)}</tspan><tspan x="${mx}" dy="13">${esc(rest)}</tspan></text></g>`;
+  }
+  for (const s of map.services) {
+    const p = at.get(s.service);
+    const failing = map.calls.some((c) => c.child === s.service && c.errors > 0);
+    out += `<g class="service${failing ? " failing" : ""}" tabindex="0" data-service="${esc(s.service)}"><title>${esc(s.service)}: ${s.span_count} spans, ${s.log_count} logs — open its traces</title>` +
+      `<rect x="${p.x}" y="${p.y}" width="${MAP.boxW}" height="${MAP.boxH}" rx="5" style="stroke:${serviceColor(s.service)}"/>` +
+      `<text x="${p.x + 10}" y="${p.y + 17}" class="name">${esc(s.service)}</text>` +
+      `<text x="${p.x + 10}" y="${p.y + 32}" class="muted">${s.span_count} spans · ${s.log_count} logs</text></g>`;
+  }
+  svg.setAttribute("viewBox", `0 0 ${width} ${height + 60}`);
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height + 60);
+  svg.innerHTML = out;
+}
+
+function callDetails(c, range) {
+  const traces = (q) => `#/traces?${new URLSearchParams(q)}`;
+  const exemplars = c.exemplars.length
+    ? `<table class="kv">${c.exemplars.map((e) => `<tr><td><a class="id exemplar" href="#/trace/${e.trace_id}">${e.trace_id}</a></td><td>${fmtDur(e.duration_ns)}</td><td>${e.error ? '<span class="errmark" title="error">!</span> failed' : ""}</td></tr>`).join("")}</table>`
+    : `<div class="muted">none</div>`;
+  return `<div><b>${esc(c.parent)} → ${esc(c.child)}</b></div>` +
+    `<table class="kv"><tr><th>calls</th><td>${c.calls} (${fmtRate(c.rate_per_second)})</td></tr>` +
+    `<tr><th>errors</th><td>${c.errors} (${fmtRatio(c.error_ratio)})</td></tr>` +
+    `<tr><th>latency</th><td>p50 ${fmtDur(c.p50_ns)}, p99 ${fmtDur(c.p99_ns)}</td></tr></table>` +
+    `<h4>traces behind it: failed first, then the slowest (each opens with its logs)</h4>${exemplars}` +
+    `<h4>more</h4><div><a class="id" href="${traces({ service: c.child })}">traces of ${esc(c.child)}</a> · ` +
+    `<a class="id" href="${traces({ service: c.child, status: "error" })}">failed traces of ${esc(c.child)}</a> · ` +
+    `<a class="id" href="#/logs?${new URLSearchParams({ q: `service:${c.child} severity>=WARN`, range })}">warnings and errors of ${esc(c.child)}</a></div>`;
+}
+
+let mapState = null;
+async function showMap() {
+  const { params } = route();
+  const range = String(Number(params.get("range")) || 3600);
+  $("#map-range").value = range;
+  // A call opened before leaving the map stays closed on return, unless the URL names it.
+  $("#call-details").hidden = true;
+  const end = nowNs(), start = end - BigInt(range) * 1000000000n;
+  let map;
+  try { map = await getJSON("/api/v1/service-map?" + new URLSearchParams({ start: start.toString(), end: end.toString() })); }
+  catch (e) { $("#map-error").hidden = false; $("#map-error").textContent = "service map: " + e.message; return; }
+  $("#map-error").hidden = true;
+  $("#map-empty").hidden = map.calls.length > 0;
+  mapState = { map, byKey: new Map(map.calls.map((c) => [callKey(c), c])), range };
+  drawServiceMap(map);
+  const body = $("#call-list tbody");
+  body.innerHTML = "";
+  for (const c of [...map.calls].sort((a, b) => b.calls - a.calls)) {
+    const tr = document.createElement("tr");
+    tr.className = "log";
+    tr.tabIndex = 0;
+    tr.dataset.call = callKey(c);
+    tr.innerHTML = `<td>${esc(c.parent)}</td><td>${esc(c.child)}</td><td>${c.calls}</td><td>${fmtRate(c.rate_per_second)}</td>` +
+      `<td class="${c.errors ? "sev-error" : ""}">${c.errors}</td><td>${fmtRatio(c.error_ratio)}</td><td>${fmtDur(c.p50_ns)}</td><td>${fmtDur(c.p99_ns)}</td>`;
+    body.appendChild(tr);
+  }
+  const open = params.get("call");
+  if (open && mapState.byKey.has(open)) openCall(open, document.querySelector(`#call-list tr[data-call="${CSS.escape(open)}"]`));
+}
+
+function openCall(key, opener) {
+  const c = mapState && mapState.byKey.get(key);
+  if (!c) return;
+  openPanel($("#call-details"), callDetails(c, mapState.range), opener);
+  replaceParam("call", key);
+}
+
+function onMapActivate(e) {
+  const target = e.target.closest("[data-call], [data-service]");
+  if (!target) return;
+  if (target.dataset.call) openCall(target.dataset.call, target);
+  else go("/traces", { service: target.dataset.service });
+}
+
 // ---------- severity ----------
 function selectorText(sel) { return ["service", "scope", "event"].filter((k) => sel[k]).map((k) => `${k}=${sel[k]}`).join(" ") || "(everything)"; }
 function actionText(a) { return [a.min_severity && "drop below " + a.min_severity, a.set_severity && "set " + a.set_severity].filter(Boolean).join(", "); }
@@ -581,6 +709,7 @@ function render() {
   else if (parts[0] === "traces") { show("traces-view"); searchTraces(); }
   else if (parts[0] === "events") { show("events-view"); showEvents(); }
   else if (parts[0] === "services") { show("services-view"); showServices(); }
+  else if (parts[0] === "map") { show("map-view"); showMap(); }
   else if (parts[0] === "severity") { show("severity-view"); showSeverity(); }
   else { show("logs-view"); searchLogs(false); }
 }
@@ -608,6 +737,11 @@ window.addEventListener("scroll", loadMoreIfVisible, { passive: true });
 enableHistogramZoom();
 $("#waterfall").addEventListener("click", (e) => { if (e.target.tagName !== "A") openTraceRow(e.target.closest(".row")); });
 $("#waterfall").addEventListener("keydown", (e) => { if (e.key === "Enter") openTraceRow(e.target.closest(".row")); });
+for (const el of [$("#service-map"), $("#call-list")]) {
+  el.addEventListener("click", onMapActivate);
+  el.addEventListener("keydown", (e) => { if (e.key === "Enter") onMapActivate(e); });
+}
+$("#map-range").addEventListener("change", () => go("/map", { range: $("#map-range").value }));
 $("#live").addEventListener("change", () => ($("#live").checked ? startTail() : stopTail()));
 $("#trace-form").addEventListener("submit", (e) => {
   e.preventDefault();

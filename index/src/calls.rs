@@ -34,8 +34,10 @@ const WAITING_PARENTS: usize = 1 << 18;
 const MAX_SERVICES: usize = 100_000;
 /// Rows of one partition's table; calls beyond are counted in `dropped` only.
 pub(crate) const MAX_TABLE_ROWS: usize = 5_000;
-/// Exemplar traces kept per row: errors first, then the slowest.
+/// Exemplar traces kept per row of a partition's table: errors first, then the slowest.
 const EXEMPLARS: usize = 3;
+/// Exemplar traces in an answer summed over many rows.
+pub const ANSWER_EXEMPLARS: usize = 10;
 
 /// One call: `parent` called `child`, whose span is described by the rest.
 #[derive(Clone, Debug, PartialEq)]
@@ -77,14 +79,15 @@ impl CallStats {
         self.calls += 1;
         self.errors += u64::from(call.error);
         self.latency.record(call.duration_ns);
-        self.offer_exemplar(Exemplar {
+        let exemplar = Exemplar {
             trace_id: hex::encode(call.trace_id),
             duration_ns: call.duration_ns,
             error: call.error,
-        });
+        };
+        self.offer_exemplar(exemplar, EXEMPLARS);
     }
 
-    fn offer_exemplar(&mut self, exemplar: Exemplar) {
+    fn offer_exemplar(&mut self, exemplar: Exemplar, keep: usize) {
         if self
             .exemplars
             .iter()
@@ -95,16 +98,16 @@ impl CallStats {
         self.exemplars.push(exemplar);
         self.exemplars
             .sort_by_key(|e| std::cmp::Reverse((e.error, e.duration_ns)));
-        self.exemplars.truncate(EXEMPLARS);
+        self.exemplars.truncate(keep);
     }
 
-    /// Adds `other`'s calls to these.
-    pub fn merge(&mut self, other: &CallStats) {
+    /// Adds `other`'s calls to these, keeping at most `exemplars` exemplars.
+    pub fn merge(&mut self, other: &CallStats, exemplars: usize) {
         self.calls += other.calls;
         self.errors += other.errors;
         self.latency.merge(&other.latency);
         for exemplar in &other.exemplars {
-            self.offer_exemplar(exemplar.clone());
+            self.offer_exemplar(exemplar.clone(), exemplars);
         }
     }
 }
@@ -203,7 +206,7 @@ impl CallTable {
         for (key, stats) in &other.rows {
             let full = self.rows.len() >= MAX_TABLE_ROWS;
             match self.rows.get_mut(key) {
-                Some(mine) => mine.merge(stats),
+                Some(mine) => mine.merge(stats, EXEMPLARS),
                 None if full => self.dropped += stats.calls,
                 None => {
                     self.rows.insert(key.clone(), stats.clone());
@@ -225,7 +228,7 @@ impl CallTable {
             if (first..=last).contains(minute) && end > start {
                 into.entry((parent.clone(), child.clone()))
                     .or_default()
-                    .merge(stats);
+                    .merge(stats, ANSWER_EXEMPLARS);
             }
         }
     }

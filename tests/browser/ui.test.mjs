@@ -169,6 +169,62 @@ test("trace search by service, errors and duration opens the waterfall", async (
   assert.match(await page.locator("#trace-summary").textContent(), /frontend: GET \/checkout/);
 });
 
+test("service map: services in call order, calls with their numbers; a call opens the traces behind it, a service its trace search", async () => {
+  // Runs before the tests that add traces of their own: the calls are the data set's.
+  const n = data.traces.length, declined = data.traces.filter((t) => t.declined);
+  await page.goto(weft.url + "/#/map");
+  await page.waitForFunction(() => document.querySelectorAll("#call-list tbody tr").length === 3);
+  const cells = (key) => page.locator(`#call-list tr[data-call="${key}"] td`).allTextContents();
+  const payments = await cells("checkout>payments");
+  assert.deepEqual(payments.slice(0, 3), ["checkout", "payments", String(n)]);
+  assert.equal(payments[4], String(declined.length));
+  assert.equal(payments[5], `${((declined.length / n) * 100).toFixed(1)} %`);
+  assert.deepEqual((await cells("frontend>checkout")).slice(0, 5), ["frontend", "checkout", String(n), (await cells("frontend>checkout"))[3], "0"]);
+  assert.equal((await cells("checkout>inventory"))[2], String(n));
+  // The map: four services, callers left of what they call; only the failing call is red.
+  assert.equal(await page.locator("#service-map g.service").count(), 4);
+  assert.equal(await page.locator("#service-map g.call").count(), 3);
+  assert.deepEqual(await page.locator("#service-map g.call.failing").evaluateAll((g) => g.map((e) => e.dataset.call)), ["checkout>payments"]);
+  assert.deepEqual(await page.locator("#service-map g.service.failing").evaluateAll((g) => g.map((e) => e.dataset.service)), ["payments"]);
+  const x = async (s) => Number(await page.locator(`#service-map g.service[data-service="${s}"] rect`).getAttribute("x"));
+  assert.ok((await x("frontend")) < (await x("checkout")) && (await x("checkout")) < (await x("payments")), "columns by call depth");
+  assert.equal(await x("payments"), await x("inventory"));
+  await screenshot(page, "service-map");
+
+  // A call on the map opens its numbers and the traces behind it, failed ones first.
+  await page.locator('#service-map g.call[data-call="checkout>payments"] text').click();
+  const panel = page.locator("#call-details");
+  await panel.waitFor({ state: "visible" });
+  assert.match(page.url(), /call=checkout%3Epayments/);
+  assert.match(await panel.textContent(), new RegExp(`${n} calls|calls${n}`));
+  const exemplars = await panel.locator("a.exemplar").allTextContents();
+  const declinedIds = new Set(declined.map((t) => t.traceId));
+  // Each minute keeps its three most telling calls; an answer shows up to ten.
+  assert.ok(exemplars.length >= 1 && exemplars.length <= 10, `${exemplars.length} exemplars`);
+  const failedShown = Math.min(exemplars.length, declined.length);
+  assert.ok(exemplars.slice(0, failedShown).every((id) => declinedIds.has(id)), "failed traces first");
+  // A reload keeps the open call (it is in the URL); Esc closes it.
+  await page.reload();
+  await panel.waitFor({ state: "visible" });
+  await page.keyboard.press("Escape");
+  await panel.waitFor({ state: "hidden" });
+  assert.doesNotMatch(page.url(), /call=/);
+  // An exemplar opens the waterfall with the trace's logs in place.
+  await page.locator('#call-list tr[data-call="checkout>payments"]').click();
+  await panel.waitFor({ state: "visible" });
+  await panel.locator("a.exemplar").first().click();
+  await waitForTrace(exemplars[0]);
+  assert.equal(await page.locator("#waterfall .row.span").count(), 4);
+  assert.match(await page.locator("#waterfall").textContent(), /card declined for order/);
+
+  // A service opens its trace search.
+  await page.goto(weft.url + "/#/map?range=900");
+  assert.equal(await page.inputValue("#map-range"), "900");
+  await page.locator('#service-map g.service[data-service="inventory"]').click();
+  await page.waitForFunction((n) => document.querySelectorAll("#trace-list tbody tr").length === n, n);
+  assert.match(page.url(), /#\/traces\?service=inventory/);
+});
+
 test("a bad query shows the position and what was expected", async () => {
   expectResponseError(400);
   await page.goto(weft.url + "/#/logs?q=" + encodeURIComponent("service:checkout AND ("));

@@ -14,6 +14,7 @@ mod otlp_clients;
 mod query_api;
 mod retention;
 mod security;
+mod service_map;
 mod severity;
 mod source_filter;
 mod ui;
