@@ -6,8 +6,10 @@
 //! - `normalize`: OTLP requests → rows (service, event ID, severity, IDs).
 //! - `pipeline`: the write-ahead log (`pipeline::wal`), the group-commit WAL thread → the indexer
 //!   thread, what refuses data while the disk or a thread fails (`pipeline::health`).
-//! - `api`: the HTTP query API (weft's and Jaeger's), health and metrics; `grpc`: the same
-//!   queries as `weft.v1.QueryService`; `metrics`: weft's own counters.
+//! - `api`: the HTTP query API: weft's (`/api/v1`, with the service map in
+//!   `api::dependencies`), Jaeger's v1 (`api::jaeger`, and `/api/dependencies`) and v3
+//!   (`api::jaeger_v3`), health and metrics; `grpc`: the same queries as
+//!   `weft.v1.QueryService`; `metrics`: weft's own counters.
 //! - `severity`: runtime severity rules (validation, expiry, audit, the compiled matcher ingest
 //!   applies); `cli`: `weft severity …` against a running weft.
 //! - `bench`: `weft bench`, which measures a weft through its public protocols only; `inspect`:

@@ -5,11 +5,11 @@
 //! [`CallTracker`] remembers the last [`RECENT_SPANS`] spans (a hash of trace and span ID, and
 //! the service) and the children still waiting for their parent, so a call is recorded when the
 //! second of its two spans arrives, in whichever order they come. Services export on their own
-//! schedules, seconds apart; at 100,000 spans a second the window is ten seconds, and a pair
+//! schedules, seconds apart; at 100,000 spans a second the window is five seconds, and a pair
 //! further apart than that is not counted (as with Tempo's service graphs). After a restart or
 //! an index failure the window starts empty.
 //!
-//! Each partition keeps a [`CallTable`]: per minute (of the child span's start) and pair of
+//! Each partition keeps a `CallTable`: per five minutes (of the child span's start) and pair of
 //! services, the call count, errors, a latency histogram of the called span and a few exemplar
 //! traces. The table is committed with the partition's rows, in tantivy's commit payload, so it
 //! is exactly as durable as they are: a row replayed from the WAL after a crash was never
@@ -23,17 +23,18 @@ use serde::{Deserialize, Serialize};
 use crate::histogram::LatencyHistogram;
 use crate::model::SpanRow;
 
-/// Width of the time buckets calls are counted in.
-pub const CALL_BUCKET_NANOS: u64 = 60 * 1_000_000_000;
-/// Spans remembered for children that arrive after their parent.
-pub(crate) const RECENT_SPANS: usize = 1 << 20;
+/// Width of the time buckets calls are counted in: five minutes, so that a partition's table
+/// (rewritten with each of its commits) holds at most twelve rows per pair of services.
+pub const CALL_BUCKET_NANOS: u64 = 300 * 1_000_000_000;
+/// Spans remembered for children that arrive after their parent (about 24 bytes each).
+pub(crate) const RECENT_SPANS: usize = 1 << 19;
 /// Parents awaited by children that arrived first.
-const WAITING_PARENTS: usize = 1 << 18;
+const WAITING_PARENTS: usize = 1 << 17;
 /// Distinct services the tracker names before it starts over (a client inventing a service per
 /// span must not grow it without end).
 const MAX_SERVICES: usize = 100_000;
 /// Rows of one partition's table; calls beyond are counted in `dropped` only.
-pub(crate) const MAX_TABLE_ROWS: usize = 5_000;
+pub(crate) const MAX_TABLE_ROWS: usize = 2_000;
 /// Exemplar traces kept per row of a partition's table: errors first, then the slowest.
 const EXEMPLARS: usize = 3;
 /// Exemplar traces in an answer summed over many rows.
@@ -51,10 +52,10 @@ pub(crate) struct Call {
 }
 
 /// A trace that shows a call: the called span's trace, duration and outcome.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Exemplar {
-    /// Trace ID, hex.
-    pub trace_id: String,
+    /// Trace ID.
+    pub trace_id: [u8; 16],
     /// Duration of the called span.
     pub duration_ns: u64,
     /// Whether the called span failed.
@@ -62,7 +63,7 @@ pub struct Exemplar {
 }
 
 /// What is known about the calls from one service to another over some time.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallStats {
     /// Calls.
     pub calls: u64,
@@ -80,7 +81,7 @@ impl CallStats {
         self.errors += u64::from(call.error);
         self.latency.record(call.duration_ns);
         let exemplar = Exemplar {
-            trace_id: hex::encode(call.trace_id),
+            trace_id: call.trace_id,
             duration_ns: call.duration_ns,
             error: call.error,
         };
@@ -123,58 +124,100 @@ pub struct ServiceCall {
     pub stats: CallStats,
 }
 
-type TableKey = (u64, String, String);
+/// A row's key: the time bucket, and the calling and called services as numbers into the
+/// table's list of services.
+type TableKey = (u64, u32, u32);
 
-/// A partition's calls: per minute and pair of services.
+/// A partition's calls: per time bucket and pair of services. Service names are kept once in
+/// `services`; a row names them by position.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "StoredTable", into = "StoredTable")]
+#[serde(try_from = "StoredTable", into = "StoredTable")]
 pub(crate) struct CallTable {
+    services: Vec<String>,
     rows: BTreeMap<TableKey, CallStats>,
     /// Calls not kept because the table was full.
     dropped: u64,
 }
 
-/// How a table is written: JSON has no tuple keys.
+/// How a table is written (compactly: it is rewritten with every commit of its partition):
+/// `{"services": [...], "rows": [[bucket, parent, child, calls, errors, [[b, n], ...],
+/// [["trace hex", duration, error], ...]], ...], "dropped": n}`.
 #[derive(Serialize, Deserialize)]
 struct StoredTable {
+    services: Vec<String>,
     rows: Vec<StoredRow>,
     #[serde(default)]
     dropped: u64,
 }
 
-#[derive(Serialize, Deserialize)]
-struct StoredRow {
-    minute: u64,
-    parent: String,
-    child: String,
-    #[serde(flatten)]
-    stats: CallStats,
-}
+type StoredRow = (
+    u64,
+    u32,
+    u32,
+    u64,
+    u64,
+    LatencyHistogram,
+    Vec<(String, u64, bool)>,
+);
 
-impl From<StoredTable> for CallTable {
-    fn from(stored: StoredTable) -> Self {
-        CallTable {
-            rows: stored
-                .rows
+impl TryFrom<StoredTable> for CallTable {
+    type Error = String;
+
+    fn try_from(stored: StoredTable) -> Result<Self, String> {
+        let mut rows = BTreeMap::new();
+        for (bucket, parent, child, calls, errors, latency, exemplars) in stored.rows {
+            if parent as usize >= stored.services.len() || child as usize >= stored.services.len() {
+                return Err(format!(
+                    "a row names service {parent} or {child} of {}",
+                    stored.services.len()
+                ));
+            }
+            let exemplars = exemplars
                 .into_iter()
-                .map(|r| ((r.minute, r.parent, r.child), r.stats))
-                .collect(),
-            dropped: stored.dropped,
+                .map(|(trace, duration_ns, error)| {
+                    let trace_id = hex::decode(&trace)
+                        .ok()
+                        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+                        .ok_or_else(|| format!("exemplar trace ID '{trace}'"))?;
+                    Ok(Exemplar {
+                        trace_id,
+                        duration_ns,
+                        error,
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let stats = CallStats {
+                calls,
+                errors,
+                latency,
+                exemplars,
+            };
+            rows.insert((bucket, parent, child), stats);
         }
+        Ok(CallTable {
+            services: stored.services,
+            rows,
+            dropped: stored.dropped,
+        })
     }
 }
 
 impl From<CallTable> for StoredTable {
     fn from(table: CallTable) -> Self {
         StoredTable {
+            services: table.services,
             rows: table
                 .rows
                 .into_iter()
-                .map(|((minute, parent, child), stats)| StoredRow {
-                    minute,
-                    parent,
-                    child,
-                    stats,
+                .map(|((bucket, parent, child), s)| {
+                    let exemplars = s
+                        .exemplars
+                        .into_iter()
+                        .map(|e| (hex::encode(e.trace_id), e.duration_ns, e.error))
+                        .collect();
+                    (
+                        bucket, parent, child, s.calls, s.errors, s.latency, exemplars,
+                    )
                 })
                 .collect(),
             dropped: table.dropped,
@@ -187,49 +230,93 @@ impl CallTable {
         self.rows.is_empty() && self.dropped == 0
     }
 
-    pub(crate) fn record(&mut self, call: &Call) {
-        let key = (
-            call.start_ns / CALL_BUCKET_NANOS,
-            call.parent.to_string(),
-            call.child.to_string(),
-        );
-        if !self.rows.contains_key(&key) && self.rows.len() >= MAX_TABLE_ROWS {
-            self.dropped += 1;
+    /// The number of `name` in this table's list of services, adding it if new.
+    fn service_number(&mut self, name: &str) -> u32 {
+        match self.services.iter().position(|s| s == name) {
+            Some(n) => n as u32,
+            None => {
+                self.services.push(name.to_string());
+                (self.services.len() - 1) as u32
+            }
+        }
+    }
+
+    fn add(&mut self, bucket: u64, parent: &str, child: &str, stats: &CallStats) {
+        let known = |t: &Self, name: &str| t.services.iter().position(|s| s == name);
+        let full = self.rows.len() >= MAX_TABLE_ROWS;
+        if full {
+            // Only rows already present may grow.
+            let key = match (known(self, parent), known(self, child)) {
+                (Some(p), Some(c)) => (bucket, p as u32, c as u32),
+                _ => {
+                    self.dropped += stats.calls;
+                    return;
+                }
+            };
+            match self.rows.get_mut(&key) {
+                Some(row) => row.merge(stats, EXEMPLARS),
+                None => self.dropped += stats.calls,
+            }
             return;
         }
-        self.rows.entry(key).or_default().record(call);
+        let key = (
+            bucket,
+            self.service_number(parent),
+            self.service_number(child),
+        );
+        self.rows.entry(key).or_default().merge(stats, EXEMPLARS);
+    }
+
+    pub(crate) fn record(&mut self, call: &Call) {
+        let mut stats = CallStats::default();
+        stats.record(call);
+        self.add(
+            call.start_ns / CALL_BUCKET_NANOS,
+            &call.parent,
+            &call.child,
+            &stats,
+        );
     }
 
     /// Adds every row of `other`, within the same bound on rows.
     pub(crate) fn merge(&mut self, other: &CallTable) {
         self.dropped += other.dropped;
-        for (key, stats) in &other.rows {
-            let full = self.rows.len() >= MAX_TABLE_ROWS;
-            match self.rows.get_mut(key) {
-                Some(mine) => mine.merge(stats, EXEMPLARS),
-                None if full => self.dropped += stats.calls,
-                None => {
-                    self.rows.insert(key.clone(), stats.clone());
-                }
-            }
+        for ((bucket, parent, child), stats) in &other.rows {
+            let (parent, child) = (
+                &other.services[*parent as usize],
+                &other.services[*child as usize],
+            );
+            self.add(*bucket, parent, child, stats);
         }
     }
 
-    /// Adds the rows whose minute overlaps `[start, end)` into `into`, by pair of services.
+    /// Adds the rows whose time bucket overlaps `[start, end)` into `into`, by pair of services.
     pub(crate) fn sum_into(
         &self,
         start: u64,
         end: u64,
         into: &mut BTreeMap<(String, String), CallStats>,
     ) {
+        if end <= start {
+            return;
+        }
         let first = start / CALL_BUCKET_NANOS;
-        let last = end.saturating_sub(1) / CALL_BUCKET_NANOS;
-        for ((minute, parent, child), stats) in &self.rows {
-            if (first..=last).contains(minute) && end > start {
-                into.entry((parent.clone(), child.clone()))
+        let last = (end - 1) / CALL_BUCKET_NANOS;
+        // Summed here by service numbers first, so names are copied once per pair.
+        let mut mine: BTreeMap<(u32, u32), CallStats> = BTreeMap::new();
+        for ((bucket, parent, child), stats) in &self.rows {
+            if (first..=last).contains(bucket) {
+                mine.entry((*parent, *child))
                     .or_default()
                     .merge(stats, ANSWER_EXEMPLARS);
             }
+        }
+        for ((parent, child), stats) in mine {
+            let key = (
+                self.services[parent as usize].clone(),
+                self.services[child as usize].clone(),
+            );
+            into.entry(key).or_default().merge(&stats, ANSWER_EXEMPLARS);
         }
     }
 }
@@ -433,11 +520,11 @@ mod tests {
     }
 
     #[test]
-    fn tables_sum_by_minute_and_keep_the_telling_exemplars() {
-        let call = |minute: u64, ms: u64, error: bool, trace: u8| Call {
+    fn tables_sum_by_time_bucket_and_keep_the_telling_exemplars() {
+        let call = |bucket: u64, ms: u64, error: bool, trace: u8| Call {
             parent: "api".into(),
             child: "db".into(),
-            start_ns: minute * CALL_BUCKET_NANOS + 5,
+            start_ns: bucket * CALL_BUCKET_NANOS + 5,
             duration_ns: ms * 1_000_000,
             error,
             trace_id: [trace; 16],
@@ -463,6 +550,41 @@ mod tests {
         let mut both = BTreeMap::new();
         table.sum_into(100 * CALL_BUCKET_NANOS, 102 * CALL_BUCKET_NANOS, &mut both);
         assert_eq!(both[&("api".to_string(), "db".to_string())].calls, 6);
+    }
+
+    #[test]
+    fn tables_merge_by_service_name_and_refuse_damage() {
+        let call = |parent: &str, child: &str| Call {
+            parent: parent.into(),
+            child: child.into(),
+            start_ns: 0,
+            duration_ns: 1,
+            error: false,
+            trace_id: [2; 16],
+        };
+        let mut a = CallTable::default();
+        a.record(&call("x", "y"));
+        // Numbered the other way round in `b`.
+        let mut b = CallTable::default();
+        b.record(&call("y", "z"));
+        b.record(&call("x", "y"));
+        a.merge(&b);
+        let mut sums = BTreeMap::new();
+        a.sum_into(0, CALL_BUCKET_NANOS, &mut sums);
+        let counts: Vec<(&str, &str, u64)> = sums
+            .iter()
+            .map(|((p, c), s)| (p.as_str(), c.as_str(), s.calls))
+            .collect();
+        assert_eq!(counts, [("x", "y", 2), ("y", "z", 1)]);
+        for damaged in [
+            r#"{"services":["a"],"rows":[[0,0,3,1,0,[],[]]]}"#,
+            r#"{"services":["a","b"],"rows":[[0,0,1,1,0,[],[["nothex",1,false]]]]}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<CallTable>(damaged).is_err(),
+                "{damaged}"
+            );
+        }
     }
 
     #[test]

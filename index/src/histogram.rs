@@ -5,24 +5,23 @@
 //! about 19 % wider than the last), so any duration from a nanosecond to centuries falls in one of
 //! 256 buckets and a percentile read from them is within 19 % of the true value.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 /// Buckets per doubling of the duration.
 const STEPS_PER_DOUBLING: f64 = 4.0;
 
-/// Counts of durations per log-scaled bucket; only buckets that were hit are kept. Written as
+/// Counts of durations per log-scaled bucket: only buckets that were hit, as `(bucket, count)`
+/// sorted by bucket (a few dozen at most, so a sorted vector beats a map in memory). Written as
 /// `[[bucket, count], ...]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(from = "Vec<(u8, u64)>", into = "Vec<(u8, u64)>")]
-pub struct LatencyHistogram(BTreeMap<u8, u64>);
+pub struct LatencyHistogram(Vec<(u8, u64)>);
 
 impl From<Vec<(u8, u64)>> for LatencyHistogram {
     fn from(pairs: Vec<(u8, u64)>) -> Self {
         let mut histogram = LatencyHistogram::default();
         for (bucket, count) in pairs {
-            *histogram.0.entry(bucket).or_default() += count;
+            histogram.add(bucket, count);
         }
         histogram
     }
@@ -30,7 +29,7 @@ impl From<Vec<(u8, u64)>> for LatencyHistogram {
 
 impl From<LatencyHistogram> for Vec<(u8, u64)> {
     fn from(histogram: LatencyHistogram) -> Self {
-        histogram.0.into_iter().collect()
+        histogram.0
     }
 }
 
@@ -51,21 +50,28 @@ impl LatencyHistogram {
             .round() as u64
     }
 
+    fn add(&mut self, bucket: u8, count: u64) {
+        match self.0.binary_search_by_key(&bucket, |(b, _)| *b) {
+            Ok(at) => self.0[at].1 += count,
+            Err(at) => self.0.insert(at, (bucket, count)),
+        }
+    }
+
     /// Counts one duration.
     pub fn record(&mut self, duration_ns: u64) {
-        *self.0.entry(Self::bucket(duration_ns)).or_default() += 1;
+        self.add(Self::bucket(duration_ns), 1);
     }
 
     /// Adds every count of `other`.
     pub fn merge(&mut self, other: &LatencyHistogram) {
         for (bucket, count) in &other.0 {
-            *self.0.entry(*bucket).or_default() += count;
+            self.add(*bucket, *count);
         }
     }
 
     /// Durations counted.
     pub fn count(&self) -> u64 {
-        self.0.values().sum()
+        self.0.iter().map(|(_, n)| n).sum()
     }
 
     /// The duration below which a fraction `q` (0..=1) of the counted durations fall, as the
@@ -83,7 +89,7 @@ impl LatencyHistogram {
                 return Some(Self::upper_bound(*bucket));
             }
         }
-        self.0.keys().next_back().map(|b| Self::upper_bound(*b))
+        self.0.last().map(|(b, _)| Self::upper_bound(*b))
     }
 }
 

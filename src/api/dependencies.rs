@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use axum::Json;
 use axum::extract::{Query, State};
 use serde::Serialize;
-use weft_index::calls::{CALL_BUCKET_NANOS, Exemplar, ServiceCall};
+use weft_index::calls::{CALL_BUCKET_NANOS, ServiceCall};
 
 use super::jaeger::JaegerError;
 use super::params::time_range;
@@ -89,6 +89,14 @@ pub(crate) struct MapService {
     log_count: u64,
 }
 
+/// A trace showing a call.
+#[derive(Debug, Serialize)]
+pub(crate) struct MapExemplar {
+    trace_id: String,
+    duration_ns: u64,
+    error: bool,
+}
+
 /// Calls from one service to another over the range.
 #[derive(Debug, Serialize)]
 pub(crate) struct MapCall {
@@ -97,13 +105,13 @@ pub(crate) struct MapCall {
     calls: u64,
     errors: u64,
     error_ratio: f64,
-    /// Calls per second over the minutes the range covers.
+    /// Calls per second over the five-minute buckets the range touches.
     rate_per_second: f64,
     /// Latency of the called spans, from a log-scaled histogram (within 19 %).
     p50_ns: String,
     p99_ns: String,
     /// Traces that show the call: failed ones first, then the slowest.
-    exemplars: Vec<Exemplar>,
+    exemplars: Vec<MapExemplar>,
 }
 
 /// `GET /api/v1/service-map`.
@@ -131,7 +139,15 @@ fn map_call(call: ServiceCall, covered_seconds: f64) -> MapCall {
         child: call.child,
         calls: stats.calls,
         errors: stats.errors,
-        exemplars: stats.exemplars,
+        exemplars: stats
+            .exemplars
+            .into_iter()
+            .map(|e| MapExemplar {
+                trace_id: hex::encode(e.trace_id),
+                duration_ns: e.duration_ns,
+                error: e.error,
+            })
+            .collect(),
     }
 }
 

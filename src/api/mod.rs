@@ -1,4 +1,9 @@
-//! weft's HTTP query API: `/api/v1/...`, the Jaeger-compatible `/api/...`, health and metrics.
+//! weft's HTTP query API: `/api/v1/...`, the Jaeger-compatible `/api/...` (query API v1 and
+//! `/api/dependencies`) and `/api/v3/...`, health and metrics.
+//!
+//! Files: `logs`, `traces`, `tail`, `catalog` (histogram, services, events), `dependencies`
+//! (Jaeger's dependencies, weft's service map), `severity` (rules), `jaeger` (v1),
+//! `jaeger_v3`, `params` (time ranges, limits), `error` (status codes and bodies).
 
 mod catalog;
 mod dependencies;

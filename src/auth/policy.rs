@@ -103,6 +103,11 @@ mod tests {
             "/api/v1/severity/audit",
             "/api/traces",
             "/api/services",
+            "/api/dependencies",
+            "/api/v1/service-map",
+            "/api/v3/services",
+            "/api/v3/trace-summaries",
+            "/api/v3/traces/abc",
             "/no/such/path",
         ] {
             assert_eq!(http(&get, read), Some(Access::READ), "{read}");

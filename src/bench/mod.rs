@@ -50,6 +50,11 @@ pub struct BenchArgs {
     /// Stop after this many log records instead (whichever comes first).
     #[arg(long)]
     pub records: Option<u64>,
+    /// Stamp the traffic as if sent over this long, up to now: timestamps move from now minus
+    /// this to now as the --records are sent (`--history 7d --records 10000000` fills a week of
+    /// hour partitions). The weft bench starts then keeps a day more than this.
+    #[arg(long, requires = "records", value_parser = crate::config::parse_duration)]
+    pub history: Option<Duration>,
     /// Services in the generated traffic.
     #[arg(long, default_value_t = 8)]
     pub services: usize,
@@ -143,7 +148,14 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
     let (server, grpc, http, pid) = match (&args.target_grpc, &args.target_http) {
         (Some(g), Some(h)) => (None, g.clone(), h.clone(), args.target_pid),
         _ => {
-            let server = ServerProcess::start(args.data_dir.clone())?;
+            // Records older than the retention are refused, so a history needs a longer one.
+            let env: Vec<(&str, String)> = match args.history {
+                Some(history) => {
+                    vec![("WEFT_RETENTION", format!("{}s", history.as_secs() + 86_400))]
+                }
+                None => Vec::new(),
+            };
+            let server = ServerProcess::start_with(args.data_dir.clone(), &env)?;
             let (g, h, p) = (server.grpc.clone(), server.http.clone(), Some(server.pid));
             (Some(server), g, h, p)
         }
@@ -318,7 +330,15 @@ async fn export_loop(
         if per_client_quota.is_some_and(|q| sent >= q) {
             break;
         }
-        let now = process::now_nanos();
+        let now = match (args.history, per_client_quota) {
+            // As far into the history as this client is into its quota.
+            (Some(history), Some(quota)) => {
+                let history = history.as_nanos() as u64;
+                let progress = sent.min(quota) as f64 / quota.max(1) as f64;
+                process::now_nanos() - history + (history as f64 * progress) as u64
+            }
+            _ => process::now_nanos(),
+        };
         let mut logs = Vec::with_capacity(args.batch);
         let mut spans = Vec::new();
         while (if args.spans_only {
@@ -594,7 +614,25 @@ async fn run_queries(
     let mut selective = Vec::new();
     let mut broad = Vec::new();
     let mut trace_search = Vec::new();
+    let mut dependencies = Vec::new();
+    let mut service_map = Vec::new();
     let traces_url = format!("http://{http}/api/v1/traces");
+    // Calls between services over a week, as Jaeger's System Architecture page and weft's
+    // service map ask for them.
+    const WEEK_MS: u64 = 7 * 86_400 * 1000;
+    let now_ms = process::now_nanos() / 1_000_000;
+    let dependencies_url = format!("http://{http}/api/dependencies");
+    let (end_ms, lookback_ms) = (now_ms.to_string(), WEEK_MS.to_string());
+    let dependencies_query = [
+        ("endTs", end_ms.as_str()),
+        ("lookback", lookback_ms.as_str()),
+    ];
+    let map_url = format!("http://{http}/api/v1/service-map");
+    let (map_start, map_end) = (
+        ((now_ms - WEEK_MS) * 1_000_000).to_string(),
+        (now_ms * 1_000_000).to_string(),
+    );
+    let map_query = [("start", map_start.as_str()), ("end", map_end.as_str())];
     for _ in 0..runs {
         let id = &traces[rng
             .random_range(0..traces.len().max(1))
@@ -632,8 +670,24 @@ async fn run_queries(
             )
             .await?,
         );
+        dependencies.push(timed_get(client, &dependencies_url, &dependencies_query).await?);
+        service_map.push(timed_get(client, &map_url, &map_query).await?);
     }
+    // What the week's answer holds, so that a fast answer is seen to be a full one.
+    let links: Value = client
+        .get(&dependencies_url)
+        .query(&dependencies_query)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let links = links["data"].as_array().cloned().unwrap_or_default();
+    let calls: u64 = links.iter().filter_map(|l| l["callCount"].as_u64()).sum();
     Ok(json!({
+        "dependencies_7d": percentiles(&mut dependencies),
+        "service_map_7d": percentiles(&mut service_map),
+        "dependency_links_7d": links.len(),
+        "calls_7d": calls,
         "trace_by_id": percentiles(&mut by_id),
         "selective_log_search": percentiles(&mut selective),
         "broad_log_search_newest_100": percentiles(&mut broad),
@@ -705,6 +759,8 @@ fn print_table(report: &Value) {
             "trace search (service + errors + min duration)",
             "trace_search_service_errors_min_duration",
         ),
+        ("dependencies over 7 days", "dependencies_7d"),
+        ("service map over 7 days", "service_map_7d"),
     ] {
         println!(
             "| {name} p50 / p99 ms | {} / {} |",
@@ -712,6 +768,10 @@ fn print_table(report: &Value) {
             f(&q[key]["p99"])
         );
     }
+    println!(
+        "| calls between services over 7 days (links) | {} ({}) |",
+        q["calls_7d"], q["dependency_links_7d"]
+    );
     println!(
         "| disk bytes per log record (index + store) | {} |",
         f(&fp["bytes_per_log_record"])

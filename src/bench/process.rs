@@ -25,6 +25,11 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `weft serve` on free ports, in `data_dir` or a temporary directory.
     pub fn start(data_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// [`ServerProcess::start`] with environment variables (weft's `WEFT_*` settings).
+    pub fn start_with(data_dir: Option<PathBuf>, env: &[(&str, String)]) -> anyhow::Result<Self> {
         let (data_dir, temp) = match data_dir {
             Some(d) => (d, None),
             None => {
@@ -45,6 +50,7 @@ impl ServerProcess {
             .arg(&data_dir)
             .arg("--log-level")
             .arg("warn")
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

@@ -108,7 +108,7 @@ async fn the_service_map_shows_every_call_with_its_rate_errors_latency_and_trace
         .map(|c| (c.parent.clone(), c.child.clone()))
         .collect();
     assert_eq!(got, want.keys().cloned().collect::<Vec<_>>());
-    // The range is two hours: the minutes it touches.
+    // The range is two whole hours: exactly the five-minute buckets it touches.
     let covered_seconds = 2.0 * 3600.0;
     for call in &map.calls {
         let spans = &want[&(call.parent.clone(), call.child.clone())];
