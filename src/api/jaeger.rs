@@ -336,22 +336,39 @@ fn tags(attributes: &[KeyValue]) -> Vec<Value> {
         .collect()
 }
 
+/// An OTLP string attribute.
+pub(crate) fn string_value(key: &str, value: &str) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..KeyValue::default()
+    }
+}
+
+/// A weft log record's fields as Jaeger shows them among a span's logs: its event ID (or
+/// "log"), level, message, then its attributes. API v1 sends them as a span log's fields, v3 as
+/// a span event's attributes.
+pub(crate) fn log_fields(log: &LogRow) -> Vec<KeyValue> {
+    let mut fields = Vec::with_capacity(log.attributes.len() + 3);
+    let event = if log.event.is_empty() {
+        "log"
+    } else {
+        &log.event
+    };
+    fields.push(string_value("event", event));
+    if !log.severity_text.is_empty() {
+        fields.push(string_value("level", &log.severity_text));
+    }
+    fields.push(string_value("message", &log.body_text()));
+    fields.extend(log.attributes.iter().cloned());
+    fields
+}
+
 /// A weft log record as a Jaeger span log.
 fn log_entry(log: &LogRow) -> Value {
-    let mut fields = vec![string_tag(
-        "event",
-        if log.event.is_empty() {
-            "log"
-        } else {
-            &log.event
-        },
-    )];
-    if !log.severity_text.is_empty() {
-        fields.push(string_tag("level", &log.severity_text));
-    }
-    fields.push(string_tag("message", &log.body_text()));
-    fields.extend(tags(&log.attributes));
-    json!({"timestamp": log.time_unix_nano / 1000, "fields": fields})
+    json!({"timestamp": log.time_unix_nano / 1000, "fields": tags(&log_fields(log))})
 }
 
 /// A trace in Jaeger's JSON model.

@@ -17,14 +17,14 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::Event;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, TracesData};
 use serde::Serialize;
 use weft_index::{LogRow, SpanRow, TraceSearch, TraceSummary};
 
-use super::jaeger::{SearchFilters, go_duration};
+use super::jaeger::{SearchFilters, go_duration, log_fields, string_value};
 use super::traces::{MAX_LOGS, MAX_SPANS, parse_trace_id};
 use super::{ApiError, ApiState};
 
@@ -408,33 +408,9 @@ pub(crate) async fn get_trace(
     }))
 }
 
-fn string_value(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..KeyValue::default()
-    }
-}
-
-/// A weft log record as an event of its span: its event ID (or "log") as the name, with its
-/// severity, body and attributes, as Jaeger shows a span's logs.
+/// A weft log record as an event of its span, named by its event ID (or "log"), as Jaeger
+/// shows a span's logs.
 fn log_event(log: &LogRow) -> Event {
-    let mut attributes = Vec::with_capacity(log.attributes.len() + 3);
-    attributes.push(string_value(
-        "event",
-        if log.event.is_empty() {
-            "log"
-        } else {
-            &log.event
-        },
-    ));
-    if !log.severity_text.is_empty() {
-        attributes.push(string_value("level", &log.severity_text));
-    }
-    attributes.push(string_value("message", &log.body_text()));
-    attributes.extend(log.attributes.iter().cloned());
     Event {
         time_unix_nano: log.time_unix_nano,
         name: if log.event.is_empty() {
@@ -442,7 +418,7 @@ fn log_event(log: &LogRow) -> Event {
         } else {
             log.event.clone()
         },
-        attributes,
+        attributes: log_fields(log),
         dropped_attributes_count: 0,
     }
 }
