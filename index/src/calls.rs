@@ -11,9 +11,10 @@
 //!
 //! Each partition keeps a `CallTable`: per five minutes (of the child span's start) and pair of
 //! services, the call count, errors, a latency histogram of the called span and a few exemplar
-//! traces. The table is committed with the partition's rows, in tantivy's commit payload, so it
-//! is exactly as durable as they are: a row replayed from the WAL after a crash was never
-//! committed, and neither was the call it completed.
+//! traces. The table is committed with the partition's rows (a file `calls-<position>.json`
+//! written just before the commit of that WAL position; see `partition`), so it is exactly as
+//! durable as they are: a row replayed from the WAL after a crash was never committed, and
+//! neither was the call it completed.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;

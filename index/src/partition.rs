@@ -2,9 +2,12 @@
 //!
 //! Each commit stores, in tantivy's commit payload, the write-ahead-log position up to which
 //! every row routed to this partition is included. Replay after a crash skips the entries a
-//! partition already holds, so each row is indexed exactly once. A span partition's payload also
-//! holds its table of calls between services (`calls`), on a second line, so the table commits
-//! with the rows that completed its calls.
+//! partition already holds, so each row is indexed exactly once.
+//!
+//! A span partition also keeps its table of calls between services (`calls`) in a file
+//! `calls-<position>.json`, written before the commit of that position: the table in force is
+//! the newest file at or below the committed position, so a file written for a commit that
+//! never happened is ignored (and deleted), and calls count with the rows that completed them.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,6 +87,8 @@ pub(crate) struct Partition {
     /// The format the partition was created in; its rows are all written in it.
     pub(crate) format: Format,
     index: Index,
+    /// The partition's directory outside tantivy's management, for weft's own files.
+    raw: Box<dyn tantivy::Directory>,
     reader: IndexReader,
     /// Touched only by the indexing thread; the mutex makes `Partition` shareable with readers.
     writer: Mutex<WriterState>,
@@ -96,42 +101,66 @@ pub(crate) struct Partition {
     calls: Mutex<PartitionCalls>,
 }
 
-/// A partition's calls: as committed, and recorded since.
+/// A partition's calls: as committed, recorded since, and the position of the file holding
+/// the committed table.
 #[derive(Default)]
 struct PartitionCalls {
     committed: CallTable,
     pending: CallTable,
+    file_lsn: Option<u64>,
 }
 
-/// The commit payload: the WAL position, then (spans only) the calls table as JSON.
-fn payload(lsn: u64, calls: &CallTable) -> Result<String, IndexError> {
-    if calls.is_empty() {
-        return Ok(lsn.to_string());
+/// `calls-<position>.json`: a partition's calls table as of that commit position.
+fn calls_file_name(lsn: u64) -> String {
+    format!("calls-{lsn}.json")
+}
+
+/// The commit positions of the calls files in `dir`.
+fn calls_files(dir: &Path) -> Result<Vec<u64>, IndexError> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let name = name.to_string_lossy();
+        if let Some(lsn) = name
+            .strip_prefix("calls-")
+            .and_then(|rest| rest.strip_suffix(".json"))
+            .and_then(|lsn| lsn.parse::<u64>().ok())
+        {
+            found.push(lsn);
+        }
     }
-    let table = serde_json::to_string(calls).map_err(std::io::Error::other)?;
-    Ok(format!("{lsn}\n{table}"))
+    Ok(found)
 }
 
-/// Reads what [`payload`] wrote; a payload of weft before the calls table is the position alone.
-fn parse_payload(payload: Option<&str>, dir: &Path) -> Result<(u64, CallTable), IndexError> {
-    let Some(payload) = payload else {
-        return Ok((0, CallTable::default()));
+/// The calls table in force at `committed_lsn`: the newest file at or below it. Files above it
+/// were written for a commit that did not happen, older ones were replaced; both are deleted.
+/// A table that cannot be read is derived data, not rows: it is logged and started anew.
+fn load_calls(
+    dir: &Path,
+    raw: &dyn tantivy::Directory,
+    committed_lsn: u64,
+) -> Result<(CallTable, Option<u64>), IndexError> {
+    let files = calls_files(dir)?;
+    let chosen = files.iter().copied().filter(|l| *l <= committed_lsn).max();
+    for lsn in files.into_iter().filter(|l| Some(*l) != chosen) {
+        if let Err(error) = raw.delete(Path::new(&calls_file_name(lsn))) {
+            tracing::warn!(%error, lsn, "cannot delete a stale calls table");
+        }
+    }
+    let Some(lsn) = chosen else {
+        return Ok((CallTable::default(), None));
     };
-    let (lsn, table) = payload.split_once('\n').unwrap_or((payload, ""));
-    let bad = |reason: String| IndexError::Open {
-        path: dir.to_path_buf(),
-        reason: format!("commit payload: {reason}"),
-    };
-    let lsn = lsn
-        .trim()
-        .parse::<u64>()
-        .map_err(|e| bad(format!("WAL position '{lsn}': {e}")))?;
-    let table = if table.trim().is_empty() {
-        CallTable::default()
-    } else {
-        serde_json::from_str(table).map_err(|e| bad(format!("calls table: {e}")))?
-    };
-    Ok((lsn, table))
+    let table = raw
+        .atomic_read(Path::new(&calls_file_name(lsn)))
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| serde_json::from_slice::<CallTable>(&bytes).map_err(|e| e.to_string()));
+    match table {
+        Ok(table) => Ok((table, Some(lsn))),
+        Err(error) => {
+            tracing::warn!(%error, path = %dir.display(), "calls table unreadable; starting it anew");
+            Ok((CallTable::default(), Some(lsn)))
+        }
+    }
 }
 
 #[derive(Default)]
@@ -166,10 +195,10 @@ impl Partition {
             reason: e.to_string(),
         })?;
         let declared = Format::declared(&*directory, dir)?;
+        // weft's own files (format, calls) are written past tantivy's managed directory,
+        // which would count them as its own and garbage-collect them.
+        let raw = directory.box_clone();
         let (index, format) = if exists {
-            // The format file is weft's, not tantivy's: written past tantivy's managed
-            // directory, which would count it as its own and garbage-collect it.
-            let raw = directory.box_clone();
             let index = Index::open(directory)?;
             let format = Format::of_partition(signal, &index.schema(), declared, &*raw, dir)?;
             (index, format)
@@ -200,7 +229,12 @@ impl Partition {
                 .open_or_create(directory)?;
             (index, format)
         };
-        let (committed_lsn, calls) = parse_payload(index.load_metas()?.payload.as_deref(), dir)?;
+        let committed_lsn = index
+            .load_metas()?
+            .payload
+            .and_then(|p| p.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let (calls, file_lsn) = load_calls(dir, &*raw, committed_lsn)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -215,9 +249,11 @@ impl Partition {
             writer: Mutex::new(WriterState::default()),
             writer_memory_bytes: writer_memory_bytes.max(MIN_WRITER_MEMORY_BYTES),
             committed_lsn: AtomicU64::new(committed_lsn),
+            raw,
             calls: Mutex::new(PartitionCalls {
                 committed: calls,
                 pending: CallTable::default(),
+                file_lsn,
             }),
         })
     }
@@ -312,15 +348,30 @@ impl Partition {
             .writer
             .as_mut()
             .expect("documents were added, so a writer is open");
-        // The whole table goes into every commit: only the newest commit's payload is read.
+        // New calls: the whole table goes to a file of this position, before the commit.
         let mut calls = self.calls_state();
-        let mut table = calls.committed.clone();
-        table.merge(&calls.pending);
+        let table = if calls.pending.is_empty() {
+            None
+        } else {
+            let mut table = calls.committed.clone();
+            table.merge(&calls.pending);
+            let json = serde_json::to_vec(&table).map_err(std::io::Error::other)?;
+            self.raw
+                .atomic_write(Path::new(&calls_file_name(lsn)), &json)?;
+            Some(table)
+        };
         let mut prepared = writer.prepare_commit()?;
-        prepared.set_payload(&payload(lsn, &table)?);
+        prepared.set_payload(&lsn.to_string());
         prepared.commit()?;
-        calls.committed = table;
-        calls.pending = CallTable::default();
+        if let Some(table) = table {
+            calls.committed = table;
+            calls.pending = CallTable::default();
+            if let Some(old) = calls.file_lsn.replace(lsn).filter(|old| *old != lsn)
+                && let Err(error) = self.raw.delete(Path::new(&calls_file_name(old)))
+            {
+                tracing::warn!(%error, lsn = old, "cannot delete a replaced calls table");
+            }
+        }
         drop(calls);
         state.uncommitted_docs = 0;
         self.committed_lsn.store(lsn, Ordering::Release);
@@ -357,12 +408,29 @@ impl Partition {
         }
     }
 
+    /// Deletes calls files written for a commit that failed: a later commit may not write a
+    /// file of its own, and such a file would then pass for the table in force.
+    fn delete_uncommitted_calls(&self) {
+        let committed = self.committed_lsn();
+        match calls_files(&self.dir) {
+            Ok(files) => {
+                for lsn in files.into_iter().filter(|l| *l > committed) {
+                    if let Err(error) = self.raw.delete(Path::new(&calls_file_name(lsn))) {
+                        tracing::warn!(%error, lsn, "cannot delete an uncommitted calls table");
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot list the calls tables"),
+        }
+    }
+
     /// Drops the writer and what it holds uncommitted, after a failure: the partition is back
     /// at its last commit, and the rows since then are added again from the WAL.
     pub(crate) fn rollback(&self) {
         let mut state = self.state();
         state.uncommitted_docs = 0;
         self.calls_state().pending = CallTable::default();
+        self.delete_uncommitted_calls();
         state.idle_rounds = 0;
         // Dropping a writer discards its uncommitted documents and stops its threads.
         if let Some(writer) = state.writer.take() {

@@ -1,6 +1,6 @@
 //! Calls between services, paired while indexing: found in either order and across batches,
 //! committed with the rows that completed them, kept across a reopen, counted once after a
-//! failed commit and its replay.
+//! failed commit and its replay; a table file of a commit that never happened is ignored.
 
 use weft_index::calls::{CALL_BUCKET_NANOS, ServiceCall};
 use weft_index::faults::{Fault, Faults};
@@ -148,6 +148,108 @@ fn a_failed_commit_then_replay_counts_each_call_once() {
     // The whole call of trace 2 counts once. The api -> db call of trace 1 straddled the
     // failure: its parent was committed before it, and the pairing window starts empty after
     // a rollback, so it is not counted (never counted twice).
+    assert_eq!(
+        summary(&store.calls(0, u64::MAX)),
+        owned(&[("web", "api", 2, 0)])
+    );
+}
+
+/// The calls files of the span partitions under `root`, by name.
+fn calls_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for partition in std::fs::read_dir(root.join("spans")).unwrap() {
+        for file in std::fs::read_dir(partition.unwrap().path()).unwrap() {
+            let path = file.unwrap().path();
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("calls-")
+            {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_table_of_a_commit_that_never_happened_is_ignored_and_a_damaged_one_does_not_stop_weft() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let batch = spans(vec![
+        span(1, 1, 0, "web", BASE, 10),
+        span(1, 2, 1, "api", BASE + 1, 5),
+    ]);
+    store.index_batch(0, 1, &batch).unwrap();
+    store.commit(7).unwrap();
+    let expected = owned(&[("web", "api", 1, 0)]);
+    assert_eq!(summary(&store.calls(0, u64::MAX)), expected);
+    drop(store);
+    let files = calls_files(dir.path());
+    assert_eq!(files.len(), 1);
+    assert!(files[0].ends_with("calls-7.json"), "{files:?}");
+    // A crash between writing the table of position 50 and committing it.
+    let stray = files[0].with_file_name("calls-50.json");
+    std::fs::write(
+        &stray,
+        r#"{"services":["x","y"],"rows":[[0,0,1,99,0,[],[]]],"dropped":0}"#,
+    )
+    .unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(summary(&store.calls(0, u64::MAX)), expected);
+    assert!(!stray.exists(), "the uncommitted table is deleted");
+    drop(store);
+    // A damaged table: the calls start anew, the rows are all there.
+    std::fs::write(&files[0], b"{not json").unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.calls(0, u64::MAX).is_empty());
+    assert_eq!(store.trace(&[1; 16], 10, 10).unwrap().spans.len(), 2);
+}
+
+/// The disk fills after the calls table of a commit is written and before the commit: the
+/// rollback deletes that table, and the replayed commit counts each call once.
+#[test]
+fn a_table_written_before_a_failed_commit_is_deleted_by_the_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::none();
+    let store = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            faults: Some(faults.clone()),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let call = |trace: u8| {
+        spans(vec![
+            span(trace, 1, 0, "web", BASE + u64::from(trace), 10),
+            span(trace, 2, 1, "api", BASE + u64::from(trace) + 1, 5),
+        ])
+    };
+    store.index_batch(0, 1, &call(1)).unwrap();
+    store.commit(1).unwrap();
+    store.index_batch(1, 2, &call(2)).unwrap();
+    // Room for the table (a few hundred bytes), not for the segment.
+    faults.set_space_left(Some(600));
+    assert!(store.commit(2).is_err());
+    let names = |files: Vec<std::path::PathBuf>| -> Vec<String> {
+        files
+            .iter()
+            .map(|f| f.file_name().unwrap().to_string_lossy().to_string())
+            .collect()
+    };
+    assert!(
+        names(calls_files(dir.path())).contains(&"calls-2.json".to_string()),
+        "the table was written before the commit failed"
+    );
+    store.rollback();
+    assert_eq!(names(calls_files(dir.path())), ["calls-1.json"]);
+    faults.set_space_left(None);
+    store.index_batch(1, 2, &call(2)).unwrap();
+    store.commit(2).unwrap();
+    assert_eq!(names(calls_files(dir.path())), ["calls-2.json"]);
     assert_eq!(
         summary(&store.calls(0, u64::MAX)),
         owned(&[("web", "api", 2, 0)])
