@@ -31,6 +31,9 @@ pub const CALL_BUCKET_NANOS: u64 = 300 * 1_000_000_000;
 pub(crate) const RECENT_SPANS: usize = 1 << 19;
 /// Parents awaited by children that arrived first.
 const WAITING_PARENTS: usize = 1 << 17;
+/// Children waiting for one parent; a client claiming more children for a span is not believed
+/// further (each would cost memory until the parent came).
+const CHILDREN_PER_PARENT: usize = 1024;
 /// Distinct services the tracker names before it starts over (a client inventing a service per
 /// span must not grow it without end).
 const MAX_SERVICES: usize = 100_000;
@@ -429,7 +432,7 @@ impl CallTracker {
                     self.waiting_order.push_back(parent_key);
                 }
                 // A span sent twice (an exporter's retry) waits once.
-                if waiting.iter().any(|c| c.span == key) {
+                if waiting.len() >= CHILDREN_PER_PARENT || waiting.iter().any(|c| c.span == key) {
                     return;
                 }
                 waiting.push(WaitingChild {
@@ -518,6 +521,19 @@ mod tests {
         assert!(tracker.waiting.len() <= WAITING_PARENTS);
         assert!(tracker.recent.len() <= RECENT_SPANS);
         assert!(calls.is_empty());
+        // Many children of one parent wait up to a bound.
+        let mut tracker = CallTracker::default();
+        for i in 0..(CHILDREN_PER_PARENT as u64 + 50) {
+            let mut child = span(2, 0, Some(9), "a");
+            child.span_id = (i + 1).to_be_bytes().to_vec();
+            tracker.observe(&child, &mut calls);
+        }
+        assert_eq!(
+            tracker.waiting.values().map(Vec::len).sum::<usize>(),
+            CHILDREN_PER_PARENT
+        );
+        tracker.observe(&span(2, 9, None, "b"), &mut calls);
+        assert_eq!(calls.len(), CHILDREN_PER_PARENT);
     }
 
     #[test]

@@ -348,22 +348,27 @@ impl Partition {
             .writer
             .as_mut()
             .expect("documents were added, so a writer is open");
-        // New calls: the whole table goes to a file of this position, before the commit.
-        let mut calls = self.calls_state();
-        let table = if calls.pending.is_empty() {
-            None
-        } else {
-            let mut table = calls.committed.clone();
-            table.merge(&calls.pending);
-            let json = serde_json::to_vec(&table).map_err(std::io::Error::other)?;
+        // New calls: the whole table goes to a file of this position, before the commit. The
+        // lock is not held across the commit, so queries summing calls do not wait for it;
+        // only this thread adds calls, so the pending ones cannot change meanwhile.
+        let table = {
+            let calls = self.calls_state();
+            (!calls.pending.is_empty()).then(|| {
+                let mut table = calls.committed.clone();
+                table.merge(&calls.pending);
+                table
+            })
+        };
+        if let Some(table) = &table {
+            let json = serde_json::to_vec(table).map_err(std::io::Error::other)?;
             self.raw
                 .atomic_write(Path::new(&calls_file_name(lsn)), &json)?;
-            Some(table)
-        };
+        }
         let mut prepared = writer.prepare_commit()?;
         prepared.set_payload(&lsn.to_string());
         prepared.commit()?;
         if let Some(table) = table {
+            let mut calls = self.calls_state();
             calls.committed = table;
             calls.pending = CallTable::default();
             if let Some(old) = calls.file_lsn.replace(lsn).filter(|old| *old != lsn)
@@ -372,7 +377,6 @@ impl Partition {
                 tracing::warn!(%error, lsn = old, "cannot delete a replaced calls table");
             }
         }
-        drop(calls);
         state.uncommitted_docs = 0;
         self.committed_lsn.store(lsn, Ordering::Release);
         drop(state);
