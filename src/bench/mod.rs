@@ -335,7 +335,7 @@ async fn export_loop(
             (Some(history), Some(quota)) => {
                 let history = history.as_nanos() as u64;
                 let progress = sent.min(quota) as f64 / quota.max(1) as f64;
-                process::now_nanos() - history + (history as f64 * progress) as u64
+                process::now_nanos().saturating_sub(history) + (history as f64 * progress) as u64
             }
             _ => process::now_nanos(),
         };
