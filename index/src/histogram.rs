@@ -35,15 +35,23 @@ impl From<LatencyHistogram> for Vec<(u8, u64)> {
 
 impl LatencyHistogram {
     /// The bucket a duration falls in: bucket `i` holds `[2^(i/4), 2^((i+1)/4))` nanoseconds.
-    fn bucket(duration_ns: u64) -> u8 {
+    pub fn bucket(duration_ns: u64) -> u8 {
         if duration_ns <= 1 {
             return 0;
         }
         ((duration_ns as f64).log2() * STEPS_PER_DOUBLING).floor() as u8
     }
 
+    /// Lower bound of bucket `i` (inclusive).
+    pub fn lower_bound(bucket: u8) -> u64 {
+        if bucket == 0 {
+            return 0;
+        }
+        Self::upper_bound(bucket - 1)
+    }
+
     /// Upper bound of bucket `i`, the value a percentile falling in it reports.
-    fn upper_bound(bucket: u8) -> u64 {
+    pub fn upper_bound(bucket: u8) -> u64 {
         // `as` saturates: the last bucket's bound, 2^64, becomes u64::MAX.
         ((f64::from(bucket) + 1.0) / STEPS_PER_DOUBLING)
             .exp2()
@@ -74,9 +82,8 @@ impl LatencyHistogram {
         self.0.iter().map(|(_, n)| n).sum()
     }
 
-    /// The duration below which a fraction `q` (0..=1) of the counted durations fall, as the
-    /// upper bound of the bucket holding that rank; `None` when empty.
-    pub fn quantile(&self, q: f64) -> Option<u64> {
+    /// The bucket holding the rank of quantile `q` (0..=1); `None` when empty.
+    pub fn quantile_bucket(&self, q: f64) -> Option<u8> {
         let total = self.count();
         if total == 0 {
             return None;
@@ -86,10 +93,16 @@ impl LatencyHistogram {
         for (bucket, count) in &self.0 {
             seen += count;
             if seen >= rank {
-                return Some(Self::upper_bound(*bucket));
+                return Some(*bucket);
             }
         }
-        self.0.last().map(|(b, _)| Self::upper_bound(*b))
+        self.0.last().map(|(b, _)| *b)
+    }
+
+    /// The duration below which a fraction `q` (0..=1) of the counted durations fall, as the
+    /// upper bound of the bucket holding that rank; `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<u64> {
+        self.quantile_bucket(q).map(Self::upper_bound)
     }
 }
 

@@ -17,6 +17,8 @@
 //!   [`aggregate`]: histogram and catalogs from fast fields.
 //! - [`calls`]: calls between services, paired while indexing and committed with each span
 //!   partition (the dependency graph, the service map); [`histogram`]: mergeable latencies.
+//! - [`peel`]: layer peeling — facets of any field (attribute keys included), span statistics
+//!   grouped by any fields, the latency heatmap, and what is over-represented in a selection.
 //! - [`footprint`]: where the bytes go, per part of tantivy's format and per field
 //!   (`weft inspect`).
 //!
@@ -35,6 +37,7 @@ pub mod histogram;
 mod ids;
 pub mod model;
 mod partition;
+pub mod peel;
 pub mod query;
 mod rows;
 mod schema;

@@ -2,7 +2,8 @@
 //! `/api/dependencies`) and `/api/v3/...`, health and metrics.
 //!
 //! Files: `logs`, `traces`, `tail`, `catalog` (histogram, services, events), `dependencies`
-//! (Jaeger's dependencies, weft's service map), `severity` (rules), `jaeger` (v1),
+//! (Jaeger's dependencies, weft's service map), `peel` (facets, span statistics, heatmap,
+//! comparison), `severity` (rules), `jaeger` (v1),
 //! `jaeger_v3`, `params` (time ranges, limits), `error` (status codes and bodies).
 
 mod catalog;
@@ -20,6 +21,7 @@ pub(crate) mod limits {
 }
 pub(crate) mod logs;
 pub mod params;
+mod peel;
 mod severity;
 pub(crate) mod tail;
 pub(crate) mod traces;
@@ -68,6 +70,14 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/logs", get(logs::search))
         .route("/api/v1/logs/histogram", get(catalog::histogram))
         .route("/api/v1/logs/tail", get(tail::tail))
+        .route("/api/v1/logs/facets", get(peel::log_facets))
+        .route("/api/v1/logs/fields", get(peel::log_fields))
+        .route("/api/v1/logs/compare", get(peel::log_compare))
+        .route("/api/v1/spans/facets", get(peel::span_facets))
+        .route("/api/v1/spans/fields", get(peel::span_fields))
+        .route("/api/v1/spans/stats", get(peel::span_stats))
+        .route("/api/v1/spans/heatmap", get(peel::span_heatmap))
+        .route("/api/v1/spans/compare", get(peel::span_compare))
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::get_trace))
         .route("/api/v1/services", get(catalog::services))

@@ -11,6 +11,7 @@ mod jaeger;
 mod jaeger_v3;
 mod limits;
 mod otlp_clients;
+mod peel;
 mod query_api;
 mod retention;
 mod security;

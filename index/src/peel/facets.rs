@@ -1,0 +1,226 @@
+//! Top values of fields in a selection, and the fields a selection holds.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::fields::{FieldRef, NONE, json_keys, segment_values};
+use super::for_each_segment;
+use crate::aggregate::filtered;
+use crate::error::IndexError;
+use crate::query::Expr;
+use crate::store::Store;
+use crate::{Signal, log_fields, span_fields};
+
+/// Distinct values of one field an answer tracks; past it, further values are left out and the
+/// facet says it is capped (its counts are then lower bounds).
+pub const MAX_DISTINCT: usize = 100_000;
+
+/// Keys with at most this many distinct values in a segment are counted exactly in the field
+/// list; keys with more (IDs, order numbers) are listed with the segment's count as an estimate.
+const EXACT_KEY_VALUES: u64 = 1_000;
+
+/// One value of a field and how many selected rows have it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FacetValue {
+    /// The value as the query language writes it.
+    pub value: String,
+    /// Selected rows with it.
+    pub count: u64,
+}
+
+/// The values of one field in a selection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Facet {
+    /// The field.
+    pub field: FieldRef,
+    /// The most frequent values, most frequent first (ties by value).
+    pub values: Vec<FacetValue>,
+    /// Selected rows that have the field at all.
+    pub with_field: u64,
+    /// Distinct values in the selection.
+    pub distinct: u64,
+    /// True when a segment held more values than weft reads for one field, or the answer more
+    /// than [`MAX_DISTINCT`]: counts and `distinct` are then lower bounds.
+    pub capped: bool,
+}
+
+/// Facets of a selection.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facets {
+    /// Rows selected.
+    pub total: u64,
+    /// One facet per field asked for, in that order.
+    pub facets: Vec<Facet>,
+}
+
+/// A field present in a selection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldInfo {
+    /// The field.
+    pub field: FieldRef,
+    /// Distinct values: exact in the selection when `exact`, otherwise the most any one segment
+    /// of the time range holds (the key is near-unique; it is not counted value by value).
+    pub distinct: u64,
+    /// Selected rows that have it, when `exact`.
+    pub with_field: Option<u64>,
+    /// Whether the numbers were counted over the selection.
+    pub exact: bool,
+}
+
+/// Counts of every value of one field, merged over segments and partitions.
+#[derive(Default)]
+pub(crate) struct ValueCounts {
+    pub(crate) counts: HashMap<String, u64>,
+    pub(crate) capped: bool,
+}
+
+impl ValueCounts {
+    fn add(&mut self, value: &str, count: u64) {
+        if let Some(n) = self.counts.get_mut(value) {
+            *n += count;
+        } else if self.counts.len() < MAX_DISTINCT {
+            self.counts.insert(value.to_string(), count);
+        } else {
+            self.capped = true;
+        }
+    }
+
+    fn facet(self, field: FieldRef, limit: usize) -> Facet {
+        let with_field = self.counts.values().sum();
+        let distinct = self.counts.len() as u64;
+        let mut values: Vec<FacetValue> = self
+            .counts
+            .into_iter()
+            .map(|(value, count)| FacetValue { value, count })
+            .collect();
+        values.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value)));
+        values.truncate(limit);
+        Facet {
+            field,
+            values,
+            with_field,
+            distinct,
+            capped: self.capped,
+        }
+    }
+}
+
+impl Store {
+    /// Counts of every value of `fields` among the rows `query` selects in `[start, end)`:
+    /// the total, and per field its counts.
+    pub(crate) fn value_counts(
+        &self,
+        signal: Signal,
+        query: Option<&Expr>,
+        start: u64,
+        end: u64,
+        fields: &[FieldRef],
+    ) -> Result<(u64, Vec<ValueCounts>), IndexError> {
+        let tantivy_query = filtered(query, signal, start, end)?;
+        let mut total = 0u64;
+        let mut counts: Vec<ValueCounts> = fields.iter().map(|_| ValueCounts::default()).collect();
+        for partition in self.partitions_overlapping(signal, start, end) {
+            let searcher = partition.searcher();
+            for_each_segment(&searcher, &tantivy_query, |reader, selected| {
+                total += selected.docs.len() as u64;
+                for (field, merged) in fields.iter().zip(counts.iter_mut()) {
+                    let (values, capped) = segment_values(signal, field, reader, selected)?;
+                    merged.capped |= capped;
+                    let mut per_value = vec![0u64; values.names.len()];
+                    for &doc in &selected.docs {
+                        let v = values.get(doc);
+                        if v != NONE {
+                            per_value[v as usize] += 1;
+                        }
+                    }
+                    for (name, n) in values.names.iter().zip(per_value) {
+                        if n > 0 {
+                            merged.add(name, n);
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok((total, counts))
+    }
+
+    /// The `limit` most frequent values of each of `fields` among the rows `query` selects in
+    /// `[start, end)`.
+    pub fn facets(
+        &self,
+        signal: Signal,
+        query: Option<&Expr>,
+        start: u64,
+        end: u64,
+        fields: &[FieldRef],
+        limit: usize,
+    ) -> Result<Facets, IndexError> {
+        let (total, counts) = self.value_counts(signal, query, start, end, fields)?;
+        let facets = fields
+            .iter()
+            .cloned()
+            .zip(counts)
+            .map(|(field, counts)| counts.facet(field, limit))
+            .collect();
+        Ok(Facets { total, facets })
+    }
+
+    /// The fields present among the rows `query` selects in `[start, end)`, with how many
+    /// distinct values each has: the signal's fixed fields, then every attribute and resource
+    /// key seen, whether or not anyone declared it.
+    pub fn field_list(
+        &self,
+        signal: Signal,
+        query: Option<&Expr>,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<FieldInfo>, IndexError> {
+        let (attr, resource) = match signal {
+            Signal::Logs => (log_fields().attr, log_fields().resource),
+            Signal::Spans => (span_fields().attr, span_fields().resource),
+        };
+        // Keys and the most distinct values any segment holds for them.
+        let mut keys: BTreeMap<FieldRef, u64> = BTreeMap::new();
+        for partition in self.partitions_overlapping(signal, start, end) {
+            for reader in partition.searcher().segment_readers() {
+                for (json, make) in [
+                    (attr, FieldRef::Attr as fn(String) -> FieldRef),
+                    (resource, FieldRef::Resource),
+                ] {
+                    for (key, distinct) in json_keys(reader, json)? {
+                        let entry = keys.entry(make(key)).or_default();
+                        *entry = (*entry).max(distinct);
+                    }
+                }
+            }
+        }
+        let mut exact: Vec<FieldRef> = FieldRef::fixed(signal).to_vec();
+        let mut estimated = Vec::new();
+        for (field, distinct) in keys {
+            if distinct <= EXACT_KEY_VALUES {
+                exact.push(field);
+            } else {
+                estimated.push(FieldInfo {
+                    field,
+                    distinct,
+                    with_field: None,
+                    exact: false,
+                });
+            }
+        }
+        let (_, counts) = self.value_counts(signal, query, start, end, &exact)?;
+        let mut fields: Vec<FieldInfo> = exact
+            .into_iter()
+            .zip(counts)
+            .filter(|(_, c)| !c.counts.is_empty())
+            .map(|(field, c)| FieldInfo {
+                field,
+                distinct: c.counts.len() as u64,
+                with_field: Some(c.counts.values().sum()),
+                exact: !c.capped,
+            })
+            .collect();
+        fields.extend(estimated);
+        Ok(fields)
+    }
+}
