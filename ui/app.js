@@ -81,7 +81,7 @@ async function getJSON(url) {
 }
 
 function show(view) {
-  for (const id of ["logs-view", "trace-view", "traces-view", "events-view", "services-view", "map-view", "severity-view"]) $("#" + id).hidden = id !== view;
+  for (const id of ["logs-view", "trace-view", "traces-view", "events-view", "services-view", "map-view", "health-view", "heatmap-view", "severity-view"]) $("#" + id).hidden = id !== view;
   if (view !== "logs-view") stopTail();
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", view.startsWith(a.dataset.view));
 }
@@ -232,7 +232,7 @@ function enableHistogramZoom() {
     const [a, b] = [x0, x(e)].sort((p, q) => p - q);
     x0 = null;
     if (b - a < 4) { $("#zoom-selection")?.setAttribute("visibility", "hidden"); return; }
-    go("/logs", { q: $("#q").value, from: new Date(toMs(a)).toISOString(), to: new Date(toMs(b)).toISOString() });
+    go("/logs", withFilters({ q: $("#q").value, from: new Date(toMs(a)).toISOString(), to: new Date(toMs(b)).toISOString() }));
   });
 }
 
@@ -247,13 +247,17 @@ async function searchLogs(more) {
   }
   const gen = more ? searchGen : ++searchGen;
   const start = logRange.start.toString(), end = logRange.end.toString();
-  const url = new URLSearchParams({ q, start, end, limit: "100" });
+  // The typed query, narrowed by the filters peeled off the facets.
+  const filters = params.getAll("f");
+  const fq = fullQuery(q, filters);
+  const url = new URLSearchParams({ q: fq, start, end, limit: "100" });
   if (more) { if (!logCursor || loadingMore) return; url.set("cursor", logCursor); loadingMore = true; }
   try {
     const [page, hist] = await Promise.all([
       getJSON("/api/v1/logs?" + url),
-      more ? null : getJSON("/api/v1/logs/histogram?" + new URLSearchParams({ q, start, end, buckets: "60" })),
+      more ? null : getJSON("/api/v1/logs/histogram?" + new URLSearchParams({ q: fq, start, end, buckets: "60" })),
     ]);
+    if (!more) { drawChips($("#log-chips"), filters); drawFacets($("#log-facets"), "logs", fq, start, end); }
     if (gen !== searchGen) return;
     err.hidden = true;
     const body = $("#logs tbody");
@@ -387,8 +391,18 @@ function openTraceRow(row) {
 // ---------- trace search ----------
 async function searchTraces() {
   const { params } = route();
-  const q = new URLSearchParams({ limit: "50", start: (nowNs() - 86400n * 1000000000n).toString() });
+  const start = (nowNs() - 86400n * 1000000000n).toString(), end = (nowNs() + 1000000000n).toString();
+  const q = new URLSearchParams({ limit: "50", start, end });
   for (const k of ["service", "operation", "min_duration", "status"]) if (params.get(k)) q.set(k, params.get(k));
+  const filters = params.getAll("f");
+  const spanQ = fullQuery(params.get("q") || "", filters);
+  if (spanQ) q.set("q", spanQ);
+  $("#t-q").value = params.get("q") || "";
+  drawChips($("#span-chips"), filters);
+  // The facets describe the spans the search matches (the trace-duration bound aside).
+  const facetQ = [params.get("service") && `service:${quoteValue(params.get("service"))}`, params.get("operation") && `name:${quoteValue(params.get("operation"))}`,
+    params.get("status") === "error" && "status:error", spanQ && `(${spanQ})`].filter(Boolean).join(" ");
+  drawFacets($("#span-facets"), "spans", facetQ, start, end);
   $("#t-service").value = params.get("service") || "";
   $("#t-operation").value = params.get("operation") || "";
   $("#t-min").value = params.get("min_duration") || "";
@@ -645,6 +659,244 @@ function onMapActivate(e) {
   else go("/traces", { service: target.dataset.service });
 }
 
+// ---------- layer peeling: facets and filter chips ----------
+// Filters peeled off a facet live in the URL as repeated `f` parameters: `field:value` keeps
+// only that value, `-field:value` excludes it. The query sent is the typed query AND them.
+function quoteValue(v) { return '"' + String(v).replace(/\\/g, "\\\\").replace(/"/g, '\\"') + '"'; }
+function filterQuery(f) {
+  const exclude = f.startsWith("-"), body = exclude ? f.slice(1) : f, at = body.indexOf(":");
+  return (exclude ? "-" : "") + body.slice(0, at) + ":" + quoteValue(body.slice(at + 1));
+}
+function fullQuery(q, filters) {
+  const typed = q.trim();
+  return [typed && (filters.length ? `(${typed})` : typed), ...filters.map(filterQuery)].filter(Boolean).join(" ");
+}
+// `params` (an object) as URL pairs, with the current view's filters kept.
+function withFilters(params) {
+  const pairs = Object.entries(params).filter(([, v]) => v !== "" && v != null);
+  for (const f of route().params.getAll("f")) pairs.push(["f", f]);
+  return pairs;
+}
+function setFilters(filters) {
+  const { parts, params } = route();
+  params.delete("f");
+  for (const f of filters) params.append("f", f);
+  location.hash = "#/" + parts.join("/") + "?" + params.toString();
+}
+function drawChips(el, filters) {
+  el.innerHTML = filters.map((f, i) => {
+    const exclude = f.startsWith("-"), text = exclude ? f.slice(1) : f;
+    return `<span class="chip${exclude ? " exclude" : ""}" title="${exclude ? "excluded" : "only"}: ${esc(text)}">${esc(text)}` +
+      `<button type="button" data-remove="${i}" aria-label="Remove filter ${esc(f)}">×</button></span>`;
+  }).join("");
+  el.hidden = !filters.length;
+}
+function onChipClick(e) {
+  const button = e.target.closest("[data-remove]");
+  if (!button) return;
+  const filters = route().params.getAll("f");
+  filters.splice(Number(button.dataset.remove), 1);
+  setFilters(filters);
+}
+// Click: keep only this value (peel a layer); Alt-click: exclude it.
+function onFacetClick(e) {
+  const value = e.target.closest(".facet-value");
+  if (!value) return;
+  const filter = (e.altKey ? "-" : "") + value.dataset.field + ":" + value.dataset.value;
+  const filters = route().params.getAll("f").filter((f) => f !== filter);
+  setFilters([...filters, filter]);
+}
+// Fields worth a facet: more than nothing, fewer than near-unique; the fixed ones first.
+const MAX_FACETS = 12, MAX_FACET_DISTINCT = 100;
+const facetGen = { logs: 0, spans: 0 };
+async function drawFacets(el, signal, q, start, end) {
+  const gen = ++facetGen[signal];
+  try {
+    const fields = await getJSON(`/api/v1/${signal}/fields?` + new URLSearchParams({ q, start, end }));
+    const chosen = fields.fields.filter((f) => f.exact && f.distinct <= MAX_FACET_DISTINCT).slice(0, MAX_FACETS).map((f) => f.field);
+    if (!chosen.length) { if (gen === facetGen[signal]) el.innerHTML = `<div class="muted">nothing matches</div>`; return; }
+    const found = await getJSON(`/api/v1/${signal}/facets?` + new URLSearchParams({ q, start, end, fields: chosen.join(","), limit: "6" }));
+    if (gen !== facetGen[signal]) return;
+    el.innerHTML = found.facets.map((f) => `<div class="facet" data-field="${esc(f.field)}"><h4 title="${esc(f.field)}">${esc(f.field)} <span class="muted">${f.distinct}</span></h4>` +
+      f.values.map((v) => `<button type="button" class="facet-value" data-field="${esc(f.field)}" data-value="${esc(v.value)}" title="${esc(f.field)}=${esc(v.value)}: ${v.count} of ${found.total}. Click: only this; Alt-click: exclude">` +
+        `<span class="fill" style="width:${((v.count / Math.max(1, found.total)) * 100).toFixed(1)}%"></span><span class="v">${esc(v.value)}</span><span class="n">${v.count}</span></button>`).join("") +
+      `</div>`).join("");
+    el.dataset.total = String(found.total);
+  } catch (e) {
+    if (gen === facetGen[signal]) el.innerHTML = `<div class="muted">facets: ${esc(e.message)}</div>`;
+  }
+}
+
+// ---------- service health ----------
+function sparkline(values, color) {
+  const w = 120, h = 20, max = Math.max(...values.map((v) => v ?? 0), 1e-9);
+  const pts = values.map((v, i) => `${((i / Math.max(1, values.length - 1)) * w).toFixed(1)},${(h - 1 - ((v ?? 0) / max) * (h - 2)).toFixed(1)}`).join(" ");
+  return `<svg class="spark" viewBox="0 0 ${w} ${h}" preserveAspectRatio="none"><polyline points="${pts}" stroke="${color}"></polyline></svg>`;
+}
+let healthState = null;
+async function showHealth() {
+  const { params } = route();
+  const range = String(Number(params.get("range")) || 3600);
+  $("#health-range").value = range;
+  const end = nowNs() + 1000000000n, start = end - BigInt(range) * 1000000000n;
+  let stats;
+  try { stats = await getJSON("/api/v1/spans/stats?" + new URLSearchParams({ group_by: "service,name", series: "30", start: start.toString(), end: end.toString(), limit: "500" })); }
+  catch (e) { $("#health-error").hidden = false; $("#health-error").textContent = "service health: " + e.message; return; }
+  $("#health-error").hidden = true;
+  healthState = { range };
+  const body = $("#health-list tbody");
+  body.innerHTML = "";
+  // The worst first: failing operations, then the slowest.
+  const groups = [...stats.groups].sort((a, b) => b.error_ratio - a.error_ratio || Number(b.p99_ns) - Number(a.p99_ns));
+  for (const g of groups) {
+    const [service, name] = g.key;
+    const tr = document.createElement("tr");
+    tr.className = "log";
+    tr.tabIndex = 0;
+    tr.dataset.service = service ?? "";
+    tr.dataset.name = name ?? "";
+    const slowest = g.exemplars[g.exemplars.length - 1];
+    tr.innerHTML = `<td>${esc(service)}</td><td>${esc(name)}</td><td>${g.count}</td><td>${fmtRate(g.rate)}</td>` +
+      `<td class="${g.errors ? "sev-error" : ""}">${g.errors}</td><td>${fmtRatio(g.error_ratio)}</td><td>${sparkline(g.series.map((p) => (p.count ? p.errors / p.count : 0)), "var(--error)")}</td>` +
+      `<td>${fmtDur(g.p50_ns)}</td><td>${fmtDur(g.p99_ns)}</td><td>${sparkline(g.series.map((p) => (p.p99_ns ? Number(p.p99_ns) : null)), "var(--accent)")}</td>` +
+      `<td>${slowest ? `<a class="id exemplar" href="#/trace/${slowest.trace_id}">${fmtDur(slowest.duration_ns)}</a>` : ""}</td>`;
+    body.appendChild(tr);
+  }
+}
+function onHealthActivate(e) {
+  if (e.target.closest("a")) return;
+  const row = e.target.closest("tr[data-service]");
+  if (!row) return;
+  go("/heatmap", { q: `service:${quoteValue(row.dataset.service)} name:${quoteValue(row.dataset.name)}`, range: healthState ? healthState.range : "3600" });
+}
+
+// ---------- latency heatmap ----------
+// Latency buckets are weft's histogram buckets: bucket 4e+k starts at 2^e × 2^(k/4) ns (the
+// fraction rounded up in 65536ths, as the server computes it).
+const QUARTERS = [0n, 12400n, 27146n, 44682n];
+function bucketStart(b) {
+  if (b <= 0) return 0n;
+  const e = BigInt(Math.floor(b / 4)), num = (65536n + QUARTERS[b % 4]) << e;
+  return (num + 65535n) / 65536n;
+}
+let heatmapState = null;
+async function showHeatmap() {
+  const { params } = route();
+  const q = params.get("q") || "", range = String(Number(params.get("range")) || 3600);
+  $("#h-q").value = q;
+  $("#heatmap-range").value = range;
+  $("#selection").hidden = true;
+  const end = nowNs() + 1000000000n, start = end - BigInt(range) * 1000000000n;
+  let h;
+  try { h = await getJSON("/api/v1/spans/heatmap?" + new URLSearchParams({ q, start: start.toString(), end: end.toString(), buckets: "60" })); }
+  catch (e) { $("#heatmap-error").hidden = false; $("#heatmap-error").textContent = "heatmap: " + e.message; $("#heatmap").innerHTML = ""; return; }
+  $("#heatmap-error").hidden = true;
+  $("#heatmap-count").textContent = `${h.total} spans`;
+  heatmapState = { h, q, range, start: BigInt(h.start_unix_nano), width: BigInt(h.bucket_ns) };
+  drawHeatmap(h);
+  const sel = params.get("sel");
+  if (sel) { const [t0, t1, l0, l1] = sel.split(",").map(Number); if ([t0, t1, l0, l1].every(Number.isFinite)) selectCells(t0, t1, l0, l1); }
+}
+const HM = { left: 56, top: 4, bottom: 16 };
+function drawHeatmap(h) {
+  const svg = $("#heatmap");
+  const width = svg.clientWidth || 900, height = svg.clientHeight || 280;
+  const lows = h.latency_buckets.map((b) => b.bucket);
+  const lo = lows.length ? Math.min(...lows) : 0, hi = lows.length ? Math.max(...lows) : 0;
+  const rows = hi - lo + 1, cw = (width - HM.left) / h.buckets, rh = (height - HM.top - HM.bottom) / rows;
+  const max = Math.max(1, ...h.cells.map((c) => c.count));
+  heatmapState.layout = { lo, hi, rows, cw, rh, width, height };
+  let out = "";
+  for (const c of h.cells) {
+    const x = HM.left + c.t * cw, y = HM.top + (hi - c.l) * rh, level = Math.log(1 + c.count) / Math.log(1 + max);
+    out += `<rect class="cell" x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${Math.max(1, cw - 0.5).toFixed(1)}" height="${Math.max(1, rh - 0.5).toFixed(1)}" ` +
+      `fill="var(--accent)" fill-opacity="${(0.12 + 0.88 * level).toFixed(3)}" data-t="${c.t}" data-l="${c.l}"${c.exemplar ? ` data-exemplar="${c.exemplar}"` : ""}>` +
+      `<title>${c.count} spans, ${fmtDur(bucketStart(c.l))} to ${fmtDur(bucketStart(c.l + 1))}${c.exemplar ? "; click for the slowest trace" : ""}</title></rect>`;
+  }
+  // Duration labels on a few rows.
+  const step = Math.max(1, Math.ceil(rows / 8));
+  for (let l = lo; l <= hi; l += step) out += `<text x="2" y="${(HM.top + (hi - l + 1) * rh).toFixed(1)}">${fmtDur(bucketStart(l))}</text>`;
+  out += `<text x="${HM.left}" y="${height - 3}">${fmtTime(h.start_unix_nano)}</text>`;
+  out += `<rect id="heatmap-selection" x="0" y="0" width="0" height="0" visibility="hidden"></rect>`;
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.innerHTML = out;
+}
+// The cell under a point of the SVG, clamped to the grid.
+function heatmapCellAt(e) {
+  const { layout: L, h } = heatmapState, r = $("#heatmap").getBoundingClientRect();
+  const x = ((e.clientX - r.left) / r.width) * L.width, y = ((e.clientY - r.top) / r.height) * L.height;
+  const t = Math.min(h.buckets - 1, Math.max(0, Math.floor((x - HM.left) / L.cw)));
+  const l = Math.min(L.hi, Math.max(L.lo, L.hi - Math.floor((y - HM.top) / L.rh)));
+  return { t, l };
+}
+function enableHeatmapSelection() {
+  const svg = $("#heatmap");
+  let from = null, moved = false;
+  svg.addEventListener("pointerdown", (e) => {
+    if (!heatmapState || !heatmapState.layout || !heatmapState.h.cells.length) return;
+    from = heatmapCellAt(e); moved = false;
+    svg.setPointerCapture(e.pointerId);
+  });
+  svg.addEventListener("pointermove", (e) => {
+    if (!from) return;
+    const to = heatmapCellAt(e);
+    if (to.t !== from.t || to.l !== from.l) moved = true;
+    drawSelection(from, to);
+  });
+  svg.addEventListener("pointerup", (e) => {
+    if (!from) return;
+    const to = heatmapCellAt(e), start = from;
+    from = null;
+    if (!moved) {
+      // A click: the cell's slowest trace. (The pointer is captured, so the event's target is
+      // the SVG; the cell is found by its place.)
+      const cell = heatmapState.h.cells.find((c) => c.t === start.t && c.l === start.l);
+      if (cell && cell.exemplar) go("/trace/" + cell.exemplar, {});
+      return;
+    }
+    const [t0, t1] = [start.t, to.t].sort((a, b) => a - b), [l0, l1] = [start.l, to.l].sort((a, b) => a - b);
+    replaceParam("sel", [t0, t1, l0, l1].join(","));
+    selectCells(t0, t1, l0, l1);
+  });
+}
+function drawSelection(a, b) {
+  const L = heatmapState.layout, sel = $("#heatmap-selection");
+  const [t0, t1] = [a.t, b.t].sort((x, y) => x - y), [l0, l1] = [a.l, b.l].sort((x, y) => x - y);
+  sel.setAttribute("x", HM.left + t0 * L.cw);
+  sel.setAttribute("width", (t1 - t0 + 1) * L.cw);
+  sel.setAttribute("y", HM.top + (L.hi - l1) * L.rh);
+  sel.setAttribute("height", (l1 - l0 + 1) * L.rh);
+  sel.setAttribute("visibility", "visible");
+}
+// The spans of cells t0..t1 × l0..l1: their traces, and what sets them apart from the rest of
+// those minutes.
+async function selectCells(t0, t1, l0, l1) {
+  const S = heatmapState;
+  drawSelection({ t: t0, l: l0 }, { t: t1, l: l1 });
+  const start = S.start + BigInt(t0) * S.width, end = S.start + BigInt(t1 + 1) * S.width;
+  const band = `duration>=${bucketStart(l0)} duration<${bucketStart(l1 + 1)}`;
+  const selection = S.q.trim() ? `(${S.q}) ${band}` : band;
+  const baseline = S.q.trim() ? `(${S.q}) -(${band})` : "";
+  $("#selection").hidden = false;
+  $("#selection-title").textContent = `Spans from ${fmtDur(bucketStart(l0))} to ${fmtDur(bucketStart(l1 + 1))}, ${fmtTime(start)} to ${fmtTime(end)}`;
+  const range = { start: start.toString(), end: end.toString() };
+  const [traces, compare] = await Promise.all([
+    getJSON("/api/v1/traces?" + new URLSearchParams({ q: selection, limit: "20", ...range })).catch((e) => ({ error: e.message })),
+    getJSON("/api/v1/spans/compare?" + new URLSearchParams({ q: selection, ...(baseline ? { baseline } : {}), limit: "10", ...range })).catch((e) => ({ error: e.message })),
+  ]);
+  const tb = $("#selection-traces tbody");
+  tb.innerHTML = traces.error ? `<tr><td colspan="4" class="error">${esc(traces.error)}</td></tr>` : traces.traces.map((t) =>
+    `<tr><td>${fmtTime(t.start_time_unix_nano)}</td><td><a class="id" href="#/trace/${t.trace_id}">${esc(t.root_service)}: ${esc(t.root_name)}</a></td><td>${fmtDur(t.duration_ns)}</td><td>${t.error_count}</td></tr>`).join("");
+  const cb = $("#selection-compare tbody");
+  cb.innerHTML = compare.error ? `<tr><td colspan="4" class="error">${esc(compare.error)}</td></tr>` : compare.findings.map((f) =>
+    `<tr><td>${esc(f.field)}</td><td><a class="id" href="#/traces?${new URLSearchParams({ q: `${f.field}:${quoteValue(f.value)}` })}">${esc(f.value)}</a></td>` +
+    `<td>${fmtRatio(f.selection_share)}</td><td>${fmtRatio(f.baseline_share)}</td></tr>`).join("") || `<tr><td colspan="4" class="muted">nothing stands out</td></tr>`;
+  document.body.dataset.selectionReady = `${t0},${t1},${l0},${l1}`;
+}
+// The heatmap's geometry, for the browser tests' drags.
+window.__heatmapForTests = () => heatmapState;
+window.__bucketStartForTests = (b) => bucketStart(b).toString();
+
 // ---------- severity ----------
 function selectorText(sel) { return ["service", "scope", "event"].filter((k) => sel[k]).map((k) => `${k}=${sel[k]}`).join(" ") || "(everything)"; }
 function actionText(a) { return [a.min_severity && "drop below " + a.min_severity, a.set_severity && "set " + a.set_severity].filter(Boolean).join(", "); }
@@ -710,19 +962,21 @@ function render() {
   else if (parts[0] === "events") { show("events-view"); showEvents(); }
   else if (parts[0] === "services") { show("services-view"); showServices(); }
   else if (parts[0] === "map") { show("map-view"); showMap(); }
+  else if (parts[0] === "health") { show("health-view"); showHealth(); }
+  else if (parts[0] === "heatmap") { show("heatmap-view"); showHeatmap(); }
   else if (parts[0] === "severity") { show("severity-view"); showSeverity(); }
   else { show("logs-view"); searchLogs(false); }
 }
 
 function submitLogSearch() {
-  if ($("#range").value !== "custom") { go("/logs", { q: $("#q").value, range: $("#range").value }); return; }
+  if ($("#range").value !== "custom") { go("/logs", withFilters({ q: $("#q").value, range: $("#range").value })); return; }
   const from = parseUtc($("#from").value), to = parseUtc($("#to").value);
   if (from == null || to == null || to <= from) {
     $("#query-error").hidden = false;
     $("#query-error").textContent = 'custom range: give "from" and "to" as YYYY-MM-DD HH:MM:SS (UTC), from before to';
     return;
   }
-  go("/logs", { q: $("#q").value, from: new Date(from).toISOString(), to: new Date(to).toISOString() });
+  go("/logs", withFilters({ q: $("#q").value, from: new Date(from).toISOString(), to: new Date(to).toISOString() }));
 }
 $("#log-form").addEventListener("submit", (e) => { e.preventDefault(); submitLogSearch(); });
 $("#range").addEventListener("change", () => {
@@ -742,13 +996,21 @@ for (const el of [$("#service-map"), $("#call-list")]) {
   el.addEventListener("keydown", (e) => { if (e.key === "Enter") onMapActivate(e); });
 }
 $("#map-range").addEventListener("change", () => go("/map", { range: $("#map-range").value }));
+for (const el of [$("#log-facets"), $("#span-facets")]) el.addEventListener("click", onFacetClick);
+for (const el of [$("#log-chips"), $("#span-chips")]) el.addEventListener("click", onChipClick);
+$("#health-range").addEventListener("change", () => go("/health", { range: $("#health-range").value }));
+$("#health-list").addEventListener("click", onHealthActivate);
+$("#health-list").addEventListener("keydown", (e) => { if (e.key === "Enter") onHealthActivate(e); });
+$("#heatmap-form").addEventListener("submit", (e) => { e.preventDefault(); go("/heatmap", { q: $("#h-q").value, range: $("#heatmap-range").value }); });
+$("#heatmap-range").addEventListener("change", () => go("/heatmap", { q: $("#h-q").value, range: $("#heatmap-range").value }));
+enableHeatmapSelection();
 $("#live").addEventListener("change", () => ($("#live").checked ? startTail() : stopTail()));
 $("#trace-form").addEventListener("submit", (e) => {
   e.preventDefault();
-  const p = { service: $("#t-service").value, operation: $("#t-operation").value, min_duration: $("#t-min").value };
+  const p = { service: $("#t-service").value, operation: $("#t-operation").value, min_duration: $("#t-min").value, q: $("#t-q").value };
   if ($("#t-errors").checked) p.status = "error";
   for (const k of Object.keys(p)) if (!p[k]) delete p[k];
-  go("/traces", p);
+  go("/traces", withFilters(p));
 });
 $("#theme").addEventListener("click", () => {
   document.documentElement.classList.toggle("dark");

@@ -7,8 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Buckets per doubling of the duration.
-const STEPS_PER_DOUBLING: f64 = 4.0;
+/// Where a doubling splits into its four buckets: the fraction above the power of two, in
+/// 65536ths, at which buckets 1, 2 and 3 of the doubling start (`2^(k/4) - 1`, rounded up).
+const QUARTERS: [u64; 3] = [12_400, 27_146, 44_682];
 
 /// Counts of durations per log-scaled bucket: only buckets that were hit, as `(bucket, count)`
 /// sorted by bucket (a few dozen at most, so a sorted vector beats a map in memory). Written as
@@ -34,31 +35,51 @@ impl From<LatencyHistogram> for Vec<(u8, u64)> {
 }
 
 impl LatencyHistogram {
-    /// The bucket a duration falls in: bucket `i` holds `[2^(i/4), 2^((i+1)/4))` nanoseconds.
+    /// The bucket a duration falls in: bucket `4e + k` holds the durations from `2^e` times
+    /// `2^(k/4)` up to the next bucket's start. Integer arithmetic only: this runs once per span
+    /// in every aggregation.
+    #[inline]
     pub fn bucket(duration_ns: u64) -> u8 {
         if duration_ns <= 1 {
             return 0;
         }
-        ((duration_ns as f64).log2() * STEPS_PER_DOUBLING).floor() as u8
+        let e = 63 - duration_ns.leading_zeros();
+        // The 16 bits after the leading one: the fraction of the way to the next power of two.
+        let fraction = if e >= 16 {
+            (duration_ns >> (e - 16)) & 0xFFFF
+        } else {
+            (duration_ns << (16 - e)) & 0xFFFF
+        };
+        let quarter = QUARTERS.iter().filter(|&&t| fraction >= t).count() as u32;
+        (e * 4 + quarter) as u8
     }
 
-    /// Lower bound of bucket `i` (inclusive).
+    /// The smallest duration of bucket `i`.
     pub fn lower_bound(bucket: u8) -> u64 {
         if bucket == 0 {
             return 0;
         }
-        Self::upper_bound(bucket - 1)
+        let (e, quarter) = (u32::from(bucket / 4), usize::from(bucket % 4));
+        let fraction = if quarter == 0 {
+            0
+        } else {
+            QUARTERS[quarter - 1]
+        };
+        let bound = (u128::from(65_536 + fraction) << e).div_ceil(65_536);
+        u64::try_from(bound).unwrap_or(u64::MAX)
     }
 
-    /// Upper bound of bucket `i`, the value a percentile falling in it reports.
+    /// The end of bucket `i` (the next bucket's start), the value a percentile falling in it
+    /// reports.
     pub fn upper_bound(bucket: u8) -> u64 {
-        // `as` saturates: the last bucket's bound, 2^64, becomes u64::MAX.
-        ((f64::from(bucket) + 1.0) / STEPS_PER_DOUBLING)
-            .exp2()
-            .round() as u64
+        match bucket.checked_add(1) {
+            Some(next) => Self::lower_bound(next),
+            None => u64::MAX,
+        }
     }
 
-    fn add(&mut self, bucket: u8, count: u64) {
+    /// Counts `count` durations in `bucket`.
+    pub fn add(&mut self, bucket: u8, count: u64) {
         match self.0.binary_search_by_key(&bucket, |(b, _)| *b) {
             Ok(at) => self.0[at].1 += count,
             Err(at) => self.0.insert(at, (bucket, count)),
@@ -149,6 +170,42 @@ mod tests {
         h.record(u64::MAX);
         assert_eq!(h.count(), 2);
         assert!(h.quantile(1.0).unwrap() >= u64::MAX / 2);
-        assert_eq!(h.quantile(0.0), Some(1));
+        assert_eq!(h.quantile(0.0), Some(2));
+    }
+
+    #[test]
+    fn buckets_are_quarter_doublings_and_their_bounds_agree() {
+        for k in 1..=3 {
+            let exact = 2f64.powf(f64::from(k) / 4.0) - 1.0;
+            assert_eq!(QUARTERS[k as usize - 1], (exact * 65_536.0).ceil() as u64);
+        }
+        let mut d = 0u64;
+        while d < u64::MAX / 2 {
+            for probe in [d, d + 1, d.saturating_sub(1), d + d / 7, d + d / 3] {
+                let b = LatencyHistogram::bucket(probe);
+                assert!(LatencyHistogram::lower_bound(b) <= probe, "{probe} in {b}");
+                assert!(probe < LatencyHistogram::upper_bound(b), "{probe} in {b}");
+                // Within a rounding of the logarithm's definition.
+                if probe > 1 {
+                    let ideal = (probe as f64).log2() * 4.0;
+                    assert!(
+                        (f64::from(b) - ideal).abs() < 1.001,
+                        "{probe}: {b} vs {ideal}"
+                    );
+                }
+            }
+            d = d * 2 + 3;
+        }
+        // Each bound is exactly where its bucket starts: the duration just below is in an
+        // earlier one (buckets below 4 ns that no integer falls in aside).
+        for b in 1..=255u8 {
+            let low = LatencyHistogram::lower_bound(b);
+            if LatencyHistogram::bucket(low) == b {
+                assert!(
+                    LatencyHistogram::bucket(low - 1) < b,
+                    "bucket {b} starts at {low}"
+                );
+            }
+        }
     }
 }

@@ -397,3 +397,35 @@ fn comparisons_name_the_slow_host_and_the_failing_kernel() {
         "kernel 6.8 is the whole of both: no difference"
     );
 }
+
+#[test]
+fn a_duration_band_selects_and_excludes_its_spans() {
+    let (_dir, store) = loaded();
+    let count = |text: &str| {
+        store
+            .facets(
+                Signal::Spans,
+                q(text).as_ref(),
+                BASE,
+                END,
+                &[FieldRef::Service],
+                1,
+            )
+            .unwrap()
+            .total
+    };
+    // h7's spans take 800-849 ms, every other span under 60 ms.
+    assert_eq!(count("duration>=500ms duration<900ms"), PER_HOST);
+    assert_eq!(
+        count("service:checkout duration>=500ms duration<900ms"),
+        PER_HOST
+    );
+    assert_eq!(
+        count("service:checkout -(duration>=500ms duration<900ms)"),
+        (HOSTS - 1) * PER_HOST
+    );
+    assert_eq!(
+        count("-(duration>=500ms duration<900ms)"),
+        (HOSTS - 1) * PER_HOST
+    );
+}

@@ -677,6 +677,12 @@ async fn run_queries(
         dependencies.push(timed_get(client, &dependencies_url, &dependencies_query).await?);
         service_map.push(timed_get(client, &map_url, &map_query).await?);
     }
+    // Layer peeling over the last hour, as the UI's facet sidebar, service health view, heatmap
+    // and comparison ask for it.
+    let now = process::now_nanos();
+    let peel = run_peel_queries(client, http, now - 3_600_000_000_000, now, runs).await?;
+    // And over everything sent (with --history, many hours), fewer times: the cost per row.
+    let peel_all = run_peel_queries(client, http, 0, now, runs.div_ceil(10)).await?;
     // What the week's answer holds, so that a fast answer is seen to be a full one.
     let links: Value = client
         .get(&dependencies_url)
@@ -696,7 +702,79 @@ async fn run_queries(
         "selective_log_search": percentiles(&mut selective),
         "broad_log_search_newest_100": percentiles(&mut broad),
         "trace_search_service_errors_min_duration": percentiles(&mut trace_search),
+        "peel_1h": peel,
+        "peel_all": peel_all,
     }))
+}
+
+/// The layer-peeling queries over `[start, end)`; each entry's percentiles, and how many rows
+/// the range held (so a fast answer is seen to be over all of them).
+async fn run_peel_queries(
+    client: &reqwest::Client,
+    http: &str,
+    start: u64,
+    end: u64,
+    runs: usize,
+) -> anyhow::Result<Value> {
+    let (start, end) = (start.to_string(), end.to_string());
+    let range = [("start", start.as_str()), ("end", end.as_str())];
+    let url = |path: &str| format!("http://{http}{path}");
+    // (name in the report, URL, parameters besides the range)
+    type PeelQuery<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
+    let queries: [PeelQuery; 6] = [
+        (
+            "log_facets_3_fields",
+            url("/api/v1/logs/facets"),
+            vec![("fields", "service,severity,resource.host.name")],
+        ),
+        (
+            "span_facets_3_fields",
+            url("/api/v1/spans/facets"),
+            vec![("fields", "service,name,attr.http.route")],
+        ),
+        (
+            "span_stats_by_service_and_name",
+            url("/api/v1/spans/stats"),
+            vec![("group_by", "service,name")],
+        ),
+        ("span_heatmap", url("/api/v1/spans/heatmap"), vec![]),
+        (
+            "span_compare_slow",
+            url("/api/v1/spans/compare"),
+            vec![("q", "duration>=100ms")],
+        ),
+        (
+            "log_compare_errors",
+            url("/api/v1/logs/compare"),
+            vec![("q", "severity>=error")],
+        ),
+    ];
+    let mut report = serde_json::Map::new();
+    for (name, url, params) in &queries {
+        let mut query = params.clone();
+        query.extend_from_slice(&range);
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            times.push(timed_get(client, url, &query).await?);
+        }
+        report.insert(name.to_string(), percentiles(&mut times));
+    }
+    for (name, path) in [
+        ("logs_in_range", "/api/v1/logs/facets"),
+        ("spans_in_range", "/api/v1/spans/facets"),
+    ] {
+        let mut query = vec![("fields", "service")];
+        query.extend_from_slice(&range);
+        let answer: Value = client
+            .get(url(path))
+            .query(&query)
+            .send()
+            .await?
+            .json()
+            .await?;
+        report.insert(name.to_string(), answer["total"].clone());
+    }
+    Ok(Value::Object(report))
 }
 
 pub(crate) fn percentiles(values: &mut [f64]) -> Value {
@@ -771,6 +849,27 @@ fn print_table(report: &Value) {
             f(&q[key]["p50"]),
             f(&q[key]["p99"])
         );
+    }
+    for (range, peel) in [("last hour", &q["peel_1h"]), ("all data", &q["peel_all"])] {
+        for (name, key) in [
+            ("log facets, 3 fields", "log_facets_3_fields"),
+            ("span facets, 3 fields", "span_facets_3_fields"),
+            (
+                "span stats by service and name",
+                "span_stats_by_service_and_name",
+            ),
+            ("span latency heatmap", "span_heatmap"),
+            ("compare slow spans with the rest", "span_compare_slow"),
+            ("compare error logs with the rest", "log_compare_errors"),
+        ] {
+            println!(
+                "| {name}, {range} ({} logs, {} spans), p50 / p99 ms | {} / {} |",
+                peel["logs_in_range"],
+                peel["spans_in_range"],
+                f(&peel[key]["p50"]),
+                f(&peel[key]["p99"])
+            );
+        }
     }
     println!(
         "| calls between services over 7 days (links) | {} ({}) |",

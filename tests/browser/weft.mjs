@@ -80,17 +80,22 @@ const hex = (n, bytes) => n.toString(16).padStart(bytes * 2, "0");
 
 /** OTLP/HTTP JSON export of spans and logs, grouped per service as an SDK would send them. */
 export async function sendOtlp(weft, spans, logs) {
+  // One resource per service and host: an item's `resource` adds to (or replaces) the host.
   const byService = (items) => {
     const m = new Map();
-    for (const it of items) m.set(it.service, [...(m.get(it.service) || []), it]);
-    return [...m];
+    for (const it of items) {
+      const key = JSON.stringify([it.service, it.resource || {}]);
+      m.set(key, [...(m.get(key) || []), it]);
+    }
+    return [...m].map(([key, list]) => [JSON.parse(key), list]);
   };
+  const resourceOf = ([service, extra]) => ({ attributes: attrs({ "service.name": service, "host.name": "web-1", ...extra }) });
   if (spans.length) {
     await post(weft, "/v1/traces", {
-      resourceSpans: byService(spans).map(([service, list]) => ({
-        resource: { attributes: attrs({ "service.name": service, "host.name": "web-1" }) },
+      resourceSpans: byService(spans).map(([origin, list]) => ({
+        resource: resourceOf(origin),
         scopeSpans: [{
-          scope: { name: `${service}.http` },
+          scope: { name: `${origin[0]}.http` },
           spans: list.map((s) => ({
             traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId || "",
             name: s.name, kind: s.kind || 2,
@@ -105,10 +110,10 @@ export async function sendOtlp(weft, spans, logs) {
   }
   if (logs.length) {
     await post(weft, "/v1/logs", {
-      resourceLogs: byService(logs).map(([service, list]) => ({
-        resource: { attributes: attrs({ "service.name": service, "host.name": "web-1" }) },
+      resourceLogs: byService(logs).map(([origin, list]) => ({
+        resource: resourceOf(origin),
         scopeLogs: [{
-          scope: { name: `${service}.app` },
+          scope: { name: `${origin[0]}.app` },
           logRecords: list.map((l) => ({
             timeUnixNano: String(l.time), severityNumber: l.severity, severityText: l.severityText,
             body: str(l.body), eventName: l.event || "",
@@ -159,6 +164,30 @@ export function checkoutDataset(requests = 12) {
   }
   for (let n = 0; n < 5; n++) logs.push(log("checkout", base + BigInt(n) * 1_000n * ms, "INFO", "Heartbeat", `heartbeat ${n}`));
   return { spans, logs, traces };
+}
+
+/**
+ * A fleet with one cause to find: service "cart" on twenty hosts, each span its own trace; host
+ * h7 is slow (900 ms and more, the rest 5-34 ms), and the hosts on kernel 6.8 (h15-h19) fail
+ * every third request and log an ERROR for every other one. Times are in the last minutes.
+ */
+export function fleetDataset(hosts = 20, perHost = 30) {
+  const ms = 1_000_000n;
+  const base = BigInt(Date.now()) * ms - 5n * 60_000n * ms;
+  const spans = [], logs = [], slowTraces = [];
+  for (let h = 0; h < hosts; h++) {
+    const resource = { "host.name": `h${h}`, "host.kernel": h >= 15 ? "6.8" : "6.1" };
+    for (let i = 0; i < perHost; i++) {
+      const n = h * perHost + i, traceId = hex(0xf1ee7000000 + n, 16), spanId = hex(0x5000 + n, 8);
+      const start = base + BigInt(n) * 200n * ms, dur = BigInt(h === 7 ? 900 + i : 5 + i);
+      spans.push({ service: "cart", resource, traceId, spanId, name: i % 2 ? "POST /pay" : "GET /cart", start, end: start + dur * ms,
+        error: h >= 15 && i % 3 === 0, attributes: { "http.route": i % 2 ? "/pay" : "/cart" } });
+      const failing = h >= 15 && i % 2 === 0;
+      logs.push({ ...log("cart", start + ms, failing ? "ERROR" : "INFO", failing ? "CartFailed" : "CartServed", failing ? `cart ${n} failed` : `cart ${n} served`, traceId, spanId), resource });
+      if (h === 7) slowTraces.push(traceId);
+    }
+  }
+  return { spans, logs, slowTraces };
 }
 
 /** One big trace: `spanCount` spans in a tree of depth ≤ 6 across 8 services, `logCount` logs on them. */

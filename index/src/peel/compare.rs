@@ -89,12 +89,24 @@ impl Store {
             .filter(|f| worth_comparing(f) && !selected_by.contains(&f.field))
             .map(|f| f.field)
             .collect();
-        let rest = Expr::Not(Box::new(selection.clone()));
-        let baseline = baseline.unwrap_or(&rest);
         let (selection_total, selected) =
             self.value_counts(signal, Some(selection), start, end, &fields)?;
-        let (baseline_total, base) =
-            self.value_counts(signal, Some(baseline), start, end, &fields)?;
+        let (baseline_total, base) = match baseline {
+            Some(baseline) => self.value_counts(signal, Some(baseline), start, end, &fields)?,
+            // The rest: everything less the selection. Counting everything needs no query and
+            // is read from term dictionaries where segments lie wholly inside the range.
+            None => {
+                let (all_total, mut all) = self.value_counts(signal, None, start, end, &fields)?;
+                for (all, selected) in all.iter_mut().zip(&selected) {
+                    for (value, n) in &selected.counts {
+                        if let Some(count) = all.counts.get_mut(value) {
+                            *count = count.saturating_sub(*n);
+                        }
+                    }
+                }
+                (all_total.saturating_sub(selection_total), all)
+            }
+        };
         let share = |n: u64, total: u64| {
             if total == 0 {
                 0.0

@@ -2,8 +2,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::fields::{FieldRef, NONE, json_keys, segment_values};
-use super::for_each_segment;
+use tantivy::query::{EnableScoring, Query};
+
+use super::Selected;
+use super::fields::{FieldRef, json_keys, segment_counts, segment_within, whole_segment_values};
 use crate::aggregate::filtered;
 use crate::error::IndexError;
 use crate::query::Expr;
@@ -74,7 +76,7 @@ pub(crate) struct ValueCounts {
 }
 
 impl ValueCounts {
-    fn add(&mut self, value: &str, count: u64) {
+    pub(crate) fn add(&mut self, value: &str, count: u64) {
         if let Some(n) = self.counts.get_mut(value) {
             *n += count;
         } else if self.counts.len() < MAX_DISTINCT {
@@ -120,26 +122,30 @@ impl Store {
         let mut counts: Vec<ValueCounts> = fields.iter().map(|_| ValueCounts::default()).collect();
         for partition in self.partitions_overlapping(signal, start, end) {
             let searcher = partition.searcher();
-            for_each_segment(&searcher, &tantivy_query, |reader, selected| {
-                total += selected.docs.len() as u64;
-                for (field, merged) in fields.iter().zip(counts.iter_mut()) {
-                    let (values, capped) = segment_values(signal, field, reader, selected)?;
-                    merged.capped |= capped;
-                    let mut per_value = vec![0u64; values.names.len()];
-                    for &doc in &selected.docs {
-                        let v = values.get(doc);
-                        if v != NONE {
-                            per_value[v as usize] += 1;
-                        }
+            let weight = tantivy_query.weight(EnableScoring::disabled_from_searcher(&searcher))?;
+            for reader in searcher.segment_readers() {
+                // Everything of a segment inside the range: the term dictionary has the counts.
+                if query.is_none() && segment_within(signal, reader, start, end)? {
+                    total += u64::from(reader.num_docs());
+                    for (field, merged) in fields.iter().zip(counts.iter_mut()) {
+                        merged.capped |= whole_segment_values(signal, field, reader, |name, n| {
+                            merged.add(name, n)
+                        })?;
                     }
-                    for (name, n) in values.names.iter().zip(per_value) {
-                        if n > 0 {
-                            merged.add(name, n);
-                        }
-                    }
+                    continue;
                 }
-                Ok(())
-            })?;
+                let selected = Selected::of(weight.as_ref(), reader)?;
+                total += selected.docs.len() as u64;
+                if selected.docs.is_empty() {
+                    continue;
+                }
+                for (field, merged) in fields.iter().zip(counts.iter_mut()) {
+                    merged.capped |=
+                        segment_counts(signal, field, reader, &selected, |name, n| {
+                            merged.add(name, n)
+                        })?;
+                }
+            }
         }
         Ok((total, counts))
     }

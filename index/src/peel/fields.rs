@@ -209,18 +209,131 @@ pub(crate) fn segment_values(
         Source::Terms { field, prefix } => {
             let capped = walk_terms(reader, field, &prefix, selected, |name, docs| {
                 let index = values.names.len() as u32;
-                let mut any = false;
-                for doc in docs {
+                for &doc in docs {
                     values.of_doc[doc as usize] = index;
-                    any = true;
                 }
-                if any {
-                    values.names.push(name);
-                }
+                values.names.push(name);
             })?;
             Ok((values, capped))
         }
     }
+}
+
+/// Counts of each value of `field` among a segment's selected documents (a document with
+/// several values counts under each). Unlike [`segment_values`] it keeps nothing per document.
+/// Returns true when the field had more than [`MAX_SEGMENT_VALUES`] values.
+pub(crate) fn segment_counts(
+    signal: Signal,
+    field: &FieldRef,
+    reader: &SegmentReader,
+    selected: &Selected,
+    mut found: impl FnMut(&str, u64),
+) -> Result<bool, IndexError> {
+    match field.source(signal) {
+        Source::Severity => {
+            let column: Column<u64> = reader.fast_fields().u64("severity")?;
+            let mut bands = [0u64; 7];
+            for &doc in &selected.docs {
+                bands[band_index(column.first(doc).unwrap_or(0))] += 1;
+            }
+            report_bands(bands, found);
+            Ok(false)
+        }
+        Source::Terms { field, prefix } => {
+            walk_terms(reader, field, &prefix, selected, |name, docs| {
+                found(&name, docs.len() as u64)
+            })
+        }
+    }
+}
+
+/// Severity band counts, reported under the bands' names.
+fn report_bands(bands: [u64; 7], mut found: impl FnMut(&str, u64)) {
+    for (band, n) in bands.into_iter().enumerate() {
+        if n > 0 {
+            // Severity numbers 1, 5, 9, … start the bands.
+            let number = if band == 0 {
+                0
+            } else {
+                (band as i32 - 1) * 4 + 1
+            };
+            found(band_name(number), n);
+        }
+    }
+}
+
+/// Counts of every value of `field` over all of a segment's documents, from the term
+/// dictionary's document frequencies (or the severity column) without reading postings. Only
+/// right for a segment without deleted documents whose rows all fall in the range asked for.
+/// Returns true when the field had more than [`MAX_SEGMENT_VALUES`] values.
+pub(crate) fn whole_segment_values(
+    signal: Signal,
+    field: &FieldRef,
+    reader: &SegmentReader,
+    mut found: impl FnMut(&str, u64),
+) -> Result<bool, IndexError> {
+    match field.source(signal) {
+        Source::Severity => {
+            let column: Column<u64> = reader.fast_fields().u64("severity")?;
+            let mut bands = [0u64; 7];
+            for doc in 0..reader.max_doc() {
+                bands[band_index(column.first(doc).unwrap_or(0))] += 1;
+            }
+            for (band, n) in bands.into_iter().enumerate() {
+                if n > 0 {
+                    // The band's name: severity numbers 1, 5, 9, … start the bands.
+                    let number = if band == 0 {
+                        0
+                    } else {
+                        (band as i32 - 1) * 4 + 1
+                    };
+                    found(band_name(number), n);
+                }
+            }
+            Ok(false)
+        }
+        Source::Terms { field, prefix } => {
+            let inverted = reader.inverted_index(field)?;
+            let mut range = inverted.terms().range();
+            if !prefix.is_empty() {
+                range = range.ge(&prefix);
+                if let Some(end) = prefix_end(&prefix) {
+                    range = range.lt(end);
+                }
+            }
+            let mut stream = range.into_stream()?;
+            let mut walked = 0;
+            while stream.advance() {
+                if walked == MAX_SEGMENT_VALUES {
+                    return Ok(true);
+                }
+                walked += 1;
+                if let Some(name) = term_text(&stream.key()[prefix.len()..], !prefix.is_empty()) {
+                    found(&name, u64::from(stream.value().doc_freq));
+                }
+            }
+            Ok(false)
+        }
+    }
+}
+
+/// Whether every row of a segment falls in `[start, end)` and none is deleted: then "all of
+/// the segment" is the selection, and counts come from the term dictionary.
+pub(crate) fn segment_within(
+    signal: Signal,
+    reader: &SegmentReader,
+    start: u64,
+    end: u64,
+) -> Result<bool, IndexError> {
+    if reader.num_deleted_docs() > 0 || reader.max_doc() == 0 {
+        return Ok(false);
+    }
+    let name = match signal {
+        Signal::Logs => "time",
+        Signal::Spans => "start",
+    };
+    let column: Column<u64> = reader.fast_fields().u64(name)?;
+    Ok(column.min_value() >= start && column.max_value() < end)
 }
 
 fn band_index(severity: u64) -> usize {
@@ -230,14 +343,14 @@ fn band_index(severity: u64) -> usize {
     }
 }
 
-/// Calls `found` with each term under `prefix` (as text) and the selected documents holding it.
-/// Returns true when the walk stopped at [`MAX_SEGMENT_VALUES`] terms.
+/// Calls `found` with each term under `prefix` (as text) that selected documents hold, and
+/// those documents. Returns true when the walk stopped at [`MAX_SEGMENT_VALUES`] terms.
 fn walk_terms(
     reader: &SegmentReader,
     field: Field,
     prefix: &[u8],
     selected: &Selected,
-    mut found: impl FnMut(String, Vec<u32>),
+    mut found: impl FnMut(String, &[u32]),
 ) -> Result<bool, IndexError> {
     let inverted = reader.inverted_index(field)?;
     let dictionary = inverted.terms();
@@ -251,6 +364,7 @@ fn walk_terms(
     let mut stream = range.into_stream()?;
     let mut walked = 0;
     let mut block: Option<BlockSegmentPostings> = None;
+    let mut docs = Vec::new();
     while stream.advance() {
         if walked == MAX_SEGMENT_VALUES {
             return Ok(true);
@@ -260,23 +374,24 @@ fn walk_terms(
             continue;
         };
         let info = stream.value().clone();
-        let docs = selected_docs(&inverted, &info, selected, &mut block)?;
+        selected_docs(&inverted, &info, selected, &mut block, &mut docs)?;
         if !docs.is_empty() {
-            found(name, docs);
+            found(name, &docs);
         }
     }
     Ok(false)
 }
 
-/// The selected documents in a term's postings: walking the postings when they are shorter
-/// than the selection, seeking each selected document in them otherwise.
+/// The selected documents in a term's postings, into `docs`: walking the postings when they are
+/// shorter than the selection, seeking each selected document in them otherwise.
 fn selected_docs(
     inverted: &tantivy::InvertedIndexReader,
     info: &TermInfo,
     selected: &Selected,
     block: &mut Option<BlockSegmentPostings>,
-) -> Result<Vec<u32>, IndexError> {
-    let mut docs = Vec::new();
+    docs: &mut Vec<u32>,
+) -> Result<(), IndexError> {
+    docs.clear();
     if (info.doc_freq as usize) <= selected.docs.len().saturating_mul(4) {
         let postings = match block {
             Some(postings) => {
@@ -311,7 +426,7 @@ fn selected_docs(
             }
         }
     }
-    Ok(docs)
+    Ok(())
 }
 
 /// The smallest key greater than every key starting with `prefix`, if there is one.

@@ -39,7 +39,7 @@ pub(crate) struct Selected {
 }
 
 impl Selected {
-    fn of(weight: &dyn Weight, reader: &SegmentReader) -> Result<Self, IndexError> {
+    pub(crate) fn of(weight: &dyn Weight, reader: &SegmentReader) -> Result<Self, IndexError> {
         let mut docs = Vec::new();
         let mut set = BitSet::with_max_value(reader.max_doc().max(1));
         weight.for_each_no_score(reader, &mut |found: &[DocId]| {

@@ -162,10 +162,31 @@ impl SpanColumns {
             errors,
         })
     }
+}
 
-    fn trace_id(&self, doc: DocId) -> Option<[u8; 16]> {
-        let column = self.traces.as_ref()?;
-        let ord = column.term_ords(doc).next()?;
+/// A span found in some segment: which segment's trace column (an index into
+/// [`TraceSources`]) and its document there.
+#[derive(Clone, Copy)]
+struct SpanRef {
+    source: u32,
+    doc: DocId,
+}
+
+/// The trace columns of the segments an answer read. Reading a trace ID from one is a
+/// dictionary lookup, so exemplars are kept as [`SpanRef`]s and only the few that end up in the
+/// answer are read.
+#[derive(Default)]
+struct TraceSources(Vec<Option<BytesColumn>>);
+
+impl TraceSources {
+    fn add(&mut self, columns: &SpanColumns) -> u32 {
+        self.0.push(columns.traces.clone());
+        (self.0.len() - 1) as u32
+    }
+
+    fn trace_id(&self, span: SpanRef) -> Option<[u8; 16]> {
+        let column = self.0.get(span.source as usize)?.as_ref()?;
+        let ord = column.term_ords(span.doc).next()?;
         let mut bytes = Vec::with_capacity(16);
         if !column.ord_to_bytes(ord, &mut bytes).ok()? {
             return None;
@@ -197,34 +218,49 @@ impl TimeBuckets {
     }
 }
 
-/// A group as it is being counted; exemplars are kept per latency bucket.
-#[derive(Default)]
-struct Accumulator<E> {
+/// Latency buckets a duration can fall in.
+const LATENCY_BUCKETS: usize = 256;
+
+/// A group of one segment as it is counted: plain arrays indexed by latency bucket, so a span
+/// costs a few array writes.
+struct SegmentGroup {
     count: u64,
     errors: u64,
-    histogram: LatencyHistogram,
     max_ns: u64,
-    exemplars: BTreeMap<u8, (E, u64)>,
+    buckets: Box<[u32; LATENCY_BUCKETS]>,
+    /// The slowest span of each latency bucket: its duration and document.
+    slowest: Box<[(u64, DocId); LATENCY_BUCKETS]>,
     series: Vec<SeriesPoint>,
 }
 
-impl<E: Copy> Accumulator<E> {
+impl SegmentGroup {
+    fn new() -> Self {
+        SegmentGroup {
+            count: 0,
+            errors: 0,
+            max_ns: 0,
+            buckets: Box::new([0; LATENCY_BUCKETS]),
+            slowest: Box::new([(0, DocId::MAX); LATENCY_BUCKETS]),
+            series: Vec::new(),
+        }
+    }
+
+    #[inline]
     fn record(
         &mut self,
+        doc: DocId,
         duration: u64,
         error: bool,
-        exemplar: E,
         series_at: Option<(usize, usize)>,
     ) {
         self.count += 1;
         self.errors += u64::from(error);
-        self.histogram.record(duration);
         self.max_ns = self.max_ns.max(duration);
-        let bucket = LatencyHistogram::bucket(duration);
-        let kept = self.exemplars.entry(bucket).or_insert((exemplar, duration));
-        // The slowest span of the bucket stands for it.
-        if duration > kept.1 {
-            *kept = (exemplar, duration);
+        let bucket = usize::from(LatencyHistogram::bucket(duration));
+        self.buckets[bucket] += 1;
+        let slowest = &mut self.slowest[bucket];
+        if slowest.1 == DocId::MAX || duration > slowest.0 {
+            *slowest = (duration, doc);
         }
         if let Some((at, len)) = series_at {
             if self.series.is_empty() {
@@ -236,56 +272,74 @@ impl<E: Copy> Accumulator<E> {
             point.histogram.record(duration);
         }
     }
+}
 
-    fn merge_into(
-        self,
-        total: &mut Accumulator<[u8; 16]>,
-        resolve: impl Fn(E) -> Option<[u8; 16]>,
-    ) {
-        total.count += self.count;
-        total.errors += self.errors;
-        total.histogram.merge(&self.histogram);
-        total.max_ns = total.max_ns.max(self.max_ns);
-        for (bucket, (e, duration)) in self.exemplars {
-            let Some(id) = resolve(e) else { continue };
-            let kept = total.exemplars.entry(bucket).or_insert((id, duration));
+/// A group merged over segments and partitions; exemplars are kept per latency bucket.
+#[derive(Default)]
+struct Group {
+    count: u64,
+    errors: u64,
+    histogram: LatencyHistogram,
+    max_ns: u64,
+    exemplars: BTreeMap<u8, (SpanRef, u64)>,
+    series: Vec<SeriesPoint>,
+}
+
+impl Group {
+    fn merge(&mut self, segment: SegmentGroup, source: u32) {
+        self.count += segment.count;
+        self.errors += segment.errors;
+        self.max_ns = self.max_ns.max(segment.max_ns);
+        for (bucket, (&n, &(duration, doc))) in segment
+            .buckets
+            .iter()
+            .zip(segment.slowest.iter())
+            .enumerate()
+        {
+            if n == 0 {
+                continue;
+            }
+            let bucket = bucket as u8;
+            self.histogram.add(bucket, u64::from(n));
+            let span = SpanRef { source, doc };
+            let kept = self.exemplars.entry(bucket).or_insert((span, duration));
             if duration > kept.1 {
-                *kept = (id, duration);
+                *kept = (span, duration);
             }
         }
-        if !self.series.is_empty() {
-            if total.series.is_empty() {
-                total.series = vec![SeriesPoint::default(); self.series.len()];
+        if !segment.series.is_empty() {
+            if self.series.is_empty() {
+                self.series = vec![SeriesPoint::default(); segment.series.len()];
             }
-            for (t, s) in total.series.iter_mut().zip(self.series) {
+            for (t, s) in self.series.iter_mut().zip(segment.series) {
                 t.count += s.count;
                 t.errors += s.errors;
                 t.histogram.merge(&s.histogram);
             }
         }
     }
-}
 
-impl Accumulator<[u8; 16]> {
-    fn finish(self, key: Vec<Option<String>>) -> GroupStats {
+    fn finish(self, key: Vec<Option<String>>, sources: &TraceSources) -> GroupStats {
         let mut exemplars: Vec<BandExemplar> = Vec::new();
         for (band, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)] {
             let Some(bucket) = self.histogram.quantile_bucket(q) else {
                 continue;
             };
             // The exemplar of the band's bucket, or of the nearest bucket below it.
-            let Some((_, (trace_id, duration_ns))) = self.exemplars.range(..=bucket).next_back()
-            else {
+            let Some((_, (span, duration_ns))) = self.exemplars.range(..=bucket).next_back() else {
+                continue;
+            };
+            let Some(trace_id) = sources.trace_id(*span) else {
                 continue;
             };
             // One trace standing for several bands is listed once, under the highest.
-            if let Some(last) = exemplars.last_mut().filter(|e| e.trace_id == *trace_id) {
+            if let Some(last) = exemplars.last_mut().filter(|e| e.trace_id == trace_id) {
                 last.band = band;
                 continue;
             }
             exemplars.push(BandExemplar {
                 band,
-                trace_id: *trace_id,
+                trace_id,
                 duration_ns: *duration_ns,
             });
         }
@@ -323,7 +377,8 @@ impl Store {
             series_bucket_ns: series.as_ref().map_or(0, |s| s.width),
             ..Default::default()
         };
-        let mut groups: HashMap<Vec<Option<String>>, Accumulator<[u8; 16]>> = HashMap::new();
+        let mut groups: HashMap<Vec<Option<String>>, Group> = HashMap::new();
+        let mut sources = TraceSources::default();
         for partition in self.partitions_overlapping(Signal::Spans, request.start, request.end) {
             let searcher = partition.searcher();
             for_each_segment(&searcher, &query, |reader, selected| {
@@ -335,8 +390,10 @@ impl Store {
                     answer.values_capped |= capped;
                     values.push(v);
                 }
+                let source = sources.add(&columns);
                 let segment = group_segment(selected, &columns, &values, series.as_ref());
-                for (ords, acc) in segment {
+                answer.groups_capped |= segment.capped;
+                for (ords, group) in segment.groups {
                     let key: Vec<Option<String>> = values
                         .iter()
                         .zip(ords)
@@ -347,14 +404,14 @@ impl Store {
                         continue;
                     }
                     let total = groups.entry(key).or_default();
-                    acc.merge_into(total, |doc| columns.trace_id(doc));
+                    total.merge(group, source);
                 }
                 Ok(())
             })?;
         }
         answer.groups = groups
             .into_iter()
-            .map(|(key, acc)| acc.finish(key))
+            .map(|(key, group)| group.finish(key, &sources))
             .collect();
         answer
             .groups
@@ -373,7 +430,8 @@ impl Store {
         let tantivy_query = filtered(query, Signal::Spans, start, end)?;
         let time = TimeBuckets::new(start, end, buckets);
         // (time bucket, latency bucket) -> count, and the slowest span's trace and duration.
-        type Exemplar = Option<([u8; 16], u64)>;
+        type Exemplar = Option<(SpanRef, u64)>;
+        let mut sources = TraceSources::default();
         let mut cells: BTreeMap<(u32, u8), (u64, Exemplar)> = BTreeMap::new();
         let mut total = 0;
         for partition in self.partitions_overlapping(Signal::Spans, start, end) {
@@ -381,27 +439,31 @@ impl Store {
             for_each_segment(&searcher, &tantivy_query, |reader, selected| {
                 total += selected.docs.len() as u64;
                 let columns = SpanColumns::open(reader)?;
-                let mut segment: HashMap<(u32, u8), (u64, DocId, u64)> = HashMap::new();
+                let source = sources.add(&columns);
+                // Per (time bucket, latency bucket): count, slowest duration, its document.
+                let mut segment = vec![(0u64, 0u64, DocId::MAX); time.count * LATENCY_BUCKETS];
                 for &doc in &selected.docs {
                     let Some(t) = columns.start.first(doc).and_then(|s| time.of(s)) else {
                         continue;
                     };
                     let duration = columns.duration.first(doc).unwrap_or(0);
-                    let cell = (t as u32, LatencyHistogram::bucket(duration));
-                    let entry = segment.entry(cell).or_insert((0, doc, duration));
-                    entry.0 += 1;
-                    if duration > entry.2 {
-                        entry.1 = doc;
-                        entry.2 = duration;
+                    let latency = usize::from(LatencyHistogram::bucket(duration));
+                    let cell = &mut segment[t * LATENCY_BUCKETS + latency];
+                    cell.0 += 1;
+                    if cell.2 == DocId::MAX || duration > cell.1 {
+                        cell.1 = duration;
+                        cell.2 = doc;
                     }
                 }
-                for (cell, (count, doc, duration)) in segment {
+                for (at, (count, duration, doc)) in segment.into_iter().enumerate() {
+                    if count == 0 {
+                        continue;
+                    }
+                    let cell = ((at / LATENCY_BUCKETS) as u32, (at % LATENCY_BUCKETS) as u8);
                     let entry = cells.entry(cell).or_insert((0, None));
                     entry.0 += count;
-                    if entry.1.is_none_or(|(_, d)| duration > d)
-                        && let Some(id) = columns.trace_id(doc)
-                    {
-                        entry.1 = Some((id, duration));
+                    if entry.1.is_none_or(|(_, d)| duration > d) {
+                        entry.1 = Some((SpanRef { source, doc }, duration));
                     }
                 }
                 Ok(())
@@ -418,7 +480,8 @@ impl Store {
                         time_bucket,
                         latency_bucket,
                         count,
-                        exemplar,
+                        exemplar: exemplar
+                            .and_then(|(span, duration)| Some((sources.trace_id(span)?, duration))),
                     },
                 )
                 .collect(),
@@ -426,29 +489,68 @@ impl Store {
     }
 }
 
-/// One segment's selected spans counted per group, keyed by value ordinals.
+/// One segment's groups, each with its value ordinals.
+struct SegmentGroups {
+    groups: Vec<([u32; MAX_GROUP_BY], SegmentGroup)>,
+    capped: bool,
+}
+
+/// Most combinations of value ordinals indexed through a plain array; beyond it, a hash map.
+const DENSE_KEYS: usize = 1 << 16;
+
+/// One segment's selected spans counted per group.
 fn group_segment(
     selected: &Selected,
     columns: &SpanColumns,
     values: &[SegmentValues],
     series: Option<&TimeBuckets>,
-) -> HashMap<[u32; MAX_GROUP_BY], Accumulator<DocId>> {
-    let mut groups: HashMap<[u32; MAX_GROUP_BY], Accumulator<DocId>> = HashMap::new();
+) -> SegmentGroups {
+    // A key's ordinals, mixed-radix: each field's ordinal plus one (zero: no value).
+    let radices: Vec<usize> = values.iter().map(|v| v.names.len() + 1).collect();
+    let combinations = radices
+        .iter()
+        .try_fold(1usize, |n, r| n.checked_mul(*r))
+        .filter(|n| *n <= DENSE_KEYS);
+    let mut dense: Vec<u32> = vec![NONE; combinations.unwrap_or(0)];
+    let mut sparse: HashMap<[u32; MAX_GROUP_BY], u32> = HashMap::new();
+    let mut out = SegmentGroups {
+        groups: Vec::new(),
+        capped: false,
+    };
     for &doc in &selected.docs {
         let mut key = [NONE; MAX_GROUP_BY];
-        for (slot, v) in key.iter_mut().zip(values) {
+        let mut index = 0usize;
+        for ((slot, v), radix) in key.iter_mut().zip(values).zip(&radices) {
             *slot = v.get(doc);
+            index = index * radix + slot.wrapping_add(1) as usize;
         }
+        let known = if combinations.is_some() {
+            dense[index]
+        } else {
+            sparse.get(&key).copied().unwrap_or(NONE)
+        };
+        let slot = if known != NONE {
+            known as usize
+        } else if out.groups.len() >= MAX_GROUPS {
+            out.capped = true;
+            continue;
+        } else {
+            let slot = out.groups.len();
+            out.groups.push((key, SegmentGroup::new()));
+            if combinations.is_some() {
+                dense[index] = slot as u32;
+            } else {
+                sparse.insert(key, slot as u32);
+            }
+            slot
+        };
         let duration = columns.duration.first(doc).unwrap_or(0);
         let error = columns.errors.contains(doc);
         let series_at = series.and_then(|s| {
             let at = s.of(columns.start.first(doc)?)?;
             Some((at, s.count))
         });
-        groups
-            .entry(key)
-            .or_default()
-            .record(duration, error, doc, series_at);
+        out.groups[slot].1.record(doc, duration, error, series_at);
     }
-    groups
+    out
 }

@@ -27,10 +27,33 @@ pub fn compile(expr: &Expr, signal: Signal) -> Result<Box<dyn Query>, QueryError
             pos,
         } => filter_query(signal, field, *op, value, *phrase, *pos),
         Expr::And(parts) => {
-            let clauses = parts
-                .iter()
-                .map(|p| Ok((Occur::Must, compile(p, signal)?)))
-                .collect::<Result<Vec<_>, QueryError>>()?;
+            // Several bounds on one numeric field (`duration>=1s duration<2s`) become one range:
+            // tantivy's range scorers on one column do not intersect with each other reliably,
+            // and one scan of the column is cheaper than two anyway.
+            let mut ranges: Vec<Range> = Vec::new();
+            let mut clauses = Vec::new();
+            for part in parts {
+                match range_bounds(signal, part)? {
+                    Some((field, low, high)) => match ranges.iter_mut().find(|r| r.0 == field) {
+                        Some(range) => {
+                            range.1 = range.1.max(low);
+                            range.2 = match (range.2, high) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (a, b) => a.or(b),
+                            };
+                        }
+                        None => ranges.push((field, low, high)),
+                    },
+                    None => clauses.push((Occur::Must, compile(part, signal)?)),
+                }
+            }
+            for (field, low, high) in ranges {
+                let range: Box<dyn Query> = match (low, high) {
+                    (Some(l), Some(h)) if l > h => Box::new(EmptyQuery),
+                    _ => u64_range(field, low, high),
+                };
+                clauses.push((Occur::Must, range));
+            }
             Ok(Box::new(BooleanQuery::new(clauses)))
         }
         Expr::Or(parts) => {
@@ -218,12 +241,7 @@ fn filter_query(
         }
         (Signal::Logs, "severity") => severity_query(op, value, pos),
         (Signal::Spans, "duration") => {
-            let nanos = parse_duration_ns(value).ok_or_else(|| {
-                QueryError::syntax(
-                    pos,
-                    format!("expected a duration such as 250ms or 2s, found '{value}'"),
-                )
-            })?;
+            let nanos = duration_value(value, pos)?;
             let (low, high) = bounds(op, nanos, nanos);
             Ok(u64_range(span_fields().duration, low, high))
         }
@@ -239,6 +257,45 @@ fn filter_query(
             ))
         }
     }
+}
+
+/// A numeric field and inclusive, optional bounds on it.
+type Range = (Field, Option<u64>, Option<u64>);
+
+/// The field and bounds of a numeric filter (`duration`, `severity`), or `None` for any other
+/// expression.
+fn range_bounds(signal: Signal, expr: &Expr) -> Result<Option<Range>, QueryError> {
+    let Expr::Filter {
+        field,
+        op,
+        value,
+        pos,
+        ..
+    } = expr
+    else {
+        return Ok(None);
+    };
+    match (signal, field.as_str()) {
+        (Signal::Logs, "severity") => {
+            let (low, high) = severity_bounds(*op, value, *pos)?;
+            Ok(Some((log_fields().severity, low, high)))
+        }
+        (Signal::Spans, "duration") => {
+            let nanos = duration_value(value, *pos)?;
+            let (low, high) = bounds(*op, nanos, nanos);
+            Ok(Some((span_fields().duration, low, high)))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn duration_value(value: &str, pos: usize) -> Result<u64, QueryError> {
+    parse_duration_ns(value).ok_or_else(|| {
+        QueryError::syntax(
+            pos,
+            format!("expected a duration such as 250ms or 2s, found '{value}'"),
+        )
+    })
 }
 
 fn id_query(
