@@ -741,7 +741,7 @@ async fn run_peel_queries(
         (
             "span_compare_slow",
             url("/api/v1/spans/compare"),
-            vec![("q", "duration>=100ms")],
+            vec![("q", "duration>=15ms")],
         ),
         (
             "log_compare_errors",

@@ -1,6 +1,7 @@
 //! "What is different here": field values over-represented in a selection against a baseline.
 
 use super::FieldInfo;
+use super::facets::ValueCounts;
 use super::fields::FieldRef;
 use crate::Signal;
 use crate::error::IndexError;
@@ -83,14 +84,14 @@ impl Store {
     ) -> Result<Comparison, IndexError> {
         let mut selected_by = Vec::new();
         filtered_fields(signal, selection, &mut selected_by);
-        let fields: Vec<FieldRef> = self
-            .field_list(signal, Some(selection), start, end)?
+        // The selection's fields and their counts, in one pass.
+        let (selection_total, listed) =
+            self.fields_with_counts(signal, Some(selection), start, end)?;
+        let (fields, selected): (Vec<FieldRef>, Vec<ValueCounts>) = listed
             .into_iter()
-            .filter(|f| worth_comparing(f) && !selected_by.contains(&f.field))
-            .map(|f| f.field)
-            .collect();
-        let (selection_total, selected) =
-            self.value_counts(signal, Some(selection), start, end, &fields)?;
+            .filter(|(info, _)| worth_comparing(info) && !selected_by.contains(&info.field))
+            .filter_map(|(info, counts)| Some((info.field, counts?)))
+            .unzip();
         let (baseline_total, base) = match baseline {
             Some(baseline) => self.value_counts(signal, Some(baseline), start, end, &fields)?,
             // The rest: everything less the selection. Counting everything needs no query and

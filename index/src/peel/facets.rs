@@ -181,6 +181,19 @@ impl Store {
         start: u64,
         end: u64,
     ) -> Result<Vec<FieldInfo>, IndexError> {
+        let (_, fields) = self.fields_with_counts(signal, query, start, end)?;
+        Ok(fields.into_iter().map(|(info, _)| info).collect())
+    }
+
+    /// [`Store::field_list`], with the selection's total and the counts of every value of the
+    /// fields counted exactly (a comparison goes on from them).
+    pub(crate) fn fields_with_counts(
+        &self,
+        signal: Signal,
+        query: Option<&Expr>,
+        start: u64,
+        end: u64,
+    ) -> Result<(u64, Vec<(FieldInfo, Option<ValueCounts>)>), IndexError> {
         let (attr, resource) = match signal {
             Signal::Logs => (log_fields().attr, log_fields().resource),
             Signal::Spans => (span_fields().attr, span_fields().resource),
@@ -214,19 +227,22 @@ impl Store {
                 });
             }
         }
-        let (_, counts) = self.value_counts(signal, query, start, end, &exact)?;
-        let mut fields: Vec<FieldInfo> = exact
+        let (total, counts) = self.value_counts(signal, query, start, end, &exact)?;
+        let mut fields: Vec<(FieldInfo, Option<ValueCounts>)> = exact
             .into_iter()
             .zip(counts)
             .filter(|(_, c)| !c.counts.is_empty())
-            .map(|(field, c)| FieldInfo {
-                field,
-                distinct: c.counts.len() as u64,
-                with_field: Some(c.counts.values().sum()),
-                exact: !c.capped,
+            .map(|(field, c)| {
+                let info = FieldInfo {
+                    field,
+                    distinct: c.counts.len() as u64,
+                    with_field: Some(c.counts.values().sum()),
+                    exact: !c.capped,
+                };
+                (info, Some(c))
             })
             .collect();
-        fields.extend(estimated);
-        Ok(fields)
+        fields.extend(estimated.into_iter().map(|info| (info, None)));
+        Ok((total, fields))
     }
 }

@@ -8,6 +8,7 @@ use tantivy::schema::{Field, IndexRecordOption, Type};
 use tantivy::{DocSet, SegmentReader, TERMINATED, Term};
 
 use super::Selected;
+use super::columns::{BLOCK, ColumnField, column_field};
 use crate::error::IndexError;
 use crate::severity::band_name;
 use crate::{Signal, log_fields, span_fields};
@@ -160,17 +161,30 @@ enum Source {
 /// No value for this document.
 pub(crate) const NONE: u32 = u32::MAX;
 
-/// The values one field takes in one segment's selection: each selected document's value as an
-/// index into `names` (a document with several, such as an array attribute, counts under its
-/// last), [`NONE`] elsewhere.
+/// The values one field takes in one segment's selection, as indexes into `names` (a document
+/// with several, such as an array attribute, counts under its last), [`NONE`] where a document
+/// has none: read from a column as asked, or precomputed per document from postings.
 pub(crate) struct SegmentValues {
     pub(crate) names: Vec<String>,
-    pub(crate) of_doc: Vec<u32>,
+    reader: ValueReader,
+}
+
+enum ValueReader {
+    Column(ColumnField),
+    PerDoc(Vec<u32>),
 }
 
 impl SegmentValues {
-    pub(crate) fn get(&self, doc: u32) -> u32 {
-        self.of_doc.get(doc as usize).copied().unwrap_or(NONE)
+    /// The value of each of `docs` into `out`; `docs` is at most [`BLOCK`] long.
+    pub(crate) fn fill(&self, docs: &[u32], out: &mut [u32]) {
+        match &self.reader {
+            ValueReader::Column(column) => column.fill(docs, out),
+            ValueReader::PerDoc(of_doc) => {
+                for (doc, slot) in docs.iter().zip(out.iter_mut()) {
+                    *slot = of_doc.get(*doc as usize).copied().unwrap_or(NONE);
+                }
+            }
+        }
     }
 }
 
@@ -187,41 +201,38 @@ pub(crate) fn segment_values(
     reader: &SegmentReader,
     selected: &Selected,
 ) -> Result<(SegmentValues, bool), IndexError> {
-    let mut values = SegmentValues {
-        names: Vec::new(),
-        of_doc: vec![NONE; reader.max_doc() as usize],
-    };
-    match field.source(signal) {
-        Source::Severity => {
-            let column: Column<u64> = reader.fast_fields().u64("severity")?;
-            let mut bands: [u32; 7] = [NONE; 7];
-            for &doc in &selected.docs {
-                let number = column.first(doc).unwrap_or(0);
-                let band = band_index(number);
-                if bands[band] == NONE {
-                    bands[band] = values.names.len() as u32;
-                    values.names.push(band_name(number as i32).to_string());
-                }
-                values.of_doc[doc as usize] = bands[band];
-            }
-            Ok((values, false))
-        }
-        Source::Terms { field, prefix } => {
-            let capped = walk_terms(reader, field, &prefix, selected, |name, docs| {
-                let index = values.names.len() as u32;
-                for &doc in docs {
-                    values.of_doc[doc as usize] = index;
-                }
-                values.names.push(name);
-            })?;
-            Ok((values, capped))
-        }
+    let mut names = Vec::new();
+    if let Some(column) = column_field(signal, field, reader, selected, &mut names)? {
+        let values = SegmentValues {
+            names,
+            reader: ValueReader::Column(column),
+        };
+        return Ok((values, false));
     }
+    let mut of_doc = vec![NONE; reader.max_doc() as usize];
+    let capped = match field.source(signal) {
+        Source::Terms { field, prefix } => {
+            walk_terms(reader, field, &prefix, selected, |name, docs| {
+                let index = names.len() as u32;
+                for &doc in docs {
+                    of_doc[doc as usize] = index;
+                }
+                names.push(name);
+            })?
+        }
+        // Served by the severity column above.
+        Source::Severity => false,
+    };
+    let values = SegmentValues {
+        names,
+        reader: ValueReader::PerDoc(of_doc),
+    };
+    Ok((values, capped))
 }
 
 /// Counts of each value of `field` among a segment's selected documents (a document with
-/// several values counts under each). Unlike [`segment_values`] it keeps nothing per document.
-/// Returns true when the field had more than [`MAX_SEGMENT_VALUES`] values.
+/// several values counts under each when read from postings). Returns true when the field had
+/// more than [`MAX_SEGMENT_VALUES`] values.
 pub(crate) fn segment_counts(
     signal: Signal,
     field: &FieldRef,
@@ -229,21 +240,34 @@ pub(crate) fn segment_counts(
     selected: &Selected,
     mut found: impl FnMut(&str, u64),
 ) -> Result<bool, IndexError> {
-    match field.source(signal) {
-        Source::Severity => {
-            let column: Column<u64> = reader.fast_fields().u64("severity")?;
-            let mut bands = [0u64; 7];
-            for &doc in &selected.docs {
-                bands[band_index(column.first(doc).unwrap_or(0))] += 1;
+    let mut names = Vec::new();
+    if let Some(column) = column_field(signal, field, reader, selected, &mut names)? {
+        let mut counts = vec![0u64; names.len()];
+        let mut values = [NONE; BLOCK];
+        for block in selected.docs.chunks(BLOCK) {
+            let values = &mut values[..block.len()];
+            column.fill(block, values);
+            for &v in values.iter() {
+                if let Some(n) = counts.get_mut(v as usize) {
+                    *n += 1;
+                }
             }
-            report_bands(bands, found);
-            Ok(false)
         }
+        for (name, n) in names.iter().zip(counts) {
+            if n > 0 {
+                found(name, n);
+            }
+        }
+        return Ok(false);
+    }
+    match field.source(signal) {
         Source::Terms { field, prefix } => {
             walk_terms(reader, field, &prefix, selected, |name, docs| {
                 found(&name, docs.len() as u64)
             })
         }
+        // Served by the severity column above.
+        Source::Severity => Ok(false),
     }
 }
 
@@ -279,17 +303,7 @@ pub(crate) fn whole_segment_values(
             for doc in 0..reader.max_doc() {
                 bands[band_index(column.first(doc).unwrap_or(0))] += 1;
             }
-            for (band, n) in bands.into_iter().enumerate() {
-                if n > 0 {
-                    // The band's name: severity numbers 1, 5, 9, … start the bands.
-                    let number = if band == 0 {
-                        0
-                    } else {
-                        (band as i32 - 1) * 4 + 1
-                    };
-                    found(band_name(number), n);
-                }
-            }
+            report_bands(bands, found);
             Ok(false)
         }
         Source::Terms { field, prefix } => {

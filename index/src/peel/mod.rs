@@ -2,7 +2,8 @@
 //!
 //! - `fields`: which fields can be aggregated ([`FieldRef`]), and the value each selected row
 //!   has for one, read per segment from the inverted index (any attribute key, declared or not)
-//!   or a fast column (severity) — never from stored rows;
+//!   or, through `columns`, from a column (severity, service, name, kind, event, and format 2's
+//!   origin for scope and resource keys) — never from stored rows;
 //! - `facets`: the top values of fields, and the fields present in a selection;
 //! - `spans`: span statistics grouped by any fields (count, errors, latency percentiles from
 //!   [`LatencyHistogram`](crate::histogram::LatencyHistogram), exemplars) and the latency heatmap;
@@ -14,6 +15,7 @@
 //! costs no bytes and no ingest work; the price is paid at query time, in proportion to the
 //! postings of the fields asked for.
 
+mod columns;
 mod compare;
 mod facets;
 mod fields;

@@ -9,6 +9,7 @@ use tantivy::columnar::{BytesColumn, Column};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{BitSet, DocId, DocSet, SegmentReader, TERMINATED, Term};
 
+use super::columns::BLOCK;
 use super::fields::{FieldRef, NONE, SegmentValues, segment_values};
 use super::{Selected, for_each_segment};
 use crate::aggregate::filtered;
@@ -172,26 +173,61 @@ struct SpanRef {
     doc: DocId,
 }
 
-/// The trace columns of the segments an answer read. Reading a trace ID from one is a
-/// dictionary lookup, so exemplars are kept as [`SpanRef`]s and only the few that end up in the
-/// answer are read.
+/// The trace columns of the segments an answer read. Reading a trace ID from one is a lookup
+/// in a compressed dictionary, so exemplars are kept as [`SpanRef`]s, and only those that end up
+/// in the answer are read, all at once ([`TraceSources::resolve`]).
 #[derive(Default)]
-struct TraceSources(Vec<Option<BytesColumn>>);
+struct TraceSources {
+    columns: Vec<Option<BytesColumn>>,
+    resolved: HashMap<(u32, DocId), [u8; 16]>,
+}
 
 impl TraceSources {
     fn add(&mut self, columns: &SpanColumns) -> u32 {
-        self.0.push(columns.traces.clone());
-        (self.0.len() - 1) as u32
+        self.columns.push(columns.traces.clone());
+        (self.columns.len() - 1) as u32
     }
 
-    fn trace_id(&self, span: SpanRef) -> Option<[u8; 16]> {
-        let column = self.0.get(span.source as usize)?.as_ref()?;
-        let ord = column.term_ords(span.doc).next()?;
-        let mut bytes = Vec::with_capacity(16);
-        if !column.ord_to_bytes(ord, &mut bytes).ok()? {
-            return None;
+    /// Reads the trace IDs of `spans`: per segment, their dictionary entries in one sorted sweep.
+    fn resolve(&mut self, spans: impl Iterator<Item = SpanRef>) -> Result<(), IndexError> {
+        let mut by_source: BTreeMap<u32, Vec<(u64, DocId)>> = BTreeMap::new();
+        for span in spans {
+            let Some(Some(column)) = self.columns.get(span.source as usize) else {
+                continue;
+            };
+            if let Some(ord) = column.term_ords(span.doc).next() {
+                by_source
+                    .entry(span.source)
+                    .or_default()
+                    .push((ord, span.doc));
+            }
         }
-        bytes.try_into().ok()
+        for (source, mut wanted) in by_source {
+            let Some(Some(column)) = self.columns.get(source as usize) else {
+                continue;
+            };
+            wanted.sort_unstable();
+            let mut ords: Vec<u64> = wanted.iter().map(|(ord, _)| *ord).collect();
+            ords.dedup();
+            let mut ids: Vec<Option<[u8; 16]>> = Vec::with_capacity(ords.len());
+            column
+                .dictionary()
+                .sorted_ords_to_term_cb(&ords, |bytes| ids.push(bytes.try_into().ok()))?;
+            for (ord, doc) in wanted {
+                let Ok(at) = ords.binary_search(&ord) else {
+                    continue;
+                };
+                if let Some(Some(id)) = ids.get(at) {
+                    self.resolved.insert((source, doc), *id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The trace of a span [`TraceSources::resolve`] read.
+    fn trace_id(&self, span: SpanRef) -> Option<[u8; 16]> {
+        self.resolved.get(&(span.source, span.doc)).copied()
     }
 }
 
@@ -218,29 +254,32 @@ impl TimeBuckets {
     }
 }
 
-/// Latency buckets a duration can fall in.
-const LATENCY_BUCKETS: usize = 256;
-
 /// A group of one segment as it is counted: plain arrays indexed by latency bucket, so a span
-/// costs a few array writes.
+/// costs a few array writes. They cover only the buckets between the segment's shortest and
+/// longest span (from the duration column's bounds), a few dozen, so that the arrays of every
+/// group stay in the processor's cache.
 struct SegmentGroup {
     count: u64,
     errors: u64,
     max_ns: u64,
-    buckets: Box<[u32; LATENCY_BUCKETS]>,
+    /// The latency bucket of index 0.
+    first_bucket: u8,
+    buckets: Vec<u32>,
     /// The slowest span of each latency bucket: its duration and document.
-    slowest: Box<[(u64, DocId); LATENCY_BUCKETS]>,
+    slowest: Vec<(u64, DocId)>,
     series: Vec<SeriesPoint>,
 }
 
 impl SegmentGroup {
-    fn new() -> Self {
+    fn new(first_bucket: u8, last_bucket: u8) -> Self {
+        let width = usize::from(last_bucket.saturating_sub(first_bucket)) + 1;
         SegmentGroup {
             count: 0,
             errors: 0,
             max_ns: 0,
-            buckets: Box::new([0; LATENCY_BUCKETS]),
-            slowest: Box::new([(0, DocId::MAX); LATENCY_BUCKETS]),
+            first_bucket,
+            buckets: vec![0; width],
+            slowest: vec![(0, DocId::MAX); width],
             series: Vec::new(),
         }
     }
@@ -256,9 +295,10 @@ impl SegmentGroup {
         self.count += 1;
         self.errors += u64::from(error);
         self.max_ns = self.max_ns.max(duration);
-        let bucket = usize::from(LatencyHistogram::bucket(duration));
-        self.buckets[bucket] += 1;
-        let slowest = &mut self.slowest[bucket];
+        let at = usize::from(LatencyHistogram::bucket(duration).saturating_sub(self.first_bucket))
+            .min(self.buckets.len() - 1);
+        self.buckets[at] += 1;
+        let slowest = &mut self.slowest[at];
         if slowest.1 == DocId::MAX || duration > slowest.0 {
             *slowest = (duration, doc);
         }
@@ -290,7 +330,7 @@ impl Group {
         self.count += segment.count;
         self.errors += segment.errors;
         self.max_ns = self.max_ns.max(segment.max_ns);
-        for (bucket, (&n, &(duration, doc))) in segment
+        for (at, (&n, &(duration, doc))) in segment
             .buckets
             .iter()
             .zip(segment.slowest.iter())
@@ -299,7 +339,7 @@ impl Group {
             if n == 0 {
                 continue;
             }
-            let bucket = bucket as u8;
+            let bucket = segment.first_bucket + at as u8;
             self.histogram.add(bucket, u64::from(n));
             let span = SpanRef { source, doc };
             let kept = self.exemplars.entry(bucket).or_insert((span, duration));
@@ -319,17 +359,25 @@ impl Group {
         }
     }
 
-    fn finish(self, key: Vec<Option<String>>, sources: &TraceSources) -> GroupStats {
-        let mut exemplars: Vec<BandExemplar> = Vec::new();
+    /// The span standing for each latency band: the exemplar of the band's bucket, or of the
+    /// nearest bucket below it.
+    fn band_spans(&self) -> Vec<(&'static str, SpanRef, u64)> {
+        let mut spans = Vec::new();
         for (band, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)] {
             let Some(bucket) = self.histogram.quantile_bucket(q) else {
                 continue;
             };
-            // The exemplar of the band's bucket, or of the nearest bucket below it.
-            let Some((_, (span, duration_ns))) = self.exemplars.range(..=bucket).next_back() else {
-                continue;
-            };
-            let Some(trace_id) = sources.trace_id(*span) else {
+            if let Some((_, (span, duration))) = self.exemplars.range(..=bucket).next_back() {
+                spans.push((band, *span, *duration));
+            }
+        }
+        spans
+    }
+
+    fn finish(self, key: Vec<Option<String>>, sources: &TraceSources) -> GroupStats {
+        let mut exemplars: Vec<BandExemplar> = Vec::new();
+        for (band, span, duration_ns) in self.band_spans() {
+            let Some(trace_id) = sources.trace_id(span) else {
                 continue;
             };
             // One trace standing for several bands is listed once, under the highest.
@@ -340,7 +388,7 @@ impl Group {
             exemplars.push(BandExemplar {
                 band,
                 trace_id,
-                duration_ns: *duration_ns,
+                duration_ns,
             });
         }
         GroupStats {
@@ -409,6 +457,11 @@ impl Store {
                 Ok(())
             })?;
         }
+        sources.resolve(
+            groups
+                .values()
+                .flat_map(|g| g.band_spans().into_iter().map(|(_, span, _)| span)),
+        )?;
         answer.groups = groups
             .into_iter()
             .map(|(key, group)| group.finish(key, &sources))
@@ -441,25 +494,39 @@ impl Store {
                 let columns = SpanColumns::open(reader)?;
                 let source = sources.add(&columns);
                 // Per (time bucket, latency bucket): count, slowest duration, its document.
-                let mut segment = vec![(0u64, 0u64, DocId::MAX); time.count * LATENCY_BUCKETS];
-                for &doc in &selected.docs {
-                    let Some(t) = columns.start.first(doc).and_then(|s| time.of(s)) else {
-                        continue;
-                    };
-                    let duration = columns.duration.first(doc).unwrap_or(0);
-                    let latency = usize::from(LatencyHistogram::bucket(duration));
-                    let cell = &mut segment[t * LATENCY_BUCKETS + latency];
-                    cell.0 += 1;
-                    if cell.2 == DocId::MAX || duration > cell.1 {
-                        cell.1 = duration;
-                        cell.2 = doc;
+                // Only the latency buckets between the segment's shortest and longest span.
+                let first = LatencyHistogram::bucket(columns.duration.min_value());
+                let last = LatencyHistogram::bucket(columns.duration.max_value());
+                let width = usize::from(last.saturating_sub(first)) + 1;
+                let mut segment = vec![(0u64, 0u64, DocId::MAX); time.count * width];
+                let mut starts = [None; BLOCK];
+                let mut durations = [None; BLOCK];
+                for block in selected.docs.chunks(BLOCK) {
+                    columns.start.first_vals(block, &mut starts[..block.len()]);
+                    columns
+                        .duration
+                        .first_vals(block, &mut durations[..block.len()]);
+                    for (i, &doc) in block.iter().enumerate() {
+                        let Some(t) = starts[i].and_then(|s| time.of(s)) else {
+                            continue;
+                        };
+                        let duration = durations[i].unwrap_or(0);
+                        let latency =
+                            usize::from(LatencyHistogram::bucket(duration).saturating_sub(first))
+                                .min(width - 1);
+                        let cell = &mut segment[t * width + latency];
+                        cell.0 += 1;
+                        if cell.2 == DocId::MAX || duration > cell.1 {
+                            cell.1 = duration;
+                            cell.2 = doc;
+                        }
                     }
                 }
                 for (at, (count, duration, doc)) in segment.into_iter().enumerate() {
                     if count == 0 {
                         continue;
                     }
-                    let cell = ((at / LATENCY_BUCKETS) as u32, (at % LATENCY_BUCKETS) as u8);
+                    let cell = ((at / width) as u32, first + (at % width) as u8);
                     let entry = cells.entry(cell).or_insert((0, None));
                     entry.0 += count;
                     if entry.1.is_none_or(|(_, d)| duration > d) {
@@ -469,6 +536,7 @@ impl Store {
                 Ok(())
             })?;
         }
+        sources.resolve(cells.values().filter_map(|(_, e)| e.map(|(span, _)| span)))?;
         Ok(Heatmap {
             total,
             bucket_ns: time.width,
@@ -517,40 +585,58 @@ fn group_segment(
         groups: Vec::new(),
         capped: false,
     };
-    for &doc in &selected.docs {
-        let mut key = [NONE; MAX_GROUP_BY];
-        let mut index = 0usize;
-        for ((slot, v), radix) in key.iter_mut().zip(values).zip(&radices) {
-            *slot = v.get(doc);
-            index = index * radix + slot.wrapping_add(1) as usize;
+    let (first_bucket, last_bucket) = (
+        LatencyHistogram::bucket(columns.duration.min_value()),
+        LatencyHistogram::bucket(columns.duration.max_value()),
+    );
+    // Columns are read a block of documents at a time, which is several times faster than one
+    // document at a time.
+    let mut durations = [None; BLOCK];
+    let mut starts = [None; BLOCK];
+    let mut field_values = vec![[NONE; BLOCK]; values.len()];
+    for block in selected.docs.chunks(BLOCK) {
+        columns
+            .duration
+            .first_vals(block, &mut durations[..block.len()]);
+        if series.is_some() {
+            columns.start.first_vals(block, &mut starts[..block.len()]);
         }
-        let known = if combinations.is_some() {
-            dense[index]
-        } else {
-            sparse.get(&key).copied().unwrap_or(NONE)
-        };
-        let slot = if known != NONE {
-            known as usize
-        } else if out.groups.len() >= MAX_GROUPS {
-            out.capped = true;
-            continue;
-        } else {
-            let slot = out.groups.len();
-            out.groups.push((key, SegmentGroup::new()));
-            if combinations.is_some() {
-                dense[index] = slot as u32;
-            } else {
-                sparse.insert(key, slot as u32);
+        for (v, out) in values.iter().zip(field_values.iter_mut()) {
+            v.fill(block, &mut out[..block.len()]);
+        }
+        for (i, &doc) in block.iter().enumerate() {
+            let mut key = [NONE; MAX_GROUP_BY];
+            let mut index = 0usize;
+            for ((slot, field), radix) in key.iter_mut().zip(&field_values).zip(&radices) {
+                *slot = field[i];
+                index = index * radix + slot.wrapping_add(1) as usize;
             }
-            slot
-        };
-        let duration = columns.duration.first(doc).unwrap_or(0);
-        let error = columns.errors.contains(doc);
-        let series_at = series.and_then(|s| {
-            let at = s.of(columns.start.first(doc)?)?;
-            Some((at, s.count))
-        });
-        out.groups[slot].1.record(doc, duration, error, series_at);
+            let known = if combinations.is_some() {
+                dense[index]
+            } else {
+                sparse.get(&key).copied().unwrap_or(NONE)
+            };
+            let slot = if known != NONE {
+                known as usize
+            } else if out.groups.len() >= MAX_GROUPS {
+                out.capped = true;
+                continue;
+            } else {
+                let slot = out.groups.len();
+                out.groups
+                    .push((key, SegmentGroup::new(first_bucket, last_bucket)));
+                if combinations.is_some() {
+                    dense[index] = slot as u32;
+                } else {
+                    sparse.insert(key, slot as u32);
+                }
+                slot
+            };
+            let duration = durations[i].unwrap_or(0);
+            let error = columns.errors.contains(doc);
+            let series_at = series.and_then(|s| Some((s.of(starts[i]?)?, s.count)));
+            out.groups[slot].1.record(doc, duration, error, series_at);
+        }
     }
     out
 }
