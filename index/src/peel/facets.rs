@@ -68,6 +68,9 @@ pub struct FieldInfo {
     pub exact: bool,
 }
 
+/// A field of a selection, with the counts of its values when they were counted exactly.
+pub(crate) type CountedField = (FieldInfo, Option<ValueCounts>);
+
 /// Counts of every value of one field, merged over segments and partitions.
 #[derive(Default)]
 pub(crate) struct ValueCounts {
@@ -193,7 +196,7 @@ impl Store {
         query: Option<&Expr>,
         start: u64,
         end: u64,
-    ) -> Result<(u64, Vec<(FieldInfo, Option<ValueCounts>)>), IndexError> {
+    ) -> Result<(u64, Vec<CountedField>), IndexError> {
         let (attr, resource) = match signal {
             Signal::Logs => (log_fields().attr, log_fields().resource),
             Signal::Spans => (span_fields().attr, span_fields().resource),
@@ -228,7 +231,7 @@ impl Store {
             }
         }
         let (total, counts) = self.value_counts(signal, query, start, end, &exact)?;
-        let mut fields: Vec<(FieldInfo, Option<ValueCounts>)> = exact
+        let mut fields: Vec<CountedField> = exact
             .into_iter()
             .zip(counts)
             .filter(|(_, c)| !c.counts.is_empty())
