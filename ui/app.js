@@ -170,7 +170,7 @@ function openPanel(panel, html, opener) {
   panel.querySelector(".close").addEventListener("click", closePanels);
   panelOpener = opener;
 }
-const PANELS = ["#details", "#span-details", "#call-details"];
+const PANELS = ["#details", "#span-details", "#call-details", "#log-compare-panel"];
 function closePanels() {
   const wasOpen = PANELS.some((p) => !$(p).hidden);
   for (const p of PANELS) $(p).hidden = true;
@@ -257,11 +257,17 @@ async function searchLogs(more) {
       getJSON("/api/v1/logs?" + url),
       more ? null : getJSON("/api/v1/logs/histogram?" + new URLSearchParams({ q: fq, start, end, buckets: "60" })),
     ]);
-    if (!more) { drawChips($("#log-chips"), filters); drawFacets($("#log-facets"), "logs", fq, start, end); }
+    if (!more) {
+      drawChips($("#log-chips"), filters);
+      drawFacets($("#log-facets"), "logs", fq, start, end);
+      // A comparison needs a selection: something typed or peeled.
+      $("#log-compare").hidden = !fq;
+      logCompareQuery = { q: fq, start, end };
+    }
     if (gen !== searchGen) return;
     err.hidden = true;
     const body = $("#logs tbody");
-    if (!more) { body.innerHTML = ""; $("#details").hidden = true; }
+    if (!more) { body.innerHTML = ""; $("#details").hidden = true; $("#log-compare-panel").hidden = true; }
     const mark = highlighter(q);
     for (const log of page.logs) body.appendChild(logRow(log, mark));
     logCursor = page.next_cursor;
@@ -727,6 +733,21 @@ async function drawFacets(el, signal, q, start, end) {
   }
 }
 
+// What marks the records on screen: field values more common in them than in the rest of the
+// time range. A value opens as a filter, like a facet's.
+let logCompareQuery = null;
+async function showLogComparison() {
+  if (!logCompareQuery) return;
+  const opener = $("#log-compare");
+  let c;
+  try { c = await getJSON("/api/v1/logs/compare?" + new URLSearchParams({ ...logCompareQuery, limit: "15" })); }
+  catch (e) { openPanel($("#log-compare-panel"), `<div class="error">${esc(e.message)}</div>`, opener); return; }
+  const rows = c.findings.map((f) => `<tr><td>${esc(f.field)}</td><td><button type="button" class="facet-value" data-field="${esc(f.field)}" data-value="${esc(f.value)}" title="only ${esc(f.field)}=${esc(f.value)}"><span class="v">${esc(f.value)}</span></button></td>` +
+    `<td>${fmtRatio(f.selection_share)}</td><td>${fmtRatio(f.baseline_share)}</td></tr>`).join("");
+  openPanel($("#log-compare-panel"), `<h4>What marks these ${c.selection_total} records against the other ${c.baseline_total}</h4>` +
+    (rows ? `<table class="kv compare"><tr><th>field</th><th>value</th><th>here</th><th>rest</th></tr>${rows}</table>` : `<div class="muted">nothing stands out</div>`), opener);
+}
+
 // ---------- service health ----------
 function sparkline(values, color) {
   const w = 120, h = 20, max = Math.max(...values.map((v) => v ?? 0), 1e-9);
@@ -996,7 +1017,8 @@ for (const el of [$("#service-map"), $("#call-list")]) {
   el.addEventListener("keydown", (e) => { if (e.key === "Enter") onMapActivate(e); });
 }
 $("#map-range").addEventListener("change", () => go("/map", { range: $("#map-range").value }));
-for (const el of [$("#log-facets"), $("#span-facets")]) el.addEventListener("click", onFacetClick);
+for (const el of [$("#log-facets"), $("#span-facets"), $("#log-compare-panel")]) el.addEventListener("click", onFacetClick);
+$("#log-compare").addEventListener("click", showLogComparison);
 for (const el of [$("#log-chips"), $("#span-chips")]) el.addEventListener("click", onChipClick);
 $("#health-range").addEventListener("change", () => go("/health", { range: $("#health-range").value }));
 $("#health-list").addEventListener("click", onHealthActivate);

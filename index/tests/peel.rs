@@ -58,17 +58,25 @@ fn span(host: u64, i: u64) -> SpanRow {
     SpanRow {
         trace_id,
         span_id: (n + 1).to_be_bytes().to_vec(),
-        name: if i % 2 == 0 { "GET /cart" } else { "POST /pay" }.into(),
+        name: if i.is_multiple_of(2) {
+            "GET /cart"
+        } else {
+            "POST /pay"
+        }
+        .into(),
         service: "checkout".into(),
         kind: 2,
         start_time_unix_nano: start,
         end_time_unix_nano: start + ms * MS,
-        status_code: if kernel(host) == "6.8" && i % 3 == 0 {
+        status_code: if kernel(host) == "6.8" && i.is_multiple_of(3) {
             2
         } else {
             1
         },
-        attributes: vec![int("http.status_code", if i % 5 == 0 { 404 } else { 200 })],
+        attributes: vec![int(
+            "http.status_code",
+            if i.is_multiple_of(5) { 404 } else { 200 },
+        )],
         resource: resource(host),
         ..Default::default()
     }
@@ -81,7 +89,7 @@ fn log(host: u64, i: u64) -> LogRow {
     LogRow {
         time_unix_nano: BASE + n * MS,
         service: "checkout".into(),
-        severity_number: if kernel(host) == "6.8" && i % 2 == 0 {
+        severity_number: if kernel(host) == "6.8" && i.is_multiple_of(2) {
             17
         } else {
             9

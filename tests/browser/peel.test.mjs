@@ -62,6 +62,20 @@ test("facets peel layers off a log search: a click keeps a value, Alt-click excl
   assert.match(await facetValue("resource.host.kernel", "6.8").textContent(), /75/);
   await screenshot(page, "peel-facets");
 
+  // What marks the errors against the other records: kernel 6.8, on every one of them.
+  await page.click("#log-compare");
+  const panel = page.locator("#log-compare-panel");
+  await panel.waitFor({ state: "visible" });
+  await page.waitForFunction(() => document.querySelectorAll("#log-compare-panel table.compare tr").length > 1);
+  // The event they log marks all of them and none of the rest; then kernel 6.8, on all of them
+  // and on 75 of the other 525 (its hosts' INFO records).
+  const top = await panel.locator("table.compare tr").evaluateAll((rows) => rows.slice(1, 3).map((r) => r.textContent));
+  assert.match(top[0], /event\s*CartFailed\s*100\.0 %\s*0\.0 %/);
+  assert.match(top[1], /resource\.host\.kernel\s*6\.8\s*100\.0 %\s*14\.3 %/);
+  assert.doesNotMatch(await panel.textContent(), /severity/, "the field the selection is made by is not compared");
+  await page.keyboard.press("Escape");
+  await panel.waitFor({ state: "hidden" });
+
   // Alt-click excludes one host: 15 records fewer.
   await facetValue("resource.host.name", "h15").click({ modifiers: ["Alt"] });
   await waitForCount(60);
