@@ -25,7 +25,8 @@ pub const BANDS: [&str; 7] = [
     "fatal",
 ];
 
-fn band_index(severity: u64) -> usize {
+/// Index into [`BANDS`] of a severity number.
+pub(crate) fn band_index(severity: u64) -> usize {
     match severity {
         1..=24 => (severity as usize - 1) / 4 + 1,
         _ => 0,

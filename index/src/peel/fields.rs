@@ -9,8 +9,8 @@ use tantivy::{DocSet, SegmentReader, TERMINATED, Term};
 
 use super::Selected;
 use super::columns::{BLOCK, ColumnField, column_field};
+use crate::aggregate::{BANDS, band_index};
 use crate::error::IndexError;
-use crate::severity::band_name;
 use crate::{Signal, log_fields, span_fields};
 
 /// A field whose values can be counted and grouped by: a fixed field of the signal, or any
@@ -273,15 +273,9 @@ pub(crate) fn segment_counts(
 
 /// Severity band counts, reported under the bands' names.
 fn report_bands(bands: [u64; 7], mut found: impl FnMut(&str, u64)) {
-    for (band, n) in bands.into_iter().enumerate() {
+    for (name, n) in BANDS.iter().zip(bands) {
         if n > 0 {
-            // Severity numbers 1, 5, 9, … start the bands.
-            let number = if band == 0 {
-                0
-            } else {
-                (band as i32 - 1) * 4 + 1
-            };
-            found(band_name(number), n);
+            found(name, n);
         }
     }
 }
@@ -348,13 +342,6 @@ pub(crate) fn segment_within(
     };
     let column: Column<u64> = reader.fast_fields().u64(name)?;
     Ok(column.min_value() >= start && column.max_value() < end)
-}
-
-fn band_index(severity: u64) -> usize {
-    match severity {
-        1..=24 => (severity as usize - 1) / 4 + 1,
-        _ => 0,
-    }
 }
 
 /// Calls `found` with each term under `prefix` (as text) that selected documents hold, and
