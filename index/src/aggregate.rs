@@ -299,7 +299,7 @@ impl Store {
             buckets,
         };
         let mut totals = vec![[0u64; 7]; buckets];
-        for partition in self.partitions_overlapping(Signal::Logs, start, end) {
+        for partition in self.partitions_overlapping(Signal::Logs, start, end)? {
             let counts = partition.searcher().search(&query, &collector)?;
             for (t, c) in totals.iter_mut().zip(counts) {
                 for band in 0..7 {
@@ -332,7 +332,7 @@ impl Store {
             };
             let query = filtered(None, signal, start, end)?;
             let mut found = KeyedFruit::new();
-            for partition in self.partitions_overlapping(signal, start, end) {
+            for partition in self.partitions_overlapping(signal, start, end)? {
                 merge_keyed(&mut found, partition.searcher().search(&query, &collector)?);
             }
             for (service, stats) in found {
@@ -375,7 +375,7 @@ impl Store {
                 with_details: false,
             };
             let mut found = KeyedFruit::new();
-            for partition in self.partitions_overlapping(Signal::Spans, start, end) {
+            for partition in self.partitions_overlapping(Signal::Spans, start, end)? {
                 merge_keyed(&mut found, partition.searcher().search(&query, &collector)?);
             }
             for name in found.into_keys() {
@@ -400,7 +400,7 @@ impl Store {
             with_details: true,
         };
         let mut found = KeyedFruit::new();
-        for partition in self.partitions_overlapping(Signal::Logs, start, end) {
+        for partition in self.partitions_overlapping(Signal::Logs, start, end)? {
             merge_keyed(&mut found, partition.searcher().search(&query, &collector)?);
         }
         Ok(found.into_iter().collect())
@@ -422,7 +422,7 @@ impl Store {
             with_details: false,
         };
         let mut found = KeyedFruit::new();
-        for partition in self.partitions_overlapping(Signal::Logs, start, end) {
+        for partition in self.partitions_overlapping(Signal::Logs, start, end)? {
             merge_keyed(&mut found, partition.searcher().search(query, &collector)?);
         }
         Ok(found.into_iter().map(|(k, v)| (k, v.count)).collect())

@@ -25,6 +25,17 @@ pub enum IndexError {
     /// The bytes given as a batch's encoding are not the encoding of that batch's rows.
     #[error("the encoded batch does not match its rows")]
     BatchEncoding,
+    /// A split file is damaged or is not a split.
+    #[error("split {path} is damaged: {reason}")]
+    Split {
+        /// The split file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A partition that lives only in object storage could not be fetched.
+    #[error("{0}")]
+    Remote(String),
     /// The query is well formed but cannot be run (unknown field, bad value).
     #[error("{0}")]
     Query(#[from] crate::query::QueryError),

@@ -8,7 +8,10 @@
 //!   store and columns, and rebuilds it; `ids`: ID lookups in either format.
 //! - `partition`: one hour of one signal, with the WAL position of its last commit.
 //! - [`store`]: all partitions; writing (within a cap on open writers), commit and checkpoint,
-//!   rollback after a failure, retention.
+//!   rollback after a failure, retention; with object storage, sealing, eviction from the
+//!   local cache and fetching back (the storage itself is the caller's, behind
+//!   [`store::SplitFetcher`]).
+//! - [`split`]: a sealed partition packed into one file (files + footer), and unpacked.
 //! - [`faults`]: faults on demand for tests (full disk, failing writes), and the tantivy
 //!   directory that injects them.
 //! - [`query`]: the query language (`service:checkout severity>=WARN "card declined"`), parsed
@@ -43,6 +46,7 @@ mod rows;
 mod schema;
 mod search;
 pub mod severity;
+pub mod split;
 pub mod store;
 mod traces;
 

@@ -99,6 +99,57 @@ pub(crate) struct Partition {
     committed_lsn: AtomicU64,
     /// Calls between services completed by this partition's rows.
     calls: Mutex<PartitionCalls>,
+    /// What object storage has of this partition (unused without it).
+    pub(crate) publication: Publication,
+}
+
+/// How far a partition's rows are in object storage. Positions are WAL positions; `u64::MAX`
+/// means none. The WAL is kept from the least of them on (see `Store::wal_floor`).
+pub(crate) struct Publication {
+    /// First position of rows added since the last snapshot taken for a split.
+    pub(crate) unpublished_from: AtomicU64,
+    /// First position of rows in a snapshot being uploaded.
+    pub(crate) in_flight_from: AtomicU64,
+    /// The published split that holds this partition as of its last publication.
+    pub(crate) split_id: Mutex<Option<String>>,
+}
+
+impl Publication {
+    fn new(has_rows: bool) -> Self {
+        Publication {
+            // Rows committed before this process started are unpublished until the metastore
+            // says otherwise; 0 keeps every WAL entry still present for them.
+            unpublished_from: AtomicU64::new(if has_rows { 0 } else { u64::MAX }),
+            in_flight_from: AtomicU64::new(u64::MAX),
+            split_id: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn note_rows_from(&self, lsn: u64) {
+        self.unpublished_from.fetch_min(lsn, Ordering::AcqRel);
+    }
+
+    /// The least position this partition still needs kept in the WAL.
+    pub(crate) fn floor(&self) -> u64 {
+        self.unpublished_from
+            .load(Ordering::Acquire)
+            .min(self.in_flight_from.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn is_clean(&self) -> bool {
+        self.floor() == u64::MAX
+    }
+
+    pub(crate) fn split_id(&self) -> Option<String> {
+        self.split_id
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_split_id(&self, id: Option<String>) {
+        *self.split_id.lock().unwrap_or_else(|p| p.into_inner()) = id;
+    }
 }
 
 /// A partition's calls: as committed, recorded since, and the position of the file holding
@@ -249,6 +300,7 @@ impl Partition {
             writer: Mutex::new(WriterState::default()),
             writer_memory_bytes: writer_memory_bytes.max(MIN_WRITER_MEMORY_BYTES),
             committed_lsn: AtomicU64::new(committed_lsn),
+            publication: Publication::new(committed_lsn > 0),
             raw,
             calls: Mutex::new(PartitionCalls {
                 committed: calls,
@@ -306,6 +358,11 @@ impl Partition {
 
     pub(crate) fn committed_lsn(&self) -> u64 {
         self.committed_lsn.load(Ordering::Acquire)
+    }
+
+    /// Documents committed.
+    pub(crate) fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
     }
 
     pub(crate) fn searcher(&self) -> tantivy::Searcher {

@@ -164,7 +164,7 @@ impl Store {
             // The rest of the cursor's time group first, then strictly older records.
             let t = cursor.time_unix_nano;
             if t >= start && t < end {
-                for partition in self.partitions_overlapping(Signal::Logs, t, t + 1) {
+                for partition in self.partitions_overlapping(Signal::Logs, t, t + 1)? {
                     let mut ties =
                         partition_hits(&partition.searcher(), &*matcher, t, t + 1, MAX_TIES)?;
                     ties.retain(|h| h.key < cursor);
@@ -214,7 +214,7 @@ impl Store {
         }
         // Partitions do not overlap in time, so walking them newest first and stopping once
         // the page is full yields the newest records overall.
-        for partition in self.partitions_overlapping(Signal::Logs, start, end) {
+        for partition in self.partitions_overlapping(Signal::Logs, start, end)? {
             if hits.len() > limit {
                 break;
             }
@@ -240,7 +240,7 @@ impl Store {
     ) -> Result<TraceRows, IndexError> {
         let mut rows = TraceRows::default();
         let span_query = IdQuery::new(Signal::Spans, IdKind::Trace, trace_id);
-        for partition in self.partitions_overlapping(Signal::Spans, 0, u64::MAX) {
+        for partition in self.partitions_overlapping(Signal::Spans, 0, u64::MAX)? {
             let searcher = partition.searcher();
             let hits = searcher.search(
                 &span_query,
@@ -252,7 +252,7 @@ impl Store {
             }
         }
         let log_query = IdQuery::new(Signal::Logs, IdKind::Trace, trace_id);
-        for partition in self.partitions_overlapping(Signal::Logs, 0, u64::MAX) {
+        for partition in self.partitions_overlapping(Signal::Logs, 0, u64::MAX)? {
             let searcher = partition.searcher();
             let hits = searcher.search(
                 &log_query,

@@ -41,10 +41,70 @@ struct PartitionRows {
     spans: Vec<usize>,
 }
 
+/// Where partitions fetched back from object storage are unpacked before they move into place.
+const FETCH_DIR: &str = "fetching";
+
+/// Downloads splits from object storage; weft's storage layer implements it.
+pub trait SplitFetcher: Send + Sync {
+    /// Writes the split `id` to the file `dest`. The error says why it could not.
+    fn fetch(&self, id: &str, dest: &Path) -> Result<(), String>;
+}
+
+/// A partition whose only copy is a published split.
+#[derive(Clone, Debug)]
+struct RemoteSplit {
+    id: String,
+}
+
+/// A published split, as the metastore lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishedSplit {
+    /// Its ID (also its object's name).
+    pub id: String,
+    /// Which signal it holds.
+    pub signal: Signal,
+    /// The start of its partition's hour.
+    pub start_unix_nano: u64,
+    /// The WAL position its partition was committed through.
+    pub committed_lsn: u64,
+}
+
+/// A consistent copy of a sealed partition, ready to be packed and uploaded.
+#[derive(Clone, Debug)]
+pub struct SealedSnapshot {
+    /// Which signal.
+    pub signal: Signal,
+    /// The start of its hour.
+    pub start_unix_nano: u64,
+    /// The WAL position it is committed through.
+    pub committed_lsn: u64,
+    /// Documents in it.
+    pub docs: u64,
+    /// A directory of hard links to its files, the caller's to pack and delete.
+    pub dir: PathBuf,
+    /// The published split this one replaces (rows arrived after it was published).
+    pub replaces: Option<String>,
+}
+
+/// What one eviction round removed from the local disk.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Evicted {
+    /// Partitions whose local copy was deleted.
+    pub partitions: usize,
+    /// Bytes freed.
+    pub bytes: u64,
+}
+
 /// The partitions of both signals, and the checkpoint.
 pub struct Store {
     root: PathBuf,
     partitions: RwLock<BTreeMap<PartitionKey, Arc<Partition>>>,
+    /// Partitions kept only in object storage; fetched into `partitions` when a query or a
+    /// late row needs them.
+    remote: RwLock<BTreeMap<PartitionKey, RemoteSplit>>,
+    fetcher: RwLock<Option<Arc<dyn SplitFetcher>>>,
+    /// One fetch at a time, so that two queries never download the same split twice.
+    fetch_lock: Mutex<()>,
     checkpoint: AtomicU64,
     options: StoreOptions,
     /// Pairs spans with their parents across batches, finding calls between services.
@@ -61,6 +121,9 @@ pub struct StoreOptions {
     pub writer_memory_bytes: usize,
     /// Faults to inject into partition directories and the checkpoint file.
     pub faults: Option<Arc<Faults>>,
+    /// Partitions go to object storage: the WAL is kept until they are published there
+    /// ([`Store::wal_floor`]).
+    pub object_storage: bool,
 }
 
 impl Default for StoreOptions {
@@ -69,6 +132,7 @@ impl Default for StoreOptions {
             max_open_writers: 4,
             writer_memory_bytes: 256 << 20,
             faults: None,
+            object_storage: false,
         }
     }
 }
@@ -105,8 +169,10 @@ pub struct RemovedPartition {
     pub signal: Signal,
     /// Its start time.
     pub start_unix_nano: u64,
-    /// Bytes it used.
+    /// Bytes it used on the local disk.
     pub bytes: u64,
+    /// Its published split, to be deleted from object storage too.
+    pub split_id: Option<String>,
 }
 
 impl Store {
@@ -141,6 +207,11 @@ impl Store {
                 partitions.insert((signal, start), Arc::new(partition));
             }
         }
+        // A fetch cut short by a crash leaves only a partial copy here.
+        let fetching = root.join(FETCH_DIR);
+        if fetching.exists() {
+            std::fs::remove_dir_all(&fetching)?;
+        }
         let checkpoint = read_checkpoint(&root.join(CHECKPOINT_FILE))?;
         tracing::info!(
             partitions = partitions.len(),
@@ -150,6 +221,9 @@ impl Store {
         Ok(Store {
             root: root.to_path_buf(),
             partitions: RwLock::new(partitions),
+            remote: RwLock::new(BTreeMap::new()),
+            fetcher: RwLock::new(None),
+            fetch_lock: Mutex::new(()),
             checkpoint: AtomicU64::new(checkpoint),
             options,
             calls: Mutex::new(CallTracker::default()),
@@ -209,6 +283,7 @@ impl Store {
             if partition.committed_lsn() > lsn_start {
                 continue;
             }
+            partition.publication.note_rows_from(lsn_start);
             if !rows.spans.is_empty() {
                 let mut tracker = self.tracker();
                 let mut calls = Vec::new();
@@ -331,18 +406,12 @@ impl Store {
         if let Some(p) = self.partitions.read().expect("lock poisoned").get(&key) {
             return Ok(p.clone());
         }
-        let (signal, start) = key;
-        let dir = self
-            .root
-            .join(signal.dir_name())
-            .join(partition::dir_name(start));
-        let partition = Arc::new(Partition::open(
-            signal,
-            start,
-            &dir,
-            self.options.memory_per_writer(),
-            self.options.faults.as_ref(),
-        )?);
+        // A late row for an hour kept only in object storage: fetch it back and add to it;
+        // its next split replaces the published one.
+        if let Some(p) = self.fetch_remote(key)? {
+            return Ok(p);
+        }
+        let partition = self.open_partition(key)?;
         self.partitions
             .write()
             .expect("lock poisoned")
@@ -415,6 +484,27 @@ impl Store {
             }
         }
         let mut removed = Vec::new();
+        let expired_remote: Vec<(PartitionKey, RemoteSplit)> = {
+            let mut remote = self.remote.write().expect("lock poisoned");
+            let keys: Vec<PartitionKey> = remote
+                .keys()
+                .filter(|(_, start)| {
+                    start.saturating_add(crate::PARTITION_NANOS) <= policy.min_time_unix_nano
+                })
+                .copied()
+                .collect();
+            keys.into_iter()
+                .filter_map(|k| remote.remove(&k).map(|r| (k, r)))
+                .collect()
+        };
+        for ((signal, start_unix_nano), split) in expired_remote {
+            removed.push(RemovedPartition {
+                signal,
+                start_unix_nano,
+                bytes: 0,
+                split_id: Some(split.id),
+            });
+        }
         for p in doomed {
             let bytes = p.disk_bytes();
             self.partitions
@@ -435,9 +525,274 @@ impl Store {
                 signal: p.signal,
                 start_unix_nano: p.start_ns,
                 bytes,
+                split_id: p.publication.split_id(),
             });
         }
         Ok(removed)
+    }
+
+    /// Sets where partitions kept only in object storage are fetched from.
+    pub fn set_fetcher(&self, fetcher: Arc<dyn SplitFetcher>) {
+        *self.fetcher.write().expect("lock poisoned") = Some(fetcher);
+    }
+
+    /// Takes in what the metastore has published, once at start. A local partition committed
+    /// exactly through its split is clean (nothing to upload); one with rows beyond it will be
+    /// sealed again and replace it; a split with no local copy, or with more than the local
+    /// copy (a stale disk), is served from object storage.
+    pub fn adopt_published(&self, splits: &[PublishedSplit]) -> Result<(), IndexError> {
+        for split in splits {
+            let key = (split.signal, split.start_unix_nano);
+            let local = self
+                .partitions
+                .read()
+                .expect("lock poisoned")
+                .get(&key)
+                .cloned();
+            match local {
+                Some(p) if p.committed_lsn() == split.committed_lsn => {
+                    p.publication
+                        .unpublished_from
+                        .store(u64::MAX, Ordering::Release);
+                    p.publication.set_split_id(Some(split.id.clone()));
+                }
+                Some(p) if p.committed_lsn() > split.committed_lsn => {
+                    p.publication.set_split_id(Some(split.id.clone()));
+                }
+                local => {
+                    if let Some(p) = local {
+                        tracing::warn!(
+                            dir = %p.dir.display(),
+                            local_lsn = p.committed_lsn(),
+                            split_lsn = split.committed_lsn,
+                            "local partition is behind its published split; using the split"
+                        );
+                        self.partitions.write().expect("lock poisoned").remove(&key);
+                        p.close_writer();
+                        std::fs::remove_dir_all(&p.dir)?;
+                    }
+                    self.remote.write().expect("lock poisoned").insert(
+                        key,
+                        RemoteSplit {
+                            id: split.id.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the partitions whose hour ended before `sealed_before` and that hold rows not yet
+    /// in object storage: closes their writer and links their files into a directory under
+    /// `staging`, one per partition. Call it right after a commit, from the thread that
+    /// writes. Until [`Store::mark_published`], the WAL is kept from their first new row on.
+    pub fn seal(
+        &self,
+        sealed_before: u64,
+        staging: &Path,
+    ) -> Result<Vec<SealedSnapshot>, IndexError> {
+        let mut sealed = Vec::new();
+        for p in self.all_partitions() {
+            let publication = &p.publication;
+            let unpublished_from = publication.unpublished_from.load(Ordering::Acquire);
+            if p.end_ns() > sealed_before
+                || unpublished_from == u64::MAX
+                || publication.in_flight_from.load(Ordering::Acquire) != u64::MAX
+                || p.uncommitted_docs() > 0
+            {
+                continue;
+            }
+            // Merges finish and the directory stops changing before it is linked.
+            p.close_writer();
+            let committed_lsn = p.committed_lsn();
+            let docs = p.num_docs();
+            if docs == 0 {
+                publication
+                    .unpublished_from
+                    .store(u64::MAX, Ordering::Release);
+                continue;
+            }
+            let name = format!(
+                "{}-{}-{committed_lsn}",
+                p.signal.dir_name(),
+                partition::dir_name(p.start_ns)
+            );
+            let dir = crate::split::link_snapshot(&p.dir, &staging.join(name))?;
+            publication
+                .in_flight_from
+                .store(unpublished_from, Ordering::Release);
+            publication
+                .unpublished_from
+                .store(u64::MAX, Ordering::Release);
+            sealed.push(SealedSnapshot {
+                signal: p.signal,
+                start_unix_nano: p.start_ns,
+                committed_lsn,
+                docs,
+                dir,
+                replaces: publication.split_id(),
+            });
+        }
+        Ok(sealed)
+    }
+
+    /// Records that the snapshot of a partition is published as split `id`: the WAL behind it
+    /// may go, and the local copy may be evicted.
+    pub fn mark_published(&self, signal: Signal, start_unix_nano: u64, id: &str) {
+        let map = self.partitions.read().expect("lock poisoned");
+        if let Some(p) = map.get(&(signal, start_unix_nano)) {
+            p.publication.set_split_id(Some(id.to_string()));
+            p.publication
+                .in_flight_from
+                .store(u64::MAX, Ordering::Release);
+        }
+    }
+
+    /// The WAL position before which no entry is needed any more: the checkpoint, or, with
+    /// object storage, the first row of any partition not yet published.
+    pub fn wal_floor(&self) -> u64 {
+        let checkpoint = self.checkpoint();
+        if !self.options.object_storage {
+            return checkpoint;
+        }
+        self.all_partitions()
+            .iter()
+            .map(|p| p.publication.floor())
+            .fold(checkpoint, u64::min)
+    }
+
+    /// Deletes the local copies of published partitions, oldest first, until the partitions on
+    /// disk take at most `max_local_bytes`. Their splits serve them from then on. Call it
+    /// from the thread that writes.
+    pub fn evict(&self, max_local_bytes: u64) -> Result<Evicted, IndexError> {
+        let all = self.all_partitions();
+        let mut total: u64 = all.iter().map(|p| p.disk_bytes()).sum();
+        let mut candidates: Vec<Arc<Partition>> = all
+            .into_iter()
+            .filter(|p| p.publication.is_clean() && !p.has_writer())
+            .collect();
+        candidates.sort_by_key(|p| p.start_ns);
+        let mut evicted = Evicted::default();
+        for p in candidates {
+            if total <= max_local_bytes {
+                break;
+            }
+            let Some(id) = p.publication.split_id() else {
+                continue;
+            };
+            let key = (p.signal, p.start_ns);
+            let bytes = p.disk_bytes();
+            {
+                let mut map = self.partitions.write().expect("lock poisoned");
+                // A late row may have opened its writer since the candidates were listed.
+                if p.has_writer() || !p.publication.is_clean() {
+                    continue;
+                }
+                map.remove(&key);
+                self.remote
+                    .write()
+                    .expect("lock poisoned")
+                    .insert(key, RemoteSplit { id });
+            }
+            // Searches holding the partition keep their open files until they finish.
+            std::fs::remove_dir_all(&p.dir)?;
+            total = total.saturating_sub(bytes);
+            evicted.partitions += 1;
+            evicted.bytes += bytes;
+        }
+        Ok(evicted)
+    }
+
+    fn partition_dir(&self, (signal, start): PartitionKey) -> PathBuf {
+        self.root
+            .join(signal.dir_name())
+            .join(partition::dir_name(start))
+    }
+
+    /// Opens (or creates) the partition of `key` in its directory.
+    fn open_partition(&self, key: PartitionKey) -> Result<Arc<Partition>, IndexError> {
+        Ok(Arc::new(Partition::open(
+            key.0,
+            key.1,
+            &self.partition_dir(key),
+            self.options.memory_per_writer(),
+            self.options.faults.as_ref(),
+        )?))
+    }
+
+    /// Partitions kept only in object storage.
+    pub fn remote_count(&self) -> usize {
+        self.remote.read().expect("lock poisoned").len()
+    }
+
+    /// Brings a partition kept only in object storage back to the local disk and opens it.
+    /// `None` when the partition is not remote.
+    fn fetch_remote(&self, key: PartitionKey) -> Result<Option<Arc<Partition>>, IndexError> {
+        if !self
+            .remote
+            .read()
+            .expect("lock poisoned")
+            .contains_key(&key)
+        {
+            return Ok(None);
+        }
+        let _one_at_a_time = self.fetch_lock.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = self.partitions.read().expect("lock poisoned").get(&key) {
+            return Ok(Some(p.clone()));
+        }
+        let Some(remote) = self
+            .remote
+            .read()
+            .expect("lock poisoned")
+            .get(&key)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let (signal, start) = key;
+        let Some(fetcher) = self.fetcher.read().expect("lock poisoned").clone() else {
+            return Err(IndexError::Remote(format!(
+                "split {} is in object storage, which is not configured",
+                remote.id
+            )));
+        };
+        let staging = self.root.join(FETCH_DIR);
+        std::fs::create_dir_all(&staging)?;
+        let file = staging.join(format!("{}.split", remote.id));
+        let unpacked = staging.join(&remote.id);
+        if unpacked.exists() {
+            std::fs::remove_dir_all(&unpacked)?;
+        }
+        fetcher.fetch(&remote.id, &file).map_err(|reason| {
+            IndexError::Remote(format!(
+                "data of {} from {} is in object storage, which cannot be read now: {reason}",
+                signal.dir_name(),
+                partition::dir_name(start)
+            ))
+        })?;
+        let unpacked_result = crate::split::unpack(&file, &unpacked);
+        let _ = std::fs::remove_file(&file);
+        unpacked_result?;
+        let dir = self.partition_dir(key);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        std::fs::rename(&unpacked, &dir)?;
+        std::fs::File::open(self.root.join(signal.dir_name()))?.sync_all()?;
+        let partition = self.open_partition(key)?;
+        partition
+            .publication
+            .unpublished_from
+            .store(u64::MAX, Ordering::Release);
+        partition.publication.set_split_id(Some(remote.id.clone()));
+        self.partitions
+            .write()
+            .expect("lock poisoned")
+            .insert(key, partition.clone());
+        self.remote.write().expect("lock poisoned").remove(&key);
+        tracing::info!(split = %remote.id, "partition fetched from object storage");
+        Ok(Some(partition))
     }
 
     /// Bytes all partitions use on disk.
@@ -469,19 +824,32 @@ impl Store {
             .collect()
     }
 
-    /// Partitions of `signal` overlapping `[start, end)`, newest first.
+    /// Partitions of `signal` overlapping `[start, end)`, newest first. Partitions kept only
+    /// in object storage are fetched first; when that fails, so does the query, with
+    /// [`IndexError::Remote`].
     pub(crate) fn partitions_overlapping(
         &self,
         signal: Signal,
         start: u64,
         end: u64,
-    ) -> Vec<Arc<Partition>> {
-        let map = self.partitions.read().expect("lock poisoned");
+    ) -> Result<Vec<Arc<Partition>>, IndexError> {
         let first = partition_start(start);
-        map.range((signal, first)..(signal, end))
+        let remote: Vec<PartitionKey> = self
+            .remote
+            .read()
+            .expect("lock poisoned")
+            .range((signal, first)..(signal, end))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in remote {
+            self.fetch_remote(key)?;
+        }
+        let map = self.partitions.read().expect("lock poisoned");
+        Ok(map
+            .range((signal, first)..(signal, end))
             .map(|(_, p)| p.clone())
             .rev()
-            .collect()
+            .collect())
     }
 }
 

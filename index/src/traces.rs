@@ -182,9 +182,11 @@ impl Store {
         let mut candidates: Vec<[u8; 16]> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut candidates_capped = false;
-        'partitions: for partition in
-            self.partitions_overlapping(Signal::Spans, search.start_unix_nano, search.end_unix_nano)
-        {
+        'partitions: for partition in self.partitions_overlapping(
+            Signal::Spans,
+            search.start_unix_nano,
+            search.end_unix_nano,
+        )? {
             let searcher = partition.searcher();
             // Format 2 keeps a span's whole trace ID in a column of its own.
             let trace_column = match Format::of_checked_schema(searcher.schema()) {
@@ -252,7 +254,7 @@ impl Store {
     fn summarize(&self, id: &[u8; 16], start: u64, end: u64) -> Result<TraceSummary, IndexError> {
         let span_query = IdQuery::new(Signal::Spans, IdKind::Trace, id);
         let mut spans: Vec<SpanRow> = Vec::new();
-        for partition in self.partitions_overlapping(Signal::Spans, start, end) {
+        for partition in self.partitions_overlapping(Signal::Spans, start, end)? {
             let searcher = partition.searcher();
             let hits = searcher.search(
                 &span_query,

@@ -313,6 +313,7 @@ fn small_store(dir: &std::path::Path, faults: Option<std::sync::Arc<Faults>>) ->
             max_open_writers: 3,
             writer_memory_bytes: 64 << 20,
             faults,
+            object_storage: false,
         },
     )
     .unwrap()

@@ -1,0 +1,241 @@
+//! Splits: a sealed partition packed into one immutable file, the unit weft keeps in object
+//! storage.
+//!
+//! ```text
+//! [file 0 bytes][file 1 bytes]…[footer: JSON][footer length: u64 LE][magic "WEFTSPL1"]
+//! ```
+//! The footer names each file with its offset and length, so a reader holding the last 16
+//! bytes and the footer can find any file with one ranged read. Files are the partition's
+//! directory as of a commit: tantivy's segments and `meta.json`, and weft's own (`weft-format`,
+//! the calls table). Unpacking writes them back into a directory that opens as a partition.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::IndexError;
+
+/// The last 8 bytes of every split.
+const MAGIC: &[u8; 8] = b"WEFTSPL1";
+/// Footer length and magic.
+const TRAILER_LEN: u64 = 16;
+/// A footer larger than this is damage, not a partition (a partition has tens of files).
+const MAX_FOOTER_BYTES: u64 = 16 << 20;
+
+/// One file inside a split.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitFile {
+    /// Its name in the partition directory.
+    pub name: String,
+    /// Where its bytes start in the split.
+    pub offset: u64,
+    /// How many bytes it has.
+    pub len: u64,
+}
+
+/// The table at the end of a split.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitFooter {
+    /// The files, in the order their bytes appear.
+    pub files: Vec<SplitFile>,
+}
+
+fn damaged(path: &Path, reason: impl std::fmt::Display) -> IndexError {
+    IndexError::Split {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+/// A file name a split may carry: a plain name, never a path.
+fn acceptable_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\', '\0'])
+        && !name.ends_with(".lock")
+}
+
+/// Packs every file of `dir` (a partition snapshot) into the split `out`, fsynced.
+/// Returns the split's size in bytes.
+pub fn pack(dir: &Path, out: &Path) -> Result<u64, IndexError> {
+    let mut names: Vec<String> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        if let Some(name) = entry.file_name().to_str().filter(|n| acceptable_name(n)) {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    let mut writer = BufWriter::new(File::create(out)?);
+    let mut files = Vec::with_capacity(names.len());
+    let mut offset = 0u64;
+    for name in names {
+        let mut file = File::open(dir.join(&name))?;
+        let len = std::io::copy(&mut file, &mut writer)?;
+        files.push(SplitFile { name, offset, len });
+        offset += len;
+    }
+    let footer = serde_json::to_vec(&SplitFooter { files }).map_err(std::io::Error::other)?;
+    writer.write_all(&footer)?;
+    writer.write_all(&(footer.len() as u64).to_le_bytes())?;
+    writer.write_all(MAGIC)?;
+    let file = writer.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(offset + footer.len() as u64 + TRAILER_LEN)
+}
+
+/// Reads and checks the footer of the split at `path`.
+pub fn read_footer(path: &Path) -> Result<SplitFooter, IndexError> {
+    let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
+    if size < TRAILER_LEN {
+        return Err(damaged(path, "shorter than a split's trailer"));
+    }
+    file.seek(SeekFrom::Start(size - TRAILER_LEN))?;
+    let mut trailer = [0u8; TRAILER_LEN as usize];
+    file.read_exact(&mut trailer)?;
+    if &trailer[8..] != MAGIC {
+        return Err(damaged(path, "no split magic at its end"));
+    }
+    let footer_len = u64::from_le_bytes(trailer[..8].try_into().expect("8 bytes"));
+    if footer_len > MAX_FOOTER_BYTES || footer_len > size - TRAILER_LEN {
+        return Err(damaged(
+            path,
+            format!("footer length {footer_len} out of range"),
+        ));
+    }
+    let body_len = size - TRAILER_LEN - footer_len;
+    file.seek(SeekFrom::Start(body_len))?;
+    let mut footer = vec![0u8; footer_len as usize];
+    file.read_exact(&mut footer)?;
+    let footer: SplitFooter =
+        serde_json::from_slice(&footer).map_err(|e| damaged(path, format!("footer: {e}")))?;
+    for f in &footer.files {
+        if !acceptable_name(&f.name) {
+            return Err(damaged(
+                path,
+                format!("file name {:?} is not allowed", f.name),
+            ));
+        }
+        let end = f.offset.checked_add(f.len);
+        if end.is_none_or(|end| end > body_len) {
+            return Err(damaged(path, format!("{} lies outside the split", f.name)));
+        }
+    }
+    Ok(footer)
+}
+
+/// Writes the files of the split at `path` into the new directory `dest`, fsynced.
+/// `dest` must not exist; on failure it is removed again.
+pub fn unpack(path: &Path, dest: &Path) -> Result<(), IndexError> {
+    let footer = read_footer(path)?;
+    std::fs::create_dir(dest)?;
+    let result = (|| -> Result<(), IndexError> {
+        let mut split = File::open(path)?;
+        for f in &footer.files {
+            split.seek(SeekFrom::Start(f.offset))?;
+            let mut out = File::create(dest.join(&f.name))?;
+            let copied = std::io::copy(&mut (&mut split).take(f.len), &mut out)?;
+            if copied != f.len {
+                return Err(damaged(path, format!("{} is cut short", f.name)));
+            }
+            out.sync_all()?;
+        }
+        File::open(dest)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(dest);
+    }
+    result
+}
+
+/// A hard-linked copy of a quiescent partition directory: tantivy never rewrites a file in
+/// place, so the links keep this commit's files whatever the partition does afterwards.
+pub(crate) fn link_snapshot(dir: &Path, dest: &Path) -> Result<PathBuf, IndexError> {
+    if dest.exists() {
+        std::fs::remove_dir_all(dest)?;
+    }
+    std::fs::create_dir_all(dest)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_file() {
+            continue;
+        }
+        let name = entry.file_name();
+        if name.to_str().is_some_and(acceptable_name) {
+            std::fs::hard_link(entry.path(), dest.join(&name))?;
+        }
+    }
+    Ok(dest.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packs_and_unpacks_every_file_and_refuses_damage() -> Result<(), IndexError> {
+        let tmp = tempfile::tempdir()?;
+        let src = tmp.path().join("src");
+        std::fs::create_dir(&src)?;
+        std::fs::write(src.join("meta.json"), b"{\"segments\":[]}")?;
+        std::fs::write(src.join("a.idx"), vec![7u8; 10_000])?;
+        std::fs::write(src.join("empty"), b"")?;
+        std::fs::write(src.join(".tantivy-writer.lock"), b"")?;
+        let split = tmp.path().join("x.split");
+        let size = pack(&src, &split)?;
+        assert_eq!(size, std::fs::metadata(&split)?.len());
+        let footer = read_footer(&split)?;
+        let names: Vec<&str> = footer.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["a.idx", "empty", "meta.json"],
+            "locks are not packed"
+        );
+
+        let dest = tmp.path().join("dest");
+        unpack(&split, &dest)?;
+        assert_eq!(std::fs::read(dest.join("a.idx"))?, vec![7u8; 10_000]);
+        assert_eq!(std::fs::read(dest.join("meta.json"))?, b"{\"segments\":[]}");
+        assert_eq!(std::fs::read(dest.join("empty"))?, b"");
+
+        // A split cut short loses its trailer and is refused, leaving no directory behind.
+        let bytes = std::fs::read(&split)?;
+        let cut = tmp.path().join("cut.split");
+        std::fs::write(&cut, &bytes[..bytes.len() - 3])?;
+        let dest2 = tmp.path().join("dest2");
+        assert!(matches!(
+            unpack(&cut, &dest2),
+            Err(IndexError::Split { .. })
+        ));
+        assert!(!dest2.exists());
+
+        // A footer naming a path outside the directory is refused.
+        let evil_footer = serde_json::to_vec(&SplitFooter {
+            files: vec![SplitFile {
+                name: "../escape".into(),
+                offset: 0,
+                len: 1,
+            }],
+        })
+        .map_err(std::io::Error::other)?;
+        let mut evil = vec![0u8];
+        evil.extend_from_slice(&evil_footer);
+        evil.extend_from_slice(&(evil_footer.len() as u64).to_le_bytes());
+        evil.extend_from_slice(MAGIC);
+        let evil_path = tmp.path().join("evil.split");
+        std::fs::write(&evil_path, evil)?;
+        assert!(matches!(
+            read_footer(&evil_path),
+            Err(IndexError::Split { .. })
+        ));
+        Ok(())
+    }
+}

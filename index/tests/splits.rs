@@ -1,0 +1,307 @@
+//! Sealed partitions as splits: sealing, packing, publishing, eviction from the local disk,
+//! fetching back for a query or a late row, replacement, and what a failed fetch does. Object
+//! storage is stood in for by a directory of split files, behind the same `SplitFetcher` the
+//! server uses.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+use weft_index::query::parse;
+use weft_index::store::{PublishedSplit, SealedSnapshot, SplitFetcher};
+use weft_index::{
+    IndexError, LogRow, LogSearch, PARTITION_NANOS, RetentionPolicy, RowBatch, Signal, SpanRow,
+    Store, StoreOptions, split,
+};
+
+const HOUR: u64 = PARTITION_NANOS;
+const BASE: u64 = 1_800_000_000 * 1_000_000_000 / HOUR * HOUR;
+
+fn log(time: u64, body: &str, trace: u8) -> LogRow {
+    LogRow {
+        time_unix_nano: time,
+        service: "svc".into(),
+        severity_number: 9,
+        body: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(body.into())),
+        }),
+        trace_id: vec![trace; 16],
+        ..Default::default()
+    }
+}
+
+fn span(start: u64, trace: u8, id: u8) -> SpanRow {
+    SpanRow {
+        trace_id: vec![trace; 16],
+        span_id: vec![id; 8],
+        name: format!("op{id}"),
+        service: "svc".into(),
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 1000,
+        ..Default::default()
+    }
+}
+
+fn bodies(store: &Store, q: &str) -> Result<Vec<String>, IndexError> {
+    Ok(store
+        .search_logs(&LogSearch {
+            query: parse(q).expect("query parses"),
+            start_unix_nano: 0,
+            end_unix_nano: u64::MAX,
+            limit: 100,
+            cursor: None,
+        })?
+        .logs
+        .iter()
+        .map(LogRow::body_text)
+        .collect())
+}
+
+/// A directory of split files standing in for a bucket; it can be made unreachable.
+struct Bucket {
+    dir: PathBuf,
+    down: AtomicBool,
+    fetches: AtomicUsize,
+}
+
+impl Bucket {
+    fn put(&self, snapshot: &SealedSnapshot) -> String {
+        let id = snapshot
+            .dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("snapshot dirs are named")
+            .to_string();
+        split::pack(&snapshot.dir, &self.dir.join(format!("{id}.split"))).expect("packs");
+        std::fs::remove_dir_all(&snapshot.dir).expect("snapshot removed");
+        id
+    }
+}
+
+impl SplitFetcher for Bucket {
+    fn fetch(&self, id: &str, dest: &Path) -> Result<(), String> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err("connection refused".into());
+        }
+        self.fetches.fetch_add(1, Ordering::SeqCst);
+        std::fs::copy(self.dir.join(format!("{id}.split")), dest)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+fn open(root: &Path) -> Store {
+    Store::open_with(
+        root,
+        StoreOptions {
+            object_storage: true,
+            ..StoreOptions::default()
+        },
+    )
+    .expect("store opens")
+}
+
+#[test]
+fn a_sealed_partition_is_published_evicted_fetched_back_and_replaced() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("index");
+    let staging = tmp.path().join("staging");
+    let bucket = Arc::new(Bucket {
+        dir: tmp.path().join("bucket"),
+        down: AtomicBool::new(false),
+        fetches: AtomicUsize::new(0),
+    });
+    std::fs::create_dir_all(&bucket.dir).expect("bucket dir");
+    let store = open(&root);
+    store.set_fetcher(bucket.clone());
+
+    // An old hour of logs and spans, and a row of the current hour.
+    let old = RowBatch {
+        logs: vec![
+            log(BASE + 10, "alpha old", 1),
+            log(BASE + 20, "beta old", 2),
+        ],
+        spans: vec![span(BASE + 10, 1, 1)],
+    };
+    store.index_batch(0, 10, &old).expect("indexed");
+    let new = RowBatch {
+        logs: vec![log(BASE + 2 * HOUR, "alpha new", 3)],
+        spans: vec![],
+    };
+    store.index_batch(10, 20, &new).expect("indexed");
+    store.commit(20).expect("committed");
+    assert_eq!(store.checkpoint(), 20);
+    assert_eq!(store.wal_floor(), 0, "nothing is published yet");
+
+    // Sealing takes the old hour's partitions only (the new one's hour is still open).
+    let sealed = store.seal(BASE + HOUR, &staging).expect("sealed");
+    assert_eq!(sealed.len(), 2, "{sealed:?}");
+    assert!(
+        sealed
+            .iter()
+            .all(|s| s.start_unix_nano == BASE && s.replaces.is_none())
+    );
+    assert_eq!(
+        store.seal(BASE + HOUR, &staging).expect("sealed").len(),
+        0,
+        "a snapshot in flight is not taken again"
+    );
+    let mut ids = Vec::new();
+    for snapshot in &sealed {
+        let id = bucket.put(snapshot);
+        store.mark_published(snapshot.signal, snapshot.start_unix_nano, &id);
+        ids.push((snapshot.signal, id));
+    }
+    assert_eq!(
+        store.wal_floor(),
+        10,
+        "the WAL is kept from the unpublished partition's first row"
+    );
+
+    // Evicting everything beyond 0 bytes deletes only published copies.
+    let evicted = store.evict(0).expect("evicted");
+    assert_eq!(evicted.partitions, 2);
+    assert_eq!(store.remote_count(), 2);
+    assert_eq!(store.partition_count(Signal::Logs), 1);
+
+    // While storage is away, a query that needs the old hour is refused, and says why; one
+    // over local data alone is answered.
+    bucket.down.store(true, Ordering::SeqCst);
+    match bodies(&store, "alpha") {
+        Err(IndexError::Remote(reason)) => {
+            assert!(reason.contains("connection refused"), "{reason}")
+        }
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+    let local_only = store
+        .search_logs(&LogSearch {
+            query: parse("alpha").expect("parses"),
+            start_unix_nano: BASE + 2 * HOUR,
+            end_unix_nano: BASE + 3 * HOUR,
+            limit: 10,
+            cursor: None,
+        })
+        .expect("local data is served");
+    assert_eq!(local_only.logs.len(), 1);
+
+    // Back: the split is fetched once and answers exactly as before.
+    bucket.down.store(false, Ordering::SeqCst);
+    assert_eq!(
+        bodies(&store, "alpha").expect("searched"),
+        ["alpha new", "alpha old"]
+    );
+    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 1);
+    let trace = store.trace(&[1; 16], 100, 100).expect("trace");
+    assert_eq!((trace.spans.len(), trace.logs.len()), (1, 1));
+    assert_eq!(
+        bucket.fetches.load(Ordering::SeqCst),
+        2,
+        "the span split too"
+    );
+
+    // A late row for the sealed hour: added, then sealed again as a split replacing the first.
+    store.evict(0).expect("evicted again");
+    let late = RowBatch {
+        logs: vec![log(BASE + 30, "alpha late", 4)],
+        spans: vec![],
+    };
+    store.index_batch(20, 30, &late).expect("late row indexed");
+    store.commit(30).expect("committed");
+    let resealed = store.seal(BASE + HOUR, &staging).expect("sealed");
+    assert_eq!(resealed.len(), 1);
+    let logs_id = &ids
+        .iter()
+        .find(|(s, _)| *s == Signal::Logs)
+        .expect("logs")
+        .1;
+    assert_eq!(resealed[0].replaces.as_deref(), Some(logs_id.as_str()));
+    assert_eq!(resealed[0].docs, 3);
+    let replacement = bucket.put(&resealed[0]);
+    assert_ne!(&replacement, logs_id);
+    store.mark_published(Signal::Logs, BASE, &replacement);
+
+    // After a restart, what the metastore lists as published is adopted: equal local copies
+    // are clean, missing ones are served from the bucket.
+    drop(store);
+    let spans_id = ids
+        .iter()
+        .find(|(s, _)| *s == Signal::Spans)
+        .expect("spans")
+        .1
+        .clone();
+    let store = open(&root);
+    store.set_fetcher(bucket.clone());
+    store
+        .adopt_published(&[
+            PublishedSplit {
+                id: replacement.clone(),
+                signal: Signal::Logs,
+                start_unix_nano: BASE,
+                committed_lsn: 30,
+            },
+            PublishedSplit {
+                id: spans_id,
+                signal: Signal::Spans,
+                start_unix_nano: BASE,
+                committed_lsn: 20,
+            },
+        ])
+        .expect("adopted");
+    assert_eq!(
+        store.seal(BASE + HOUR, &staging).expect("sealed").len(),
+        0,
+        "nothing to upload again"
+    );
+    assert_eq!(
+        bodies(&store, "alpha").expect("searched"),
+        ["alpha new", "alpha late", "alpha old"]
+    );
+
+    // Retention reports the published splits it removes, local or remote.
+    store.evict(0).expect("evicted");
+    let removed = store
+        .apply_retention(&RetentionPolicy {
+            min_time_unix_nano: BASE + HOUR,
+            max_disk_bytes: None,
+        })
+        .expect("retention");
+    let mut split_ids: Vec<String> = removed.into_iter().filter_map(|r| r.split_id).collect();
+    split_ids.sort();
+    let mut expected = vec![replacement, ids[1].1.clone()];
+    expected.sort();
+    assert_eq!(split_ids, expected);
+    assert_eq!(store.remote_count(), 0);
+}
+
+#[test]
+fn a_damaged_split_is_refused_and_the_query_fails_cleanly() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("index");
+    let bucket = Arc::new(Bucket {
+        dir: tmp.path().join("bucket"),
+        down: AtomicBool::new(false),
+        fetches: AtomicUsize::new(0),
+    });
+    std::fs::create_dir_all(&bucket.dir).expect("bucket dir");
+    std::fs::write(bucket.dir.join("logs-x.split"), b"not a split at all").expect("written");
+    let store = open(&root);
+    store.set_fetcher(bucket.clone());
+    store
+        .adopt_published(&[PublishedSplit {
+            id: "logs-x".into(),
+            signal: Signal::Logs,
+            start_unix_nano: BASE,
+            committed_lsn: 5,
+        }])
+        .expect("adopted");
+    assert!(matches!(
+        bodies(&store, "alpha"),
+        Err(IndexError::Split { .. })
+    ));
+    assert_eq!(store.remote_count(), 1, "still remote, to be tried again");
+    let local = std::fs::read_dir(root.join("logs"))
+        .expect("logs dir")
+        .count();
+    assert_eq!(local, 0, "no partial partition is left behind");
+}
