@@ -89,6 +89,30 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
         "index disk cap in bytes; 0 means none",
     ),
     (
+        "storage",
+        "WEFT_STORAGE",
+        "",
+        "object storage for sealed partitions: s3://bucket/prefix (any S3-compatible service) or file:///path; none keeps everything on the local disk. S3 reads the standard AWS_* variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ALLOW_HTTP, keys)",
+    ),
+    (
+        "metastore",
+        "WEFT_METASTORE",
+        "",
+        "with storage: where splits are listed; postgres://user:password@host:port/db (or postgres:///db?host=/run/postgresql); none keeps the list in a file under data_dir",
+    ),
+    (
+        "seal_interval",
+        "WEFT_SEAL_INTERVAL",
+        "10m",
+        "with storage: how long an hour's partition stays open for late records after its hour ends, before it is sealed and uploaded",
+    ),
+    (
+        "cache_bytes",
+        "WEFT_CACHE_BYTES",
+        "10737418240",
+        "with storage: local disk kept for partitions already in object storage; beyond it the oldest are deleted locally and fetched back when a query needs them",
+    ),
+    (
         "max_body_bytes",
         "WEFT_MAX_BODY_BYTES",
         "67108864",
@@ -220,6 +244,10 @@ struct RawConfig {
     retention: Option<String>,
     retention_interval: Option<String>,
     max_disk_bytes: Option<u64>,
+    storage: Option<String>,
+    metastore: Option<String>,
+    seal_interval: Option<String>,
+    cache_bytes: Option<u64>,
     max_body_bytes: Option<u64>,
     inflight_bytes: Option<u64>,
     wal_segment_bytes: Option<u64>,
@@ -258,6 +286,10 @@ pub struct Overrides {
     pub tls_cert: Option<PathBuf>,
     /// `--tls-key`.
     pub tls_key: Option<PathBuf>,
+    /// `--storage`.
+    pub storage: Option<String>,
+    /// `--metastore`.
+    pub metastore: Option<String>,
 }
 
 /// Validated configuration.
@@ -279,6 +311,16 @@ pub struct Config {
     pub retention_interval: Duration,
     /// Index disk cap.
     pub max_disk_bytes: Option<u64>,
+    /// Object storage for sealed partitions; `None` keeps everything local.
+    pub storage: Option<crate::storage::StorageUrl>,
+    /// Where splits are listed: PostgreSQL's URL, or `None` for the embedded file.
+    pub metastore: Option<String>,
+    /// How long a partition stays open after its hour ends.
+    pub seal_interval: Duration,
+    /// Local bytes kept for partitions already in object storage.
+    pub cache_bytes: u64,
+    /// The `AWS_*` variables, for the S3 client (endpoint, region, credentials).
+    pub storage_env: Vec<(String, String)>,
     /// Largest request body after decompression.
     pub max_body_bytes: usize,
     /// Request bytes in flight before weft refuses more.
@@ -344,6 +386,12 @@ impl Config {
             None => RawConfig::default(),
         };
         apply_env(&mut raw, env)?;
+        let mut storage_env: Vec<(String, String)> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("AWS_"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        storage_env.sort();
         if let Some(v) = &overrides.data_dir {
             raw.data_dir = Some(v.clone());
         }
@@ -362,7 +410,15 @@ impl Config {
         if let Some(v) = &overrides.tls_key {
             raw.tls_key = Some(v.clone());
         }
-        Config::resolve(raw)
+        if let Some(v) = &overrides.storage {
+            raw.storage = Some(v.clone());
+        }
+        if let Some(v) = &overrides.metastore {
+            raw.metastore = Some(v.clone());
+        }
+        let mut config = Config::resolve(raw)?;
+        config.storage_env = storage_env;
+        Ok(config)
     }
 
     fn resolve(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -409,6 +465,36 @@ impl Config {
             retention: duration("retention", raw.retention, "7d")?,
             retention_interval: duration("retention_interval", raw.retention_interval, "1m")?,
             max_disk_bytes: raw.max_disk_bytes.filter(|b| *b > 0),
+            storage: match raw.storage.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(text) => Some(crate::storage::StorageUrl::parse(text).map_err(|message| {
+                    ConfigError::Invalid {
+                        key: "storage".into(),
+                        message,
+                    }
+                })?),
+            },
+            metastore: match raw.metastore.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                    if raw.storage.as_deref().is_none_or(|s| s.trim().is_empty()) {
+                        return Err(ConfigError::Invalid {
+                            key: "metastore".into(),
+                            message: "lists splits in object storage; set storage too".into(),
+                        });
+                    }
+                    Some(url.to_string())
+                }
+                Some(_) => {
+                    return Err(ConfigError::Invalid {
+                        key: "metastore".into(),
+                        message: "expected postgres://user:password@host:port/database".into(),
+                    });
+                }
+            },
+            seal_interval: duration("seal_interval", raw.seal_interval, "10m")?,
+            cache_bytes: raw.cache_bytes.unwrap_or(10 << 30),
+            storage_env: Vec::new(),
             max_body_bytes: positive("max_body_bytes", raw.max_body_bytes.unwrap_or(64 << 20))?
                 as usize,
             inflight_bytes: positive("inflight_bytes", raw.inflight_bytes.unwrap_or(256 << 20))?
@@ -474,6 +560,10 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
             "WEFT_COMMIT_INTERVAL" => raw.commit_interval = Some(value),
             "WEFT_RETENTION" => raw.retention = Some(value),
             "WEFT_RETENTION_INTERVAL" => raw.retention_interval = Some(value),
+            "WEFT_STORAGE" => raw.storage = Some(value),
+            "WEFT_SEAL_INTERVAL" => raw.seal_interval = Some(value),
+            "WEFT_METASTORE" => raw.metastore = Some(value),
+            "WEFT_CACHE_BYTES" => raw.cache_bytes = Some(number(key, &value)?),
             "WEFT_QUERY_TIMEOUT" => raw.query_timeout = Some(value),
             "WEFT_SHUTDOWN_TIMEOUT" => raw.shutdown_timeout = Some(value),
             "WEFT_MAX_FUTURE_SKEW" => raw.max_future_skew = Some(value),
@@ -658,6 +748,55 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/from/env"));
         assert_eq!(c.retention, Duration::from_secs(2 * 86_400));
         assert_eq!(c.grpc_listen.port(), 3);
+    }
+
+    #[test]
+    fn object_storage_settings_and_the_aws_variables() {
+        let c = Config::load(
+            None,
+            &env(&[
+                ("WEFT_STORAGE", "s3://bucket/weft"),
+                ("WEFT_METASTORE", "postgres://weft@db/weft"),
+                ("WEFT_SEAL_INTERVAL", "30s"),
+                ("WEFT_CACHE_BYTES", "1000"),
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+                ("HOME", "/root"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.storage.unwrap().to_string(), "s3://bucket/weft");
+        assert_eq!(c.metastore.as_deref(), Some("postgres://weft@db/weft"));
+        assert_eq!(c.seal_interval, Duration::from_secs(30));
+        assert_eq!(c.cache_bytes, 1000);
+        assert_eq!(
+            c.storage_env,
+            [(
+                "AWS_ENDPOINT_URL".to_string(),
+                "http://127.0.0.1:9000".to_string()
+            )]
+        );
+        assert!(Config::default().storage.is_none(), "all local by default");
+
+        for (vars, says) in [
+            (vec![("WEFT_STORAGE", "bucket")], "storage"),
+            (
+                vec![("WEFT_METASTORE", "postgres://weft@db/weft")],
+                "set storage too",
+            ),
+            (
+                vec![
+                    ("WEFT_STORAGE", "file:///x"),
+                    ("WEFT_METASTORE", "mysql://x"),
+                ],
+                "postgres://",
+            ),
+        ] {
+            let err = Config::load(None, &env(&vars), &Overrides::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{vars:?}: {err}");
+        }
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! - `auth`: tokens with roles, and which role each route and gRPC method needs
 //!   (`auth::policy`); `tls`: certificates, reloaded when their files change; `net`: accepting
 //!   plain or TLS connections for both servers.
+//! - `storage`: object storage for sealed partitions (splits), the metastore that lists them,
+//!   and the publisher task that uploads them and deletes what retention removed.
 //! - `server`: start and graceful stop, used by `main` and by the integration tests.
 //!
 //! Storage and search live in the `weft-index` crate.
@@ -37,6 +39,7 @@ pub mod normalize;
 pub mod pipeline;
 pub mod server;
 pub mod severity;
+pub mod storage;
 pub mod tail;
 pub mod tls;
 pub mod ui;

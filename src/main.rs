@@ -69,6 +69,14 @@ struct ServeArgs {
     /// PEM private key of --tls-cert [env: WEFT_TLS_KEY].
     #[arg(long)]
     tls_key: Option<PathBuf>,
+    /// Object storage for sealed partitions, e.g. s3://bucket/prefix or file:///path
+    /// [env: WEFT_STORAGE] [default: none, all local].
+    #[arg(long)]
+    storage: Option<String>,
+    /// Where splits are listed, e.g. postgres://weft@db/weft [env: WEFT_METASTORE]
+    /// [default: a file under the data directory].
+    #[arg(long)]
+    metastore: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -96,6 +104,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         log_level: args.log_level,
         tls_cert: args.tls_cert,
         tls_key: args.tls_key,
+        storage: args.storage,
+        metastore: args.metastore,
     };
     let config = Config::load(args.config.as_deref(), &env, &overrides)?;
     init_logging(&config, &env, overrides.log_level.is_some());

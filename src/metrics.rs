@@ -16,6 +16,33 @@ pub struct SignalCounters {
     pub dropped: AtomicU64,
 }
 
+/// Object storage: uploads, downloads, deletions and what waits.
+#[derive(Default, Debug)]
+pub struct StorageCounters {
+    /// Splits uploaded and published.
+    pub uploads: AtomicU64,
+    /// Bytes of those splits.
+    pub uploaded_bytes: AtomicU64,
+    /// Failed attempts to pack, stage, upload or publish a split (each retried).
+    pub upload_errors: AtomicU64,
+    /// Sealed partitions waiting to be published.
+    pub pending_uploads: AtomicU64,
+    /// Splits fetched back for queries or late rows.
+    pub fetches: AtomicU64,
+    /// Bytes fetched.
+    pub fetched_bytes: AtomicU64,
+    /// Fetches that failed (the query asking was answered 503).
+    pub fetch_errors: AtomicU64,
+    /// Splits deleted (retention, or replaced by a newer split).
+    pub deletes: AtomicU64,
+    /// Failed deletions (retried).
+    pub delete_errors: AtomicU64,
+    /// Local partition copies deleted to keep within `cache_bytes`.
+    pub evictions: AtomicU64,
+    /// Partitions kept only in object storage now.
+    pub remote_partitions: AtomicU64,
+}
+
 /// Every counter and gauge weft exports.
 #[derive(Default, Debug)]
 pub struct Metrics {
@@ -70,6 +97,8 @@ pub struct Metrics {
     pub tls_reloads: AtomicU64,
     /// Reloads refused (unreadable or mismatched files); the previous configuration stays.
     pub tls_reload_errors: AtomicU64,
+    /// Object storage (all zero without `storage`).
+    pub storage: StorageCounters,
 }
 
 fn get(a: &AtomicU64) -> u64 {
@@ -143,6 +172,77 @@ impl Metrics {
             "fsyncs of the write-ahead log; entries per sync shows group commit at work.",
             &[("", get(&self.wal_syncs))],
         );
+        let st = &self.storage;
+        for (name, kind, help, value) in [
+            (
+                "weft_storage_uploads_total",
+                "counter",
+                "Splits uploaded to object storage and published.",
+                &st.uploads,
+            ),
+            (
+                "weft_storage_uploaded_bytes_total",
+                "counter",
+                "Bytes of the splits uploaded.",
+                &st.uploaded_bytes,
+            ),
+            (
+                "weft_storage_upload_errors_total",
+                "counter",
+                "Failed attempts to pack, stage, upload or publish a split; each is retried.",
+                &st.upload_errors,
+            ),
+            (
+                "weft_storage_pending_uploads",
+                "gauge",
+                "Sealed partitions waiting to be published.",
+                &st.pending_uploads,
+            ),
+            (
+                "weft_storage_fetches_total",
+                "counter",
+                "Splits fetched back from object storage for queries or late records.",
+                &st.fetches,
+            ),
+            (
+                "weft_storage_fetched_bytes_total",
+                "counter",
+                "Bytes fetched from object storage.",
+                &st.fetched_bytes,
+            ),
+            (
+                "weft_storage_fetch_errors_total",
+                "counter",
+                "Fetches that failed; the query asking was answered 503.",
+                &st.fetch_errors,
+            ),
+            (
+                "weft_storage_deletes_total",
+                "counter",
+                "Splits deleted by retention or replaced by a newer split.",
+                &st.deletes,
+            ),
+            (
+                "weft_storage_delete_errors_total",
+                "counter",
+                "Failed split deletions; each is retried.",
+                &st.delete_errors,
+            ),
+            (
+                "weft_storage_evictions_total",
+                "counter",
+                "Local partition copies deleted to stay within cache_bytes.",
+                &st.evictions,
+            ),
+            (
+                "weft_storage_remote_partitions",
+                "gauge",
+                "Partitions kept only in object storage.",
+                &st.remote_partitions,
+            ),
+        ] {
+            family(name, kind, help, &[("", get(value))]);
+        }
         family(
             "weft_wal_bytes",
             "gauge",

@@ -94,27 +94,56 @@ pub async fn start_with(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     let metrics = Arc::new(Metrics::default());
+    let storage = match &config.storage {
+        Some(url) => Some(StorageSetup::open(&config, url).await?),
+        None => None,
+    };
     let (store, pipeline) = {
         let config = config.clone();
         let metrics = metrics.clone();
         let faults = faults.clone();
+        let runtime = tokio::runtime::Handle::current();
+        let storage = storage.as_ref().map(|s| {
+            (
+                s.storage.clone(),
+                s.published.clone(),
+                s.sealing.clone(),
+                s.staging.clone(),
+            )
+        });
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let store_options = StoreOptions {
                 max_open_writers: config.max_open_partitions,
                 writer_memory_bytes: config.index_memory_bytes,
                 faults: faults.clone(),
+                object_storage: storage.is_some(),
             };
             let store = Arc::new(
                 Store::open_with(&config.data_dir.join("index"), store_options)
                     .context("cannot open the index")?,
             );
-            let pipeline = Pipeline::start(
-                &config.data_dir,
-                store.clone(),
-                metrics,
-                pipeline_config(&config, faults),
-            )
-            .context("cannot recover the write-ahead log")?;
+            let mut pipeline_config = pipeline_config(&config, faults);
+            if let Some((objects, published, sealing, staging)) = storage {
+                store.set_fetcher(Arc::new(crate::storage::Fetcher::new(
+                    objects,
+                    runtime,
+                    metrics.clone(),
+                )));
+                store
+                    .adopt_published(&published)
+                    .context("cannot take in the published splits")?;
+                // Snapshots of a previous run are taken again: nothing of theirs was published.
+                if staging.exists() {
+                    std::fs::remove_dir_all(&staging)
+                        .with_context(|| format!("cannot clear {}", staging.display()))?;
+                }
+                std::fs::create_dir_all(&staging)
+                    .with_context(|| format!("cannot create {}", staging.display()))?;
+                pipeline_config.sealing = Some(sealing);
+            }
+            let pipeline =
+                Pipeline::start(&config.data_dir, store.clone(), metrics, pipeline_config)
+                    .context("cannot recover the write-ahead log")?;
             Ok((store, pipeline))
         })
         .await??
@@ -144,7 +173,29 @@ pub async fn start_with(
         },
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = Vec::new();
+    let storage_status = match storage {
+        Some(setup) => {
+            let status = Arc::new(crate::storage::publisher::StorageStatus::default());
+            let publisher = crate::storage::publisher::Publisher {
+                storage: setup.storage,
+                metastore: setup.metastore,
+                store: store.clone(),
+                staging: setup.staging,
+                metrics: metrics.clone(),
+                status: status.clone(),
+            };
+            servers.push(tokio::spawn(publisher.run(
+                setup.jobs,
+                setup.leftovers,
+                stop_rx.clone(),
+            )));
+            Some(status)
+        }
+        None => None,
+    };
     let api_state = ApiState {
+        storage_status,
         store,
         metrics,
         ready: ready.clone(),
@@ -270,11 +321,89 @@ pub async fn start_with(
         grpc_addr,
         http_addr,
         stop_tx,
-        servers: vec![http_server, grpc_server, expiry],
+        servers: {
+            servers.extend([http_server, grpc_server, expiry]);
+            servers
+        },
         pipeline,
         ready,
         shutdown_timeout: config.shutdown_timeout,
     })
+}
+
+/// Object storage and the metastore, opened before the index so that the index knows what is
+/// published.
+struct StorageSetup {
+    storage: crate::storage::ObjectStorage,
+    metastore: Arc<dyn crate::storage::metastore::Metastore>,
+    /// Published splits, for the index.
+    published: Vec<weft_index::store::PublishedSplit>,
+    /// Splits a previous run left staged or marked for deletion.
+    leftovers: Vec<String>,
+    staging: std::path::PathBuf,
+    sealing: crate::pipeline::Sealing,
+    jobs: tokio::sync::mpsc::UnboundedReceiver<crate::storage::publisher::Job>,
+}
+
+impl StorageSetup {
+    async fn open(config: &Config, url: &crate::storage::StorageUrl) -> anyhow::Result<Self> {
+        use crate::storage::metastore::{EmbeddedMetastore, Metastore, SplitState};
+        let storage = crate::storage::ObjectStorage::open(url, &config.storage_env)
+            .map_err(anyhow::Error::msg)?;
+        let metastore: Arc<dyn Metastore> = match &config.metastore {
+            Some(url) => Arc::new(
+                crate::storage::postgres::PostgresMetastore::connect(url)
+                    .await
+                    .context("cannot open the PostgreSQL metastore")?,
+            ),
+            None => Arc::new(
+                EmbeddedMetastore::open(&config.data_dir.join("metastore"))
+                    .context("cannot open the metastore")?,
+            ),
+        };
+        let mut published = Vec::new();
+        let mut leftovers = Vec::new();
+        for split in metastore
+            .list_splits()
+            .await
+            .context("cannot list splits")?
+        {
+            match (split.state, split.signal()) {
+                (SplitState::Published, Some(signal)) => {
+                    published.push(weft_index::store::PublishedSplit {
+                        id: split.id,
+                        signal,
+                        start_unix_nano: split.start_unix_nano,
+                        committed_lsn: split.committed_lsn,
+                    })
+                }
+                // Staged: its upload may or may not have finished, and nothing counts on it.
+                _ => leftovers.push(split.id),
+            }
+        }
+        let staging = config.data_dir.join("staging");
+        let (jobs_tx, jobs) = tokio::sync::mpsc::unbounded_channel();
+        tracing::info!(
+            storage = %url,
+            published = published.len(),
+            leftovers = leftovers.len(),
+            "object storage configured"
+        );
+        Ok(StorageSetup {
+            storage,
+            metastore,
+            published,
+            leftovers,
+            staging: staging.clone(),
+            sealing: crate::pipeline::Sealing {
+                seal_interval: config.seal_interval,
+                cache_bytes: config.cache_bytes,
+                staging,
+                jobs: jobs_tx,
+            },
+            jobs,
+        })
+    }
 }
 
 fn pipeline_config(config: &Config, faults: Option<Arc<Faults>>) -> PipelineConfig {
@@ -295,6 +424,7 @@ fn pipeline_config(config: &Config, faults: Option<Arc<Faults>>) -> PipelineConf
         max_tail_subscribers: config.max_tail_subscribers,
         max_concurrent_exports: config.max_concurrent_exports,
         faults,
+        sealing: None,
     }
 }
 

@@ -48,6 +48,8 @@ impl From<IndexError> for ApiError {
     fn from(error: IndexError) -> Self {
         match error {
             IndexError::Query(q) => ApiError::BadQuery(q, Signal::Logs),
+            // Object storage is away: retryable, and the message says which data.
+            IndexError::Remote(reason) => ApiError::Busy(reason),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -62,6 +62,8 @@ pub struct ApiState {
     pub shutdown: watch::Receiver<bool>,
     /// Runtime severity rules.
     pub severity: Arc<crate::severity::SeverityControl>,
+    /// With object storage: whether uploads fail (shown by `/readyz`).
+    pub storage_status: Option<Arc<crate::storage::publisher::StorageStatus>>,
 }
 
 /// Routes of the query API.
@@ -184,14 +186,29 @@ async fn readyz(State(state): State<ApiState>) -> Response {
         )
             .into_response();
     }
-    let reasons = state.pipeline.health().all_reasons(now_unix_nano());
+    let now = now_unix_nano();
+    let reasons = state.pipeline.health().all_reasons(now);
+    // Object storage being away does not stop ingest (the local disk holds everything until
+    // it is back), so it is reported without failing readiness.
+    let storage_line = state
+        .storage_status
+        .as_ref()
+        .map(|status| match status.failing() {
+            None => "storage: ok\n".to_string(),
+            Some((reason, since)) => format!(
+                "storage: failing for {}s, data stays local until it succeeds: {reason}\n",
+                now.saturating_sub(since) / 1_000_000_000
+            ),
+        });
     if reasons.is_empty() {
-        return (StatusCode::OK, "ready\n").into_response();
+        let body = format!("ready\n{}", storage_line.unwrap_or_default());
+        return (StatusCode::OK, body).into_response();
     }
     let mut body = String::from("not ready\n");
     for (condition, reason) in reasons {
         body.push_str(&format!("{}: {reason}\n", condition.name()));
     }
+    body.push_str(&storage_line.unwrap_or_default());
     (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 

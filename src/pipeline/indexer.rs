@@ -44,6 +44,7 @@ impl From<weft_index::IndexError> for Failure {
     }
 }
 use super::{IndexJob, Shared, now_unix_nano};
+use crate::storage::publisher::Job;
 
 /// First wait before retrying after a failure; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -61,7 +62,12 @@ struct Indexer {
     /// When the oldest uncommitted row was added.
     first_pending: Option<Instant>,
     next_retention: Instant,
+    /// When partitions are next checked for sealing and eviction (with object storage).
+    next_seal: Instant,
 }
+
+/// How often the indexer looks for partitions to seal and copies to evict.
+const SEAL_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Runs the indexer. It first catches up from the checkpoint through `recover_through` (the
 /// WAL's end when it was opened) and reports the first attempt's outcome on `caught_up`.
@@ -77,6 +83,7 @@ pub(super) fn run(
         taken_through: recover_through.max(shared.store.checkpoint()),
         first_pending: None,
         next_retention: Instant::now(),
+        next_seal: Instant::now(),
         shared,
     };
     let started = Instant::now();
@@ -126,6 +133,10 @@ impl Indexer {
                     return;
                 }
                 self.recover(reason);
+            }
+            if self.first_pending.is_none() && Instant::now() >= self.next_seal {
+                self.seal_and_evict();
+                self.next_seal = Instant::now() + SEAL_CHECK_EVERY;
             }
             let disk_low = self.shared.health.is_set(Condition::DiskLow);
             if Instant::now() >= self.next_retention {
@@ -334,6 +345,45 @@ impl Indexer {
         !self.shared.health.is_set(Condition::Stopping)
     }
 
+    /// With object storage: hands partitions whose hour (and grace) is over to the publisher,
+    /// and deletes local copies of published ones beyond the cache size. Runs between
+    /// commits, when nothing is pending.
+    fn seal_and_evict(&self) {
+        let Some(sealing) = &self.shared.config.sealing else {
+            return;
+        };
+        let store = &self.shared.store;
+        let sealed_before = now_unix_nano().saturating_sub(sealing.seal_interval.as_nanos() as u64);
+        match store.seal(sealed_before, &sealing.staging) {
+            Ok(snapshots) => {
+                for snapshot in snapshots {
+                    tracing::debug!(dir = %snapshot.dir.display(), "partition sealed");
+                    let _ = sealing.jobs.send(Job::Sealed(snapshot));
+                }
+            }
+            Err(error) => tracing::error!(%error, "sealing partitions failed; retried shortly"),
+        }
+        let storage = &self.shared.metrics.storage;
+        match store.evict(sealing.cache_bytes) {
+            Ok(evicted) => {
+                storage
+                    .evictions
+                    .fetch_add(evicted.partitions as u64, Ordering::Relaxed);
+                if evicted.partitions > 0 {
+                    tracing::info!(
+                        partitions = evicted.partitions,
+                        bytes = evicted.bytes,
+                        "local copies of published partitions deleted (cache_bytes)"
+                    );
+                }
+            }
+            Err(error) => tracing::error!(%error, "evicting partitions failed"),
+        }
+        storage
+            .remote_partitions
+            .store(store.remote_count() as u64, Ordering::Relaxed);
+    }
+
     fn retention(&self) {
         let config = &self.shared.config;
         let min_time = now_unix_nano().saturating_sub(config.retention.as_nanos() as u64);
@@ -347,6 +397,12 @@ impl Indexer {
                 metrics
                     .partitions_deleted
                     .fetch_add(removed.len() as u64, Ordering::Relaxed);
+                let splits: Vec<String> = removed.into_iter().filter_map(|r| r.split_id).collect();
+                if let Some(sealing) = &config.sealing
+                    && !splits.is_empty()
+                {
+                    let _ = sealing.jobs.send(Job::Delete(splits));
+                }
             }
             Err(error) => tracing::error!(%error, "retention failed"),
         }

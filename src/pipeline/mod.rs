@@ -115,6 +115,21 @@ pub struct PipelineConfig {
     pub max_concurrent_exports: usize,
     /// Faults to inject (tests only).
     pub faults: Option<Arc<Faults>>,
+    /// With object storage: when partitions are sealed, and where they go.
+    pub sealing: Option<Sealing>,
+}
+
+/// How the indexer seals partitions for object storage and keeps the local cache in bounds.
+#[derive(Clone, Debug)]
+pub struct Sealing {
+    /// How long after its hour ends a partition waits for late rows.
+    pub seal_interval: Duration,
+    /// Local bytes kept for partitions already published.
+    pub cache_bytes: u64,
+    /// Where snapshots of sealed partitions are linked.
+    pub staging: PathBuf,
+    /// The publisher's queue.
+    pub jobs: tokio::sync::mpsc::UnboundedSender<crate::storage::publisher::Job>,
 }
 
 /// One export request's place: a slot among `max_concurrent_exports` and memory from the

@@ -159,7 +159,7 @@ pub(super) fn run(
                 handed = hand_to_indexer(&shared, &index_tx, job, &rx, &mut stopping);
             }
         }
-        if let Err(error) = wal.remove_before(shared.store.checkpoint()) {
+        if let Err(error) = wal.remove_before(shared.store.wal_floor()) {
             tracing::warn!(%error, "removing indexed WAL segments failed");
         }
         metrics.wal_bytes.store(wal.disk_bytes(), Ordering::Relaxed);

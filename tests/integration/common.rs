@@ -19,6 +19,8 @@ pub struct TestServer {
     pub grpc: SocketAddr,
     pub http: SocketAddr,
     pub client: reqwest::Client,
+    /// The PostgreSQL metastore's server, when the test has one; stopped with the test.
+    pub postgres: Option<crate::postgres::PgServer>,
 }
 
 pub fn test_config(dir: &TempDir) -> Config {
@@ -62,6 +64,7 @@ impl TestServer {
             running: Some(running),
             dir,
             client: reqwest::Client::new(),
+            postgres: None,
         }
     }
 
@@ -104,13 +107,24 @@ impl TestServer {
         (status, body)
     }
 
-    /// Polls a log search until it returns at least `want` records.
+    /// Polls a log search (of the default range, the last hour) until it returns at least
+    /// `want` records.
     pub async fn wait_for_logs(&self, q: &str, want: usize) -> Vec<Value> {
+        self.wait_for_logs_in(&[("q", q), ("limit", "1000")], want)
+            .await
+    }
+
+    /// Polls a log search over all time until it returns at least `want` records.
+    pub async fn wait_for_all_logs(&self, q: &str, want: usize) -> Vec<Value> {
+        self.wait_for_logs_in(&[("q", q), ("start", "0"), ("limit", "1000")], want)
+            .await
+    }
+
+    async fn wait_for_logs_in(&self, params: &[(&str, &str)], want: usize) -> Vec<Value> {
+        let q = params[0].1;
         let started = Instant::now();
         loop {
-            let (status, body) = self
-                .get("/api/v1/logs", &[("q", q), ("limit", "1000")])
-                .await;
+            let (status, body) = self.get("/api/v1/logs", params).await;
             assert_eq!(status, 200, "{body}");
             let logs = body["logs"].as_array().cloned().unwrap_or_default();
             if logs.len() >= want {
@@ -193,4 +207,120 @@ pub fn now_nanos() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
+}
+
+/// Where the query-API tests keep their data: `STORAGE_UNDER_TEST` is unset or `local` (all
+/// local, as by default), `file` (sealed into a directory as object storage, every local copy
+/// evicted) or `s3` (the same on the S3-compatible server at `S3_TEST_ENDPOINT`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageUnderTest {
+    Local,
+    File,
+    S3,
+}
+
+pub fn storage_under_test() -> StorageUnderTest {
+    match std::env::var("STORAGE_UNDER_TEST").as_deref() {
+        Err(_) | Ok("") | Ok("local") => StorageUnderTest::Local,
+        Ok("file") => StorageUnderTest::File,
+        Ok("s3") => StorageUnderTest::S3,
+        Ok(other) => panic!("STORAGE_UNDER_TEST={other}: expected local, file or s3"),
+    }
+}
+
+/// The S3-compatible server the tests may use; `None` (with a message) when there is none,
+/// and a failure when `S3_TESTS=required` (as in CI).
+pub fn s3_endpoint() -> Option<String> {
+    match std::env::var("S3_TEST_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
+        _ => {
+            assert_ne!(
+                std::env::var("S3_TESTS").as_deref(),
+                Ok("required"),
+                "S3 tests are required but S3_TEST_ENDPOINT is not set"
+            );
+            eprintln!(
+                "S3 part skipped: set S3_TEST_ENDPOINT to an S3-compatible server (scripts/test starts moto_server when installed)"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh bucket on the S3-compatible server at `endpoint`; returns the `storage` URL and
+/// the `AWS_*` settings that reach it.
+pub async fn s3_bucket(endpoint: &str) -> (String, Vec<(String, String)>) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let bucket = format!(
+        "weft-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let created = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        created.status().is_success(),
+        "cannot create bucket {bucket} at {endpoint}: {}",
+        created.status()
+    );
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "weft-test"),
+        ("AWS_SECRET_ACCESS_KEY", "weft-test"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    (format!("s3://{bucket}/weft"), env)
+}
+
+/// Sets `config` to seal partitions one second after their hour and keep no local copy of
+/// published ones, on `storage` (the S3 bucket, or a directory under the data dir). With S3,
+/// splits are listed in a PostgreSQL of the test's own when PostgreSQL is installed; the
+/// server is returned, to live as long as the test.
+pub async fn use_object_storage(
+    config: &mut Config,
+    storage: StorageUnderTest,
+) -> Option<crate::postgres::PgServer> {
+    let mut postgres = None;
+    let (url, env) = match storage {
+        StorageUnderTest::Local => return None,
+        StorageUnderTest::File => (
+            format!("file://{}", config.data_dir.join("bucket").display()),
+            Vec::new(),
+        ),
+        StorageUnderTest::S3 => {
+            let endpoint = s3_endpoint().expect("STORAGE_UNDER_TEST=s3 needs S3_TEST_ENDPOINT");
+            postgres = crate::postgres::PgServer::start();
+            config.metastore = postgres.as_ref().map(|pg| pg.url());
+            s3_bucket(&endpoint).await
+        }
+    };
+    config.storage = Some(weft::storage::StorageUrl::parse(&url).unwrap());
+    config.storage_env = env;
+    config.seal_interval = Duration::from_secs(1);
+    config.cache_bytes = 0;
+    postgres
+}
+
+/// Waits until `partitions` partitions are published and kept only in object storage.
+pub async fn wait_until_remote(server: &TestServer, partitions: usize) {
+    let started = Instant::now();
+    loop {
+        let remote = server.metric("weft_storage_remote_partitions").await;
+        let pending = server.metric("weft_storage_pending_uploads").await;
+        if remote >= partitions as f64 && pending == 0.0 {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "only {remote} of {partitions} partitions remote ({pending} uploads pending)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -1,7 +1,7 @@
 //! A realistic multi-service data set, sent over OTLP/gRPC, with the facts tests check against
 //! computed from what was sent.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -286,6 +286,13 @@ impl Dataset {
             cross_hour_trace: cross,
             rootless_trace: rootless,
         }
+    }
+
+    /// How many (signal, hour) partitions the data set fills.
+    pub fn partitions(&self) -> usize {
+        let logs: BTreeSet<u64> = self.logs.iter().map(|l| l.time / HOUR).collect();
+        let spans: BTreeSet<u64> = self.spans.iter().map(|s| s.start / HOUR).collect();
+        logs.len() + spans.len()
     }
 
     pub async fn send(&self, server: &TestServer) {

@@ -7,12 +7,22 @@ use serde_json::Value;
 use weft_index::aggregate::BANDS;
 
 use crate::bad_input::{logs_request, record};
-use crate::common::{DEADLINE, TestServer};
+use crate::common::{
+    DEADLINE, StorageUnderTest, TestServer, storage_under_test, use_object_storage,
+    wait_until_remote,
+};
 use crate::dataset::Dataset;
 
-/// A server holding the data set, everything searchable.
+/// A server holding the data set, everything searchable. With `STORAGE_UNDER_TEST` set, every
+/// partition is then sealed into object storage and its local copy deleted, so each answer
+/// comes from splits fetched back from there.
 pub async fn loaded() -> (TestServer, Dataset) {
-    let server = TestServer::start().await;
+    let storage = storage_under_test();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::common::test_config(&dir);
+    let postgres = use_object_storage(&mut config, storage).await;
+    let mut server = TestServer::start_with(dir, |c| *c = config).await;
+    server.postgres = postgres;
     let data = Dataset::build();
     data.send(&server).await;
     let range = data.range();
@@ -41,6 +51,9 @@ pub async fn loaded() -> (TestServer, Dataset) {
         }
         assert!(started.elapsed() < DEADLINE, "data set not searchable");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if storage != StorageUnderTest::Local {
+        wait_until_remote(&server, data.partitions()).await;
     }
     (server, data)
 }

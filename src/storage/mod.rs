@@ -1,0 +1,330 @@
+//! Object storage for sealed partitions (splits), and what is known about them.
+//!
+//! - this file: [`StorageUrl`] (the `storage` setting) and [`ObjectStorage`], which puts, gets
+//!   and deletes split files through the `object_store` crate, and fetches splits for the index
+//!   (`SplitFetcher`).
+//! - `metastore`: the list of splits and their state (staged, published, marked for deletion);
+//!   the embedded implementation keeps it in one file under the data directory.
+//! - `postgres`: the metastore on PostgreSQL, with its migrations (`migrations/postgres`).
+//! - `publisher`: the task that packs sealed partitions, uploads them, publishes them, and
+//!   deletes what retention or a newer split replaced.
+//!
+//! What an acknowledgement promises does not change: a row is acknowledged once it is in the
+//! local WAL and fsynced. With storage, the WAL entries behind a partition are kept until its
+//! split is published, so the row exists on the local disk until it is in object storage.
+
+pub mod metastore;
+pub mod postgres;
+pub mod publisher;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use tokio::io::AsyncWriteExt;
+
+/// Largest split sent in one PUT; larger ones go in parts of this size.
+const PART_BYTES: usize = 8 << 20;
+/// Longest one download of a split may take before the query asking for it gives up.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where splits are kept: the `storage` setting, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageUrl {
+    url: String,
+    kind: StorageKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum StorageKind {
+    S3,
+    /// A local directory (or a mounted file system); the path.
+    File(std::path::PathBuf),
+}
+
+impl StorageUrl {
+    /// Parses `s3://bucket[/prefix]` or `file:///absolute/path`.
+    pub fn parse(text: &str) -> Result<StorageUrl, String> {
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| format!("'{text}' is not a URL like s3://bucket/prefix"))?;
+        let kind = match scheme {
+            "s3" => {
+                let bucket = rest.split('/').next().unwrap_or_default();
+                if bucket.is_empty() {
+                    return Err(format!("'{text}' names no bucket (s3://bucket/prefix)"));
+                }
+                StorageKind::S3
+            }
+            "file" => {
+                if !rest.starts_with('/') {
+                    return Err(format!(
+                        "'{text}' needs an absolute path (file:///var/lib/weft-splits)"
+                    ));
+                }
+                StorageKind::File(std::path::PathBuf::from(rest))
+            }
+            "gs" | "az" | "azure" => {
+                return Err(format!(
+                    "'{scheme}://' is not built into this weft yet; use s3:// (any S3-compatible \
+                     service, including GCS's interoperability endpoint) or file://"
+                ));
+            }
+            other => {
+                return Err(format!(
+                    "unknown storage scheme '{other}://'; use s3://bucket/prefix or file:///path"
+                ));
+            }
+        };
+        Ok(StorageUrl {
+            url: text.to_string(),
+            kind,
+        })
+    }
+}
+
+impl std::fmt::Display for StorageUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+/// Split files in object storage, under `splits/` of the configured prefix.
+#[derive(Clone, Debug)]
+pub struct ObjectStorage {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    url: StorageUrl,
+}
+
+impl ObjectStorage {
+    /// Connects to the storage `url` names. S3 takes its endpoint, region and credentials
+    /// from the standard `AWS_*` variables, given in `env` (`AWS_ENDPOINT_URL`,
+    /// `AWS_ACCESS_KEY_ID`, …). Nothing is sent yet: an unreachable store shows up as failing
+    /// uploads, not as a failed start.
+    pub fn open(url: &StorageUrl, env: &[(String, String)]) -> Result<ObjectStorage, String> {
+        // object_store's HTTP client brings no crypto provider of its own; weft uses ring.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match &url.kind {
+            StorageKind::S3 => {
+                let rest = url.url.trim_start_matches("s3://");
+                let prefix = rest.split_once('/').map(|(_, p)| p).unwrap_or_default();
+                let mut builder = object_store::aws::AmazonS3Builder::new();
+                for (key, value) in env {
+                    // The same names `AmazonS3Builder::from_env` reads, from weft's own view of
+                    // the environment; variables it does not know (AWS_PROFILE…) are skipped.
+                    if let Ok(key) = key
+                        .to_ascii_lowercase()
+                        .parse::<object_store::aws::AmazonS3ConfigKey>()
+                    {
+                        builder = builder.with_config(key, value);
+                    }
+                }
+                // weft retries a failed upload itself, with its own backoff, and a query should
+                // not wait minutes on a store that is away: a few quick retries only.
+                let retry = object_store::RetryConfig {
+                    max_retries: 3,
+                    retry_timeout: Duration::from_secs(30),
+                    ..Default::default()
+                };
+                let store = builder
+                    .with_retry(retry)
+                    .with_url(url.url.clone())
+                    .build()
+                    .map_err(|e| format!("storage {url}: {e}"))?;
+                (Arc::new(store), ObjectPath::from(prefix))
+            }
+            StorageKind::File(path) => {
+                std::fs::create_dir_all(path)
+                    .map_err(|e| format!("storage {url}: cannot create {}: {e}", path.display()))?;
+                let store = object_store::local::LocalFileSystem::new_with_prefix(path)
+                    .map_err(|e| format!("storage {url}: {e}"))?;
+                (Arc::new(store), ObjectPath::default())
+            }
+        };
+        Ok(ObjectStorage {
+            store,
+            prefix,
+            url: url.clone(),
+        })
+    }
+
+    /// The URL it was opened from.
+    pub fn url(&self) -> &StorageUrl {
+        &self.url
+    }
+
+    fn split_path(&self, id: &str) -> ObjectPath {
+        self.prefix
+            .clone()
+            .join("splits")
+            .join(format!("{id}.split"))
+    }
+
+    /// Uploads the split file at `file` as split `id`; large files go in parts.
+    pub async fn put_split(&self, id: &str, file: &Path) -> Result<(), String> {
+        let location = self.split_path(id);
+        let size = tokio::fs::metadata(file)
+            .await
+            .map_err(|e| format!("reading {}: {e}", file.display()))?
+            .len();
+        if size <= PART_BYTES as u64 {
+            let bytes = tokio::fs::read(file)
+                .await
+                .map_err(|e| format!("reading {}: {e}", file.display()))?;
+            self.store
+                .put(&location, bytes.into())
+                .await
+                .map_err(|e| e.to_string())?;
+            return Ok(());
+        }
+        let upload = self
+            .store
+            .put_multipart(&location)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+        let mut source = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| format!("reading {}: {e}", file.display()))?;
+        let mut buf = vec![0u8; PART_BYTES];
+        loop {
+            use tokio::io::AsyncReadExt;
+            let n = match source.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(format!("reading {}: {e}", file.display()));
+                }
+            };
+            if n == 0 {
+                break;
+            }
+            if let Err(e) = writer.wait_for_capacity(4).await {
+                return Err(e.to_string());
+            }
+            writer.write(&buf[..n]);
+        }
+        writer.finish().await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Downloads split `id` into the file `dest`, fsynced.
+    pub async fn get_split(&self, id: &str, dest: &Path) -> Result<u64, String> {
+        let result = self
+            .store
+            .get(&self.split_path(id))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut out = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| format!("writing {}: {e}", dest.display()))?;
+        let mut stream = result.into_stream();
+        let mut bytes = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            bytes += chunk.len() as u64;
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| format!("writing {}: {e}", dest.display()))?;
+        }
+        out.sync_all()
+            .await
+            .map_err(|e| format!("writing {}: {e}", dest.display()))?;
+        Ok(bytes)
+    }
+
+    /// Deletes split `id`; one already gone counts as deleted.
+    pub async fn delete_split(&self, id: &str) -> Result<(), String> {
+        match self.store.delete(&self.split_path(id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Fetches splits for the index, which is synchronous, from whatever thread asks.
+pub struct Fetcher {
+    storage: ObjectStorage,
+    runtime: tokio::runtime::Handle,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl Fetcher {
+    /// A fetcher running its downloads on `runtime`.
+    pub fn new(
+        storage: ObjectStorage,
+        runtime: tokio::runtime::Handle,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Fetcher {
+        Fetcher {
+            storage,
+            runtime,
+            metrics,
+        }
+    }
+}
+
+impl weft_index::store::SplitFetcher for Fetcher {
+    fn fetch(&self, id: &str, dest: &Path) -> Result<(), String> {
+        let storage = self.storage.clone();
+        let (id, dest) = (id.to_string(), dest.to_path_buf());
+        let runtime = self.runtime.clone();
+        // The download runs on the runtime; this thread (a query's blocking thread or the
+        // indexer) only waits. A thread of its own keeps `block_on` off any runtime thread.
+        let outcome = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                tokio::time::timeout(FETCH_TIMEOUT, storage.get_split(&id, &dest))
+                    .await
+                    .unwrap_or_else(|_| Err(format!("no answer within {FETCH_TIMEOUT:?}")))
+            })
+        })
+        .join()
+        .unwrap_or_else(|_| Err("the download thread failed".to_string()));
+        match outcome {
+            Ok(bytes) => {
+                self.metrics
+                    .storage
+                    .fetches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.metrics
+                    .storage
+                    .fetched_bytes
+                    .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+                Ok(())
+            }
+            Err(reason) => {
+                self.metrics
+                    .storage
+                    .fetch_errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(reason)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_urls_are_checked() {
+        assert!(StorageUrl::parse("s3://bucket/weft").is_ok());
+        assert!(StorageUrl::parse("s3://bucket").is_ok());
+        assert!(StorageUrl::parse("file:///var/lib/weft").is_ok());
+        for (bad, says) in [
+            ("bucket/weft", "not a URL"),
+            ("s3:///weft", "no bucket"),
+            ("file://relative/path", "absolute path"),
+            ("ftp://host/x", "unknown storage scheme"),
+            ("gs://bucket/x", "not built into"),
+        ] {
+            let err = StorageUrl::parse(bad).expect_err(bad);
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+}

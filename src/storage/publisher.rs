@@ -1,0 +1,277 @@
+//! The publisher: from a sealed partition's snapshot to a published split, and the janitor that
+//! deletes splits nobody needs any more.
+//!
+//! ```text
+//! indexer thread ── Job::Sealed(snapshot) ──> pack ─> stage ─> upload ─> publish ─> store.mark_published
+//!                ── Job::Delete(ids) ───────> mark for deletion ─> delete object ─> forget
+//! ```
+//! Every step is retried with backoff until it succeeds: while object storage or the metastore
+//! is away, partitions stay unpublished (and their WAL entries stay on disk), queries over
+//! local data go on, and `/readyz` and `/metrics` say what fails.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use weft_index::Store;
+use weft_index::store::SealedSnapshot;
+
+use super::ObjectStorage;
+use super::metastore::{Metastore, SplitRecord, SplitState};
+use crate::metrics::Metrics;
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Work for the publisher.
+#[derive(Debug)]
+pub enum Job {
+    /// A partition sealed by the indexer, to be uploaded and published.
+    Sealed(SealedSnapshot),
+    /// Splits retention removed, to be deleted from object storage and the metastore.
+    Delete(Vec<String>),
+}
+
+/// What `/readyz` shows about object storage.
+#[derive(Default, Debug)]
+pub struct StorageStatus {
+    failing: Mutex<Option<(String, u64)>>,
+}
+
+impl StorageStatus {
+    /// `Some(reason, since_unix_nano)` while uploads or deletions fail.
+    pub fn failing(&self) -> Option<(String, u64)> {
+        self.failing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set(&self, reason: Option<String>) {
+        let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
+        match reason {
+            None => *failing = None,
+            Some(reason) => {
+                let since = failing
+                    .as_ref()
+                    .map(|(_, since)| *since)
+                    .unwrap_or_else(crate::pipeline::now_unix_nano);
+                *failing = Some((reason, since));
+            }
+        }
+    }
+}
+
+/// The publisher task's parts.
+pub struct Publisher {
+    /// Where splits go.
+    pub storage: ObjectStorage,
+    /// Where they are recorded.
+    pub metastore: Arc<dyn Metastore>,
+    /// The index, told when a partition is published.
+    pub store: Arc<Store>,
+    /// Where snapshots are packed.
+    pub staging: PathBuf,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Shown by `/readyz`.
+    pub status: Arc<StorageStatus>,
+}
+
+impl Publisher {
+    /// Runs until `stop` turns true. `deletions` are splits to delete from the start (what a
+    /// previous run left staged or marked).
+    pub async fn run(
+        self,
+        mut jobs: mpsc::UnboundedReceiver<Job>,
+        deletions: Vec<String>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut sealed: VecDeque<(SealedSnapshot, String)> = VecDeque::new();
+        let mut doomed: Vec<String> = deletions;
+        let mut backoff = FIRST_BACKOFF;
+        let mut retry_at: Option<Instant> = None;
+        loop {
+            while let Ok(job) = jobs.try_recv() {
+                self.take(job, &mut sealed, &mut doomed);
+            }
+            self.metrics
+                .storage
+                .pending_uploads
+                .store(sealed.len() as u64, Ordering::Relaxed);
+            let mut failure = None;
+            if retry_at.is_none_or(|at| Instant::now() >= at) {
+                while let Some((snapshot, id)) = sealed.front() {
+                    match self.publish(snapshot, id).await {
+                        Ok(()) => {
+                            sealed.pop_front();
+                        }
+                        Err(reason) => {
+                            self.metrics
+                                .storage
+                                .upload_errors
+                                .fetch_add(1, Ordering::Relaxed);
+                            failure = Some(reason);
+                            break;
+                        }
+                    }
+                }
+                if failure.is_none()
+                    && !doomed.is_empty()
+                    && let Err(reason) = self.delete(&mut doomed).await
+                {
+                    self.metrics
+                        .storage
+                        .delete_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    failure = Some(reason);
+                }
+                match &failure {
+                    Some(reason) => {
+                        tracing::warn!(%reason, retry_in_ms = backoff.as_millis() as u64, "object storage step failed; retrying");
+                        retry_at = Some(Instant::now() + backoff);
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                    }
+                    None => {
+                        retry_at = None;
+                        backoff = FIRST_BACKOFF;
+                    }
+                }
+                self.status.set(failure);
+            }
+            self.metrics
+                .storage
+                .pending_uploads
+                .store(sealed.len() as u64, Ordering::Relaxed);
+            let wait = retry_at
+                .map(|at| at.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_secs(3600));
+            tokio::select! {
+                job = jobs.recv() => match job {
+                    Some(job) => self.take(job, &mut sealed, &mut doomed),
+                    None => return,
+                },
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+
+    fn take(
+        &self,
+        job: Job,
+        sealed: &mut VecDeque<(SealedSnapshot, String)>,
+        doomed: &mut Vec<String>,
+    ) {
+        match job {
+            Job::Sealed(snapshot) => {
+                let id = split_id(&snapshot);
+                sealed.push_back((snapshot, id));
+            }
+            Job::Delete(ids) => doomed.extend(ids),
+        }
+    }
+
+    /// Packs, stages, uploads and publishes one snapshot. Each step may be repeated.
+    async fn publish(&self, snapshot: &SealedSnapshot, id: &str) -> Result<(), String> {
+        let id = id.to_string();
+        let file = self.staging.join(format!("{id}.split"));
+        let bytes = {
+            let (dir, file) = (snapshot.dir.clone(), file.clone());
+            tokio::task::spawn_blocking(move || weft_index::split::pack(&dir, &file))
+                .await
+                .map_err(|e| format!("packing {id}: {e}"))?
+                .map_err(|e| format!("packing {id}: {e}"))?
+        };
+        let record = SplitRecord {
+            id: id.clone(),
+            signal: snapshot.signal.dir_name().to_string(),
+            start_unix_nano: snapshot.start_unix_nano,
+            end_unix_nano: snapshot
+                .start_unix_nano
+                .saturating_add(weft_index::PARTITION_NANOS),
+            committed_lsn: snapshot.committed_lsn,
+            docs: snapshot.docs,
+            bytes,
+            state: SplitState::Staged,
+            updated_unix_nano: 0,
+        };
+        self.metastore
+            .stage_split(record)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.storage
+            .put_split(&id, &file)
+            .await
+            .map_err(|e| format!("uploading {id} to {}: {e}", self.storage.url()))?;
+        let replaces: Vec<String> = snapshot.replaces.iter().cloned().collect();
+        self.metastore
+            .publish_split(&id, &replaces)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.store
+            .mark_published(snapshot.signal, snapshot.start_unix_nano, &id);
+        let storage = &self.metrics.storage;
+        storage.uploads.fetch_add(1, Ordering::Relaxed);
+        storage.uploaded_bytes.fetch_add(bytes, Ordering::Relaxed);
+        tracing::info!(split = %id, bytes, docs = snapshot.docs, "split published");
+        let _ = tokio::fs::remove_file(&file).await;
+        let _ = tokio::fs::remove_dir_all(&snapshot.dir).await;
+        // The split it replaces goes the way of every deletion.
+        if !replaces.is_empty() {
+            let mut doomed = replaces;
+            if let Err(reason) = self.delete(&mut doomed).await {
+                tracing::warn!(%reason, "deleting a replaced split failed; retried later");
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks `doomed` for deletion, deletes their objects, then their records. What is left
+    /// in `doomed` on failure is what still has to go.
+    async fn delete(&self, doomed: &mut Vec<String>) -> Result<(), String> {
+        self.metastore
+            .mark_for_deletion(doomed)
+            .await
+            .map_err(|e| e.to_string())?;
+        while let Some(id) = doomed.last() {
+            self.storage
+                .delete_split(id)
+                .await
+                .map_err(|e| format!("deleting {id} from {}: {e}", self.storage.url()))?;
+            self.metastore
+                .delete_splits(std::slice::from_ref(id))
+                .await
+                .map_err(|e| e.to_string())?;
+            self.metrics.storage.deletes.fetch_add(1, Ordering::Relaxed);
+            doomed.pop();
+        }
+        Ok(())
+    }
+}
+
+/// A split's ID: its snapshot's name (`<signal>-<hour>-<position>`) and 32 random bits, so
+/// that a partition uploaded again after a crash between upload and publish never shares an
+/// object name with the leftover the janitor deletes. Retries of one snapshot keep its ID.
+pub fn split_id(snapshot: &SealedSnapshot) -> String {
+    let name = snapshot
+        .dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            format!(
+                "{}-{}-{}",
+                snapshot.signal.dir_name(),
+                snapshot.start_unix_nano,
+                snapshot.committed_lsn
+            )
+        });
+    format!("{name}-{:08x}", rand::random::<u32>())
+}
