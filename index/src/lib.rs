@@ -11,7 +11,9 @@
 //!   rollback after a failure, retention; with object storage, sealing, eviction from the
 //!   local cache and fetching back (the storage itself is the caller's, behind
 //!   [`store::SplitFetcher`]).
-//! - [`split`]: a sealed partition packed into one file (files + footer), and unpacked.
+//! - [`split`]: a sealed partition packed into one file (files + footer), and unpacked;
+//!   `trace_filter`: the trace IDs a sealed partition holds, so that a trace lookup fetches
+//!   only the splits that may have the trace.
 //! - [`faults`]: faults on demand for tests (full disk, failing writes), and the tantivy
 //!   directory that injects them.
 //! - [`query`]: the query language (`service:checkout severity>=WARN "card declined"`), parsed
@@ -48,6 +50,7 @@ mod search;
 pub mod severity;
 pub mod split;
 pub mod store;
+mod trace_filter;
 mod traces;
 
 pub use error::IndexError;

@@ -240,7 +240,7 @@ impl Store {
     ) -> Result<TraceRows, IndexError> {
         let mut rows = TraceRows::default();
         let span_query = IdQuery::new(Signal::Spans, IdKind::Trace, trace_id);
-        for partition in self.partitions_overlapping(Signal::Spans, 0, u64::MAX)? {
+        for partition in self.partitions_for_trace(Signal::Spans, trace_id)? {
             let searcher = partition.searcher();
             let hits = searcher.search(
                 &span_query,
@@ -252,7 +252,7 @@ impl Store {
             }
         }
         let log_query = IdQuery::new(Signal::Logs, IdKind::Trace, trace_id);
-        for partition in self.partitions_overlapping(Signal::Logs, 0, u64::MAX)? {
+        for partition in self.partitions_for_trace(Signal::Logs, trace_id)? {
             let searcher = partition.searcher();
             let hits = searcher.search(
                 &log_query,

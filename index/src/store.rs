@@ -50,10 +50,15 @@ pub trait SplitFetcher: Send + Sync {
     fn fetch(&self, id: &str, dest: &Path) -> Result<(), String>;
 }
 
+/// Where the trace filters of partitions kept only in object storage stay, one per split.
+const FILTER_DIR: &str = "filters";
+
 /// A partition whose only copy is a published split.
 #[derive(Clone, Debug)]
 struct RemoteSplit {
     id: String,
+    /// Its trace filter on the local disk; without one, a trace lookup fetches the split.
+    filter: Option<PathBuf>,
 }
 
 /// A published split, as the metastore lists it.
@@ -498,6 +503,9 @@ impl Store {
                 .collect()
         };
         for ((signal, start_unix_nano), split) in expired_remote {
+            if let Some(filter) = &split.filter {
+                std::fs::remove_file(filter)?;
+            }
             removed.push(RemovedPartition {
                 signal,
                 start_unix_nano,
@@ -571,10 +579,12 @@ impl Store {
                         p.close_writer();
                         std::fs::remove_dir_all(&p.dir)?;
                     }
+                    let filter = self.filter_path(&split.id);
                     self.remote.write().expect("lock poisoned").insert(
                         key,
                         RemoteSplit {
                             id: split.id.clone(),
+                            filter: filter.exists().then_some(filter),
                         },
                     );
                 }
@@ -613,6 +623,12 @@ impl Store {
                     .store(u64::MAX, Ordering::Release);
                 continue;
             }
+            crate::trace_filter::write(
+                &p.searcher(),
+                p.signal,
+                p.format,
+                &p.dir.join(crate::trace_filter::FILE_NAME),
+            )?;
             let name = format!(
                 "{}-{}-{committed_lsn}",
                 p.signal.dir_name(),
@@ -683,6 +699,8 @@ impl Store {
             };
             let key = (p.signal, p.start_ns);
             let bytes = p.disk_bytes();
+            // The trace filter outlives the local copy: a link, taken before the copy goes.
+            let filter = self.keep_filter(&p.dir, &id)?;
             {
                 let mut map = self.partitions.write().expect("lock poisoned");
                 // A late row may have opened its writer since the candidates were listed.
@@ -693,7 +711,7 @@ impl Store {
                 self.remote
                     .write()
                     .expect("lock poisoned")
-                    .insert(key, RemoteSplit { id });
+                    .insert(key, RemoteSplit { id, filter });
             }
             // Searches holding the partition keep their open files until they finish.
             std::fs::remove_dir_all(&p.dir)?;
@@ -702,6 +720,28 @@ impl Store {
             evicted.bytes += bytes;
         }
         Ok(evicted)
+    }
+
+    fn filter_path(&self, split_id: &str) -> PathBuf {
+        self.root
+            .join(FILTER_DIR)
+            .join(format!("{split_id}.filter"))
+    }
+
+    /// Links the trace filter of the partition in `dir` to where remote partitions keep
+    /// theirs; `None` when the partition has none (sealed by a weft without filters).
+    fn keep_filter(&self, dir: &Path, split_id: &str) -> Result<Option<PathBuf>, IndexError> {
+        let source = dir.join(crate::trace_filter::FILE_NAME);
+        if !source.exists() {
+            return Ok(None);
+        }
+        let kept = self.filter_path(split_id);
+        std::fs::create_dir_all(self.root.join(FILTER_DIR))?;
+        if kept.exists() {
+            std::fs::remove_file(&kept)?;
+        }
+        std::fs::hard_link(&source, &kept)?;
+        Ok(Some(kept))
     }
 
     fn partition_dir(&self, (signal, start): PartitionKey) -> PathBuf {
@@ -791,6 +831,10 @@ impl Store {
             .expect("lock poisoned")
             .insert(key, partition.clone());
         self.remote.write().expect("lock poisoned").remove(&key);
+        if let Some(filter) = &remote.filter {
+            // The partition has its own again; a new link is made if it is evicted again.
+            let _ = std::fs::remove_file(filter);
+        }
         tracing::info!(split = %remote.id, "partition fetched from object storage");
         Ok(Some(partition))
     }
@@ -822,6 +866,37 @@ impl Store {
             .values()
             .cloned()
             .collect()
+    }
+
+    /// Every partition of `signal` that may hold `trace_id`, newest first: all local ones, and
+    /// those kept only in object storage whose trace filter (or lack of one) does not rule
+    /// the trace out, fetched first.
+    pub(crate) fn partitions_for_trace(
+        &self,
+        signal: Signal,
+        trace_id: &[u8],
+    ) -> Result<Vec<Arc<Partition>>, IndexError> {
+        let remote: Vec<(PartitionKey, Option<PathBuf>)> = self
+            .remote
+            .read()
+            .expect("lock poisoned")
+            .range((signal, 0)..=(signal, u64::MAX))
+            .map(|(k, r)| (*k, r.filter.clone()))
+            .collect();
+        for (key, filter) in remote {
+            let may_hold = filter
+                .as_deref()
+                .is_none_or(|f| crate::trace_filter::may_contain(f, trace_id));
+            if may_hold {
+                self.fetch_remote(key)?;
+            }
+        }
+        let map = self.partitions.read().expect("lock poisoned");
+        Ok(map
+            .range((signal, 0)..=(signal, u64::MAX))
+            .map(|(_, p)| p.clone())
+            .rev()
+            .collect())
     }
 
     /// Partitions of `signal` overlapping `[start, end)`, newest first. Partitions kept only

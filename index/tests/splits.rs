@@ -305,3 +305,82 @@ fn a_damaged_split_is_refused_and_the_query_fails_cleanly() {
         .count();
     assert_eq!(local, 0, "no partial partition is left behind");
 }
+
+#[test]
+fn a_trace_lookup_fetches_only_the_splits_whose_filter_may_hold_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("index");
+    let staging = tmp.path().join("staging");
+    let bucket = Arc::new(Bucket {
+        dir: tmp.path().join("bucket"),
+        down: AtomicBool::new(false),
+        fetches: AtomicUsize::new(0),
+    });
+    std::fs::create_dir_all(&bucket.dir).expect("bucket dir");
+    let store = open(&root);
+    store.set_fetcher(bucket.clone());
+    // Three hours of logs and spans; hour h holds traces 10h..10h+9.
+    for hour in 0..3u64 {
+        let batch = RowBatch {
+            logs: (0..10)
+                .map(|i| log(BASE + hour * HOUR + i, "row", (10 * hour + i) as u8 + 1))
+                .collect(),
+            spans: (0..10)
+                .map(|i| span(BASE + hour * HOUR + i, (10 * hour + i) as u8 + 1, 1))
+                .collect(),
+        };
+        store
+            .index_batch(hour * 10, hour * 10 + 10, &batch)
+            .expect("indexed");
+    }
+    store.commit(30).expect("committed");
+    for snapshot in store.seal(BASE + 3 * HOUR, &staging).expect("sealed") {
+        let id = bucket.put(&snapshot);
+        store.mark_published(snapshot.signal, snapshot.start_unix_nano, &id);
+    }
+    assert_eq!(store.evict(0).expect("evicted").partitions, 6);
+
+    // Trace 15 is in the second hour only: one split of each signal is fetched.
+    let trace = store.trace(&[15; 16], 100, 100).expect("trace");
+    assert_eq!((trace.spans.len(), trace.logs.len()), (1, 1));
+    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(store.remote_count(), 4);
+
+    // A trace no hour holds fetches nothing.
+    let none = store.trace(&[200; 16], 100, 100).expect("trace");
+    assert!(none.spans.is_empty() && none.logs.is_empty());
+    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 2);
+
+    // After a restart the filters kept on disk still rule splits out.
+    drop(store);
+    let store = open(&root);
+    store.set_fetcher(bucket.clone());
+    let mut published = Vec::new();
+    for entry in std::fs::read_dir(&bucket.dir).expect("bucket") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        let id = name.trim_end_matches(".split").to_string();
+        let signal = if id.starts_with("logs") {
+            Signal::Logs
+        } else {
+            Signal::Spans
+        };
+        let hour = ["T08", "T09", "T10"]
+            .iter()
+            .position(|h| id.contains(h))
+            .expect("an hour of the three") as u64;
+        published.push(PublishedSplit {
+            id,
+            signal,
+            start_unix_nano: BASE + hour * HOUR,
+            committed_lsn: 30,
+        });
+    }
+    store.adopt_published(&published).expect("adopted");
+    let trace = store.trace(&[25; 16], 100, 100).expect("trace");
+    assert_eq!((trace.spans.len(), trace.logs.len()), (1, 1));
+    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 4);
+}
