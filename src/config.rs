@@ -104,7 +104,7 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
         "seal_interval",
         "WEFT_SEAL_INTERVAL",
         "10m",
-        "with storage: how long an hour's partition stays open for late records after its hour ends, before it is sealed and uploaded",
+        "with storage: a partition is sealed and uploaded once its hour is over and no record has arrived for it for this long",
     ),
     (
         "cache_bytes",

@@ -110,6 +110,8 @@ pub(crate) struct Publication {
     pub(crate) unpublished_from: AtomicU64,
     /// First position of rows in a snapshot being uploaded.
     pub(crate) in_flight_from: AtomicU64,
+    /// When rows were last added (unix ns, this process's clock; 0 before any).
+    pub(crate) last_write_unix_nano: AtomicU64,
     /// The published split that holds this partition as of its last publication.
     pub(crate) split_id: Mutex<Option<String>>,
 }
@@ -121,12 +123,17 @@ impl Publication {
             // says otherwise; 0 keeps every WAL entry still present for them.
             unpublished_from: AtomicU64::new(if has_rows { 0 } else { u64::MAX }),
             in_flight_from: AtomicU64::new(u64::MAX),
+            last_write_unix_nano: AtomicU64::new(0),
             split_id: Mutex::new(None),
         }
     }
 
     pub(crate) fn note_rows_from(&self, lsn: u64) {
         self.unpublished_from.fetch_min(lsn, Ordering::AcqRel);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        self.last_write_unix_nano.store(now, Ordering::Release);
     }
 
     /// The least position this partition still needs kept in the WAL.

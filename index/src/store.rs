@@ -593,9 +593,9 @@ impl Store {
         Ok(())
     }
 
-    /// Seals the partitions whose hour ended before `sealed_before` and that hold rows not yet
-    /// in object storage: closes their writer and links their files into a directory under
-    /// `staging`, one per partition. Call it right after a commit, from the thread that
+    /// Seals the partitions whose hour ended before `sealed_before` (a wall-clock time), that
+    /// received no rows after it, and that hold rows not yet in object storage: closes their
+    /// writer and links their files into a directory under `staging`, one per partition. Call it right after a commit, from the thread that
     /// writes. Until [`Store::mark_published`], the WAL is kept from their first new row on.
     pub fn seal(
         &self,
@@ -606,7 +606,11 @@ impl Store {
         for p in self.all_partitions() {
             let publication = &p.publication;
             let unpublished_from = publication.unpublished_from.load(Ordering::Acquire);
+            // Its hour must be over and it must have had no rows for the grace period: a
+            // trickle of late rows is sealed once it stops, not once a second.
+            let last_write = publication.last_write_unix_nano.load(Ordering::Acquire);
             if p.end_ns() > sealed_before
+                || last_write > sealed_before
                 || unpublished_from == u64::MAX
                 || publication.in_flight_from.load(Ordering::Acquire) != u64::MAX
                 || p.uncommitted_docs() > 0
@@ -766,16 +770,22 @@ impl Store {
         self.remote.read().expect("lock poisoned").len()
     }
 
-    /// Brings a partition kept only in object storage back to the local disk and opens it.
-    /// `None` when the partition is not remote.
+    /// The partition of `key`: local, or brought back from object storage and opened.
+    /// `None` when it is neither.
     fn fetch_remote(&self, key: PartitionKey) -> Result<Option<Arc<Partition>>, IndexError> {
-        if !self
-            .remote
-            .read()
-            .expect("lock poisoned")
-            .contains_key(&key)
         {
-            return Ok(None);
+            let map = self.partitions.read().expect("lock poisoned");
+            if let Some(p) = map.get(&key) {
+                return Ok(Some(p.clone()));
+            }
+            if !self
+                .remote
+                .read()
+                .expect("lock poisoned")
+                .contains_key(&key)
+            {
+                return Ok(None);
+            }
         }
         let _one_at_a_time = self.fetch_lock.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = self.partitions.read().expect("lock poisoned").get(&key) {
@@ -826,11 +836,12 @@ impl Store {
             .unpublished_from
             .store(u64::MAX, Ordering::Release);
         partition.publication.set_split_id(Some(remote.id.clone()));
-        self.partitions
-            .write()
-            .expect("lock poisoned")
-            .insert(key, partition.clone());
-        self.remote.write().expect("lock poisoned").remove(&key);
+        {
+            // Moved under the partitions lock, as eviction moves the other way.
+            let mut map = self.partitions.write().expect("lock poisoned");
+            map.insert(key, partition.clone());
+            self.remote.write().expect("lock poisoned").remove(&key);
+        }
         if let Some(filter) = &remote.filter {
             // The partition has its own again; a new link is made if it is evicted again.
             let _ = std::fs::remove_file(filter);
@@ -876,27 +887,12 @@ impl Store {
         signal: Signal,
         trace_id: &[u8],
     ) -> Result<Vec<Arc<Partition>>, IndexError> {
-        let remote: Vec<(PartitionKey, Option<PathBuf>)> = self
-            .remote
-            .read()
-            .expect("lock poisoned")
-            .range((signal, 0)..=(signal, u64::MAX))
-            .map(|(k, r)| (*k, r.filter.clone()))
-            .collect();
-        for (key, filter) in remote {
-            let may_hold = filter
+        self.partitions_in((signal, 0), (signal, u64::MAX), |remote| {
+            remote
+                .filter
                 .as_deref()
-                .is_none_or(|f| crate::trace_filter::may_contain(f, trace_id));
-            if may_hold {
-                self.fetch_remote(key)?;
-            }
-        }
-        let map = self.partitions.read().expect("lock poisoned");
-        Ok(map
-            .range((signal, 0)..=(signal, u64::MAX))
-            .map(|(_, p)| p.clone())
-            .rev()
-            .collect())
+                .is_none_or(|f| crate::trace_filter::may_contain(f, trace_id))
+        })
     }
 
     /// Partitions of `signal` overlapping `[start, end)`, newest first. Partitions kept only
@@ -908,23 +904,42 @@ impl Store {
         start: u64,
         end: u64,
     ) -> Result<Vec<Arc<Partition>>, IndexError> {
-        let first = partition_start(start);
-        let remote: Vec<PartitionKey> = self
-            .remote
-            .read()
-            .expect("lock poisoned")
-            .range((signal, first)..(signal, end))
-            .map(|(k, _)| *k)
-            .collect();
-        for key in remote {
-            self.fetch_remote(key)?;
+        if end == 0 {
+            return Ok(Vec::new());
         }
-        let map = self.partitions.read().expect("lock poisoned");
-        Ok(map
-            .range((signal, first)..(signal, end))
-            .map(|(_, p)| p.clone())
-            .rev()
-            .collect())
+        let first = partition_start(start);
+        self.partitions_in((signal, first), (signal, end - 1), |_| true)
+    }
+
+    /// The partitions with keys in `[from, to]`, newest first: the local ones, and the remote
+    /// ones `wanted` keeps, fetched. Both maps are read under the partitions lock (which
+    /// eviction and fetching hold while moving a key between them), so no partition is missed
+    /// while it moves; the answer holds each partition it lists, even one evicted meanwhile.
+    fn partitions_in(
+        &self,
+        from: PartitionKey,
+        to: PartitionKey,
+        wanted: impl Fn(&RemoteSplit) -> bool,
+    ) -> Result<Vec<Arc<Partition>>, IndexError> {
+        let (mut found, remote): (Vec<(PartitionKey, Arc<Partition>)>, Vec<PartitionKey>) = {
+            let map = self.partitions.read().expect("lock poisoned");
+            let remote = self.remote.read().expect("lock poisoned");
+            (
+                map.range(from..=to).map(|(k, p)| (*k, p.clone())).collect(),
+                remote
+                    .range(from..=to)
+                    .filter(|(k, r)| !map.contains_key(k) && wanted(r))
+                    .map(|(k, _)| *k)
+                    .collect(),
+            )
+        };
+        for key in remote {
+            if let Some(p) = self.fetch_remote(key)? {
+                found.push((key, p));
+            }
+        }
+        found.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
+        Ok(found.into_iter().map(|(_, p)| p).collect())
     }
 }
 

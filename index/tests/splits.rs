@@ -384,3 +384,87 @@ fn a_trace_lookup_fetches_only_the_splits_whose_filter_may_hold_it() {
     assert_eq!((trace.spans.len(), trace.logs.len()), (1, 1));
     assert_eq!(bucket.fetches.load(Ordering::SeqCst), 4);
 }
+
+#[test]
+fn a_partition_is_sealed_only_once_no_rows_arrive_for_the_grace_period() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = open(&tmp.path().join("index"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_nanos() as u64;
+    let three_hours_ago = now - 3 * HOUR;
+    let batch = RowBatch {
+        logs: vec![log(three_hours_ago, "late", 1)],
+        spans: vec![],
+    };
+    store.index_batch(0, 10, &batch).expect("indexed");
+    store.commit(10).expect("committed");
+    let staging = tmp.path().join("staging");
+    // Its hour is long over, but a row came just now: a minute's grace is not over yet.
+    let a_minute_ago = now - 60 * 1_000_000_000;
+    assert!(
+        store
+            .seal(a_minute_ago, &staging)
+            .expect("sealed")
+            .is_empty()
+    );
+    // Once the grace has passed with no new row, it is sealed.
+    let later = now + 2 * HOUR;
+    assert_eq!(store.seal(later, &staging).expect("sealed").len(), 1);
+}
+
+/// A fetcher that evicts every published local copy while it downloads, as the indexer's
+/// eviction may at any moment of a query.
+struct EvictingBucket {
+    bucket: Arc<Bucket>,
+    store: std::sync::Mutex<std::sync::Weak<Store>>,
+}
+
+impl SplitFetcher for EvictingBucket {
+    fn fetch(&self, id: &str, dest: &Path) -> Result<(), String> {
+        if let Some(store) = self.store.lock().expect("lock").upgrade() {
+            store.evict(0).map_err(|e| e.to_string())?;
+        }
+        self.bucket.fetch(id, dest)
+    }
+}
+
+/// Regression: a query over several evicted hours listed the partitions after fetching them,
+/// by which time eviction had taken the first ones away again; their rows were silently
+/// missing from the answer.
+#[test]
+fn a_query_keeps_every_partition_it_fetched_while_eviction_runs() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("index");
+    let bucket = Arc::new(Bucket {
+        dir: tmp.path().join("bucket"),
+        down: AtomicBool::new(false),
+        fetches: AtomicUsize::new(0),
+    });
+    std::fs::create_dir_all(&bucket.dir).expect("bucket dir");
+    let store = Arc::new(open(&root));
+    let fetcher = Arc::new(EvictingBucket {
+        bucket: bucket.clone(),
+        store: std::sync::Mutex::new(Arc::downgrade(&store)),
+    });
+    store.set_fetcher(fetcher);
+    let batch = RowBatch {
+        logs: (0..4)
+            .map(|hour| log(BASE + hour * HOUR, "row", hour as u8 + 1))
+            .collect(),
+        spans: vec![],
+    };
+    store.index_batch(0, 10, &batch).expect("indexed");
+    store.commit(10).expect("committed");
+    for snapshot in store
+        .seal(BASE + 4 * HOUR, &tmp.path().join("staging"))
+        .expect("sealed")
+    {
+        let id = bucket.put(&snapshot);
+        store.mark_published(snapshot.signal, snapshot.start_unix_nano, &id);
+    }
+    assert_eq!(store.evict(0).expect("evicted").partitions, 4);
+    assert_eq!(bodies(&store, "row").expect("searched").len(), 4);
+    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 4);
+}
