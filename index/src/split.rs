@@ -90,16 +90,11 @@ pub fn pack(dir: &Path, out: &Path) -> Result<u64, IndexError> {
     Ok(offset + footer.len() as u64 + TRAILER_LEN)
 }
 
-/// Reads and checks the footer of the split at `path`.
-pub fn read_footer(path: &Path) -> Result<SplitFooter, IndexError> {
-    let mut file = File::open(path)?;
-    let size = file.metadata()?.len();
-    if size < TRAILER_LEN {
+/// The footer's length, from a split's size and its last 16 bytes.
+fn footer_len(path: &Path, size: u64, trailer: &[u8]) -> Result<u64, IndexError> {
+    if size < TRAILER_LEN || trailer.len() != TRAILER_LEN as usize {
         return Err(damaged(path, "shorter than a split's trailer"));
     }
-    file.seek(SeekFrom::Start(size - TRAILER_LEN))?;
-    let mut trailer = [0u8; TRAILER_LEN as usize];
-    file.read_exact(&mut trailer)?;
     if &trailer[8..] != MAGIC {
         return Err(damaged(path, "no split magic at its end"));
     }
@@ -110,12 +105,14 @@ pub fn read_footer(path: &Path) -> Result<SplitFooter, IndexError> {
             format!("footer length {footer_len} out of range"),
         ));
     }
-    let body_len = size - TRAILER_LEN - footer_len;
-    file.seek(SeekFrom::Start(body_len))?;
-    let mut footer = vec![0u8; footer_len as usize];
-    file.read_exact(&mut footer)?;
+    Ok(footer_len)
+}
+
+/// Parses a footer and checks that every file is a plain name inside the first `body_len`
+/// bytes.
+fn parse_footer(path: &Path, footer: &[u8], body_len: u64) -> Result<SplitFooter, IndexError> {
     let footer: SplitFooter =
-        serde_json::from_slice(&footer).map_err(|e| damaged(path, format!("footer: {e}")))?;
+        serde_json::from_slice(footer).map_err(|e| damaged(path, format!("footer: {e}")))?;
     for f in &footer.files {
         if !acceptable_name(&f.name) {
             return Err(damaged(
@@ -129,6 +126,37 @@ pub fn read_footer(path: &Path) -> Result<SplitFooter, IndexError> {
         }
     }
     Ok(footer)
+}
+
+/// Reads and checks the footer of the split at `path`.
+pub fn read_footer(path: &Path) -> Result<SplitFooter, IndexError> {
+    let mut file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut trailer = [0u8; TRAILER_LEN as usize];
+    if size >= TRAILER_LEN {
+        file.seek(SeekFrom::Start(size - TRAILER_LEN))?;
+        file.read_exact(&mut trailer)?;
+    }
+    let footer_len = footer_len(path, size, &trailer)?;
+    let body_len = size - TRAILER_LEN - footer_len;
+    file.seek(SeekFrom::Start(body_len))?;
+    let mut footer = vec![0u8; footer_len as usize];
+    file.read_exact(&mut footer)?;
+    parse_footer(path, &footer, body_len)
+}
+
+/// [`read_footer`] of a split held in memory (fuzzing, tests).
+pub fn footer_of(split: &[u8]) -> Result<SplitFooter, IndexError> {
+    let path = Path::new("(in memory)");
+    let size = split.len() as u64;
+    let trailer = &split[split.len().saturating_sub(TRAILER_LEN as usize)..];
+    let footer_len = footer_len(path, size, trailer)?;
+    let body_len = size - TRAILER_LEN - footer_len;
+    parse_footer(
+        path,
+        &split[body_len as usize..(size - TRAILER_LEN) as usize],
+        body_len,
+    )
 }
 
 /// Writes the files of the split at `path` into the new directory `dest`, fsynced.

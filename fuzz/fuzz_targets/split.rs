@@ -1,0 +1,16 @@
+//! Split files as object storage hands them back (damaged, cut short or hostile): reading the
+//! footer never panics, and a footer it accepts names only plain files that lie inside the
+//! split.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(footer) = weft_index::split::footer_of(data) {
+        for file in &footer.files {
+            assert!(!file.name.contains('/') && !file.name.contains('\\'));
+            assert!(file.name != ".." && file.name != ".");
+            assert!(file.offset.checked_add(file.len).is_some_and(|end| end <= data.len() as u64));
+        }
+    }
+});
