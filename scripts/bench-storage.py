@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Query latency of a running weft over data in object storage, cold or warm (BENCHMARKS.md,
+"Object storage"). Load it first with `weft bench --target-grpc … --target-http …`.
+
+    scripts/bench-storage.py --http 127.0.0.1:18080 --mode cold --remote 46   # cache 0, all evicted
+    scripts/bench-storage.py --http 127.0.0.1:18080 --mode warm               # a large cache
+
+Waits until nothing waits for upload and at least --remote partitions are kept only in object
+storage, then times trace by ID for 30 traces (exemplars of /api/v1/spans/stats) and a newest-100
+log search for a common word over 27 hours (5 runs), reading weft's storage counters around each
+set. `cold` pauses 1.2 s before each query, so that eviction (with WEFT_CACHE_BYTES=0, once a
+second) empties the cache; `warm` runs each set twice without pause. Trace IDs are kept in
+--ids so that a later run (warm, or local) asks for the same traces.
+"""
+import argparse
+import json
+import random
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--http", default="127.0.0.1:18080")
+    ap.add_argument("--mode", choices=["cold", "warm"], required=True)
+    ap.add_argument("--remote", type=int, default=0, help="remote partitions to wait for")
+    ap.add_argument("--ids", default="trace-ids.json")
+    args = ap.parse_args()
+    base = f"http://{args.http}"
+
+    def get(path, **query):
+        url = base + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        started = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=300) as response:
+            body = response.read()
+        return (time.perf_counter() - started) * 1000, json.loads(body)
+
+    def counters():
+        with urllib.request.urlopen(base + "/metrics") as response:
+            lines = response.read().decode().splitlines()
+        return {k: float(v) for k, v in (l.split(" ") for l in lines if l.startswith("weft_storage_"))}
+
+    def pct(values, p):
+        values = sorted(values)
+        return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
+
+    deadline = time.time() + 600
+    while True:
+        c = counters()
+        if c.get("weft_storage_pending_uploads", 0) == 0 and c.get("weft_storage_remote_partitions", 0) >= args.remote:
+            break
+        if time.time() > deadline:
+            sys.exit(f"not settled: {c}")
+        time.sleep(1)
+
+    start = str(int((time.time() - 27 * 3600) * 1e9))
+    try:
+        with open(args.ids) as f:
+            ids = json.load(f)
+    except FileNotFoundError:
+        _, stats = get("/api/v1/spans/stats", start=start, group_by="name")
+        ids = [e["trace_id"] for g in stats["groups"] for e in g["exemplars"]]
+        random.Random(7).shuffle(ids)
+        ids = ids[:30]
+        with open(args.ids, "w") as f:
+            json.dump(ids, f)
+    _, recent = get("/api/v1/logs", limit=1)
+    word = recent["logs"][0]["body"].split()[0]
+
+    sets = [
+        ("trace by ID", len(ids), lambda i: get("/api/v1/traces/" + ids[i])),
+        ("log search, newest 100, common word, 27 h", 5,
+         lambda i: get("/api/v1/logs", q=word, limit=100, start=start)),
+    ]
+    print("| mode, pass | query | p50 ms | p99 ms | fetches per query | MB fetched per query |")
+    print("|---|---|---|---|---|---|")
+    for name, runs, query in sets:
+        for run in range(2 if args.mode == "warm" else 1):
+            before = counters()
+            latencies = []
+            for i in range(runs):
+                if args.mode == "cold":
+                    time.sleep(1.2)
+                latencies.append(query(i)[0])
+            after = counters()
+            fetches = after.get("weft_storage_fetches_total", 0) - before.get("weft_storage_fetches_total", 0)
+            fetched = after.get("weft_storage_fetched_bytes_total", 0) - before.get("weft_storage_fetched_bytes_total", 0)
+            print(f"| {args.mode} {run + 1} | {name} | {pct(latencies, 50):.1f} | {pct(latencies, 99):.1f} "
+                  f"| {fetches / runs:.2f} | {fetched / runs / 1e6:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
