@@ -837,14 +837,15 @@ impl Store {
             .store(u64::MAX, Ordering::Release);
         partition.publication.set_split_id(Some(remote.id.clone()));
         {
-            // Moved under the partitions lock, as eviction moves the other way.
+            // Moved under the partitions lock, as eviction moves the other way. The kept
+            // filter goes first: once the partition is in the map, eviction may link a new
+            // one under the same name, which must not then be deleted here.
             let mut map = self.partitions.write().expect("lock poisoned");
+            if let Some(filter) = &remote.filter {
+                let _ = std::fs::remove_file(filter);
+            }
             map.insert(key, partition.clone());
             self.remote.write().expect("lock poisoned").remove(&key);
-        }
-        if let Some(filter) = &remote.filter {
-            // The partition has its own again; a new link is made if it is evicted again.
-            let _ = std::fs::remove_file(filter);
         }
         tracing::info!(split = %remote.id, "partition fetched from object storage");
         Ok(Some(partition))

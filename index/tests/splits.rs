@@ -66,6 +66,17 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// An empty bucket in `dir/bucket`, reachable.
+    fn new(dir: &Path) -> Arc<Bucket> {
+        let bucket = Bucket {
+            dir: dir.join("bucket"),
+            down: AtomicBool::new(false),
+            fetches: AtomicUsize::new(0),
+        };
+        std::fs::create_dir_all(&bucket.dir).expect("bucket dir");
+        Arc::new(bucket)
+    }
+
     fn put(&self, snapshot: &SealedSnapshot) -> String {
         let id = snapshot
             .dir
@@ -107,12 +118,7 @@ fn a_sealed_partition_is_published_evicted_fetched_back_and_replaced() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().join("index");
     let staging = tmp.path().join("staging");
-    let bucket = Arc::new(Bucket {
-        dir: tmp.path().join("bucket"),
-        down: AtomicBool::new(false),
-        fetches: AtomicUsize::new(0),
-    });
-    std::fs::create_dir_all(&bucket.dir).expect("bucket dir");
+    let bucket = Bucket::new(tmp.path());
     let store = open(&root);
     store.set_fetcher(bucket.clone());
 
@@ -278,12 +284,7 @@ fn a_sealed_partition_is_published_evicted_fetched_back_and_replaced() {
 fn a_damaged_split_is_refused_and_the_query_fails_cleanly() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().join("index");
-    let bucket = Arc::new(Bucket {
-        dir: tmp.path().join("bucket"),
-        down: AtomicBool::new(false),
-        fetches: AtomicUsize::new(0),
-    });
-    std::fs::create_dir_all(&bucket.dir).expect("bucket dir");
+    let bucket = Bucket::new(tmp.path());
     std::fs::write(bucket.dir.join("logs-x.split"), b"not a split at all").expect("written");
     let store = open(&root);
     store.set_fetcher(bucket.clone());
@@ -311,12 +312,7 @@ fn a_trace_lookup_fetches_only_the_splits_whose_filter_may_hold_it() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().join("index");
     let staging = tmp.path().join("staging");
-    let bucket = Arc::new(Bucket {
-        dir: tmp.path().join("bucket"),
-        down: AtomicBool::new(false),
-        fetches: AtomicUsize::new(0),
-    });
-    std::fs::create_dir_all(&bucket.dir).expect("bucket dir");
+    let bucket = Bucket::new(tmp.path());
     let store = open(&root);
     store.set_fetcher(bucket.clone());
     // Three hours of logs and spans; hour h holds traces 10h..10h+9.
@@ -437,12 +433,7 @@ impl SplitFetcher for EvictingBucket {
 fn a_query_keeps_every_partition_it_fetched_while_eviction_runs() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().join("index");
-    let bucket = Arc::new(Bucket {
-        dir: tmp.path().join("bucket"),
-        down: AtomicBool::new(false),
-        fetches: AtomicUsize::new(0),
-    });
-    std::fs::create_dir_all(&bucket.dir).expect("bucket dir");
+    let bucket = Bucket::new(tmp.path());
     let store = Arc::new(open(&root));
     let fetcher = Arc::new(EvictingBucket {
         bucket: bucket.clone(),

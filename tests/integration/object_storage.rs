@@ -42,6 +42,15 @@ async fn send_old_and_new(server: &TestServer, service: &str, old: usize) -> Vec
     traces
 }
 
+/// Polls `/metrics` until `name` reaches `at_least`; `what` says what did not happen.
+async fn wait_for_metric(server: &TestServer, name: &str, at_least: f64, what: &str) {
+    let started = Instant::now();
+    while server.metric(name).await < at_least {
+        assert!(started.elapsed() < DEADLINE, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The published splits the embedded metastore lists, and any in another state.
 fn metastore_states(server: &TestServer) -> Vec<(String, String, u64)> {
     let text =
@@ -163,11 +172,13 @@ async fn uploads_wait_out_an_unreachable_store_and_nothing_is_lost() {
 
     send_old_and_new(&server, "waiting", 4).await;
     server.wait_for_all_logs("service:waiting", 5).await;
-    let started = Instant::now();
-    while server.metric("weft_storage_upload_errors_total").await < 1.0 {
-        assert!(started.elapsed() < DEADLINE, "no upload was attempted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_metric(
+        &server,
+        "weft_storage_upload_errors_total",
+        1.0,
+        "no upload was attempted",
+    )
+    .await;
     let body = wait_for_status(&server, "/readyz", 200).await;
     assert!(body.contains("storage: failing"), "{body}");
     assert_eq!(server.metric("weft_storage_pending_uploads").await, 1.0);
@@ -217,14 +228,13 @@ async fn a_split_staged_but_never_published_is_replaced_not_duplicated() {
     };
     let server = TestServer::start_with(dir, |c| *c = config).await;
     send_old_and_new(&server, "staged", 3).await;
-    let started = Instant::now();
-    while server.metric("weft_storage_uploads_total").await < 1.0 {
-        assert!(
-            started.elapsed() < DEADLINE,
-            "the sealed hour was not uploaded"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_metric(
+        &server,
+        "weft_storage_uploads_total",
+        1.0,
+        "the sealed hour was not uploaded",
+    )
+    .await;
     let dir = server.stop().await;
 
     // Turn the published split back into a staged one, as a crash before publishing leaves it.
@@ -315,11 +325,13 @@ async fn splits_listed_in_postgres_wait_out_its_absence() {
         .export(logs_request("pg-away", records))
         .await
         .expect("ingest goes on while PostgreSQL is away");
-    let started = Instant::now();
-    while server.metric("weft_storage_upload_errors_total").await < 1.0 {
-        assert!(started.elapsed() < DEADLINE, "no publish was attempted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_metric(
+        &server,
+        "weft_storage_upload_errors_total",
+        1.0,
+        "no publish was attempted",
+    )
+    .await;
     let body = wait_for_status(&server, "/readyz", 200).await;
     assert!(
         body.contains("storage: failing") && body.contains("PostgreSQL"),
