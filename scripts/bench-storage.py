@@ -74,7 +74,7 @@ def main():
         ("log search, newest 100, common word, 27 h", 5,
          lambda i: get("/api/v1/logs", q=word, limit=100, start=start)),
     ]
-    print("| mode, pass | query | p50 ms | p99 ms | fetches per query | MB fetched per query |")
+    print("| mode, pass | query | p50 ms | p99 ms | requests per query | MB read per query |")
     print("|---|---|---|---|---|---|")
     for name, runs, query in sets:
         for run in range(2 if args.mode == "warm" else 1):
@@ -85,8 +85,10 @@ def main():
                     time.sleep(1.2)
                 latencies.append(query(i)[0])
             after = counters()
-            fetches = after.get("weft_storage_fetches_total", 0) - before.get("weft_storage_fetches_total", 0)
-            fetched = after.get("weft_storage_fetched_bytes_total", 0) - before.get("weft_storage_fetched_bytes_total", 0)
+            def delta(*names):
+                return sum(after.get(n, 0) - before.get(n, 0) for n in names)
+            fetches = delta("weft_storage_fetches_total", "weft_storage_reads_total")
+            fetched = delta("weft_storage_fetched_bytes_total", "weft_storage_read_bytes_total")
             print(f"| {args.mode} {run + 1} | {name} | {pct(latencies, 50):.1f} | {pct(latencies, 99):.1f} "
                   f"| {fetches / runs:.2f} | {fetched / runs / 1e6:.1f} |")
 

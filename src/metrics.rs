@@ -27,11 +27,15 @@ pub struct StorageCounters {
     pub upload_errors: AtomicU64,
     /// Sealed partitions waiting to be published.
     pub pending_uploads: AtomicU64,
-    /// Splits fetched back for queries or late rows.
+    /// Splits downloaded whole, for late rows.
     pub fetches: AtomicU64,
-    /// Bytes fetched.
+    /// Bytes downloaded.
     pub fetched_bytes: AtomicU64,
-    /// Fetches that failed (the query asking was answered 503).
+    /// Ranged reads of splits read in place by queries (opening one is one read).
+    pub reads: AtomicU64,
+    /// Bytes of those reads.
+    pub read_bytes: AtomicU64,
+    /// Downloads and reads that failed (a query asking was answered 503).
     pub fetch_errors: AtomicU64,
     /// Splits deleted (retention, or replaced by a newer split).
     pub deletes: AtomicU64,
@@ -201,19 +205,31 @@ impl Metrics {
             (
                 "weft_storage_fetches_total",
                 "counter",
-                "Splits fetched back from object storage for queries or late records.",
+                "Splits downloaded whole from object storage, for late records.",
                 &st.fetches,
             ),
             (
                 "weft_storage_fetched_bytes_total",
                 "counter",
-                "Bytes fetched from object storage.",
+                "Bytes of splits downloaded whole.",
                 &st.fetched_bytes,
+            ),
+            (
+                "weft_storage_reads_total",
+                "counter",
+                "Ranged reads of splits that queries read in place.",
+                &st.reads,
+            ),
+            (
+                "weft_storage_read_bytes_total",
+                "counter",
+                "Bytes of ranged reads of splits.",
+                &st.read_bytes,
             ),
             (
                 "weft_storage_fetch_errors_total",
                 "counter",
-                "Fetches that failed; the query asking was answered 503.",
+                "Downloads and ranged reads that failed; a query asking was answered 503.",
                 &st.fetch_errors,
             ),
             (

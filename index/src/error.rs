@@ -15,10 +15,10 @@ pub enum IndexError {
     },
     /// tantivy failed.
     #[error("index error: {0}")]
-    Tantivy(#[from] tantivy::TantivyError),
+    Tantivy(tantivy::TantivyError),
     /// The file system failed.
     #[error("i/o error: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     /// A stored row could not be decoded; the partition is damaged.
     #[error("stored row is damaged: {0}")]
     Decode(#[from] prost::DecodeError),
@@ -39,4 +39,33 @@ pub enum IndexError {
     /// The query is well formed but cannot be run (unknown field, bad value).
     #[error("{0}")]
     Query(#[from] crate::query::QueryError),
+}
+
+/// A ranged read of a split failing inside tantivy comes back as an i/o error; it is said as
+/// what it is, object storage that cannot be read now.
+impl From<std::io::Error> for IndexError {
+    fn from(error: std::io::Error) -> Self {
+        match crate::split_directory::remote_read_reason(&error) {
+            Some(reason) => IndexError::Remote(reason),
+            None => IndexError::Io(error),
+        }
+    }
+}
+
+impl From<tantivy::TantivyError> for IndexError {
+    fn from(error: tantivy::TantivyError) -> Self {
+        use tantivy::TantivyError;
+        use tantivy::directory::error::OpenReadError;
+        let io_error = match &error {
+            TantivyError::IoError(e) => Some(e.as_ref()),
+            TantivyError::OpenReadError(OpenReadError::IoError { io_error, .. }) => {
+                Some(io_error.as_ref())
+            }
+            _ => None,
+        };
+        match io_error.and_then(crate::split_directory::remote_read_reason) {
+            Some(reason) => IndexError::Remote(reason),
+            None => IndexError::Tantivy(error),
+        }
+    }
 }

@@ -55,7 +55,7 @@ impl Format {
     }
 
     /// The format whose schema `schema` is (same fields, same order), if any.
-    fn of_schema(signal: Signal, schema: &Schema) -> Option<Format> {
+    pub(crate) fn of_schema(signal: Signal, schema: &Schema) -> Option<Format> {
         let names = |s: &Schema| -> Vec<String> {
             s.fields()
                 .map(|(_, entry)| format!("{}:{:?}", entry.name(), entry.field_type().value_type()))

@@ -11,7 +11,9 @@
 //!   rollback after a failure, retention; with object storage, sealing, eviction from the
 //!   local cache and fetching back (the storage itself is the caller's, behind
 //!   [`store::SplitFetcher`]).
-//! - [`split`]: a sealed partition packed into one file (files + footer), and unpacked;
+//! - [`split`]: a sealed partition packed into one file (files + hot cache + footer), and
+//!   unpacked; `hot_cache`: which byte ranges opening a partition reads, recorded at packing;
+//!   `split_directory`: a split in object storage read in place by ranged reads, for queries;
 //!   `trace_filter`: the trace IDs a sealed partition holds, so that a trace lookup fetches
 //!   only the splits that may have the trace.
 //! - [`faults`]: faults on demand for tests (full disk, failing writes), and the tantivy
@@ -39,6 +41,7 @@ pub mod faults;
 pub mod footprint;
 mod format;
 pub mod histogram;
+mod hot_cache;
 mod ids;
 pub mod model;
 mod partition;
@@ -49,6 +52,7 @@ mod schema;
 mod search;
 pub mod severity;
 pub mod split;
+mod split_directory;
 pub mod store;
 mod trace_filter;
 mod traces;

@@ -23,6 +23,7 @@ use crate::calls::{Call, CallTable};
 use crate::error::IndexError;
 use crate::faults::{Faults, FaultyDirectory};
 use crate::format::Format;
+use crate::split_directory::SplitDirectory;
 
 /// Width of a partition.
 pub const PARTITION_NANOS: u64 = 3_600 * 1_000_000_000;
@@ -175,32 +176,40 @@ fn calls_file_name(lsn: u64) -> String {
 
 /// The commit positions of the calls files in `dir`.
 fn calls_files(dir: &Path) -> Result<Vec<u64>, IndexError> {
-    let mut found = Vec::new();
+    let mut names = Vec::new();
     for entry in std::fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        let name = name.to_string_lossy();
-        if let Some(lsn) = name
-            .strip_prefix("calls-")
-            .and_then(|rest| rest.strip_suffix(".json"))
-            .and_then(|lsn| lsn.parse::<u64>().ok())
-        {
-            found.push(lsn);
-        }
+        names.push(entry?.file_name().to_string_lossy().into_owned());
     }
-    Ok(found)
+    Ok(calls_positions(&names))
+}
+
+/// The commit positions of the calls files among `names`.
+fn calls_positions(names: &[String]) -> Vec<u64> {
+    names
+        .iter()
+        .filter_map(|name| {
+            name.strip_prefix("calls-")
+                .and_then(|rest| rest.strip_suffix(".json"))
+                .and_then(|lsn| lsn.parse::<u64>().ok())
+        })
+        .collect()
 }
 
 /// The calls table in force at `committed_lsn`: the newest file at or below it. Files above it
 /// were written for a commit that did not happen, older ones were replaced; both are deleted.
 /// A table that cannot be read is derived data, not rows: it is logged and started anew.
+/// `files` are the positions of the calls files present; a read-only partition keeps the
+/// others (`delete_others` false).
 fn load_calls(
     dir: &Path,
     raw: &dyn tantivy::Directory,
     committed_lsn: u64,
+    files: Vec<u64>,
+    delete_others: bool,
 ) -> Result<(CallTable, Option<u64>), IndexError> {
-    let files = calls_files(dir)?;
     let chosen = files.iter().copied().filter(|l| *l <= committed_lsn).max();
-    for lsn in files.into_iter().filter(|l| Some(*l) != chosen) {
+    let others = files.into_iter().filter(|l| Some(*l) != chosen);
+    for lsn in others.filter(|_| delete_others) {
         if let Err(error) = raw.delete(Path::new(&calls_file_name(lsn))) {
             tracing::warn!(%error, lsn, "cannot delete a stale calls table");
         }
@@ -292,7 +301,7 @@ impl Partition {
             .payload
             .and_then(|p| p.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        let (calls, file_lsn) = load_calls(dir, &*raw, committed_lsn)?;
+        let (calls, file_lsn) = load_calls(dir, &*raw, committed_lsn, calls_files(dir)?, true)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -308,6 +317,55 @@ impl Partition {
             writer_memory_bytes: writer_memory_bytes.max(MIN_WRITER_MEMORY_BYTES),
             committed_lsn: AtomicU64::new(committed_lsn),
             publication: Publication::new(committed_lsn > 0),
+            raw,
+            calls: Mutex::new(PartitionCalls {
+                committed: calls,
+                pending: CallTable::default(),
+                file_lsn,
+            }),
+        })
+    }
+
+    /// Opens a sealed partition from its split in object storage, read in place, for
+    /// queries: it never gets a writer, and nothing in it is ever written. `dir` is where
+    /// its local copy would be, for messages.
+    pub(crate) fn open_remote(
+        signal: Signal,
+        start_ns: u64,
+        dir: &Path,
+        directory: SplitDirectory,
+    ) -> Result<Self, IndexError> {
+        let names = directory.file_names();
+        let raw: Box<dyn tantivy::Directory> = Box::new(directory.clone());
+        let declared = Format::declared(&*raw, dir)?;
+        let index = Index::open(directory)?;
+        let schema = index.schema();
+        // A split without a format file is from before format numbers; its schema says
+        // which it is, and nothing is written back.
+        let declared = declared.or_else(|| Format::of_schema(signal, &schema));
+        let format = Format::of_partition(signal, &schema, declared, &*raw, dir)?;
+        let committed_lsn = index
+            .load_metas()?
+            .payload
+            .and_then(|p| p.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let (calls, file_lsn) =
+            load_calls(dir, &*raw, committed_lsn, calls_positions(&names), false)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Partition {
+            signal,
+            start_ns,
+            dir: dir.to_path_buf(),
+            format,
+            index,
+            reader,
+            writer: Mutex::new(WriterState::default()),
+            writer_memory_bytes: MIN_WRITER_MEMORY_BYTES,
+            committed_lsn: AtomicU64::new(committed_lsn),
+            publication: Publication::new(false),
             raw,
             calls: Mutex::new(PartitionCalls {
                 committed: calls,

@@ -2,12 +2,19 @@
 //! storage.
 //!
 //! ```text
-//! [file 0 bytes][file 1 bytes]…[footer: JSON][footer length: u64 LE][magic "WEFTSPL1"]
+//! [file 0 bytes][file 1 bytes]…[hot cache][footer: JSON][footer length: u64 LE][magic "WEFTSPL1"]
 //! ```
 //! The footer names each file with its offset and length, so a reader holding the last 16
 //! bytes and the footer can find any file with one ranged read. Files are the partition's
 //! directory as of a commit: tantivy's segments and `meta.json`, and weft's own (`weft-format`,
 //! the calls table). Unpacking writes them back into a directory that opens as a partition.
+//!
+//! The hot cache holds copies of the byte ranges tantivy reads to open the partition and look
+//! a term up (file footers, term dictionary indexes, column tables; see `hot_cache`), and the
+//! small files whole. It sits right before the footer, so one ranged read of a split's end
+//! brings both, and a searcher opens a remote split without another request
+//! (`split_directory`). Splits packed before it existed have none and still open, with a few
+//! more reads.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -20,7 +27,7 @@ use crate::error::IndexError;
 /// The last 8 bytes of every split.
 const MAGIC: &[u8; 8] = b"WEFTSPL1";
 /// Footer length and magic.
-const TRAILER_LEN: u64 = 16;
+pub(crate) const TRAILER_LEN: u64 = 16;
 /// A footer larger than this is damage, not a partition (a partition has tens of files).
 const MAX_FOOTER_BYTES: u64 = 16 << 20;
 
@@ -35,11 +42,34 @@ pub struct SplitFile {
     pub len: u64,
 }
 
+/// A copy, in the hot cache, of bytes `start..start + len` of one file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HotRange {
+    /// The file's name.
+    pub file: String,
+    /// Where the range starts in the file.
+    pub start: u64,
+    /// How many bytes it has.
+    pub len: u64,
+    /// Where its copy starts in the split.
+    pub offset: u64,
+}
+
 /// The table at the end of a split.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SplitFooter {
     /// The files, in the order their bytes appear.
     pub files: Vec<SplitFile>,
+    /// The hot cache's ranges, in the order their copies appear.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hot: Vec<HotRange>,
+}
+
+impl SplitFooter {
+    /// Where the hot cache starts in the split (the footer's start when there is none).
+    pub fn hot_cache_offset(&self, body_len: u64) -> u64 {
+        self.hot.iter().map(|h| h.offset).min().unwrap_or(body_len)
+    }
 }
 
 fn damaged(path: &Path, reason: impl std::fmt::Display) -> IndexError {
@@ -58,8 +88,8 @@ fn acceptable_name(name: &str) -> bool {
         && !name.ends_with(".lock")
 }
 
-/// Packs every file of `dir` (a partition snapshot) into the split `out`, fsynced.
-/// Returns the split's size in bytes.
+/// Packs every file of `dir` (a partition snapshot) into the split `out`, fsynced, with a
+/// hot cache of what opening it reads. Returns the split's size in bytes.
 pub fn pack(dir: &Path, out: &Path) -> Result<u64, IndexError> {
     let mut names: Vec<String> = Vec::new();
     for entry in std::fs::read_dir(dir)? {
@@ -81,7 +111,24 @@ pub fn pack(dir: &Path, out: &Path) -> Result<u64, IndexError> {
         files.push(SplitFile { name, offset, len });
         offset += len;
     }
-    let footer = serde_json::to_vec(&SplitFooter { files }).map_err(std::io::Error::other)?;
+    let mut hot = Vec::new();
+    for (name, range) in crate::hot_cache::ranges(dir, &files) {
+        let mut file = File::open(dir.join(&name))?;
+        file.seek(SeekFrom::Start(range.start))?;
+        let len = range.end - range.start;
+        let copied = std::io::copy(&mut (&mut file).take(len), &mut writer)?;
+        if copied != len {
+            return Err(damaged(out, format!("{name} changed while being packed")));
+        }
+        hot.push(HotRange {
+            file: name,
+            start: range.start,
+            len,
+            offset,
+        });
+        offset += len;
+    }
+    let footer = serde_json::to_vec(&SplitFooter { files, hot }).map_err(std::io::Error::other)?;
     writer.write_all(&footer)?;
     writer.write_all(&(footer.len() as u64).to_le_bytes())?;
     writer.write_all(MAGIC)?;
@@ -91,7 +138,7 @@ pub fn pack(dir: &Path, out: &Path) -> Result<u64, IndexError> {
 }
 
 /// The footer's length, from a split's size and its last 16 bytes.
-fn footer_len(path: &Path, size: u64, trailer: &[u8]) -> Result<u64, IndexError> {
+pub(crate) fn footer_len(path: &Path, size: u64, trailer: &[u8]) -> Result<u64, IndexError> {
     if size < TRAILER_LEN || trailer.len() != TRAILER_LEN as usize {
         return Err(damaged(path, "shorter than a split's trailer"));
     }
@@ -109,8 +156,12 @@ fn footer_len(path: &Path, size: u64, trailer: &[u8]) -> Result<u64, IndexError>
 }
 
 /// Parses a footer and checks that every file is a plain name inside the first `body_len`
-/// bytes.
-fn parse_footer(path: &Path, footer: &[u8], body_len: u64) -> Result<SplitFooter, IndexError> {
+/// bytes, and every hot range a part of its file with its copy inside them too.
+pub(crate) fn parse_footer(
+    path: &Path,
+    footer: &[u8],
+    body_len: u64,
+) -> Result<SplitFooter, IndexError> {
     let footer: SplitFooter =
         serde_json::from_slice(footer).map_err(|e| damaged(path, format!("footer: {e}")))?;
     for f in &footer.files {
@@ -123,6 +174,28 @@ fn parse_footer(path: &Path, footer: &[u8], body_len: u64) -> Result<SplitFooter
         let end = f.offset.checked_add(f.len);
         if end.is_none_or(|end| end > body_len) {
             return Err(damaged(path, format!("{} lies outside the split", f.name)));
+        }
+    }
+    for h in &footer.hot {
+        let Some(file) = footer.files.iter().find(|f| f.name == h.file) else {
+            return Err(damaged(
+                path,
+                format!("hot range of unknown file {:?}", h.file),
+            ));
+        };
+        let in_file = h
+            .start
+            .checked_add(h.len)
+            .is_some_and(|end| end <= file.len);
+        let in_split = h
+            .offset
+            .checked_add(h.len)
+            .is_some_and(|end| end <= body_len);
+        if !in_file || !in_split {
+            return Err(damaged(
+                path,
+                format!("a hot range of {} is out of range", h.file),
+            ));
         }
     }
     Ok(footer)
@@ -252,6 +325,7 @@ mod tests {
                 offset: 0,
                 len: 1,
             }],
+            hot: Vec::new(),
         })
         .map_err(std::io::Error::other)?;
         let mut evil = vec![0u8];

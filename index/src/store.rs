@@ -24,6 +24,7 @@ use crate::calls::{CallTracker, ServiceCall};
 use crate::error::IndexError;
 use crate::faults::Faults;
 use crate::partition::{self, MIN_WRITER_MEMORY_BYTES, Partition, partition_start};
+use crate::split_directory::SplitDirectory;
 use crate::{RowBatch, Signal, log_fields, span_fields};
 
 /// File under the data root holding the checkpoint as a decimal WAL position.
@@ -44,11 +45,20 @@ struct PartitionRows {
 /// Where partitions fetched back from object storage are unpacked before they move into place.
 const FETCH_DIR: &str = "fetching";
 
-/// Downloads splits from object storage; weft's storage layer implements it.
+/// Reads splits from object storage; weft's storage layer implements it. Each error says
+/// why it could not.
 pub trait SplitFetcher: Send + Sync {
-    /// Writes the split `id` to the file `dest`. The error says why it could not.
+    /// Writes the split `id` to the file `dest`: a late row for a partition kept only in
+    /// object storage brings the whole of it back.
     fn fetch(&self, id: &str, dest: &Path) -> Result<(), String>;
+    /// Bytes `range` of split `id`: queries read splits in place.
+    fn read_range(&self, id: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, String>;
+    /// The last `len` bytes of split `id` (all of it, when it is shorter), and its size.
+    fn read_tail(&self, id: &str, len: u64) -> Result<(Vec<u8>, u64), String>;
 }
+
+/// Remote partitions kept open for queries at once; each holds what was read of it.
+const OPEN_REMOTE_MAX: usize = 16;
 
 /// Where the trace filters of partitions kept only in object storage stay, one per split.
 const FILTER_DIR: &str = "filters";
@@ -59,6 +69,13 @@ struct RemoteSplit {
     id: String,
     /// Its trace filter on the local disk; without one, a trace lookup fetches the split.
     filter: Option<PathBuf>,
+}
+
+/// A remote partition open for reading in place.
+struct OpenRemote {
+    key: PartitionKey,
+    split_id: String,
+    partition: Arc<Partition>,
 }
 
 /// A published split, as the metastore lists it.
@@ -108,6 +125,8 @@ pub struct Store {
     /// late row needs them.
     remote: RwLock<BTreeMap<PartitionKey, RemoteSplit>>,
     fetcher: RwLock<Option<Arc<dyn SplitFetcher>>>,
+    /// Remote partitions opened for queries, read in place, least recently used first.
+    open_remote: Mutex<Vec<OpenRemote>>,
     /// One fetch at a time, so that two queries never download the same split twice.
     fetch_lock: Mutex<()>,
     checkpoint: AtomicU64,
@@ -228,6 +247,7 @@ impl Store {
             partitions: RwLock::new(partitions),
             remote: RwLock::new(BTreeMap::new()),
             fetcher: RwLock::new(None),
+            open_remote: Mutex::new(Vec::new()),
             fetch_lock: Mutex::new(()),
             checkpoint: AtomicU64::new(checkpoint),
             options,
@@ -391,20 +411,33 @@ impl Store {
 
     /// Calls between services whose called span started in `[start, end)`, summed per pair of
     /// services, from the committed calls tables of the span partitions: no stored row is read.
-    pub fn calls(&self, start: u64, end: u64) -> Vec<ServiceCall> {
+    pub fn calls(&self, start: u64, end: u64) -> Result<Vec<ServiceCall>, IndexError> {
         let mut sums = BTreeMap::new();
-        for partition in self.all_partitions() {
+        let local = self.all_partitions();
+        // A call is kept with the partition of the span that completed its pair and timed by
+        // the child's start: the same hour, or a neighbour when a pair straddles an hour's
+        // end. Local partitions are all read; remote ones within that margin.
+        let remote = self.partitions_overlapping(
+            Signal::Spans,
+            start.saturating_sub(crate::PARTITION_NANOS),
+            end.saturating_add(crate::PARTITION_NANOS),
+        )?;
+        let remote = remote
+            .into_iter()
+            .filter(|r| !local.iter().any(|l| Arc::ptr_eq(l, r)));
+        for partition in local.iter().cloned().chain(remote) {
             if partition.signal == Signal::Spans {
                 partition.sum_calls(start, end, &mut sums);
             }
         }
-        sums.into_iter()
+        Ok(sums
+            .into_iter()
             .map(|((parent, child), stats)| ServiceCall {
                 parent,
                 child,
                 stats,
             })
-            .collect()
+            .collect())
     }
 
     fn partition_for_write(&self, key: PartitionKey) -> Result<Arc<Partition>, IndexError> {
@@ -503,6 +536,7 @@ impl Store {
                 .collect()
         };
         for ((signal, start_unix_nano), split) in expired_remote {
+            self.forget_open_remote((signal, start_unix_nano));
             if let Some(filter) = &split.filter {
                 std::fs::remove_file(filter)?;
             }
@@ -847,8 +881,78 @@ impl Store {
             map.insert(key, partition.clone());
             self.remote.write().expect("lock poisoned").remove(&key);
         }
+        self.forget_open_remote(key);
         tracing::info!(split = %remote.id, "partition fetched from object storage");
         Ok(Some(partition))
+    }
+
+    /// The partition of `key` for a query: local, or read in place from its split. `None`
+    /// when it is neither.
+    fn partition_to_read(&self, key: PartitionKey) -> Result<Option<Arc<Partition>>, IndexError> {
+        let remote = {
+            let map = self.partitions.read().expect("lock poisoned");
+            if let Some(p) = map.get(&key) {
+                return Ok(Some(p.clone()));
+            }
+            let remote = self.remote.read().expect("lock poisoned");
+            match remote.get(&key) {
+                Some(r) => r.clone(),
+                None => return Ok(None),
+            }
+        };
+        {
+            let mut open = self.open_remote.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = open
+                .iter()
+                .position(|o| o.key == key && o.split_id == remote.id)
+            {
+                let entry = open.remove(i);
+                let partition = entry.partition.clone();
+                open.push(entry);
+                return Ok(Some(partition));
+            }
+        }
+        let (signal, start) = key;
+        let unreadable = |reason: String| {
+            IndexError::Remote(format!(
+                "data of {} from {} is in object storage, which cannot be read now: {reason}",
+                signal.dir_name(),
+                partition::dir_name(start)
+            ))
+        };
+        let Some(fetcher) = self.fetcher.read().expect("lock poisoned").clone() else {
+            return Err(IndexError::Remote(format!(
+                "split {} is in object storage, which is not configured",
+                remote.id
+            )));
+        };
+        let opened = SplitDirectory::open(fetcher, &remote.id).and_then(|directory| {
+            Partition::open_remote(signal, start, &self.partition_dir(key), directory)
+        });
+        let partition = match opened {
+            Ok(p) => Arc::new(p),
+            Err(IndexError::Remote(reason)) => return Err(unreadable(reason)),
+            Err(other) => return Err(other),
+        };
+        let mut open = self.open_remote.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|o| o.key != key);
+        open.push(OpenRemote {
+            key,
+            split_id: remote.id,
+            partition: partition.clone(),
+        });
+        if open.len() > OPEN_REMOTE_MAX {
+            open.remove(0);
+        }
+        Ok(Some(partition))
+    }
+
+    /// Drops the open remote copy of `key`: it became local, or its split was deleted.
+    fn forget_open_remote(&self, key: PartitionKey) {
+        self.open_remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|o| o.key != key);
     }
 
     /// Bytes all partitions use on disk.
@@ -935,7 +1039,7 @@ impl Store {
             )
         };
         for key in remote {
-            if let Some(p) = self.fetch_remote(key)? {
+            if let Some(p) = self.partition_to_read(key)? {
                 found.push((key, p));
             }
         }

@@ -73,7 +73,7 @@ fn calls_are_paired_across_batches_committed_and_kept_across_a_reopen() {
         )
         .unwrap();
     assert!(
-        store.calls(0, u64::MAX).is_empty(),
+        store.calls(0, u64::MAX).expect("calls").is_empty(),
         "calls are visible once committed, with their rows"
     );
     store.commit(2).unwrap();
@@ -90,17 +90,17 @@ fn calls_are_paired_across_batches_committed_and_kept_across_a_reopen() {
         .unwrap();
     store.commit(4).unwrap();
     let expected = owned(&[("api", "db", 1, 1), ("web", "api", 2, 0)]);
-    assert_eq!(summary(&store.calls(0, u64::MAX)), expected);
+    assert_eq!(summary(&store.calls(0, u64::MAX).expect("calls")), expected);
     // A time range counts the calls whose called span started in it (by five minutes).
     assert_eq!(
-        summary(&store.calls(BASE + HOUR, BASE + 2 * HOUR)),
+        summary(&store.calls(BASE + HOUR, BASE + 2 * HOUR).expect("calls")),
         owned(&[("web", "api", 1, 0)])
     );
     assert_eq!(
-        summary(&store.calls(BASE, BASE + CALL_BUCKET_NANOS)),
+        summary(&store.calls(BASE, BASE + CALL_BUCKET_NANOS).expect("calls")),
         owned(&[("api", "db", 1, 1), ("web", "api", 1, 0)])
     );
-    let db = &store.calls(0, u64::MAX)[0];
+    let db = &store.calls(0, u64::MAX).expect("calls")[0];
     assert_eq!(db.stats.exemplars.len(), 1);
     assert_eq!(db.stats.exemplars[0].trace_id, [1u8; 16]);
     assert!(db.stats.exemplars[0].error);
@@ -111,7 +111,7 @@ fn calls_are_paired_across_batches_committed_and_kept_across_a_reopen() {
     );
     drop(store);
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(summary(&store.calls(0, u64::MAX)), expected);
+    assert_eq!(summary(&store.calls(0, u64::MAX).expect("calls")), expected);
 }
 
 #[test]
@@ -149,7 +149,7 @@ fn a_failed_commit_then_replay_counts_each_call_once() {
     // failure: its parent was committed before it, and the pairing window starts empty after
     // a rollback, so it is not counted (never counted twice).
     assert_eq!(
-        summary(&store.calls(0, u64::MAX)),
+        summary(&store.calls(0, u64::MAX).expect("calls")),
         owned(&[("web", "api", 2, 0)])
     );
 }
@@ -185,7 +185,7 @@ fn a_table_of_a_commit_that_never_happened_is_ignored_and_a_damaged_one_does_not
     store.index_batch(0, 1, &batch).unwrap();
     store.commit(7).unwrap();
     let expected = owned(&[("web", "api", 1, 0)]);
-    assert_eq!(summary(&store.calls(0, u64::MAX)), expected);
+    assert_eq!(summary(&store.calls(0, u64::MAX).expect("calls")), expected);
     drop(store);
     let files = calls_files(dir.path());
     assert_eq!(files.len(), 1);
@@ -198,13 +198,13 @@ fn a_table_of_a_commit_that_never_happened_is_ignored_and_a_damaged_one_does_not
     )
     .unwrap();
     let store = Store::open(dir.path()).unwrap();
-    assert_eq!(summary(&store.calls(0, u64::MAX)), expected);
+    assert_eq!(summary(&store.calls(0, u64::MAX).expect("calls")), expected);
     assert!(!stray.exists(), "the uncommitted table is deleted");
     drop(store);
     // A damaged table: the calls start anew, the rows are all there.
     std::fs::write(&files[0], b"{not json").unwrap();
     let store = Store::open(dir.path()).unwrap();
-    assert!(store.calls(0, u64::MAX).is_empty());
+    assert!(store.calls(0, u64::MAX).expect("calls").is_empty());
     assert_eq!(store.trace(&[1; 16], 10, 10).unwrap().spans.len(), 2);
 }
 
@@ -251,7 +251,7 @@ fn a_table_written_before_a_failed_commit_is_deleted_by_the_rollback() {
     store.commit(2).unwrap();
     assert_eq!(names(calls_files(dir.path())), ["calls-2.json"]);
     assert_eq!(
-        summary(&store.calls(0, u64::MAX)),
+        summary(&store.calls(0, u64::MAX).expect("calls")),
         owned(&[("web", "api", 2, 0)])
     );
 }

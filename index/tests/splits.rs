@@ -1,11 +1,12 @@
 //! Sealed partitions as splits: sealing, packing, publishing, eviction from the local disk,
-//! fetching back for a query or a late row, replacement, and what a failed fetch does. Object
+//! reading in place for a query, fetching back for a late row, replacement, and what a failed
+//! read does. Object
 //! storage is stood in for by a directory of split files, behind the same `SplitFetcher` the
 //! server uses.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use weft_index::query::parse;
@@ -62,7 +63,13 @@ fn bodies(store: &Store, q: &str) -> Result<Vec<String>, IndexError> {
 struct Bucket {
     dir: PathBuf,
     down: AtomicBool,
+    /// Whole splits downloaded.
     fetches: AtomicUsize,
+    /// Splits opened in place (one read of the end each).
+    tails: AtomicUsize,
+    /// Ranged reads after opening, and their bytes.
+    ranges: AtomicUsize,
+    range_bytes: AtomicU64,
 }
 
 impl Bucket {
@@ -72,6 +79,9 @@ impl Bucket {
             dir: dir.join("bucket"),
             down: AtomicBool::new(false),
             fetches: AtomicUsize::new(0),
+            tails: AtomicUsize::new(0),
+            ranges: AtomicUsize::new(0),
+            range_bytes: AtomicU64::new(0),
         };
         std::fs::create_dir_all(&bucket.dir).expect("bucket dir");
         Arc::new(bucket)
@@ -99,6 +109,32 @@ impl SplitFetcher for Bucket {
         std::fs::copy(self.dir.join(format!("{id}.split")), dest)
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+
+    fn read_range(&self, id: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err("connection refused".into());
+        }
+        self.ranges.fetch_add(1, Ordering::SeqCst);
+        self.range_bytes
+            .fetch_add(range.end - range.start, Ordering::SeqCst);
+        let bytes =
+            std::fs::read(self.dir.join(format!("{id}.split"))).map_err(|e| e.to_string())?;
+        bytes
+            .get(range.start as usize..range.end as usize)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| "range not satisfiable".to_string())
+    }
+
+    fn read_tail(&self, id: &str, len: u64) -> Result<(Vec<u8>, u64), String> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err("connection refused".into());
+        }
+        self.tails.fetch_add(1, Ordering::SeqCst);
+        let bytes =
+            std::fs::read(self.dir.join(format!("{id}.split"))).map_err(|e| e.to_string())?;
+        let start = bytes.len().saturating_sub(len as usize);
+        Ok((bytes[start..].to_vec(), bytes.len() as u64))
     }
 }
 
@@ -191,28 +227,33 @@ fn a_sealed_partition_is_published_evicted_fetched_back_and_replaced() {
         .expect("local data is served");
     assert_eq!(local_only.logs.len(), 1);
 
-    // Back: the split is fetched once and answers exactly as before.
+    // Back: the split is read in place, opened with one read, and answers exactly as before;
+    // nothing is downloaded whole and the partition stays remote.
     bucket.down.store(false, Ordering::SeqCst);
     assert_eq!(
         bodies(&store, "alpha").expect("searched"),
         ["alpha new", "alpha old"]
     );
-    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 1);
+    assert_eq!(bucket.tails.load(Ordering::SeqCst), 1);
     let trace = store.trace(&[1; 16], 100, 100).expect("trace");
     assert_eq!((trace.spans.len(), trace.logs.len()), (1, 1));
-    assert_eq!(
-        bucket.fetches.load(Ordering::SeqCst),
-        2,
-        "the span split too"
-    );
+    assert_eq!(bucket.tails.load(Ordering::SeqCst), 2, "the span split too");
+    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 0);
+    assert_eq!(store.remote_count(), 2);
+    // Open splits are kept: asking again reads nothing more.
+    let reads = bucket.ranges.load(Ordering::SeqCst);
+    assert_eq!(bodies(&store, "alpha").expect("searched").len(), 2);
+    assert_eq!(bucket.tails.load(Ordering::SeqCst), 2);
+    assert_eq!(bucket.ranges.load(Ordering::SeqCst), reads);
 
-    // A late row for the sealed hour: added, then sealed again as a split replacing the first.
-    store.evict(0).expect("evicted again");
+    // A late row for the sealed hour: the split is downloaded whole, the row added, and the
+    // partition sealed again as a split replacing the first.
     let late = RowBatch {
         logs: vec![log(BASE + 30, "alpha late", 4)],
         spans: vec![],
     };
     store.index_batch(20, 30, &late).expect("late row indexed");
+    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 1);
     store.commit(30).expect("committed");
     let resealed = store.seal(BASE + HOUR, &staging).expect("sealed");
     assert_eq!(resealed.len(), 1);
@@ -336,16 +377,16 @@ fn a_trace_lookup_fetches_only_the_splits_whose_filter_may_hold_it() {
     }
     assert_eq!(store.evict(0).expect("evicted").partitions, 6);
 
-    // Trace 15 is in the second hour only: one split of each signal is fetched.
+    // Trace 15 is in the second hour only: one split of each signal is opened.
     let trace = store.trace(&[15; 16], 100, 100).expect("trace");
     assert_eq!((trace.spans.len(), trace.logs.len()), (1, 1));
-    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 2);
-    assert_eq!(store.remote_count(), 4);
+    assert_eq!(bucket.tails.load(Ordering::SeqCst), 2);
+    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 0);
 
-    // A trace no hour holds fetches nothing.
+    // A trace no hour holds opens nothing.
     let none = store.trace(&[200; 16], 100, 100).expect("trace");
     assert!(none.spans.is_empty() && none.logs.is_empty());
-    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 2);
+    assert_eq!(bucket.tails.load(Ordering::SeqCst), 2);
 
     // After a restart the filters kept on disk still rule splits out.
     drop(store);
@@ -378,7 +419,7 @@ fn a_trace_lookup_fetches_only_the_splits_whose_filter_may_hold_it() {
     store.adopt_published(&published).expect("adopted");
     let trace = store.trace(&[25; 16], 100, 100).expect("trace");
     assert_eq!((trace.spans.len(), trace.logs.len()), (1, 1));
-    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 4);
+    assert_eq!(bucket.tails.load(Ordering::SeqCst), 4);
 }
 
 #[test]
@@ -410,19 +451,36 @@ fn a_partition_is_sealed_only_once_no_rows_arrive_for_the_grace_period() {
     assert_eq!(store.seal(later, &staging).expect("sealed").len(), 1);
 }
 
-/// A fetcher that evicts every published local copy while it downloads, as the indexer's
+/// A fetcher that evicts every published local copy while it reads, as the indexer's
 /// eviction may at any moment of a query.
 struct EvictingBucket {
     bucket: Arc<Bucket>,
     store: std::sync::Mutex<std::sync::Weak<Store>>,
 }
 
-impl SplitFetcher for EvictingBucket {
-    fn fetch(&self, id: &str, dest: &Path) -> Result<(), String> {
+impl EvictingBucket {
+    fn evict(&self) -> Result<(), String> {
         if let Some(store) = self.store.lock().expect("lock").upgrade() {
             store.evict(0).map_err(|e| e.to_string())?;
         }
+        Ok(())
+    }
+}
+
+impl SplitFetcher for EvictingBucket {
+    fn fetch(&self, id: &str, dest: &Path) -> Result<(), String> {
+        self.evict()?;
         self.bucket.fetch(id, dest)
+    }
+
+    fn read_range(&self, id: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
+        self.evict()?;
+        self.bucket.read_range(id, range)
+    }
+
+    fn read_tail(&self, id: &str, len: u64) -> Result<(Vec<u8>, u64), String> {
+        self.evict()?;
+        self.bucket.read_tail(id, len)
     }
 }
 
@@ -457,5 +515,86 @@ fn a_query_keeps_every_partition_it_fetched_while_eviction_runs() {
     }
     assert_eq!(store.evict(0).expect("evicted").partitions, 4);
     assert_eq!(bodies(&store, "row").expect("searched").len(), 4);
-    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 4);
+    assert_eq!(bucket.tails.load(Ordering::SeqCst), 4);
+}
+
+/// A remote split is opened with one read (its end: footer and hot cache), and a trace lookup
+/// reads a small part of it. Object storage going away after the split is open fails the
+/// next query that needs more of it as storage unavailable, not as damage.
+#[test]
+fn a_remote_split_opens_with_one_read_and_a_lookup_reads_a_fraction_of_it() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("index");
+    let bucket = Bucket::new(tmp.path());
+    let store = open(&root);
+    store.set_fetcher(bucket.clone());
+    let trace_id = |i: u64| -> Vec<u8> {
+        let mut id = (i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .to_be_bytes()
+            .to_vec();
+        id.extend_from_slice(&i.to_be_bytes());
+        id
+    };
+    // Several commits, so the split holds several segments.
+    for round in 0..4u64 {
+        let logs = (0..5_000u64)
+            .map(|i| {
+                let n = round * 5_000 + i;
+                LogRow {
+                    trace_id: trace_id(n),
+                    ..log(BASE + n, &format!("row number{n} of round{round}"), 0)
+                }
+            })
+            .collect();
+        let batch = RowBatch {
+            logs,
+            spans: vec![],
+        };
+        store
+            .index_batch(round * 10, round * 10 + 10, &batch)
+            .expect("indexed");
+        store.commit(round * 10 + 10).expect("committed");
+    }
+    let sealed = store
+        .seal(BASE + HOUR, &tmp.path().join("staging"))
+        .expect("sealed");
+    assert_eq!(sealed.len(), 1);
+    let id = bucket.put(&sealed[0]);
+    store.mark_published(Signal::Logs, BASE, &id);
+    assert_eq!(store.evict(0).expect("evicted").partitions, 1);
+    let split_path = bucket.dir.join(format!("{id}.split"));
+    let size = std::fs::metadata(&split_path).expect("split").len();
+    assert!(
+        !split::read_footer(&split_path)
+            .expect("footer")
+            .hot
+            .is_empty(),
+        "the split carries a hot cache"
+    );
+
+    let wanted = trace_id(12_345);
+    let trace = store
+        .trace(wanted.as_slice().try_into().expect("16 bytes"), 10, 10)
+        .expect("trace");
+    assert_eq!(trace.logs.len(), 1);
+    assert_eq!(trace.logs[0].body_text(), "row number12345 of round2");
+    assert_eq!(bucket.tails.load(Ordering::SeqCst), 1);
+    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 0);
+    let read = bucket.range_bytes.load(Ordering::SeqCst);
+    // Small as this split is, a 64 KiB read window takes most of a segment's file; what is
+    // left unread is the stored rows and terms of the segments without the trace.
+    assert!(
+        read * 2 < size,
+        "a lookup read {read} bytes beyond the split's end, of {size}"
+    );
+
+    bucket.down.store(true, Ordering::SeqCst);
+    match bodies(&store, "row") {
+        Err(IndexError::Remote(reason)) => {
+            assert!(reason.contains("connection refused"), "{reason}")
+        }
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+    bucket.down.store(false, Ordering::SeqCst);
+    assert_eq!(bodies(&store, "round3").expect("searched").len(), 100);
 }

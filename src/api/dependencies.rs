@@ -59,7 +59,7 @@ pub(crate) async fn jaeger_dependencies(
     let end = end_ms.saturating_mul(1_000_000).saturating_add(1);
     let start = end.saturating_sub(lookback_ms.saturating_mul(1_000_000));
     let calls = state
-        .run_query(move |store, _| Ok(store.calls(start, end)))
+        .run_query(move |store, _| Ok(store.calls(start, end)?))
         .await?;
     let service = params.get("service").filter(|s| !s.is_empty());
     let data: Vec<DependencyLink> = calls
@@ -162,7 +162,7 @@ pub(crate) async fn service_map(
         params.get("end").map(String::as_str),
     )?;
     let (catalog, calls) = state
-        .run_query(move |store, _| Ok((store.services(start, end)?, store.calls(start, end))))
+        .run_query(move |store, _| Ok((store.services(start, end)?, store.calls(start, end)?)))
         .await?;
     // Calls are counted per minute; the rate is over the minutes the range touches.
     let first_minute = start / CALL_BUCKET_NANOS;

@@ -19,6 +19,7 @@ pub mod publisher;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -237,6 +238,33 @@ impl ObjectStorage {
         Ok(bytes)
     }
 
+    /// Bytes `range` of split `id`.
+    pub async fn read_split_range(
+        &self,
+        id: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<Vec<u8>, String> {
+        self.store
+            .get_range(&self.split_path(id), range)
+            .await
+            .map(|bytes| bytes.to_vec())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The last `len` bytes of split `id` (all of it when shorter), and its size: one request.
+    pub async fn read_split_tail(&self, id: &str, len: u64) -> Result<(Vec<u8>, u64), String> {
+        let options =
+            object_store::GetOptions::new().with_range(Some(object_store::GetRange::Suffix(len)));
+        let result = self
+            .store
+            .get_opts(&self.split_path(id), options)
+            .await
+            .map_err(|e| e.to_string())?;
+        let size = result.meta.size;
+        let bytes = result.bytes().await.map_err(|e| e.to_string())?;
+        Ok((bytes.to_vec(), size))
+    }
+
     /// Deletes split `id`; one already gone counts as deleted.
     pub async fn delete_split(&self, id: &str) -> Result<(), String> {
         match self.store.delete(&self.split_path(id)).await {
@@ -268,42 +296,77 @@ impl Fetcher {
     }
 }
 
-impl weft_index::store::SplitFetcher for Fetcher {
-    fn fetch(&self, id: &str, dest: &Path) -> Result<(), String> {
-        let storage = self.storage.clone();
-        let (id, dest) = (id.to_string(), dest.to_path_buf());
+impl Fetcher {
+    /// Runs `request` on the runtime and waits for it here, within [`FETCH_TIMEOUT`], counting
+    /// its bytes as `counters` says. The caller is a query's blocking thread or the indexer;
+    /// a thread of its own keeps `block_on` off any runtime thread.
+    fn wait<T, F>(
+        &self,
+        request: F,
+        size: impl Fn(&T) -> u64,
+        counters: (&AtomicU64, &AtomicU64),
+    ) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, String>> + Send + 'static,
+    {
         let runtime = self.runtime.clone();
-        // The download runs on the runtime; this thread (a query's blocking thread or the
-        // indexer) only waits. A thread of its own keeps `block_on` off any runtime thread.
         let outcome = std::thread::spawn(move || {
             runtime.block_on(async move {
-                tokio::time::timeout(FETCH_TIMEOUT, storage.get_split(&id, &dest))
+                tokio::time::timeout(FETCH_TIMEOUT, request)
                     .await
                     .unwrap_or_else(|_| Err(format!("no answer within {FETCH_TIMEOUT:?}")))
             })
         })
         .join()
-        .unwrap_or_else(|_| Err("the download thread failed".to_string()));
-        match outcome {
-            Ok(bytes) => {
-                self.metrics
-                    .storage
-                    .fetches
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.metrics
-                    .storage
-                    .fetched_bytes
-                    .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
-                Ok(())
+        .unwrap_or_else(|_| Err("the object storage thread failed".to_string()));
+        let storage = &self.metrics.storage;
+        match &outcome {
+            Ok(value) => {
+                counters.0.fetch_add(1, Ordering::Relaxed);
+                counters.1.fetch_add(size(value), Ordering::Relaxed);
             }
-            Err(reason) => {
-                self.metrics
-                    .storage
-                    .fetch_errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Err(reason)
+            Err(_) => {
+                storage.fetch_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
+        outcome
+    }
+}
+
+impl weft_index::store::SplitFetcher for Fetcher {
+    fn fetch(&self, id: &str, dest: &Path) -> Result<(), String> {
+        let storage = self.storage.clone();
+        let (id, dest) = (id.to_string(), dest.to_path_buf());
+        let st = &self.metrics.storage;
+        self.wait(
+            async move { storage.get_split(&id, &dest).await },
+            |bytes| *bytes,
+            (&st.fetches, &st.fetched_bytes),
+        )
+        .map(|_| ())
+    }
+
+    fn read_range(&self, id: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
+        let storage = self.storage.clone();
+        let id = id.to_string();
+        let st = &self.metrics.storage;
+        self.wait(
+            async move { storage.read_split_range(&id, range).await },
+            |bytes| bytes.len() as u64,
+            (&st.reads, &st.read_bytes),
+        )
+    }
+
+    fn read_tail(&self, id: &str, len: u64) -> Result<(Vec<u8>, u64), String> {
+        let storage = self.storage.clone();
+        let id = id.to_string();
+        let st = &self.metrics.storage;
+        self.wait(
+            async move { storage.read_split_tail(&id, len).await },
+            |(bytes, _)| bytes.len() as u64,
+            (&st.reads, &st.read_bytes),
+        )
     }
 }
 

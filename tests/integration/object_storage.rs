@@ -1,5 +1,5 @@
 //! Sealed partitions in object storage: uploaded, published, evicted from the local disk and
-//! fetched back for queries; across a restart; while the store is away; after a crash between
+//! read in place by queries; across a restart; while the store is away; after a crash between
 //! upload and publish. Each runs on a directory as object storage, and the first also on the
 //! S3-compatible server when one is given (required in CI).
 
@@ -101,12 +101,12 @@ async fn evicted_partitions_answer_from_storage_and_survive_a_restart(storage: S
         "only the current hour is kept locally"
     );
 
-    // Every answer about the old hour now comes from the split, fetched back.
-    let fetched_before = server.metric("weft_storage_fetches_total").await;
+    // Every answer about the old hour now comes from the split, read in place.
+    let reads_before = server.metric("weft_storage_reads_total").await;
     let logs = server.wait_for_all_logs("service:sealed", 6).await;
     let expected: Vec<String> = (0..5).map(|i| format!("sealed record {i}")).collect();
     assert_eq!(sealed_bodies(&logs), expected, "each record once");
-    assert!(server.metric("weft_storage_fetches_total").await > fetched_before);
+    assert!(server.metric("weft_storage_reads_total").await > reads_before);
     let (status, trace) = server
         .get(&format!("/api/v1/traces/{}", traces[3]), &[])
         .await;

@@ -1,0 +1,211 @@
+//! The hot cache of a split: the byte ranges of a partition's files that opening it reads.
+//!
+//! A searcher over a remote split would otherwise make one request per file footer, per term
+//! dictionary index and per column table, tens of round trips before the first posting. So
+//! when a split is packed, its partition is opened once through a directory that notes every
+//! read ([`RecordingDirectory`]), and each indexed field's term dictionary is opened as a
+//! lookup would open it. What was read, and every small file whole, is copied into the split
+//! next to its footer (`split::pack`), and served from there (`split_directory`).
+//!
+//! Large reads stay out: a column or a posting list is read when a query needs it, not when
+//! the split opens, and the cache must stay small enough to fetch with the footer.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
+use tantivy::directory::{
+    DirectoryLock, FileHandle, Lock, MmapDirectory, OwnedBytes, WatchCallback, WatchHandle,
+    WritePtr,
+};
+use tantivy::{Directory, HasLen, Index, ReloadPolicy};
+
+use crate::split::SplitFile;
+
+/// Files this small are kept whole: `meta.json`, `weft-format`, the calls table, tiny segments.
+const SMALL_FILE_BYTES: u64 = 16 << 10;
+/// A single read larger than this is data, not a table of contents.
+const MAX_RANGE_BYTES: u64 = 1 << 20;
+/// The most a hot cache holds; past it, the largest ranges are left out.
+const MAX_HOT_BYTES: u64 = 8 << 20;
+
+/// Reads noted by a [`RecordingDirectory`]: file and byte range.
+type ReadLog = Arc<Mutex<Vec<(PathBuf, Range<u64>)>>>;
+
+/// The ranges of `dir`'s files (listed in `files`) to keep in its split's hot cache, per
+/// file in order, without overlaps. A directory that does not open as an index gets its
+/// small files only.
+pub(crate) fn ranges(dir: &Path, files: &[SplitFile]) -> Vec<(String, Range<u64>)> {
+    let mut wanted: BTreeMap<String, Vec<Range<u64>>> = BTreeMap::new();
+    for f in files
+        .iter()
+        .filter(|f| f.len > 0 && f.len <= SMALL_FILE_BYTES)
+    {
+        wanted.entry(f.name.clone()).or_default().push(0..f.len);
+    }
+    match record_opening(dir) {
+        Ok(reads) => {
+            for (path, range) in reads {
+                let Some(name) = path.to_str() else { continue };
+                let known = files.iter().any(|f| f.name == name && range.end <= f.len);
+                if known && range.end > range.start && range.end - range.start <= MAX_RANGE_BYTES {
+                    wanted.entry(name.to_string()).or_default().push(range);
+                }
+            }
+        }
+        Err(error) => {
+            tracing::debug!(%error, dir = %dir.display(), "no hot cache: not an index");
+        }
+    }
+    let mut merged: Vec<(String, Range<u64>)> = Vec::new();
+    for (name, mut list) in wanted {
+        list.sort_by_key(|r| r.start);
+        let mut current: Option<Range<u64>> = None;
+        for r in list {
+            current = match current {
+                Some(c) if r.start <= c.end => Some(c.start..c.end.max(r.end)),
+                Some(c) => {
+                    merged.push((name.clone(), c));
+                    Some(r)
+                }
+                None => Some(r),
+            };
+        }
+        if let Some(c) = current {
+            merged.push((name, c));
+        }
+    }
+    // Within the budget, the smallest ranges first: they are the tables of contents.
+    let mut by_size: Vec<usize> = (0..merged.len()).collect();
+    by_size.sort_by_key(|&i| merged[i].1.end - merged[i].1.start);
+    let mut keep = vec![false; merged.len()];
+    let mut total = 0u64;
+    for i in by_size {
+        let len = merged[i].1.end - merged[i].1.start;
+        if total + len > MAX_HOT_BYTES {
+            break;
+        }
+        total += len;
+        keep[i] = true;
+    }
+    merged
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(range, keep)| keep.then_some(range))
+        .collect()
+}
+
+/// Opens the index in `dir` as a search would, and each indexed field's term dictionary,
+/// noting every read.
+fn record_opening(dir: &Path) -> tantivy::Result<Vec<(PathBuf, Range<u64>)>> {
+    let log = ReadLog::default();
+    let directory = RecordingDirectory {
+        inner: Box::new(MmapDirectory::open(dir)?),
+        log: log.clone(),
+    };
+    let index = Index::open(directory)?;
+    let reader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()?;
+    let searcher = reader.searcher();
+    let schema = index.schema();
+    for segment in searcher.segment_readers() {
+        for (field, entry) in schema.fields() {
+            if entry.is_indexed() {
+                segment.inverted_index(field)?;
+            }
+        }
+    }
+    drop(searcher);
+    drop(reader);
+    drop(index);
+    let reads = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(reads)
+}
+
+/// A directory that passes everything through to `inner` and notes each read.
+#[derive(Clone, Debug)]
+pub(crate) struct RecordingDirectory {
+    inner: Box<dyn Directory>,
+    log: ReadLog,
+}
+
+impl RecordingDirectory {
+    fn note(&self, path: &Path, range: Range<u64>) {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((path.to_path_buf(), range));
+    }
+}
+
+#[derive(Debug)]
+struct RecordingHandle {
+    inner: Arc<dyn FileHandle>,
+    path: PathBuf,
+    log: ReadLog,
+}
+
+impl HasLen for RecordingHandle {
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+}
+
+impl FileHandle for RecordingHandle {
+    fn read_bytes(&self, range: Range<usize>) -> io::Result<OwnedBytes> {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((self.path.clone(), range.start as u64..range.end as u64));
+        self.inner.read_bytes(range)
+    }
+}
+
+impl Directory for RecordingDirectory {
+    fn get_file_handle(&self, path: &Path) -> Result<Arc<dyn FileHandle>, OpenReadError> {
+        Ok(Arc::new(RecordingHandle {
+            inner: self.inner.get_file_handle(path)?,
+            path: path.to_path_buf(),
+            log: self.log.clone(),
+        }))
+    }
+
+    fn delete(&self, path: &Path) -> Result<(), DeleteError> {
+        self.inner.delete(path)
+    }
+
+    fn exists(&self, path: &Path) -> Result<bool, OpenReadError> {
+        self.inner.exists(path)
+    }
+
+    fn open_write(&self, path: &Path) -> Result<WritePtr, OpenWriteError> {
+        self.inner.open_write(path)
+    }
+
+    fn atomic_read(&self, path: &Path) -> Result<Vec<u8>, OpenReadError> {
+        let bytes = self.inner.atomic_read(path)?;
+        self.note(path, 0..bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    fn atomic_write(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.inner.atomic_write(path, data)
+    }
+
+    fn sync_directory(&self) -> io::Result<()> {
+        self.inner.sync_directory()
+    }
+
+    fn acquire_lock(&self, lock: &Lock) -> Result<DirectoryLock, LockError> {
+        self.inner.acquire_lock(lock)
+    }
+
+    fn watch(&self, watch_callback: WatchCallback) -> tantivy::Result<WatchHandle> {
+        self.inner.watch(watch_callback)
+    }
+}

@@ -1,0 +1,366 @@
+//! A split in object storage read in place: a read-only tantivy [`Directory`] over ranged reads.
+//!
+//! Opening one costs one request: the last [`TAIL_READ_BYTES`] of the split, which hold its
+//! footer and its hot cache (`hot_cache`), so that tantivy opens the index without another
+//! round trip. Whatever a query reads beyond that (a posting list, a column, a block of stored
+//! rows) is one ranged read, rounded out to [`READ_ALIGN_BYTES`] so that neighbouring small
+//! reads share it, and kept in memory up to [`FETCHED_CAP_BYTES`] per split.
+//!
+//! A failed read surfaces as an `io::Error` wrapping [`RemoteReadError`], which the index
+//! error type turns back into [`IndexError::Remote`] however deep in tantivy it failed: the
+//! caller answers "object storage cannot be read now", not "the index is damaged".
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
+use tantivy::directory::{
+    DirectoryLock, FileHandle, Lock, OwnedBytes, WatchCallback, WatchHandle, WritePtr,
+};
+use tantivy::{Directory, HasLen};
+
+use crate::error::IndexError;
+use crate::split::{self, SplitFile, TRAILER_LEN};
+use crate::store::SplitFetcher;
+
+/// How much of a split's end the first read asks for: the footer and the hot cache of an
+/// hour's partition fit in it; when they do not, a second read brings the rest.
+const TAIL_READ_BYTES: u64 = 512 << 10;
+/// Reads are widened to this alignment: tantivy's reads of one structure come in small
+/// neighbouring pieces, and a round trip costs more than the extra bytes.
+const READ_ALIGN_BYTES: u64 = 64 << 10;
+/// Bytes read beyond the hot cache kept per open split; the oldest go first.
+const FETCHED_CAP_BYTES: u64 = 32 << 20;
+
+/// Why a ranged read of a split failed (object storage away, a timeout).
+#[derive(Debug)]
+pub(crate) struct RemoteReadError(pub(crate) String);
+
+impl std::fmt::Display for RemoteReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RemoteReadError {}
+
+/// The reason of a failed ranged read, when `error` is one.
+pub(crate) fn remote_read_reason(error: &io::Error) -> Option<String> {
+    error
+        .get_ref()?
+        .downcast_ref::<RemoteReadError>()
+        .map(|e| e.0.clone())
+}
+
+/// Byte ranges of files held in memory: per file, `(start, bytes)` sorted by start.
+#[derive(Default)]
+struct Ranges(HashMap<PathBuf, Vec<(u64, OwnedBytes)>>);
+
+impl Ranges {
+    fn find(&self, path: &Path, range: &Range<u64>) -> Option<OwnedBytes> {
+        let list = self.0.get(path)?;
+        // The last range starting at or before the wanted start is the only one that can
+        // hold it: ranges of one file do not overlap.
+        let i = list.partition_point(|(start, _)| *start <= range.start);
+        let (start, bytes) = list.get(i.checked_sub(1)?)?;
+        let end = start + bytes.len() as u64;
+        (range.end <= end)
+            .then(|| bytes.slice((range.start - start) as usize..(range.end - start) as usize))
+    }
+
+    fn insert(&mut self, path: &Path, start: u64, bytes: OwnedBytes) {
+        let list = self.0.entry(path.to_path_buf()).or_default();
+        let end = start + bytes.len() as u64;
+        // A new range replaces those it overlaps (they were read before it, for less).
+        list.retain(|(s, b)| *s + b.len() as u64 <= start || *s >= end);
+        let i = list.partition_point(|(s, _)| *s < start);
+        list.insert(i, (start, bytes));
+    }
+
+    fn remove(&mut self, path: &Path, start: u64) -> u64 {
+        let Some(list) = self.0.get_mut(path) else {
+            return 0;
+        };
+        let Some(i) = list.iter().position(|(s, _)| *s == start) else {
+            return 0;
+        };
+        list.remove(i).1.len() as u64
+    }
+}
+
+/// Ranges read so far, and their order, for eviction.
+#[derive(Default)]
+struct Fetched {
+    ranges: Ranges,
+    order: VecDeque<(PathBuf, u64)>,
+    bytes: u64,
+}
+
+struct SplitSource {
+    id: String,
+    fetcher: Arc<dyn SplitFetcher>,
+    files: HashMap<PathBuf, SplitFile>,
+    hot: Ranges,
+    fetched: Mutex<Fetched>,
+}
+
+/// A split read in place. Cheap to clone; clones share what was read.
+#[derive(Clone)]
+pub(crate) struct SplitDirectory {
+    source: Arc<SplitSource>,
+}
+
+impl std::fmt::Debug for SplitDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SplitDirectory")
+            .field("id", &self.source.id)
+            .finish()
+    }
+}
+
+/// The error of a failed request while opening: the caller words it for the user.
+fn remote(reason: String) -> IndexError {
+    IndexError::Remote(reason)
+}
+
+/// Reads the bytes of split `id` from `from` up to `tail_start` and puts them in front of
+/// `tail`, when `tail` does not reach back that far.
+fn extend_front(
+    fetcher: &dyn SplitFetcher,
+    id: &str,
+    tail: &mut Vec<u8>,
+    tail_start: &mut u64,
+    from: u64,
+) -> Result<(), IndexError> {
+    if from >= *tail_start {
+        return Ok(());
+    }
+    let mut front = fetcher.read_range(id, from..*tail_start).map_err(remote)?;
+    if front.len() as u64 != *tail_start - from {
+        return Err(remote(format!("a short read of {id}")));
+    }
+    front.append(tail);
+    *tail = front;
+    *tail_start = from;
+    Ok(())
+}
+
+impl SplitDirectory {
+    /// Opens split `id`: reads its end, checks its footer and keeps its hot cache.
+    pub(crate) fn open(
+        fetcher: Arc<dyn SplitFetcher>,
+        id: &str,
+    ) -> Result<SplitDirectory, IndexError> {
+        let label = PathBuf::from(format!("{id}.split"));
+        let (mut tail, size) = fetcher.read_tail(id, TAIL_READ_BYTES).map_err(remote)?;
+        if tail.len() as u64 != size.min(TAIL_READ_BYTES) {
+            return Err(remote(format!(
+                "object storage returned {} bytes of the last {} of {id}",
+                tail.len(),
+                size.min(TAIL_READ_BYTES)
+            )));
+        }
+        let trailer = &tail[tail.len().saturating_sub(TRAILER_LEN as usize)..];
+        let footer_len = split::footer_len(&label, size, trailer)?;
+        let body_len = size - TRAILER_LEN - footer_len;
+        let mut tail_start = size - tail.len() as u64;
+        extend_front(fetcher.as_ref(), id, &mut tail, &mut tail_start, body_len)?;
+        let footer_at = (body_len - tail_start) as usize;
+        let footer = split::parse_footer(
+            &label,
+            &tail[footer_at..footer_at + footer_len as usize],
+            body_len,
+        )?;
+        extend_front(
+            fetcher.as_ref(),
+            id,
+            &mut tail,
+            &mut tail_start,
+            footer.hot_cache_offset(body_len),
+        )?;
+        let tail = OwnedBytes::new(tail);
+        let mut hot = Ranges::default();
+        for h in &footer.hot {
+            let at = (h.offset - tail_start) as usize;
+            hot.insert(
+                Path::new(&h.file),
+                h.start,
+                tail.slice(at..at + h.len as usize),
+            );
+        }
+        let files = footer
+            .files
+            .into_iter()
+            .map(|f| (PathBuf::from(&f.name), f))
+            .collect();
+        Ok(SplitDirectory {
+            source: Arc::new(SplitSource {
+                id: id.to_string(),
+                fetcher,
+                files,
+                hot,
+                fetched: Mutex::new(Fetched::default()),
+            }),
+        })
+    }
+
+    /// The names of the split's files.
+    pub(crate) fn file_names(&self) -> Vec<String> {
+        self.source.files.values().map(|f| f.name.clone()).collect()
+    }
+
+    fn file(&self, path: &Path) -> Result<&SplitFile, OpenReadError> {
+        self.source
+            .files
+            .get(path)
+            .ok_or_else(|| OpenReadError::FileDoesNotExist(path.to_path_buf()))
+    }
+}
+
+impl SplitSource {
+    fn read(&self, path: &Path, file: &SplitFile, range: Range<u64>) -> io::Result<OwnedBytes> {
+        if range.start > range.end || range.end > file.len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{range:?} is outside {} ({} bytes)",
+                    path.display(),
+                    file.len
+                ),
+            ));
+        }
+        if range.is_empty() {
+            return Ok(OwnedBytes::empty());
+        }
+        if let Some(bytes) = self.hot.find(path, &range) {
+            return Ok(bytes);
+        }
+        let lock = || self.fetched.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(bytes) = lock().ranges.find(path, &range) {
+            return Ok(bytes);
+        }
+        let window = range.start / READ_ALIGN_BYTES * READ_ALIGN_BYTES
+            ..range.end.div_ceil(READ_ALIGN_BYTES) * READ_ALIGN_BYTES;
+        let window = window.start..window.end.min(file.len);
+        let bytes = self
+            .fetcher
+            .read_range(
+                &self.id,
+                file.offset + window.start..file.offset + window.end,
+            )
+            .map_err(|reason| io::Error::other(RemoteReadError(reason)))?;
+        if bytes.len() as u64 != window.end - window.start {
+            return Err(io::Error::other(RemoteReadError(format!(
+                "a short read of {}",
+                self.id
+            ))));
+        }
+        let bytes = OwnedBytes::new(bytes);
+        let wanted =
+            bytes.slice((range.start - window.start) as usize..(range.end - window.start) as usize);
+        let mut fetched = lock();
+        fetched.ranges.insert(path, window.start, bytes);
+        fetched.bytes += window.end - window.start;
+        fetched.order.push_back((path.to_path_buf(), window.start));
+        while fetched.bytes > FETCHED_CAP_BYTES {
+            let Some((path, start)) = fetched.order.pop_front() else {
+                break;
+            };
+            let freed = fetched.ranges.remove(&path, start);
+            fetched.bytes = fetched.bytes.saturating_sub(freed);
+        }
+        Ok(wanted)
+    }
+}
+
+/// One file of a split read in place.
+struct SplitFileHandle {
+    source: Arc<SplitSource>,
+    path: PathBuf,
+    file: SplitFile,
+}
+
+impl std::fmt::Debug for SplitFileHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.source.id, self.path.display())
+    }
+}
+
+impl HasLen for SplitFileHandle {
+    fn len(&self) -> usize {
+        self.file.len as usize
+    }
+}
+
+impl FileHandle for SplitFileHandle {
+    fn read_bytes(&self, range: Range<usize>) -> io::Result<OwnedBytes> {
+        self.source
+            .read(&self.path, &self.file, range.start as u64..range.end as u64)
+    }
+}
+
+fn read_only(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("{} is in a split, which is never written", path.display()),
+    )
+}
+
+impl Directory for SplitDirectory {
+    fn get_file_handle(&self, path: &Path) -> Result<Arc<dyn FileHandle>, OpenReadError> {
+        let file = self.file(path)?.clone();
+        Ok(Arc::new(SplitFileHandle {
+            source: self.source.clone(),
+            path: path.to_path_buf(),
+            file,
+        }))
+    }
+
+    fn delete(&self, path: &Path) -> Result<(), DeleteError> {
+        Err(DeleteError::IoError {
+            io_error: Arc::new(read_only(path)),
+            filepath: path.to_path_buf(),
+        })
+    }
+
+    fn exists(&self, path: &Path) -> Result<bool, OpenReadError> {
+        Ok(self.source.files.contains_key(path))
+    }
+
+    fn open_write(&self, path: &Path) -> Result<WritePtr, OpenWriteError> {
+        Err(OpenWriteError::wrap_io_error(
+            read_only(path),
+            path.to_path_buf(),
+        ))
+    }
+
+    fn atomic_read(&self, path: &Path) -> Result<Vec<u8>, OpenReadError> {
+        let file = self.file(path)?;
+        self.source
+            .read(path, file, 0..file.len)
+            .map(|bytes| bytes.as_slice().to_vec())
+            .map_err(|e| OpenReadError::wrap_io_error(e, path.to_path_buf()))
+    }
+
+    fn atomic_write(&self, path: &Path, _data: &[u8]) -> io::Result<()> {
+        Err(read_only(path))
+    }
+
+    fn sync_directory(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn acquire_lock(&self, _lock: &Lock) -> Result<DirectoryLock, LockError> {
+        // Locks keep writers apart, and nothing writes a split; readers take the meta lock
+        // only while reading `meta.json`, which never changes here.
+        Ok(DirectoryLock::from(Box::new(())))
+    }
+
+    fn watch(&self, _watch_callback: WatchCallback) -> tantivy::Result<WatchHandle> {
+        // A split never changes.
+        Ok(WatchHandle::empty())
+    }
+}
