@@ -2,19 +2,22 @@
 """Query latency of a running weft over data in object storage, cold or warm (BENCHMARKS.md,
 "Object storage"). Load it first with `weft bench --target-grpc … --target-http …`.
 
-    scripts/bench-storage.py --http 127.0.0.1:18080 --mode cold --remote 46   # cache 0, all evicted
-    scripts/bench-storage.py --http 127.0.0.1:18080 --mode warm               # a large cache
+    scripts/bench-storage.py --mode cold --remote 46 --restart-cmd ./restart-weft.sh  # cache 0
+    scripts/bench-storage.py --mode warm --remote 46                                  # cache 0
+    scripts/bench-storage.py --mode warm                                              # all local
 
 Waits until nothing waits for upload and at least --remote partitions are kept only in object
 storage, then times trace by ID for 30 traces (exemplars of /api/v1/spans/stats) and a newest-100
 log search for a common word over 27 hours (5 runs), reading weft's storage counters around each
-set. `cold` pauses 1.2 s before each query, so that eviction (with WEFT_CACHE_BYTES=0, once a
-second) empties the cache; `warm` runs each set twice without pause. Trace IDs are kept in
---ids so that a later run (warm, or local) asks for the same traces.
+query. `cold` runs --restart-cmd (which must restart weft with the same settings) before each
+query and waits for it to settle, so that no split is open and nothing read is in memory;
+`warm` runs each set twice in a row. Trace IDs are kept in --ids so that a later run (warm, or
+local) asks for the same traces.
 """
 import argparse
 import json
 import random
+import subprocess
 import sys
 import time
 import urllib.parse
@@ -27,6 +30,7 @@ def main():
     ap.add_argument("--mode", choices=["cold", "warm"], required=True)
     ap.add_argument("--remote", type=int, default=0, help="remote partitions to wait for")
     ap.add_argument("--ids", default="trace-ids.json")
+    ap.add_argument("--restart-cmd", help="cold: a shell command that restarts weft")
     args = ap.parse_args()
     base = f"http://{args.http}"
 
@@ -46,14 +50,23 @@ def main():
         values = sorted(values)
         return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
-    deadline = time.time() + 600
-    while True:
-        c = counters()
-        if c.get("weft_storage_pending_uploads", 0) == 0 and c.get("weft_storage_remote_partitions", 0) >= args.remote:
-            break
-        if time.time() > deadline:
-            sys.exit(f"not settled: {c}")
-        time.sleep(1)
+    def settle():
+        deadline = time.time() + 600
+        while True:
+            try:
+                c = counters()
+            except OSError:
+                c = None
+            if c is not None and c.get("weft_storage_pending_uploads", 0) == 0 \
+                    and c.get("weft_storage_remote_partitions", 0) >= args.remote:
+                return
+            if time.time() > deadline:
+                sys.exit(f"not settled: {c}")
+            time.sleep(0.5)
+
+    if args.mode == "cold" and not args.restart_cmd:
+        sys.exit("--mode cold needs --restart-cmd")
+    settle()
 
     start = str(int((time.time() - 27 * 3600) * 1e9))
     try:
@@ -76,21 +89,24 @@ def main():
     ]
     print("| mode, pass | query | p50 ms | p99 ms | requests per query | MB read per query |")
     print("|---|---|---|---|---|---|")
+
+    def delta(before, after, *names):
+        return sum(after.get(n, 0) - before.get(n, 0) for n in names)
+
     for name, runs, query in sets:
         for run in range(2 if args.mode == "warm" else 1):
-            before = counters()
-            latencies = []
+            latencies, requests, read = [], 0, 0
             for i in range(runs):
                 if args.mode == "cold":
-                    time.sleep(1.2)
+                    subprocess.run(args.restart_cmd, shell=True, check=True)
+                    settle()
+                before = counters()
                 latencies.append(query(i)[0])
-            after = counters()
-            def delta(*names):
-                return sum(after.get(n, 0) - before.get(n, 0) for n in names)
-            fetches = delta("weft_storage_fetches_total", "weft_storage_reads_total")
-            fetched = delta("weft_storage_fetched_bytes_total", "weft_storage_read_bytes_total")
+                after = counters()
+                requests += delta(before, after, "weft_storage_fetches_total", "weft_storage_reads_total")
+                read += delta(before, after, "weft_storage_fetched_bytes_total", "weft_storage_read_bytes_total")
             print(f"| {args.mode} {run + 1} | {name} | {pct(latencies, 50):.1f} | {pct(latencies, 99):.1f} "
-                  f"| {fetches / runs:.2f} | {fetched / runs / 1e6:.1f} |")
+                  f"| {requests / runs:.2f} | {read / runs / 1e6:.2f} |")
 
 
 if __name__ == "__main__":

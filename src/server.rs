@@ -375,6 +375,7 @@ impl StorageSetup {
                         signal,
                         start_unix_nano: split.start_unix_nano,
                         committed_lsn: split.committed_lsn,
+                        services: split.services,
                     })
                 }
                 // Staged: its upload may or may not have finished, and nothing counts on it.

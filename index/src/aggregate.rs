@@ -292,14 +292,16 @@ impl Store {
     ) -> Result<Vec<HistogramBucket>, IndexError> {
         let buckets = buckets.max(1);
         let width = (end.saturating_sub(start)).div_ceil(buckets as u64).max(1);
-        let query = filtered(query, Signal::Logs, start, end)?;
+        let expr = query;
+        let query = filtered(expr, Signal::Logs, start, end)?;
         let collector = HistogramCollector {
             start,
             width,
             buckets,
         };
         let mut totals = vec![[0u64; 7]; buckets];
-        for partition in self.partitions_overlapping(Signal::Logs, start, end)? {
+        for partition in self.partitions_matching(Signal::Logs, start, end, expr)? {
+            let partition = partition?;
             let counts = partition.searcher().search(&query, &collector)?;
             for (t, c) in totals.iter_mut().zip(counts) {
                 for band in 0..7 {
@@ -333,6 +335,7 @@ impl Store {
             let query = filtered(None, signal, start, end)?;
             let mut found = KeyedFruit::new();
             for partition in self.partitions_overlapping(signal, start, end)? {
+                let partition = partition?;
                 merge_keyed(&mut found, partition.searcher().search(&query, &collector)?);
             }
             for (service, stats) in found {
@@ -376,6 +379,7 @@ impl Store {
             };
             let mut found = KeyedFruit::new();
             for partition in self.partitions_overlapping(Signal::Spans, start, end)? {
+                let partition = partition?;
                 merge_keyed(&mut found, partition.searcher().search(&query, &collector)?);
             }
             for name in found.into_keys() {
@@ -401,6 +405,7 @@ impl Store {
         };
         let mut found = KeyedFruit::new();
         for partition in self.partitions_overlapping(Signal::Logs, start, end)? {
+            let partition = partition?;
             merge_keyed(&mut found, partition.searcher().search(&query, &collector)?);
         }
         Ok(found.into_iter().collect())
@@ -423,6 +428,7 @@ impl Store {
         };
         let mut found = KeyedFruit::new();
         for partition in self.partitions_overlapping(Signal::Logs, start, end)? {
+            let partition = partition?;
             merge_keyed(&mut found, partition.searcher().search(query, &collector)?);
         }
         Ok(found.into_iter().map(|(k, v)| (k, v.count)).collect())

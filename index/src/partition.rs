@@ -425,6 +425,22 @@ impl Partition {
         self.committed_lsn.load(Ordering::Acquire)
     }
 
+    /// The services with committed rows here, sorted: the dictionary of each segment's
+    /// service column, no row read.
+    pub(crate) fn services(&self) -> Result<Vec<String>, IndexError> {
+        let mut services = std::collections::BTreeSet::new();
+        for segment in self.searcher().segment_readers() {
+            let Some(column) = segment.fast_fields().str("service")? else {
+                continue;
+            };
+            let mut terms = column.dictionary().stream()?;
+            while terms.advance() {
+                services.insert(String::from_utf8_lossy(terms.key()).into_owned());
+            }
+        }
+        Ok(services.into_iter().collect())
+    }
+
     /// Documents committed.
     pub(crate) fn num_docs(&self) -> u64 {
         self.reader.searcher().num_docs()

@@ -164,7 +164,10 @@ impl Store {
             // The rest of the cursor's time group first, then strictly older records.
             let t = cursor.time_unix_nano;
             if t >= start && t < end {
-                for partition in self.partitions_overlapping(Signal::Logs, t, t + 1)? {
+                for partition in
+                    self.partitions_matching(Signal::Logs, t, t + 1, search.query.as_ref())?
+                {
+                    let partition = partition?;
                     let mut ties =
                         partition_hits(&partition.searcher(), &*matcher, t, t + 1, MAX_TIES)?;
                     ties.retain(|h| h.key < cursor);
@@ -181,7 +184,14 @@ impl Store {
         for window in SEARCH_WINDOWS_NANOS {
             let window_start = end.saturating_sub(window).max(start);
             hits.truncate(before_window);
-            self.collect_newest(&*matcher, window_start, end, search.limit, &mut hits)?;
+            self.collect_newest(
+                &*matcher,
+                search.query.as_ref(),
+                window_start,
+                end,
+                search.limit,
+                &mut hits,
+            )?;
             if hits.len() > search.limit || window_start == start {
                 break;
             }
@@ -204,6 +214,7 @@ impl Store {
     fn collect_newest(
         &self,
         matcher: &dyn Query,
+        query: Option<&Expr>,
         start: u64,
         end: u64,
         limit: usize,
@@ -214,10 +225,11 @@ impl Store {
         }
         // Partitions do not overlap in time, so walking them newest first and stopping once
         // the page is full yields the newest records overall.
-        for partition in self.partitions_overlapping(Signal::Logs, start, end)? {
+        for partition in self.partitions_matching(Signal::Logs, start, end, query)? {
             if hits.len() > limit {
                 break;
             }
+            let partition = partition?;
             let want = limit + 1 - hits.len();
             hits.extend(partition_hits(
                 &partition.searcher(),
@@ -241,6 +253,7 @@ impl Store {
         let mut rows = TraceRows::default();
         let span_query = IdQuery::new(Signal::Spans, IdKind::Trace, trace_id);
         for partition in self.partitions_for_trace(Signal::Spans, trace_id)? {
+            let partition = partition?;
             let searcher = partition.searcher();
             let hits = searcher.search(
                 &span_query,
@@ -253,6 +266,7 @@ impl Store {
         }
         let log_query = IdQuery::new(Signal::Logs, IdKind::Trace, trace_id);
         for partition in self.partitions_for_trace(Signal::Logs, trace_id)? {
+            let partition = partition?;
             let searcher = partition.searcher();
             let hits = searcher.search(
                 &log_query,

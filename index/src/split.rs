@@ -88,9 +88,11 @@ fn acceptable_name(name: &str) -> bool {
         && !name.ends_with(".lock")
 }
 
-/// Packs every file of `dir` (a partition snapshot) into the split `out`, fsynced, with a
-/// hot cache of what opening it reads. Returns the split's size in bytes.
+/// Packs every file of `dir` (a partition snapshot) into the split `out`, fsynced, with its
+/// segments merged into one and a hot cache of what opening it reads. Returns the split's size
+/// in bytes.
 pub fn pack(dir: &Path, out: &Path) -> Result<u64, IndexError> {
+    merge_segments(dir)?;
     let mut names: Vec<String> = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -135,6 +137,38 @@ pub fn pack(dir: &Path, out: &Path) -> Result<u64, IndexError> {
     let file = writer.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     Ok(offset + footer.len() as u64 + TRAILER_LEN)
+}
+
+/// Merges the segments of the index in `dir` (a snapshot of hard links) into one, in place.
+///
+/// A partition written by half-second commits holds tens of segments, and every segment costs
+/// a query its own reads: term lookup, postings, columns, stored rows. Read from object
+/// storage, each is a round trip, so a split is one segment. The merge runs here, on the
+/// snapshot, not on the partition: the indexing thread never waits for it, and tantivy
+/// replaces files by writing new ones (`meta.json`, `.managed.json` by rename), so the
+/// partition's own links are never touched. The commit payload (the WAL position) is kept.
+/// A directory that is not an index is left as it is.
+pub fn merge_segments(dir: &Path) -> Result<(), IndexError> {
+    use tantivy::directory::MmapDirectory;
+    let directory = MmapDirectory::open(dir).map_err(|e| IndexError::Open {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    if !tantivy::Index::exists(&directory).map_err(tantivy::TantivyError::from)? {
+        return Ok(());
+    }
+    let index = tantivy::Index::open(directory)?;
+    let segments = index.searchable_segment_ids()?;
+    if segments.len() < 2 {
+        return Ok(());
+    }
+    let mut writer: tantivy::IndexWriter =
+        index.writer_with_num_threads(1, crate::partition::MIN_WRITER_MEMORY_BYTES)?;
+    writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+    writer.merge(&segments).wait()?;
+    writer.garbage_collect_files().wait()?;
+    writer.wait_merging_threads()?;
+    Ok(())
 }
 
 /// The footer's length, from a split's size and its last 16 bytes.
@@ -283,10 +317,12 @@ mod tests {
 
     #[test]
     fn packs_and_unpacks_every_file_and_refuses_damage() -> Result<(), IndexError> {
+        // Not an index (no `meta.json`): packed as it is, with no merge and no hot ranges
+        // beyond its small files.
         let tmp = tempfile::tempdir()?;
         let src = tmp.path().join("src");
         std::fs::create_dir(&src)?;
-        std::fs::write(src.join("meta.json"), b"{\"segments\":[]}")?;
+        std::fs::write(src.join("notes.json"), b"{\"segments\":[]}")?;
         std::fs::write(src.join("a.idx"), vec![7u8; 10_000])?;
         std::fs::write(src.join("empty"), b"")?;
         std::fs::write(src.join(".tantivy-writer.lock"), b"")?;
@@ -297,14 +333,17 @@ mod tests {
         let names: Vec<&str> = footer.files.iter().map(|f| f.name.as_str()).collect();
         assert_eq!(
             names,
-            ["a.idx", "empty", "meta.json"],
+            ["a.idx", "empty", "notes.json"],
             "locks are not packed"
         );
 
         let dest = tmp.path().join("dest");
         unpack(&split, &dest)?;
         assert_eq!(std::fs::read(dest.join("a.idx"))?, vec![7u8; 10_000]);
-        assert_eq!(std::fs::read(dest.join("meta.json"))?, b"{\"segments\":[]}");
+        assert_eq!(
+            std::fs::read(dest.join("notes.json"))?,
+            b"{\"segments\":[]}"
+        );
         assert_eq!(std::fs::read(dest.join("empty"))?, b"");
 
         // A split cut short loses its trailer and is refused, leaving no directory behind.

@@ -101,6 +101,10 @@ struct Fetched {
 
 struct SplitSource {
     id: String,
+    /// Bytes of the split's end held for the hot cache.
+    tail_bytes: u64,
+    /// The split's size.
+    size: u64,
     fetcher: Arc<dyn SplitFetcher>,
     files: HashMap<PathBuf, SplitFile>,
     hot: Ranges,
@@ -181,6 +185,7 @@ impl SplitDirectory {
             &mut tail_start,
             footer.hot_cache_offset(body_len),
         )?;
+        let tail_bytes = tail.len() as u64;
         let tail = OwnedBytes::new(tail);
         let mut hot = Ranges::default();
         for h in &footer.hot {
@@ -199,12 +204,30 @@ impl SplitDirectory {
         Ok(SplitDirectory {
             source: Arc::new(SplitSource {
                 id: id.to_string(),
+                tail_bytes,
+                size,
                 fetcher,
                 files,
                 hot,
                 fetched: Mutex::new(Fetched::default()),
             }),
         })
+    }
+
+    /// The split's size in bytes.
+    pub(crate) fn split_bytes(&self) -> u64 {
+        self.source.size
+    }
+
+    /// Memory held: the split's end and the ranges read since.
+    pub(crate) fn memory_bytes(&self) -> u64 {
+        let fetched = self
+            .source
+            .fetched
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .bytes;
+        self.source.tail_bytes + fetched
     }
 
     /// The names of the split's files.

@@ -57,8 +57,10 @@ pub trait SplitFetcher: Send + Sync {
     fn read_tail(&self, id: &str, len: u64) -> Result<(Vec<u8>, u64), String>;
 }
 
-/// Remote partitions kept open for queries at once; each holds what was read of it.
-const OPEN_REMOTE_MAX: usize = 16;
+/// Remote partitions kept open for queries at once, and the memory their reads may hold
+/// (hot caches and ranges read); past either, the least recently used are closed.
+const OPEN_REMOTE_MAX: usize = 256;
+const OPEN_REMOTE_BYTES: u64 = 256 << 20;
 
 /// Where the trace filters of partitions kept only in object storage stay, one per split.
 const FILTER_DIR: &str = "filters";
@@ -67,8 +69,10 @@ const FILTER_DIR: &str = "filters";
 #[derive(Clone, Debug)]
 struct RemoteSplit {
     id: String,
-    /// Its trace filter on the local disk; without one, a trace lookup fetches the split.
+    /// Its trace filter on the local disk; without one, a trace lookup opens the split.
     filter: Option<PathBuf>,
+    /// The services with rows in it, when known: a query for other services skips it.
+    services: Option<Vec<String>>,
 }
 
 /// A remote partition open for reading in place.
@@ -76,6 +80,7 @@ struct OpenRemote {
     key: PartitionKey,
     split_id: String,
     partition: Arc<Partition>,
+    directory: SplitDirectory,
 }
 
 /// A published split, as the metastore lists it.
@@ -89,6 +94,8 @@ pub struct PublishedSplit {
     pub start_unix_nano: u64,
     /// The WAL position its partition was committed through.
     pub committed_lsn: u64,
+    /// The services with rows in it; `None` when the metastore does not know.
+    pub services: Option<Vec<String>>,
 }
 
 /// A consistent copy of a sealed partition, ready to be packed and uploaded.
@@ -106,6 +113,8 @@ pub struct SealedSnapshot {
     pub dir: PathBuf,
     /// The published split this one replaces (rows arrived after it was published).
     pub replaces: Option<String>,
+    /// The services with rows in it, sorted.
+    pub services: Vec<String>,
 }
 
 /// What one eviction round removed from the local disk.
@@ -127,6 +136,8 @@ pub struct Store {
     fetcher: RwLock<Option<Arc<dyn SplitFetcher>>>,
     /// Remote partitions opened for queries, read in place, least recently used first.
     open_remote: Mutex<Vec<OpenRemote>>,
+    /// Remote partitions queries read since the last [`Store::fill_cache`].
+    read_remote: Mutex<std::collections::BTreeSet<PartitionKey>>,
     /// One fetch at a time, so that two queries never download the same split twice.
     fetch_lock: Mutex<()>,
     checkpoint: AtomicU64,
@@ -248,6 +259,7 @@ impl Store {
             remote: RwLock::new(BTreeMap::new()),
             fetcher: RwLock::new(None),
             open_remote: Mutex::new(Vec::new()),
+            read_remote: Mutex::new(std::collections::BTreeSet::new()),
             fetch_lock: Mutex::new(()),
             checkpoint: AtomicU64::new(checkpoint),
             options,
@@ -417,14 +429,17 @@ impl Store {
         // A call is kept with the partition of the span that completed its pair and timed by
         // the child's start: the same hour, or a neighbour when a pair straddles an hour's
         // end. Local partitions are all read; remote ones within that margin.
-        let remote = self.partitions_overlapping(
+        let mut remote = Vec::new();
+        for partition in self.partitions_overlapping(
             Signal::Spans,
             start.saturating_sub(crate::PARTITION_NANOS),
             end.saturating_add(crate::PARTITION_NANOS),
-        )?;
-        let remote = remote
-            .into_iter()
-            .filter(|r| !local.iter().any(|l| Arc::ptr_eq(l, r)));
+        )? {
+            let partition = partition?;
+            if !local.iter().any(|l| Arc::ptr_eq(l, &partition)) {
+                remote.push(partition);
+            }
+        }
         for partition in local.iter().cloned().chain(remote) {
             if partition.signal == Signal::Spans {
                 partition.sum_calls(start, end, &mut sums);
@@ -619,6 +634,7 @@ impl Store {
                         RemoteSplit {
                             id: split.id.clone(),
                             filter: filter.exists().then_some(filter),
+                            services: split.services.clone(),
                         },
                     );
                 }
@@ -686,6 +702,7 @@ impl Store {
                 docs,
                 dir,
                 replaces: publication.split_id(),
+                services: p.services()?,
             });
         }
         Ok(sealed)
@@ -737,8 +754,9 @@ impl Store {
             };
             let key = (p.signal, p.start_ns);
             let bytes = p.disk_bytes();
-            // The trace filter outlives the local copy: a link, taken before the copy goes.
+            // The trace filter and the services outlive the local copy.
             let filter = self.keep_filter(&p.dir, &id)?;
+            let services = Some(p.services()?);
             {
                 let mut map = self.partitions.write().expect("lock poisoned");
                 // A late row may have opened its writer since the candidates were listed.
@@ -746,10 +764,14 @@ impl Store {
                     continue;
                 }
                 map.remove(&key);
-                self.remote
-                    .write()
-                    .expect("lock poisoned")
-                    .insert(key, RemoteSplit { id, filter });
+                self.remote.write().expect("lock poisoned").insert(
+                    key,
+                    RemoteSplit {
+                        id,
+                        filter,
+                        services,
+                    },
+                );
             }
             // Searches holding the partition keep their open files until they finish.
             std::fs::remove_dir_all(&p.dir)?;
@@ -909,6 +931,7 @@ impl Store {
                 let entry = open.remove(i);
                 let partition = entry.partition.clone();
                 open.push(entry);
+                self.note_remote_read(key);
                 return Ok(Some(partition));
             }
         }
@@ -927,10 +950,12 @@ impl Store {
             )));
         };
         let opened = SplitDirectory::open(fetcher, &remote.id).and_then(|directory| {
-            Partition::open_remote(signal, start, &self.partition_dir(key), directory)
+            let partition =
+                Partition::open_remote(signal, start, &self.partition_dir(key), directory.clone())?;
+            Ok((Arc::new(partition), directory))
         });
-        let partition = match opened {
-            Ok(p) => Arc::new(p),
+        let (partition, directory) = match opened {
+            Ok(opened) => opened,
             Err(IndexError::Remote(reason)) => return Err(unreadable(reason)),
             Err(other) => return Err(other),
         };
@@ -940,11 +965,52 @@ impl Store {
             key,
             split_id: remote.id,
             partition: partition.clone(),
+            directory,
         });
-        if open.len() > OPEN_REMOTE_MAX {
-            open.remove(0);
+        let mut held: u64 = open.iter().map(|o| o.directory.memory_bytes()).sum();
+        while open.len() > 1 && (open.len() > OPEN_REMOTE_MAX || held > OPEN_REMOTE_BYTES) {
+            held = held.saturating_sub(open.remove(0).directory.memory_bytes());
         }
+        drop(open);
+        self.note_remote_read(key);
         Ok(Some(partition))
+    }
+
+    fn note_remote_read(&self, key: PartitionKey) {
+        self.read_remote
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key);
+    }
+
+    /// Downloads whole, into the local cache, the remote partitions that queries read since
+    /// the last call, newest first, as long as the local partitions stay within
+    /// `max_local_bytes`: an hour asked about once is likely asked about again, and a local
+    /// copy answers as fast as data never evicted. Call it from a thread of its own (a
+    /// download takes as long as the split is large), never the writing thread. Returns how
+    /// many were brought back.
+    pub fn fill_cache(&self, max_local_bytes: u64) -> Result<usize, IndexError> {
+        let wanted =
+            std::mem::take(&mut *self.read_remote.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut local = self.disk_bytes();
+        let mut filled = 0;
+        for key in wanted.into_iter().rev() {
+            let size = {
+                let open = self.open_remote.lock().unwrap_or_else(|p| p.into_inner());
+                match open.iter().find(|o| o.key == key) {
+                    Some(o) => o.directory.split_bytes(),
+                    None => continue,
+                }
+            };
+            if local.saturating_add(size) > max_local_bytes {
+                continue;
+            }
+            if self.fetch_remote(key)?.is_some() {
+                local = local.saturating_add(size);
+                filled += 1;
+            }
+        }
+        Ok(filled)
     }
 
     /// Drops the open remote copy of `key`: it became local, or its split was deleted.
@@ -986,12 +1052,12 @@ impl Store {
 
     /// Every partition of `signal` that may hold `trace_id`, newest first: all local ones, and
     /// those kept only in object storage whose trace filter (or lack of one) does not rule
-    /// the trace out, fetched first.
+    /// the trace out.
     pub(crate) fn partitions_for_trace(
         &self,
         signal: Signal,
         trace_id: &[u8],
-    ) -> Result<Vec<Arc<Partition>>, IndexError> {
+    ) -> Result<Partitions<'_>, IndexError> {
         self.partitions_in((signal, 0), (signal, u64::MAX), |remote| {
             remote
                 .filter
@@ -1001,50 +1067,102 @@ impl Store {
     }
 
     /// Partitions of `signal` overlapping `[start, end)`, newest first. Partitions kept only
-    /// in object storage are fetched first; when that fails, so does the query, with
-    /// [`IndexError::Remote`].
+    /// in object storage are opened as the caller reaches them; when that fails, so does
+    /// the query, with [`IndexError::Remote`].
     pub(crate) fn partitions_overlapping(
         &self,
         signal: Signal,
         start: u64,
         end: u64,
-    ) -> Result<Vec<Arc<Partition>>, IndexError> {
+    ) -> Result<Partitions<'_>, IndexError> {
+        self.partitions_matching(signal, start, end, None)
+    }
+
+    /// [`Store::partitions_overlapping`] without the remote partitions `query` cannot match
+    /// because it asks for services they have no rows of.
+    pub(crate) fn partitions_matching(
+        &self,
+        signal: Signal,
+        start: u64,
+        end: u64,
+        query: Option<&crate::query::Expr>,
+    ) -> Result<Partitions<'_>, IndexError> {
         if end == 0 {
-            return Ok(Vec::new());
+            return Ok(Partitions::empty(self));
         }
         let first = partition_start(start);
-        self.partitions_in((signal, first), (signal, end - 1), |_| true)
+        self.partitions_in((signal, first), (signal, end - 1), |remote| {
+            match (query, &remote.services) {
+                (Some(query), Some(services)) => crate::query::may_match_services(query, services),
+                _ => true,
+            }
+        })
     }
 
     /// The partitions with keys in `[from, to]`, newest first: the local ones, and the remote
-    /// ones `wanted` keeps, fetched. Both maps are read under the partitions lock (which
-    /// eviction and fetching hold while moving a key between them), so no partition is missed
-    /// while it moves; the answer holds each partition it lists, even one evicted meanwhile.
+    /// ones `wanted` keeps, opened as the caller reaches them. Both maps are read under the
+    /// partitions lock (which eviction and fetching hold while moving a key between them),
+    /// so no partition is missed while it moves; the list holds each local partition it
+    /// names, even one evicted meanwhile.
     fn partitions_in(
         &self,
         from: PartitionKey,
         to: PartitionKey,
         wanted: impl Fn(&RemoteSplit) -> bool,
-    ) -> Result<Vec<Arc<Partition>>, IndexError> {
-        let (mut found, remote): (Vec<(PartitionKey, Arc<Partition>)>, Vec<PartitionKey>) = {
+    ) -> Result<Partitions<'_>, IndexError> {
+        let mut listed: Vec<(PartitionKey, Option<Arc<Partition>>)> = {
             let map = self.partitions.read().expect("lock poisoned");
             let remote = self.remote.read().expect("lock poisoned");
-            (
-                map.range(from..=to).map(|(k, p)| (*k, p.clone())).collect(),
-                remote
-                    .range(from..=to)
-                    .filter(|(k, r)| !map.contains_key(k) && wanted(r))
-                    .map(|(k, _)| *k)
-                    .collect(),
-            )
+            map.range(from..=to)
+                .map(|(k, p)| (*k, Some(p.clone())))
+                .chain(
+                    remote
+                        .range(from..=to)
+                        .filter(|(k, r)| !map.contains_key(k) && wanted(r))
+                        .map(|(k, _)| (*k, None)),
+                )
+                .collect()
         };
-        for key in remote {
-            if let Some(p) = self.partition_to_read(key)? {
-                found.push((key, p));
+        listed.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
+        Ok(Partitions {
+            store: self,
+            listed: listed.into_iter(),
+        })
+    }
+}
+
+/// Partitions a query walks, newest first: local ones held, remote ones opened (read in
+/// place) only when reached, so that a query that stops early opens no more than it reads.
+pub(crate) struct Partitions<'a> {
+    store: &'a Store,
+    listed: std::vec::IntoIter<(PartitionKey, Option<Arc<Partition>>)>,
+}
+
+impl<'a> Partitions<'a> {
+    fn empty(store: &'a Store) -> Self {
+        Partitions {
+            store,
+            listed: Vec::new().into_iter(),
+        }
+    }
+}
+
+impl Iterator for Partitions<'_> {
+    type Item = Result<Arc<Partition>, IndexError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let (key, local) = self.listed.next()?;
+            if let Some(p) = local {
+                return Some(Ok(p));
+            }
+            // `None`: retention removed it since it was listed; it holds nothing to find.
+            match self.store.partition_to_read(key) {
+                Ok(Some(p)) => return Some(Ok(p)),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
             }
         }
-        found.sort_by_key(|(key, _)| std::cmp::Reverse(*key));
-        Ok(found.into_iter().map(|(_, p)| p).collect())
     }
 }
 

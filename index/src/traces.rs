@@ -182,11 +182,13 @@ impl Store {
         let mut candidates: Vec<[u8; 16]> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut candidates_capped = false;
-        'partitions: for partition in self.partitions_overlapping(
+        'partitions: for partition in self.partitions_matching(
             Signal::Spans,
             search.start_unix_nano,
             search.end_unix_nano,
+            search.query.as_ref(),
         )? {
+            let partition = partition?;
             let searcher = partition.searcher();
             // Format 2 keeps a span's whole trace ID in a column of its own.
             let trace_column = match Format::of_checked_schema(searcher.schema()) {
@@ -255,6 +257,7 @@ impl Store {
         let span_query = IdQuery::new(Signal::Spans, IdKind::Trace, id);
         let mut spans: Vec<SpanRow> = Vec::new();
         for partition in self.partitions_overlapping(Signal::Spans, start, end)? {
+            let partition = partition?;
             let searcher = partition.searcher();
             let hits = searcher.search(
                 &span_query,

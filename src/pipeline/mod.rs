@@ -7,7 +7,9 @@
 //! ```
 //! - `wal`: the log itself; `wal_writer`: the WAL thread (group commit, the disk watermark);
 //!   `indexer`: the indexer thread (commits, retention, recovery after a failure);
-//!   `health`: the conditions under which data is refused; `disk`: the free-space watermark.
+//!   `health`: the conditions under which data is refused; `disk`: the free-space watermark;
+//!   with object storage, the cache thread (`fill_cache` below) brings the hours queries read
+//!   back into the local cache while it has room.
 //!
 //! Memory is bounded by a byte budget: a request takes a [`Reservation`] before its body is read
 //! and holds it until its rows are indexed. When the budget or the WAL queue is exhausted, or a
@@ -225,6 +227,34 @@ struct Shared {
     wal_gone: tokio::sync::watch::Sender<bool>,
 }
 
+/// The cache thread: every second, downloads whole the remote hours queries read since, while
+/// the local cache has room for them (`Store::fill_cache`), until weft stops. A download is
+/// off the indexer's thread, so ingest never waits for one.
+fn fill_cache(shared: &Shared, cache_bytes: u64) {
+    let mut last_error: Option<String> = None;
+    loop {
+        // A second between rounds, watching for the stop every fifth of it.
+        for _ in 0..5 {
+            if shared.health.is_set(Condition::Stopping) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        match shared.store.fill_cache(cache_bytes) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(partitions = n, "read hours brought into the local cache"),
+            Err(error) => {
+                // Storage away: the queries that read these hours have already said so.
+                let text = error.to_string();
+                if last_error.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(%error, "bringing read hours into the local cache failed");
+                }
+                last_error = Some(text);
+            }
+        }
+    }
+}
+
 /// Handle shared by the ingest layers.
 pub struct Pipeline {
     shared: Arc<Shared>,
@@ -296,6 +326,17 @@ impl Pipeline {
                 .name("weft-wal".into())
                 .spawn(move || wal_writer::run(shared, wal, wal_rx, index_tx, tail_feed))?
         };
+        let cache_thread = match &shared.config.sealing {
+            Some(sealing) => {
+                let (shared, cache_bytes) = (shared.clone(), sealing.cache_bytes);
+                Some(
+                    std::thread::Builder::new()
+                        .name("weft-cache".into())
+                        .spawn(move || fill_cache(&shared, cache_bytes))?,
+                )
+            }
+            None => None,
+        };
         match caught_up_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(reason)) => tracing::error!(
@@ -312,7 +353,12 @@ impl Pipeline {
             budget: Arc::new(Semaphore::new(budget_units)),
             budget_units,
             health,
-            threads: std::sync::Mutex::new(vec![wal_thread, indexer_thread]),
+            threads: std::sync::Mutex::new(
+                [Some(wal_thread), Some(indexer_thread), cache_thread]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            ),
         }))
     }
 

@@ -50,6 +50,9 @@ pub struct SplitRecord {
     pub state: SplitState,
     /// When it was last changed.
     pub updated_unix_nano: u64,
+    /// The services with rows in it; `None` for splits listed before weft recorded them.
+    #[serde(default)]
+    pub services: Option<Vec<String>>,
 }
 
 impl SplitRecord {
@@ -233,6 +236,7 @@ mod tests {
             bytes: 100,
             state: SplitState::Staged,
             updated_unix_nano: 0,
+            services: Some(vec!["checkout".into()]),
         }
     }
 

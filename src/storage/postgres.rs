@@ -15,8 +15,13 @@ use tokio_postgres::{Client, NoTls};
 use super::metastore::{Metastore, MetastoreError, SplitRecord, SplitState};
 
 /// The schema, oldest first: (version, SQL). Shipped inside the binary.
-const MIGRATIONS: &[(i32, &str)] =
-    &[(1, include_str!("../../migrations/postgres/0001_splits.sql"))];
+const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../../migrations/postgres/0001_splits.sql")),
+    (
+        2,
+        include_str!("../../migrations/postgres/0002_split_services.sql"),
+    ),
+];
 
 /// Any number that is weft's own: migrations of several nodes starting at once run one by one.
 const MIGRATION_LOCK: i64 = 0x7765_6674; // "weft"
@@ -176,7 +181,7 @@ impl Metastore for PostgresMetastore {
             .expect("connected")
             .query(
                 "SELECT id, signal, start_unix_nano, end_unix_nano, committed_lsn, docs, bytes,
-                        state, updated_unix_nano
+                        state, updated_unix_nano, services
                  FROM weft_splits ORDER BY signal, start_unix_nano, id",
                 &[],
             )
@@ -210,6 +215,7 @@ impl Metastore for PostgresMetastore {
                     bytes: n(6),
                     state,
                     updated_unix_nano: n(8),
+                    services: row.get(9),
                 })
             })
             .collect()
@@ -226,8 +232,8 @@ impl Metastore for PostgresMetastore {
         self.execute(
             "stage split",
             "INSERT INTO weft_splits (id, signal, start_unix_nano, end_unix_nano, committed_lsn,
-                                      docs, bytes, state, updated_unix_nano)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                      docs, bytes, state, updated_unix_nano, services)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state,
                  updated_unix_nano = EXCLUDED.updated_unix_nano",
             &[
@@ -240,6 +246,7 @@ impl Metastore for PostgresMetastore {
                 &values[4],
                 &state_name(SplitState::Staged),
                 &now_unix_nano(),
+                &split.services,
             ],
         )
         .await?;

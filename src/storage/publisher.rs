@@ -201,6 +201,7 @@ impl Publisher {
             bytes,
             state: SplitState::Staged,
             updated_unix_nano: 0,
+            services: Some(snapshot.services.clone()),
         };
         self.metastore
             .stage_split(record)

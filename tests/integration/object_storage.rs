@@ -52,7 +52,7 @@ async fn wait_for_metric(server: &TestServer, name: &str, at_least: f64, what: &
 }
 
 /// The published splits the embedded metastore lists, and any in another state.
-fn metastore_states(server: &TestServer) -> Vec<(String, String, u64)> {
+fn metastore_states(server: &TestServer) -> Vec<(String, String, u64, Value)> {
     let text =
         std::fs::read_to_string(server.dir.path().join("metastore").join("splits.json")).unwrap();
     let file: Value = serde_json::from_str(&text).unwrap();
@@ -65,6 +65,7 @@ fn metastore_states(server: &TestServer) -> Vec<(String, String, u64)> {
                 s["id"].as_str().unwrap().to_string(),
                 s["state"].as_str().unwrap().to_string(),
                 s["docs"].as_u64().unwrap(),
+                s["services"].clone(),
             )
         })
         .collect()
@@ -114,10 +115,15 @@ async fn evicted_partitions_answer_from_storage_and_survive_a_restart(storage: S
     assert_eq!(trace["logs"][0]["body"], "sealed record 3");
     let published: Vec<_> = metastore_states(&server)
         .into_iter()
-        .filter(|(_, state, _)| state == "published")
+        .filter(|(_, state, _, _)| state == "published")
         .collect();
     assert_eq!(published.len(), 1, "{published:?}");
     assert_eq!(published[0].2, 5, "the split holds the five sealed records");
+    assert_eq!(
+        published[0].3,
+        serde_json::json!(["sealed"]),
+        "and lists its service"
+    );
     if storage == StorageUnderTest::File {
         let splits = server.dir.path().join("bucket").join("splits");
         let names: Vec<String> = std::fs::read_dir(&splits)
@@ -298,6 +304,7 @@ async fn splits_listed_in_postgres_wait_out_its_absence() {
     let states = pg.split_states();
     assert_eq!(states.len(), 1, "{states:?}");
     assert_eq!(states[0].1, "published");
+    assert_eq!(states[0].2, "pg", "the split lists its services");
     assert!(
         !server.dir.path().join("metastore").exists(),
         "nothing is listed in the embedded metastore"
@@ -349,7 +356,7 @@ async fn splits_listed_in_postgres_wait_out_its_absence() {
     wait_until_remote(&server, 2).await;
     let states = pg.split_states();
     assert_eq!(
-        states.iter().filter(|(_, s)| s == "published").count(),
+        states.iter().filter(|(_, s, _)| s == "published").count(),
         2,
         "{states:?}"
     );

@@ -156,10 +156,10 @@ impl PgServer {
         )
     }
 
-    /// Rows of `weft_splits` by state, through `psql`.
-    pub fn split_states(&self) -> Vec<(String, String)> {
+    /// Rows of `weft_splits`: ID, state and services (comma-separated), through `psql`.
+    pub fn split_states(&self) -> Vec<(String, String, String)> {
         let psql = self.bin.join("psql");
-        let query = "SELECT id, state FROM weft_splits ORDER BY id";
+        let query = "SELECT id, state, array_to_string(services, ',') FROM weft_splits ORDER BY id";
         let output = Command::new(psql)
             .args(["-h", self.socket_dir().to_str().unwrap()])
             .args([
@@ -174,8 +174,14 @@ impl PgServer {
         );
         String::from_utf8_lossy(&output.stdout)
             .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(id, state)| (id.to_string(), state.to_string()))
+            .filter_map(|l| {
+                let mut fields = l.splitn(3, ' ');
+                Some((
+                    fields.next()?.to_string(),
+                    fields.next()?.to_string(),
+                    fields.next().unwrap_or_default().to_string(),
+                ))
+            })
             .collect()
     }
 }

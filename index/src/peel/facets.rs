@@ -123,7 +123,8 @@ impl Store {
         let tantivy_query = filtered(query, signal, start, end)?;
         let mut total = 0u64;
         let mut counts: Vec<ValueCounts> = fields.iter().map(|_| ValueCounts::default()).collect();
-        for partition in self.partitions_overlapping(signal, start, end)? {
+        for partition in self.partitions_matching(signal, start, end, query)? {
+            let partition = partition?;
             let searcher = partition.searcher();
             let weight = tantivy_query.weight(EnableScoring::disabled_from_searcher(&searcher))?;
             for reader in searcher.segment_readers() {
@@ -204,6 +205,7 @@ impl Store {
         // Keys and the most distinct values any segment holds for them.
         let mut keys: BTreeMap<FieldRef, u64> = BTreeMap::new();
         for partition in self.partitions_overlapping(signal, start, end)? {
+            let partition = partition?;
             for reader in partition.searcher().segment_readers() {
                 for (json, make) in [
                     (attr, FieldRef::Attr as fn(String) -> FieldRef),

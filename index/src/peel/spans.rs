@@ -427,7 +427,13 @@ impl Store {
         };
         let mut groups: HashMap<Vec<Option<String>>, Group> = HashMap::new();
         let mut sources = TraceSources::default();
-        for partition in self.partitions_overlapping(Signal::Spans, request.start, request.end)? {
+        for partition in self.partitions_matching(
+            Signal::Spans,
+            request.start,
+            request.end,
+            request.query.as_ref(),
+        )? {
+            let partition = partition?;
             let searcher = partition.searcher();
             for_each_segment(&searcher, &query, |reader, selected| {
                 answer.total += selected.docs.len() as u64;
@@ -487,7 +493,8 @@ impl Store {
         let mut sources = TraceSources::default();
         let mut cells: BTreeMap<(u32, u8), (u64, Exemplar)> = BTreeMap::new();
         let mut total = 0;
-        for partition in self.partitions_overlapping(Signal::Spans, start, end)? {
+        for partition in self.partitions_matching(Signal::Spans, start, end, query)? {
+            let partition = partition?;
             let searcher = partition.searcher();
             for_each_segment(&searcher, &tantivy_query, |reader, selected| {
                 total += selected.docs.len() as u64;

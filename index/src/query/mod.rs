@@ -90,6 +90,24 @@ pub enum Expr {
     Not(Box<Expr>),
 }
 
+/// Whether rows of a partition holding exactly `services` could match `expr`: false only when
+/// `expr` needs a `service:` value that none of them has. It never rules out a partition that
+/// holds a match; it keeps some that do not (it looks no further than services).
+pub fn may_match_services(expr: &Expr, services: &[String]) -> bool {
+    match expr {
+        Expr::Filter {
+            field,
+            op: CmpOp::Eq,
+            value,
+            ..
+        } if field == "service" => services.iter().any(|s| matcher::glob_match(value, s)),
+        Expr::And(all) => all.iter().all(|e| may_match_services(e, services)),
+        Expr::Or(any) => any.iter().any(|e| may_match_services(e, services)),
+        // A negation, a word, any other field: nothing to conclude from services alone.
+        _ => true,
+    }
+}
+
 impl Expr {
     /// `field OP value` built by code rather than typed: the value is taken whole, as if quoted.
     pub fn filter(field: &str, op: CmpOp, value: &str) -> Expr {
@@ -152,5 +170,31 @@ impl QueryError {
     /// What was wrong, without the position.
     pub fn message(&self) -> &str {
         &self.message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_rule_out_only_what_cannot_match() {
+        let services = ["checkout".to_string(), "payments".to_string()];
+        let may = |q: &str| {
+            let expr = parse(q).expect("parses").expect("not empty");
+            may_match_services(&expr, &services)
+        };
+        assert!(may("service:checkout"));
+        assert!(may("service:pay*"));
+        assert!(may("service:billing OR service:payments"));
+        assert!(
+            may("error -service:checkout"),
+            "a negation concludes nothing"
+        );
+        assert!(may("severity>=WARN"));
+        assert!(!may("service:billing"));
+        assert!(!may("timeout service:billing"));
+        assert!(!may("service:bill* OR service:inventory"));
+        assert!(!may("(service:checkout OR error) service:billing"));
     }
 }
