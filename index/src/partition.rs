@@ -230,6 +230,13 @@ fn load_calls(
     }
 }
 
+/// Where a partition's files are: a local directory it writes to, or a split read in place.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    LocalDirectory,
+    Split,
+}
+
 #[derive(Default)]
 struct WriterState {
     writer: Option<IndexWriter>,
@@ -296,34 +303,14 @@ impl Partition {
                 .open_or_create(directory)?;
             (index, format)
         };
-        let committed_lsn = index
-            .load_metas()?
-            .payload
-            .and_then(|p| p.trim().parse::<u64>().ok())
-            .unwrap_or(0);
-        let (calls, file_lsn) = load_calls(dir, &*raw, committed_lsn, calls_files(dir)?, true)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
-        Ok(Partition {
-            signal,
-            start_ns,
-            dir: dir.to_path_buf(),
-            format,
-            index,
-            reader,
-            writer: Mutex::new(WriterState::default()),
-            writer_memory_bytes: writer_memory_bytes.max(MIN_WRITER_MEMORY_BYTES),
-            committed_lsn: AtomicU64::new(committed_lsn),
-            publication: Publication::new(committed_lsn > 0),
-            raw,
-            calls: Mutex::new(PartitionCalls {
-                committed: calls,
-                pending: CallTable::default(),
-                file_lsn,
-            }),
-        })
+        let calls_files = calls_files(dir)?;
+        Self::assemble(
+            (signal, start_ns, dir),
+            (index, format, raw),
+            writer_memory_bytes.max(MIN_WRITER_MEMORY_BYTES),
+            calls_files,
+            Origin::LocalDirectory,
+        )
     }
 
     /// Opens a sealed partition from its split in object storage, read in place, for
@@ -344,13 +331,31 @@ impl Partition {
         // which it is, and nothing is written back.
         let declared = declared.or_else(|| Format::of_schema(signal, &schema));
         let format = Format::of_partition(signal, &schema, declared, &*raw, dir)?;
+        Self::assemble(
+            (signal, start_ns, dir),
+            (index, format, raw),
+            MIN_WRITER_MEMORY_BYTES,
+            calls_positions(&names),
+            Origin::Split,
+        )
+    }
+
+    /// The partition around an opened index: the WAL position of its last commit, the calls
+    /// table in force at it (among the calls files at `calls_files`), a reader.
+    fn assemble(
+        (signal, start_ns, dir): (Signal, u64, &Path),
+        (index, format, raw): (Index, Format, Box<dyn tantivy::Directory>),
+        writer_memory_bytes: usize,
+        calls_files: Vec<u64>,
+        origin: Origin,
+    ) -> Result<Self, IndexError> {
         let committed_lsn = index
             .load_metas()?
             .payload
             .and_then(|p| p.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        let (calls, file_lsn) =
-            load_calls(dir, &*raw, committed_lsn, calls_positions(&names), false)?;
+        let writable = origin == Origin::LocalDirectory;
+        let (calls, file_lsn) = load_calls(dir, &*raw, committed_lsn, calls_files, writable)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -363,9 +368,10 @@ impl Partition {
             index,
             reader,
             writer: Mutex::new(WriterState::default()),
-            writer_memory_bytes: MIN_WRITER_MEMORY_BYTES,
+            writer_memory_bytes,
             committed_lsn: AtomicU64::new(committed_lsn),
-            publication: Publication::new(false),
+            // A split read in place is published by definition.
+            publication: Publication::new(writable && committed_lsn > 0),
             raw,
             calls: Mutex::new(PartitionCalls {
                 committed: calls,

@@ -138,6 +138,41 @@ impl SplitFetcher for Bucket {
     }
 }
 
+/// Seals every partition whose hour ended before `sealed_before`, packs each into `bucket` and
+/// marks it published, as weft's publisher does; returns what the metastore would list.
+fn publish_all(
+    store: &Store,
+    bucket: &Bucket,
+    sealed_before: u64,
+    staging: &Path,
+) -> Vec<PublishedSplit> {
+    let mut published = Vec::new();
+    for snapshot in store.seal(sealed_before, staging).expect("sealed") {
+        let id = bucket.put(&snapshot);
+        store.mark_published(snapshot.signal, snapshot.start_unix_nano, &id);
+        published.push(PublishedSplit {
+            id,
+            signal: snapshot.signal,
+            start_unix_nano: snapshot.start_unix_nano,
+            committed_lsn: snapshot.committed_lsn,
+            services: Some(snapshot.services),
+        });
+    }
+    published
+}
+
+/// One log record, "row", in each of the first `hours` hours, committed.
+fn one_row_per_hour(store: &Store, hours: u64) {
+    let batch = RowBatch {
+        logs: (0..hours)
+            .map(|hour| log(BASE + hour * HOUR, "row", hour as u8 + 1))
+            .collect(),
+        spans: vec![],
+    };
+    store.index_batch(0, 10, &batch).expect("indexed");
+    store.commit(10).expect("committed");
+}
+
 fn open(root: &Path) -> Store {
     Store::open_with(
         root,
@@ -374,10 +409,7 @@ fn a_trace_lookup_fetches_only_the_splits_whose_filter_may_hold_it() {
             .expect("indexed");
     }
     store.commit(30).expect("committed");
-    for snapshot in store.seal(BASE + 3 * HOUR, &staging).expect("sealed") {
-        let id = bucket.put(&snapshot);
-        store.mark_published(snapshot.signal, snapshot.start_unix_nano, &id);
-    }
+    publish_all(&store, &bucket, BASE + 3 * HOUR, &staging);
     assert_eq!(store.evict(0).expect("evicted").partitions, 6);
 
     // Trace 15 is in the second hour only: one split of each signal is opened.
@@ -502,21 +534,13 @@ fn a_query_keeps_every_partition_it_fetched_while_eviction_runs() {
         store: std::sync::Mutex::new(Arc::downgrade(&store)),
     });
     store.set_fetcher(fetcher);
-    let batch = RowBatch {
-        logs: (0..4)
-            .map(|hour| log(BASE + hour * HOUR, "row", hour as u8 + 1))
-            .collect(),
-        spans: vec![],
-    };
-    store.index_batch(0, 10, &batch).expect("indexed");
-    store.commit(10).expect("committed");
-    for snapshot in store
-        .seal(BASE + 4 * HOUR, &tmp.path().join("staging"))
-        .expect("sealed")
-    {
-        let id = bucket.put(&snapshot);
-        store.mark_published(snapshot.signal, snapshot.start_unix_nano, &id);
-    }
+    one_row_per_hour(&store, 4);
+    publish_all(
+        &store,
+        &bucket,
+        BASE + 4 * HOUR,
+        &tmp.path().join("staging"),
+    );
     assert_eq!(store.evict(0).expect("evicted").partitions, 4);
     assert_eq!(bodies(&store, "row").expect("searched").len(), 4);
     assert_eq!(bucket.tails.load(Ordering::SeqCst), 4);
@@ -627,22 +651,15 @@ fn a_query_for_a_service_opens_only_the_splits_that_have_it() {
     };
     store.index_batch(0, 10, &batch).expect("indexed");
     store.commit(10).expect("committed");
-    let mut published = Vec::new();
-    for snapshot in store
-        .seal(BASE + 2 * HOUR, &tmp.path().join("staging"))
-        .expect("sealed")
-    {
-        let services = snapshot.services.clone();
+    let mut published = publish_all(
+        &store,
+        &bucket,
+        BASE + 2 * HOUR,
+        &tmp.path().join("staging"),
+    );
+    for split in &published {
+        let services = split.services.as_deref().unwrap_or_default();
         assert_eq!(services.len(), 1, "{services:?}");
-        let id = bucket.put(&snapshot);
-        store.mark_published(snapshot.signal, snapshot.start_unix_nano, &id);
-        published.push(PublishedSplit {
-            id,
-            signal: snapshot.signal,
-            start_unix_nano: snapshot.start_unix_nano,
-            committed_lsn: snapshot.committed_lsn,
-            services: Some(services),
-        });
     }
     assert_eq!(store.evict(0).expect("evicted").partitions, 2);
 
@@ -684,21 +701,13 @@ fn read_hours_are_brought_into_the_local_cache_while_it_has_room() {
     let bucket = Bucket::new(tmp.path());
     let store = open(&root);
     store.set_fetcher(bucket.clone());
-    let batch = RowBatch {
-        logs: (0..3)
-            .map(|hour| log(BASE + hour * HOUR, "row", hour as u8 + 1))
-            .collect(),
-        spans: vec![],
-    };
-    store.index_batch(0, 10, &batch).expect("indexed");
-    store.commit(10).expect("committed");
-    for snapshot in store
-        .seal(BASE + 3 * HOUR, &tmp.path().join("staging"))
-        .expect("sealed")
-    {
-        let id = bucket.put(&snapshot);
-        store.mark_published(snapshot.signal, snapshot.start_unix_nano, &id);
-    }
+    one_row_per_hour(&store, 3);
+    publish_all(
+        &store,
+        &bucket,
+        BASE + 3 * HOUR,
+        &tmp.path().join("staging"),
+    );
     assert_eq!(store.evict(0).expect("evicted").partitions, 3);
     assert_eq!(
         store.fill_cache(u64::MAX).expect("filled"),
