@@ -71,13 +71,22 @@ impl Ranges {
             .then(|| bytes.slice((range.start - start) as usize..(range.end - start) as usize))
     }
 
-    fn insert(&mut self, path: &Path, start: u64, bytes: OwnedBytes) {
+    /// Adds a range; returns the bytes of the ranges it replaced.
+    fn insert(&mut self, path: &Path, start: u64, bytes: OwnedBytes) -> u64 {
         let list = self.0.entry(path.to_path_buf()).or_default();
         let end = start + bytes.len() as u64;
         // A new range replaces those it overlaps (they were read before it, for less).
-        list.retain(|(s, b)| *s + b.len() as u64 <= start || *s >= end);
+        let mut replaced = 0;
+        list.retain(|(s, b)| {
+            let keep = *s + b.len() as u64 <= start || *s >= end;
+            if !keep {
+                replaced += b.len() as u64;
+            }
+            keep
+        });
         let i = list.partition_point(|(s, _)| *s < start);
         list.insert(i, (start, bytes));
+        replaced
     }
 
     fn remove(&mut self, path: &Path, start: u64) -> u64 {
@@ -158,13 +167,22 @@ impl SplitDirectory {
         fetcher: Arc<dyn SplitFetcher>,
         id: &str,
     ) -> Result<SplitDirectory, IndexError> {
+        Self::open_reading(fetcher, id, TAIL_READ_BYTES)
+    }
+
+    /// [`SplitDirectory::open`], first reading the split's last `tail_read` bytes.
+    fn open_reading(
+        fetcher: Arc<dyn SplitFetcher>,
+        id: &str,
+        tail_read: u64,
+    ) -> Result<SplitDirectory, IndexError> {
         let label = PathBuf::from(format!("{id}.split"));
-        let (mut tail, size) = fetcher.read_tail(id, TAIL_READ_BYTES).map_err(remote)?;
-        if tail.len() as u64 != size.min(TAIL_READ_BYTES) {
+        let (mut tail, size) = fetcher.read_tail(id, tail_read).map_err(remote)?;
+        if tail.len() as u64 != size.min(tail_read) {
             return Err(remote(format!(
                 "object storage returned {} bytes of the last {} of {id}",
                 tail.len(),
-                size.min(TAIL_READ_BYTES)
+                size.min(tail_read)
             )));
         }
         let trailer = &tail[tail.len().saturating_sub(TRAILER_LEN as usize)..];
@@ -285,8 +303,8 @@ impl SplitSource {
         let wanted =
             bytes.slice((range.start - window.start) as usize..(range.end - window.start) as usize);
         let mut fetched = lock();
-        fetched.ranges.insert(path, window.start, bytes);
-        fetched.bytes += window.end - window.start;
+        let replaced = fetched.ranges.insert(path, window.start, bytes);
+        fetched.bytes = (fetched.bytes + (window.end - window.start)).saturating_sub(replaced);
         fetched.order.push_back((path.to_path_buf(), window.start));
         while fetched.bytes > FETCHED_CAP_BYTES {
             let Some((path, start)) = fetched.order.pop_front() else {
@@ -385,5 +403,86 @@ impl Directory for SplitDirectory {
     fn watch(&self, _watch_callback: WatchCallback) -> tantivy::Result<WatchHandle> {
         // A split never changes.
         Ok(WatchHandle::empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A split held in memory, counting the requests made of it.
+    struct InMemory {
+        split: Vec<u8>,
+        requests: AtomicUsize,
+    }
+
+    impl SplitFetcher for InMemory {
+        fn fetch(&self, _id: &str, _dest: &Path) -> Result<(), String> {
+            Err("not used".into())
+        }
+
+        fn read_range(&self, _id: &str, range: Range<u64>) -> Result<Vec<u8>, String> {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            self.split
+                .get(range.start as usize..range.end as usize)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| "range not satisfiable".into())
+        }
+
+        fn read_tail(&self, _id: &str, len: u64) -> Result<(Vec<u8>, u64), String> {
+            self.requests.fetch_add(1, Ordering::SeqCst);
+            let start = self.split.len().saturating_sub(len as usize);
+            Ok((self.split[start..].to_vec(), self.split.len() as u64))
+        }
+    }
+
+    /// When the first read does not reach back to the footer's start, or to the hot cache's,
+    /// the rest is read; every file reads back as it was packed either way.
+    #[test]
+    fn a_tail_read_short_of_the_footer_and_hot_cache_is_completed() -> Result<(), IndexError> {
+        let tmp = tempfile::tempdir()?;
+        let src = tmp.path().join("src");
+        std::fs::create_dir(&src)?;
+        let files: [(&str, Vec<u8>); 2] = [
+            ("small.json", b"{\"a\":1}".to_vec()),
+            (
+                "big.bin",
+                (0..200_000u32).map(|i| (i % 251) as u8).collect(),
+            ),
+        ];
+        for (name, bytes) in &files {
+            std::fs::write(src.join(name), bytes)?;
+        }
+        let packed = tmp.path().join("x.split");
+        split::pack(&src, &packed)?;
+        let footer = split::read_footer(&packed)?;
+        assert_eq!(footer.hot.len(), 1, "the small file is in the hot cache");
+        let fetcher = Arc::new(InMemory {
+            split: std::fs::read(&packed)?,
+            requests: AtomicUsize::new(0),
+        });
+        for tail_read in [16, 40, TAIL_READ_BYTES] {
+            fetcher.requests.store(0, Ordering::SeqCst);
+            let directory = SplitDirectory::open_reading(fetcher.clone(), "x", tail_read)?;
+            let opening = fetcher.requests.load(Ordering::SeqCst);
+            assert_eq!(
+                opening,
+                if tail_read == TAIL_READ_BYTES { 1 } else { 3 },
+                "tail {tail_read}"
+            );
+            let small = directory
+                .atomic_read(Path::new("small.json"))
+                .map_err(tantivy::TantivyError::from)?;
+            assert_eq!(small, files[0].1, "from the hot cache");
+            assert_eq!(fetcher.requests.load(Ordering::SeqCst), opening);
+            let big = directory
+                .atomic_read(Path::new("big.bin"))
+                .map_err(tantivy::TantivyError::from)?;
+            assert_eq!(big, files[1].1);
+            assert_eq!(fetcher.requests.load(Ordering::SeqCst), opening + 1);
+        }
+        Ok(())
     }
 }

@@ -856,13 +856,8 @@ impl Store {
         else {
             return Ok(None);
         };
-        let (signal, start) = key;
-        let Some(fetcher) = self.fetcher.read().expect("lock poisoned").clone() else {
-            return Err(IndexError::Remote(format!(
-                "split {} is in object storage, which is not configured",
-                remote.id
-            )));
-        };
+        let (signal, _) = key;
+        let fetcher = self.fetcher_for(&remote.id)?;
         let staging = self.root.join(FETCH_DIR);
         std::fs::create_dir_all(&staging)?;
         let file = staging.join(format!("{}.split", remote.id));
@@ -870,13 +865,9 @@ impl Store {
         if unpacked.exists() {
             std::fs::remove_dir_all(&unpacked)?;
         }
-        fetcher.fetch(&remote.id, &file).map_err(|reason| {
-            IndexError::Remote(format!(
-                "data of {} from {} is in object storage, which cannot be read now: {reason}",
-                signal.dir_name(),
-                partition::dir_name(start)
-            ))
-        })?;
+        fetcher
+            .fetch(&remote.id, &file)
+            .map_err(|reason| unreadable(key, reason))?;
         let unpacked_result = crate::split::unpack(&file, &unpacked);
         let _ = std::fs::remove_file(&file);
         unpacked_result?;
@@ -936,19 +927,7 @@ impl Store {
             }
         }
         let (signal, start) = key;
-        let unreadable = |reason: String| {
-            IndexError::Remote(format!(
-                "data of {} from {} is in object storage, which cannot be read now: {reason}",
-                signal.dir_name(),
-                partition::dir_name(start)
-            ))
-        };
-        let Some(fetcher) = self.fetcher.read().expect("lock poisoned").clone() else {
-            return Err(IndexError::Remote(format!(
-                "split {} is in object storage, which is not configured",
-                remote.id
-            )));
-        };
+        let fetcher = self.fetcher_for(&remote.id)?;
         let opened = SplitDirectory::open(fetcher, &remote.id).and_then(|directory| {
             let partition =
                 Partition::open_remote(signal, start, &self.partition_dir(key), directory.clone())?;
@@ -956,7 +935,7 @@ impl Store {
         });
         let (partition, directory) = match opened {
             Ok(opened) => opened,
-            Err(IndexError::Remote(reason)) => return Err(unreadable(reason)),
+            Err(IndexError::Remote(reason)) => return Err(unreadable(key, reason)),
             Err(other) => return Err(other),
         };
         let mut open = self.open_remote.lock().unwrap_or_else(|p| p.into_inner());
@@ -974,6 +953,19 @@ impl Store {
         drop(open);
         self.note_remote_read(key);
         Ok(Some(partition))
+    }
+
+    /// What reads splits, or why there is nothing to.
+    fn fetcher_for(&self, split_id: &str) -> Result<Arc<dyn SplitFetcher>, IndexError> {
+        self.fetcher
+            .read()
+            .expect("lock poisoned")
+            .clone()
+            .ok_or_else(|| {
+                IndexError::Remote(format!(
+                    "split {split_id} is in object storage, which is not configured"
+                ))
+            })
     }
 
     fn note_remote_read(&self, key: PartitionKey) {
@@ -1164,6 +1156,15 @@ impl Iterator for Partitions<'_> {
             }
         }
     }
+}
+
+/// The answer to a query that needs the remote partition `key` while object storage fails.
+fn unreadable((signal, start): PartitionKey, reason: String) -> IndexError {
+    IndexError::Remote(format!(
+        "data of {} from {} is in object storage, which cannot be read now: {reason}",
+        signal.dir_name(),
+        partition::dir_name(start)
+    ))
 }
 
 fn read_checkpoint(path: &Path) -> Result<u64, IndexError> {

@@ -733,6 +733,16 @@ fn read_hours_are_brought_into_the_local_cache_while_it_has_room() {
     assert_eq!(store.fill_cache(0).expect("filled"), 0);
     assert_eq!(store.remote_count(), 3);
 
+    // Storage away while bringing it back: an error, and the hour stays remote.
+    assert_eq!(one_hour(&store), 1);
+    bucket.down.store(true, Ordering::SeqCst);
+    assert!(matches!(
+        store.fill_cache(u64::MAX),
+        Err(IndexError::Remote(_))
+    ));
+    assert_eq!(store.remote_count(), 3);
+    bucket.down.store(false, Ordering::SeqCst);
+
     // With room, it is downloaded once and answers locally: no read of the bucket after it.
     assert_eq!(one_hour(&store), 1);
     assert_eq!(store.fill_cache(u64::MAX).expect("filled"), 1);
