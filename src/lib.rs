@@ -11,7 +11,8 @@
 //!   (`api::jaeger_v3`), health and metrics; `grpc`: the same queries as
 //!   `weft.v1.QueryService`; `metrics`: weft's own counters.
 //! - `severity`: runtime severity rules (validation, expiry, audit, the compiled matcher ingest
-//!   applies); `cli`: `weft severity …` against a running weft.
+//!   applies; `severity::store`: kept in files or shared in PostgreSQL); `cli`: `weft severity …`
+//!   against a running weft.
 //! - `bench`: `weft bench`, which measures a weft through its public protocols only; `inspect`:
 //!   `weft inspect`, where a data directory's bytes go, per part of the format and per field.
 //! - `tail`: live tail, one thread matching acknowledged rows against every subscriber's query.

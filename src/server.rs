@@ -154,8 +154,17 @@ pub async fn start_with(
             default: config.severity_default_ttl,
             max: config.severity_max_ttl,
         };
+        // With PostgreSQL as the metastore, the rules and their audit log are kept there,
+        // shared by every node on it; otherwise in the data directory.
+        let shared = storage.as_ref().and_then(|s| s.postgres.clone());
+        let runtime = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            crate::severity::SeverityControl::open(&dir, limits, clock)
+            use crate::severity::store::{FileRules, RuleStore, SharedRules};
+            let store: Box<dyn RuleStore> = match shared {
+                Some(postgres) => Box::new(SharedRules::new(postgres, runtime)),
+                None => Box::new(FileRules::open(&dir)?),
+            };
+            crate::severity::SeverityControl::with_store(store, limits, clock)
         })
         .await?
         .context("cannot load severity rules")?
@@ -294,16 +303,30 @@ pub async fn start_with(
         let severity = severity.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(SEVERITY_EXPIRY_INTERVAL);
+            // Logged once per outage, not every tick.
+            let mut failing = false;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
                     _ = stop.changed() => break,
                 }
                 let control = severity.clone();
-                match tokio::task::spawn_blocking(move || control.expire()).await {
-                    Ok(Err(error)) => tracing::error!(%error, "expiring severity rules failed"),
+                // Rules other nodes changed are read first, so that this node expires and
+                // enforces the same set.
+                let outcome =
+                    tokio::task::spawn_blocking(move || control.refresh().and(control.expire()))
+                        .await;
+                match outcome {
+                    Ok(Err(error)) if !failing => {
+                        failing = true;
+                        tracing::error!(%error, "refreshing or expiring severity rules failed");
+                    }
                     Err(error) => tracing::error!(%error, "severity expiry task failed"),
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) if failing => {
+                        failing = false;
+                        tracing::info!("severity rules refresh and expire again");
+                    }
+                    Ok(_) => {}
                 }
             }
         })
@@ -336,6 +359,8 @@ pub async fn start_with(
 struct StorageSetup {
     storage: crate::storage::ObjectStorage,
     metastore: Arc<dyn crate::storage::metastore::Metastore>,
+    /// The metastore again when it is PostgreSQL, which also keeps the severity rules.
+    postgres: Option<Arc<crate::storage::postgres::PostgresMetastore>>,
     /// Published splits, for the index.
     published: Vec<weft_index::store::PublishedSplit>,
     /// Splits a previous run left staged or marked for deletion.
@@ -350,12 +375,16 @@ impl StorageSetup {
         use crate::storage::metastore::{EmbeddedMetastore, Metastore, SplitState};
         let storage = crate::storage::ObjectStorage::open(url, &config.storage_env)
             .map_err(anyhow::Error::msg)?;
-        let metastore: Arc<dyn Metastore> = match &config.metastore {
-            Some(url) => Arc::new(
+        let postgres = match &config.metastore {
+            Some(url) => Some(Arc::new(
                 crate::storage::postgres::PostgresMetastore::connect(url)
                     .await
                     .context("cannot open the PostgreSQL metastore")?,
-            ),
+            )),
+            None => None,
+        };
+        let metastore: Arc<dyn Metastore> = match &postgres {
+            Some(postgres) => postgres.clone(),
             None => Arc::new(
                 EmbeddedMetastore::open(&config.data_dir.join("metastore"))
                     .context("cannot open the metastore")?,
@@ -393,6 +422,7 @@ impl StorageSetup {
         Ok(StorageSetup {
             storage,
             metastore,
+            postgres,
             published,
             leftovers,
             staging: staging.clone(),

@@ -48,6 +48,7 @@ impl From<SeverityError> for ApiError {
             SeverityError::Invalid(m) => ApiError::BadRequest(m),
             SeverityError::NotFound(_) => ApiError::NotFound(error.to_string()),
             SeverityError::Io(e) => ApiError::Internal(e.to_string()),
+            SeverityError::Unavailable(_) => ApiError::Busy(error.to_string()),
         }
     }
 }
@@ -83,6 +84,11 @@ pub(crate) async fn delete(
     Path(id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
+    // With a shared metastore, the rule may come from another node since the last refresh.
+    let control = state.severity.clone();
+    tokio::task::spawn_blocking(move || control.refresh())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
     let service = state
         .severity
         .rules()

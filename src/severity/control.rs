@@ -2,8 +2,7 @@
 //! and the compiled matcher that ingest reads (swapped whole on every change).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -13,6 +12,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use super::rules::{Action, CompiledRules, Rule, Selector, parse_severity};
+use super::store::{FileRules, RuleStore};
 
 /// Current time as unix nanoseconds; injectable so tests control expiry.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -34,6 +34,9 @@ pub enum SeverityError {
     /// The rules file or audit log could not be written; nothing changed.
     #[error("cannot store severity rules: {0}")]
     Io(#[from] std::io::Error),
+    /// The shared metastore cannot be reached now; nothing changed. Retryable.
+    #[error("severity rules are kept in the metastore, which cannot be reached now: {0}")]
+    Unavailable(String),
 }
 
 /// A request to create a rule, as the API takes it.
@@ -87,51 +90,6 @@ pub struct AuditEntry {
     pub reason: String,
 }
 
-/// The stored form of a rule.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct StoredRule {
-    id: String,
-    selector: Selector,
-    min_severity: Option<i32>,
-    set_severity: Option<i32>,
-    expires_at: u64,
-    reason: String,
-    created_by: String,
-    created_at: u64,
-}
-
-impl From<&Rule> for StoredRule {
-    fn from(r: &Rule) -> Self {
-        StoredRule {
-            id: r.id.clone(),
-            selector: r.selector.clone(),
-            min_severity: r.action.min_severity,
-            set_severity: r.action.set_severity,
-            expires_at: r.expires_at,
-            reason: r.reason.clone(),
-            created_by: r.created_by.clone(),
-            created_at: r.created_at,
-        }
-    }
-}
-
-impl From<StoredRule> for Rule {
-    fn from(r: StoredRule) -> Self {
-        Rule {
-            id: r.id,
-            selector: r.selector,
-            action: Action {
-                min_severity: r.min_severity,
-                set_severity: r.set_severity,
-            },
-            expires_at: r.expires_at,
-            reason: r.reason,
-            created_by: r.created_by,
-            created_at: r.created_at,
-        }
-    }
-}
-
 /// Limits on rule lifetimes.
 #[derive(Clone, Debug)]
 pub struct TtlLimits {
@@ -143,14 +101,13 @@ pub struct TtlLimits {
 
 /// Severity control: the rules, their audit trail, and the matcher ingest uses.
 pub struct SeverityControl {
-    dir: PathBuf,
+    store: Box<dyn RuleStore>,
     limits: TtlLimits,
     clock: Clock,
     rules: Mutex<Vec<Rule>>,
     compiled: RwLock<Arc<CompiledRules>>,
     version: watch::Sender<u64>,
     dropped: Mutex<HashMap<String, Arc<AtomicU64>>>,
-    next_id: AtomicU64,
 }
 
 fn rfc3339(nanos: u64) -> String {
@@ -180,47 +137,53 @@ fn severity_value(text: &Value, field: &str) -> Result<i32, SeverityError> {
 }
 
 impl SeverityControl {
-    /// Loads the rules in `dir` (creating it), dropping those that expired while weft was down
-    /// (and auditing that).
+    /// Loads the rules kept in files in `dir` (creating it); see [`SeverityControl::with_store`].
     pub fn open(dir: &Path, limits: TtlLimits, clock: Clock) -> Result<Arc<Self>, SeverityError> {
-        std::fs::create_dir_all(dir)?;
-        let rules: Vec<Rule> = match std::fs::read(dir.join("rules.json")) {
-            Ok(bytes) => serde_json::from_slice::<Vec<StoredRule>>(&bytes)
-                .map_err(|e| {
-                    SeverityError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-                })?
-                .into_iter()
-                .map(Rule::from)
-                .collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        // IDs are never reused, including those of deleted rules, which only the audit recalls.
-        let audited = std::fs::read_to_string(dir.join("audit.jsonl")).unwrap_or_default();
-        let audited_ids = audited
-            .lines()
-            .filter_map(|l| serde_json::from_str::<AuditEntry>(l).ok())
-            .filter_map(|e| e.rule["id"].as_str().map(String::from));
-        let next_id = rules
-            .iter()
-            .map(|r| r.id.clone())
-            .chain(audited_ids)
-            .filter_map(|id| id.strip_prefix('r').and_then(|n| n.parse::<u64>().ok()))
-            .max()
-            .map_or(1, |n| n + 1);
+        Self::with_store(Box::new(FileRules::open(dir)?), limits, clock)
+    }
+
+    /// Loads the rules in `store`, dropping those that expired while weft was down (and
+    /// auditing that).
+    pub fn with_store(
+        store: Box<dyn RuleStore>,
+        limits: TtlLimits,
+        clock: Clock,
+    ) -> Result<Arc<Self>, SeverityError> {
+        let rules = store.rules()?;
         let (version, _) = watch::channel(0);
         let control = Arc::new(SeverityControl {
-            dir: dir.to_path_buf(),
+            store,
             limits,
             clock,
             compiled: RwLock::new(Arc::new(CompiledRules::new(rules.clone()))),
             rules: Mutex::new(rules),
             version,
             dropped: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(next_id),
         });
         control.expire()?;
         Ok(control)
+    }
+
+    /// Reads the rules again when other nodes change them too (a shared metastore), and
+    /// applies them if they changed. Returns whether they did.
+    pub fn refresh(&self) -> Result<bool, SeverityError> {
+        if !self.store.shared() {
+            return Ok(false);
+        }
+        let stored = self.store.rules()?;
+        let mut rules = self.rules.lock().expect("lock poisoned");
+        let same = |a: &[Rule], b: &[Rule]| {
+            a.len() == b.len()
+                && a.iter()
+                    .zip(b)
+                    .all(|(a, b)| a.id == b.id && a.expires_at == b.expires_at)
+        };
+        if same(&rules, &stored) {
+            return Ok(false);
+        }
+        *rules = stored;
+        self.publish(&rules);
+        Ok(true)
     }
 
     /// Now, by this control's clock.
@@ -335,7 +298,7 @@ impl SeverityControl {
             ));
         }
         let rule = Rule {
-            id: format!("r{}", self.next_id.fetch_add(1, Ordering::Relaxed)),
+            id: format!("r{}", self.store.next_number()?),
             selector,
             action,
             expires_at,
@@ -344,17 +307,15 @@ impl SeverityControl {
             created_at: now,
         };
         let mut rules = self.rules.lock().expect("lock poisoned");
-        let mut next = rules.clone();
-        next.push(rule.clone());
-        self.persist(&next)?;
-        self.audit(&AuditEntry {
+        let entry = AuditEntry {
             at: now,
             action: "create".into(),
             by: by.to_string(),
             rule: self.rule_json(&rule),
             reason: rule.reason.clone(),
-        })?;
-        *rules = next;
+        };
+        self.store.add(&rule, &entry)?;
+        rules.push(rule.clone());
         self.publish(&rules);
         tracing::info!(rule = %rule.id, by, "severity rule created");
         Ok(rule)
@@ -377,58 +338,57 @@ impl SeverityControl {
         let Some(position) = rules.iter().position(|r| r.id == id) else {
             return Err(SeverityError::NotFound(id.to_string()));
         };
-        let mut next = rules.clone();
-        let rule = next.remove(position);
-        self.persist(&next)?;
-        self.audit(&AuditEntry {
+        let entry = AuditEntry {
             at: self.now(),
             action: "delete".into(),
             by: by.to_string(),
-            rule: self.rule_json(&rule),
+            rule: self.rule_json(&rules[position]),
             reason: reason.to_string(),
-        })?;
-        *rules = next;
+        };
+        let removed = self.store.remove(id, &entry)?;
+        let rule = rules.remove(position);
         self.publish(&rules);
+        if !removed {
+            // Another node removed it first (and audited that).
+            return Err(SeverityError::NotFound(id.to_string()));
+        }
         tracing::info!(rule = %rule.id, by, "severity rule deleted");
         Ok(rule)
     }
 
-    /// Removes expired rules, auditing each. Returns how many expired.
+    /// Removes expired rules, auditing each. Returns how many expired. With a shared
+    /// metastore, each node may try; the one whose removal lands audits it.
     pub fn expire(&self) -> Result<usize, SeverityError> {
         let now = self.now();
         let mut rules = self.rules.lock().expect("lock poisoned");
-        let (expired, kept): (Vec<Rule>, Vec<Rule>) =
-            rules.iter().cloned().partition(|r| r.expires_at <= now);
+        let expired: Vec<Rule> = rules
+            .iter()
+            .filter(|r| r.expires_at <= now)
+            .cloned()
+            .collect();
         if expired.is_empty() {
             return Ok(0);
         }
-        self.persist(&kept)?;
         for rule in &expired {
-            self.audit(&AuditEntry {
+            let entry = AuditEntry {
                 at: now,
                 action: "expire".into(),
                 by: "weft".into(),
                 rule: self.rule_json(rule),
                 reason: "TTL elapsed".into(),
-            })?;
-            tracing::info!(rule = %rule.id, "severity rule expired");
+            };
+            if self.store.remove(&rule.id, &entry)? {
+                tracing::info!(rule = %rule.id, "severity rule expired");
+            }
+            rules.retain(|r| r.id != rule.id);
         }
-        *rules = kept;
         self.publish(&rules);
         Ok(expired.len())
     }
 
     /// The audit log, oldest first.
     pub fn audit_log(&self) -> Result<Vec<AuditEntry>, SeverityError> {
-        let text = match std::fs::read_to_string(self.dir.join("audit.jsonl")) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
-        };
-        Ok(text
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect())
+        self.store.audit_log()
     }
 
     /// The rules that can apply to `service`, and a tag that changes exactly when they do.
@@ -470,30 +430,6 @@ impl SeverityControl {
         *self.compiled.write().expect("lock poisoned") =
             Arc::new(CompiledRules::new(rules.to_vec()));
         self.version.send_modify(|v| *v += 1);
-    }
-
-    /// Replaces rules.json atomically: temporary file, fsync, rename, fsync the directory.
-    fn persist(&self, rules: &[Rule]) -> Result<(), SeverityError> {
-        let stored: Vec<StoredRule> = rules.iter().map(StoredRule::from).collect();
-        let tmp = self.dir.join("rules.json.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&serde_json::to_vec_pretty(&stored).expect("rules serialize"))?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join("rules.json"))?;
-        std::fs::File::open(&self.dir)?.sync_all()?;
-        Ok(())
-    }
-
-    fn audit(&self, entry: &AuditEntry) -> Result<(), SeverityError> {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("audit.jsonl"))?;
-        let mut line = serde_json::to_vec(entry).expect("audit entries serialize");
-        line.push(b'\n');
-        file.write_all(&line)?;
-        file.sync_data()?;
-        Ok(())
     }
 }
 

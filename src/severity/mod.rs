@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod rules;
+pub mod store;
 
 use std::collections::HashMap;
 

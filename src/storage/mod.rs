@@ -5,7 +5,8 @@
 //!   (`SplitFetcher`).
 //! - `metastore`: the list of splits and their state (staged, published, marked for deletion);
 //!   the embedded implementation keeps it in one file under the data directory.
-//! - `postgres`: the metastore on PostgreSQL, with its migrations (`migrations/postgres`).
+//! - `postgres`: the metastore on PostgreSQL, with its migrations (`migrations/postgres`); it
+//!   also keeps the severity rules of every node on it (`severity::store`).
 //! - `publisher`: the task that packs sealed partitions, uploads them, publishes them, and
 //!   deletes what retention or a newer split replaced.
 //!

@@ -21,6 +21,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         2,
         include_str!("../../migrations/postgres/0002_split_services.sql"),
     ),
+    (
+        3,
+        include_str!("../../migrations/postgres/0003_severity_rules.sql"),
+    ),
 ];
 
 /// Any number that is weft's own: migrations of several nodes starting at once run one by one.
@@ -151,6 +155,124 @@ impl PostgresMetastore {
             }
             pg_error(what, e)
         })
+    }
+}
+
+/// Severity rules and their audit log (`severity::store` decides what they hold). Rules and
+/// entries travel as JSON text, kept as `jsonb`.
+impl PostgresMetastore {
+    /// Runs `work` in one transaction, dropping the connection if it failed so that the next
+    /// call opens a new one.
+    async fn in_transaction<T>(
+        &self,
+        what: &str,
+        work: impl AsyncFnOnce(&tokio_postgres::Transaction<'_>) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, MetastoreError> {
+        let mut guard = self.client().await?;
+        let client = guard.as_mut().expect("connected");
+        let outcome = async {
+            let tx = client.transaction().await?;
+            let value = work(&tx).await?;
+            tx.commit().await?;
+            Ok::<T, tokio_postgres::Error>(value)
+        }
+        .await;
+        outcome.map_err(|e| {
+            if e.is_closed() {
+                *guard = None;
+            }
+            pg_error(what, e)
+        })
+    }
+
+    /// The severity rules in force, as JSON text, in the order they were created.
+    pub async fn severity_rules(&self) -> Result<Vec<String>, MetastoreError> {
+        self.in_transaction("list severity rules", async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT rule::text FROM weft_severity_rules
+                     ORDER BY length(id), id",
+                    &[],
+                )
+                .await?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+        .await
+    }
+
+    /// A rule number no node has had before.
+    pub async fn next_severity_rule_number(&self) -> Result<u64, MetastoreError> {
+        self.in_transaction("number a severity rule", async |tx| {
+            let row = tx
+                .query_one("SELECT nextval('weft_severity_rule_numbers')", &[])
+                .await?;
+            Ok(row.get::<_, i64>(0).max(0) as u64)
+        })
+        .await
+    }
+
+    /// Stores a rule and its audit entry together.
+    pub async fn add_severity_rule(
+        &self,
+        id: &str,
+        expires_unix_nano: u64,
+        rule: &str,
+        audit: &str,
+    ) -> Result<(), MetastoreError> {
+        let expires = to_i64("expiry", expires_unix_nano)?;
+        self.in_transaction("store a severity rule", async |tx| {
+            tx.execute(
+                "INSERT INTO weft_severity_rules (id, expires_unix_nano, rule)
+                 VALUES ($1, $2, $3::text::jsonb)",
+                &[&id, &expires, &rule],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO weft_severity_audit (entry) VALUES ($1::text::jsonb)",
+                &[&audit],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes rule `id` and records its audit entry, together; `false` (and nothing
+    /// recorded) when there is no such rule, e.g. another node removed it first.
+    pub async fn remove_severity_rule(
+        &self,
+        id: &str,
+        audit: &str,
+    ) -> Result<bool, MetastoreError> {
+        self.in_transaction("remove a severity rule", async |tx| {
+            let removed = tx
+                .execute("DELETE FROM weft_severity_rules WHERE id = $1", &[&id])
+                .await?;
+            if removed == 0 {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO weft_severity_audit (entry) VALUES ($1::text::jsonb)",
+                &[&audit],
+            )
+            .await?;
+            Ok(true)
+        })
+        .await
+    }
+
+    /// The severity audit log as JSON text, oldest first.
+    pub async fn severity_audit(&self) -> Result<Vec<String>, MetastoreError> {
+        self.in_transaction("read the severity audit log", async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT entry::text FROM weft_severity_audit ORDER BY seq",
+                    &[],
+                )
+                .await?;
+            Ok(rows.iter().map(|row| row.get(0)).collect())
+        })
+        .await
     }
 }
 

@@ -566,3 +566,161 @@ async fn the_cli_sets_lists_removes_and_audits() {
     );
     server.stop().await;
 }
+
+/// Waits until `server` lists exactly the rules `ids`, in any order.
+async fn wait_for_rule_ids(server: &TestServer, ids: &[&str]) {
+    let started = Instant::now();
+    let mut want: Vec<&str> = ids.to_vec();
+    want.sort();
+    loop {
+        let (_, rules) = server.get("/api/v1/severity/rules", &[]).await;
+        let mut listed: Vec<String> = rules["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        listed.sort();
+        if listed == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "{} lists {listed:?}, not {want:?}",
+            server.http
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// With PostgreSQL as the metastore, the rules and their audit log are one for every node on
+/// it: a rule created on one node is enforced on another, rule IDs never collide, a deletion
+/// on either ends it everywhere, and while PostgreSQL is away a change is refused with a
+/// retryable answer and ingest goes on under the rules last read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_in_postgres_are_shared_by_every_node() {
+    let Some(pg) = crate::postgres::PgServer::start() else {
+        return;
+    };
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(&dir);
+        crate::common::use_object_storage(&mut config, crate::common::StorageUnderTest::File).await;
+        config.metastore = Some(pg.url());
+        nodes.push(TestServer::start_with(dir, |c| *c = config).await);
+    }
+    let (a, b) = (&nodes[0], &nodes[1]);
+
+    let (status, first) = create(a, None, json!({
+        "selector": {"service": "shared"}, "action": {"min_severity": "WARN"}, "ttl": "15m", "reason": "INC-7"
+    }))
+    .await;
+    assert_eq!(status, 201, "{first}");
+    let first = first["id"].as_str().unwrap().to_string();
+    wait_for_rule_ids(b, &[&first]).await;
+    send(
+        b,
+        "shared",
+        vec![log("debug on b", 5, ""), log("error on b", 17, "")],
+    )
+    .await;
+    let logs = stored(b, "shared", 1).await;
+    assert_eq!(logs.len(), 1, "node b applies node a's rule: {logs:?}");
+    assert_eq!(logs[0]["body"], "error on b");
+
+    let (status, second) = create(
+        b,
+        None,
+        json!({
+            "selector": {"service": "other"}, "action": {"set_severity": "DEBUG"}, "ttl": "15m"
+        }),
+    )
+    .await;
+    assert_eq!(status, 201, "{second}");
+    let second = second["id"].as_str().unwrap().to_string();
+    assert_ne!(first, second, "rule IDs are given out once across nodes");
+    wait_for_rule_ids(a, &[&first, &second]).await;
+
+    let deleted = b
+        .client
+        .delete(b.url(&format!("/api/v1/severity/rules/{first}")))
+        .query(&[("reason", "resolved")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status().as_u16(), 200);
+    wait_for_rule_ids(a, &[&second]).await;
+    let again = a
+        .client
+        .delete(a.url(&format!("/api/v1/severity/rules/{first}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 404, "deleted once, by one node");
+
+    let (_, audit) = a.get("/api/v1/severity/audit", &[]).await;
+    let actions: Vec<(String, String)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["rule"]["id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("delete".to_string(), first.clone()),
+            ("create".to_string(), second.clone()),
+            ("create".to_string(), first.clone()),
+        ],
+        "one audit log, newest first, on every node"
+    );
+
+    // PostgreSQL away: a change is refused, retryably; ingest goes on with the rules read.
+    pg.stop();
+    let (status, refused) = create(
+        a,
+        None,
+        json!({
+            "selector": {"service": "shared"}, "action": {"min_severity": "ERROR"}, "ttl": "15m"
+        }),
+    )
+    .await;
+    assert_eq!(status, 503, "{refused}");
+    assert!(
+        refused.to_string().contains("metastore"),
+        "the answer says why: {refused}"
+    );
+    send(a, "other", vec![log("remapped while away", 17, "")]).await;
+    let logs = stored(a, "other", 1).await;
+    assert_eq!(logs[0]["severity_text"], "DEBUG", "{logs:?}");
+
+    pg.start_again();
+    let started = Instant::now();
+    loop {
+        let (status, rule) = create(
+            a,
+            None,
+            json!({
+                "selector": {"service": "shared"}, "action": {"min_severity": "ERROR"}, "ttl": "15m"
+            }),
+        )
+        .await;
+        if status == 201 {
+            let third = rule["id"].as_str().unwrap().to_string();
+            wait_for_rule_ids(b, &[&second, &third]).await;
+            break;
+        }
+        assert_eq!(status, 503, "{rule}");
+        assert!(started.elapsed() < DEADLINE, "PostgreSQL did not come back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+}
