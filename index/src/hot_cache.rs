@@ -8,7 +8,9 @@
 //! next to its footer (`split::pack`), and served from there (`split_directory`).
 //!
 //! Large reads stay out: a column or a posting list is read when a query needs it, not when
-//! the split opens, and the cache must stay small enough to fetch with the footer.
+//! the split opens, and the cache must stay small enough to fetch with the footer. The
+//! columns every trace lookup reads are listed instead ([`lookup_ranges`]), found the same
+//! way, by looking a trace up through the recording directory.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -60,24 +62,7 @@ pub(crate) fn ranges(dir: &Path, files: &[SplitFile]) -> Vec<(String, Range<u64>
             tracing::debug!(%error, dir = %dir.display(), "no hot cache: not an index");
         }
     }
-    let mut merged: Vec<(String, Range<u64>)> = Vec::new();
-    for (name, mut list) in wanted {
-        list.sort_by_key(|r| r.start);
-        let mut current: Option<Range<u64>> = None;
-        for r in list {
-            current = match current {
-                Some(c) if r.start <= c.end => Some(c.start..c.end.max(r.end)),
-                Some(c) => {
-                    merged.push((name.clone(), c));
-                    Some(r)
-                }
-                None => Some(r),
-            };
-        }
-        if let Some(c) = current {
-            merged.push((name, c));
-        }
-    }
+    let merged = merge(wanted);
     // Within the budget, the smallest ranges first: they are the tables of contents.
     let mut by_size: Vec<usize> = (0..merged.len()).collect();
     by_size.sort_by_key(|&i| merged[i].1.end - merged[i].1.start);
@@ -96,6 +81,119 @@ pub(crate) fn ranges(dir: &Path, files: &[SplitFile]) -> Vec<(String, Range<u64>
         .zip(keep)
         .filter_map(|(range, keep)| keep.then_some(range))
         .collect()
+}
+
+/// The ranges of `dir`'s columns a trace lookup reads whatever the trace, beyond the `hot`
+/// ones: a lookup of the first row's trace is made through a [`RecordingDirectory`], and
+/// its reads of `.fast` files (columns, which tantivy reads whole) are kept. Its reads of
+/// postings and stored rows depend on the trace and are left out. Per file, in order,
+/// without overlaps, within `split_directory::MAX_LOOKUP_BYTES`. Nothing for a directory
+/// that does not open as an index, or has no rows.
+pub(crate) fn lookup_ranges(
+    dir: &Path,
+    files: &[SplitFile],
+    hot: &[crate::split::HotRange],
+) -> Vec<(String, Range<u64>)> {
+    let reads = match record_lookup(dir) {
+        Ok(reads) => reads,
+        Err(error) => {
+            tracing::debug!(%error, dir = %dir.display(), "no lookup ranges");
+            return Vec::new();
+        }
+    };
+    let mut wanted: BTreeMap<String, Vec<Range<u64>>> = BTreeMap::new();
+    for (path, range) in reads {
+        let Some(name) = path.to_str().filter(|n| n.ends_with(".fast")) else {
+            continue;
+        };
+        let known = files.iter().any(|f| f.name == name && range.end <= f.len);
+        let in_hot = hot
+            .iter()
+            .any(|h| h.file == name && h.start <= range.start && range.end <= h.start + h.len);
+        if known && !in_hot && range.end > range.start {
+            wanted.entry(name.to_string()).or_default().push(range);
+        }
+    }
+    // Ranges a read would round into one are listed as one.
+    let mut coalesced: Vec<(String, Range<u64>)> = Vec::new();
+    for (name, range) in merge(wanted) {
+        match coalesced.last_mut() {
+            Some((last, previous))
+                if *last == name
+                    && range.start - previous.end < crate::split_directory::READ_ALIGN_BYTES =>
+            {
+                previous.end = range.end;
+            }
+            _ => coalesced.push((name, range)),
+        }
+    }
+    let mut total = 0u64;
+    let mut kept = Vec::new();
+    for (name, range) in coalesced {
+        total += range.end - range.start;
+        if total > crate::split_directory::MAX_LOOKUP_BYTES {
+            break;
+        }
+        kept.push((name, range));
+    }
+    kept
+}
+
+/// Opens the index in `dir` and looks up the trace of its first row, noting every read.
+fn record_lookup(dir: &Path) -> Result<Vec<(PathBuf, Range<u64>)>, crate::IndexError> {
+    let log = ReadLog::default();
+    let directory = RecordingDirectory {
+        inner: Box::new(MmapDirectory::open(dir).map_err(tantivy::TantivyError::from)?),
+        log: log.clone(),
+    };
+    let index = Index::open(directory)?;
+    let signal = if index.schema().get_field("duration").is_ok() {
+        crate::Signal::Spans
+    } else {
+        crate::Signal::Logs
+    };
+    let reader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()?;
+    let searcher = reader.searcher();
+    if searcher.num_docs() == 0 {
+        return Ok(Vec::new());
+    }
+    let first = tantivy::DocAddress::new(0, 0);
+    let mut rows = crate::rows::RowReader::new(&searcher);
+    let trace_id = match signal {
+        crate::Signal::Spans => rows.span(first)?.trace_id,
+        crate::Signal::Logs => rows.log(first)?.0.trace_id,
+    };
+    // Reading the first row was only the way to a trace ID: only the lookup's own reads count.
+    log.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    crate::search::trace_rows_in(&searcher, signal, &trace_id, (16, 16))?;
+    let reads = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
+    Ok(reads)
+}
+
+/// Per file, its ranges sorted and merged where they touch or overlap.
+fn merge(wanted: BTreeMap<String, Vec<Range<u64>>>) -> Vec<(String, Range<u64>)> {
+    let mut merged: Vec<(String, Range<u64>)> = Vec::new();
+    for (name, mut list) in wanted {
+        list.sort_by_key(|r| r.start);
+        let mut current: Option<Range<u64>> = None;
+        for r in list {
+            current = match current {
+                Some(c) if r.start <= c.end => Some(c.start..c.end.max(r.end)),
+                Some(c) => {
+                    merged.push((name.clone(), c));
+                    Some(r)
+                }
+                None => Some(r),
+            };
+        }
+        if let Some(c) = current {
+            merged.push((name, c));
+        }
+    }
+    merged
 }
 
 /// Opens the index in `dir` as a search would, and each indexed field's term dictionary,

@@ -102,6 +102,8 @@ pub(crate) struct Partition {
     calls: Mutex<PartitionCalls>,
     /// What object storage has of this partition (unused without it).
     pub(crate) publication: Publication,
+    /// The split this partition is read from in place; `None` for a local directory.
+    split: Option<SplitDirectory>,
 }
 
 /// How far a partition's rows are in object storage. Positions are WAL positions; `u64::MAX`
@@ -323,6 +325,7 @@ impl Partition {
         directory: SplitDirectory,
     ) -> Result<Self, IndexError> {
         let names = directory.file_names();
+        let directory_for_prefetch = directory.clone();
         let raw: Box<dyn tantivy::Directory> = Box::new(directory.clone());
         let declared = Format::declared(&*raw, dir)?;
         let index = Index::open(directory)?;
@@ -331,13 +334,24 @@ impl Partition {
         // which it is, and nothing is written back.
         let declared = declared.or_else(|| Format::of_schema(signal, &schema));
         let format = Format::of_partition(signal, &schema, declared, &*raw, dir)?;
-        Self::assemble(
+        let mut partition = Self::assemble(
             (signal, start_ns, dir),
             (index, format, raw),
             MIN_WRITER_MEMORY_BYTES,
             calls_positions(&names),
             Origin::Split,
-        )
+        )?;
+        partition.split = Some(directory_for_prefetch);
+        Ok(partition)
+    }
+
+    /// Reads at once, in parallel, what a trace lookup reads of this partition's split
+    /// whatever the trace (`SplitFooter::lookup`); nothing for a local partition.
+    pub(crate) fn prefetch_for_lookup(&self) -> Result<(), IndexError> {
+        match &self.split {
+            Some(split) => split.prefetch_lookup(),
+            None => Ok(()),
+        }
     }
 
     /// The partition around an opened index: the WAL position of its last commit, the calls
@@ -378,6 +392,7 @@ impl Partition {
                 pending: CallTable::default(),
                 file_lsn,
             }),
+            split: None,
         })
     }
 

@@ -250,32 +250,24 @@ impl Store {
         max_spans: usize,
         max_logs: usize,
     ) -> Result<TraceRows, IndexError> {
+        // Spans and logs are looked up together, so that the remote hours of both are read
+        // at once (see `Partitions::read_all`).
+        let found = self
+            .partitions_for_trace(Signal::Spans, trace_id)?
+            .chain(self.partitions_for_trace(Signal::Logs, trace_id)?)
+            .read_all(|partition| {
+                partition.prefetch_for_lookup()?;
+                trace_rows_in(
+                    &partition.searcher(),
+                    partition.signal,
+                    trace_id,
+                    (max_spans, max_logs),
+                )
+            })?;
         let mut rows = TraceRows::default();
-        let span_query = IdQuery::new(Signal::Spans, IdKind::Trace, trace_id);
-        for partition in self.partitions_for_trace(Signal::Spans, trace_id)? {
-            let partition = partition?;
-            let searcher = partition.searcher();
-            let hits = searcher.search(
-                &span_query,
-                &TopDocs::with_limit(max_spans + 1).order_by_score(),
-            )?;
-            let mut reader = RowReader::new(&searcher);
-            for (_, address) in hits {
-                rows.spans.push(reader.span(address)?);
-            }
-        }
-        let log_query = IdQuery::new(Signal::Logs, IdKind::Trace, trace_id);
-        for partition in self.partitions_for_trace(Signal::Logs, trace_id)? {
-            let partition = partition?;
-            let searcher = partition.searcher();
-            let hits = searcher.search(
-                &log_query,
-                &TopDocs::with_limit(max_logs + 1).order_by_score(),
-            )?;
-            let mut reader = RowReader::new(&searcher);
-            for (_, address) in hits {
-                rows.logs.push(reader.log(address)?.0);
-            }
+        for found in found {
+            rows.spans.extend(found.spans);
+            rows.logs.extend(found.logs);
         }
         rows.spans
             .sort_by_key(|s: &SpanRow| (s.start_time_unix_nano, s.span_id.clone()));
@@ -287,4 +279,32 @@ impl Store {
         }
         Ok(rows)
     }
+}
+
+/// The rows of `trace_id` in one partition of `signal`: at most `max_spans + 1` spans or
+/// `max_logs + 1` logs, so that the caller sees when there are more.
+pub(crate) fn trace_rows_in(
+    searcher: &tantivy::Searcher,
+    signal: Signal,
+    trace_id: &[u8],
+    (max_spans, max_logs): (usize, usize),
+) -> Result<TraceRows, IndexError> {
+    let mut reader = RowReader::new(searcher);
+    let mut rows = TraceRows::default();
+    let query = IdQuery::new(signal, IdKind::Trace, trace_id);
+    match signal {
+        Signal::Spans => {
+            let limit = TopDocs::with_limit(max_spans + 1).order_by_score();
+            for (_, address) in searcher.search(&query, &limit)? {
+                rows.spans.push(reader.span(address)?);
+            }
+        }
+        Signal::Logs => {
+            let limit = TopDocs::with_limit(max_logs + 1).order_by_score();
+            for (_, address) in searcher.search(&query, &limit)? {
+                rows.logs.push(reader.log(address)?.0);
+            }
+        }
+    }
+    Ok(rows)
 }

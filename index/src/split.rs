@@ -14,7 +14,8 @@
 //! small files whole. It sits right before the footer, so one ranged read of a split's end
 //! brings both, and a searcher opens a remote split without another request
 //! (`split_directory`). Splits packed before it existed have none and still open, with a few
-//! more reads.
+//! more reads. The footer also lists, without copying them, the ranges a trace lookup reads
+//! whatever the trace (`SplitFooter::lookup`), so that a reader asks for them all at once.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -55,6 +56,18 @@ pub struct HotRange {
     pub offset: u64,
 }
 
+/// Bytes `start..start + len` of one file, read in place (not copied) when a trace is looked
+/// up: see [`SplitFooter::lookup`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupRange {
+    /// The file's name.
+    pub file: String,
+    /// Where the range starts in the file.
+    pub start: u64,
+    /// How many bytes it has.
+    pub len: u64,
+}
+
 /// The table at the end of a split.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SplitFooter {
@@ -63,6 +76,11 @@ pub struct SplitFooter {
     /// The hot cache's ranges, in the order their copies appear.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hot: Vec<HotRange>,
+    /// The ranges every trace lookup reads beyond the hot cache, whatever the trace: the
+    /// columns rows are rebuilt from, which tantivy reads whole. A reader asks for them all
+    /// at once, in parallel, instead of one after another as tantivy reaches them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lookup: Vec<LookupRange>,
 }
 
 impl SplitFooter {
@@ -130,7 +148,16 @@ pub fn pack(dir: &Path, out: &Path) -> Result<u64, IndexError> {
         });
         offset += len;
     }
-    let footer = serde_json::to_vec(&SplitFooter { files, hot }).map_err(std::io::Error::other)?;
+    let lookup = crate::hot_cache::lookup_ranges(dir, &files, &hot)
+        .into_iter()
+        .map(|(file, range)| LookupRange {
+            file,
+            start: range.start,
+            len: range.end - range.start,
+        })
+        .collect();
+    let footer =
+        serde_json::to_vec(&SplitFooter { files, hot, lookup }).map_err(std::io::Error::other)?;
     writer.write_all(&footer)?;
     writer.write_all(&(footer.len() as u64).to_le_bytes())?;
     writer.write_all(MAGIC)?;
@@ -229,6 +256,17 @@ pub(crate) fn parse_footer(
             return Err(damaged(
                 path,
                 format!("a hot range of {} is out of range", h.file),
+            ));
+        }
+    }
+    for l in &footer.lookup {
+        let in_file = footer.files.iter().any(|f| {
+            f.name == l.file && l.start.checked_add(l.len).is_some_and(|end| end <= f.len)
+        });
+        if !in_file {
+            return Err(damaged(
+                path,
+                format!("a lookup range of {:?} is out of range", l.file),
             ));
         }
     }
@@ -365,6 +403,7 @@ mod tests {
                 len: 1,
             }],
             hot: Vec::new(),
+            lookup: Vec::new(),
         })
         .map_err(std::io::Error::other)?;
         let mut evil = vec![0u8];
@@ -377,6 +416,32 @@ mod tests {
             read_footer(&evil_path),
             Err(IndexError::Split { .. })
         ));
+
+        // So is a lookup range past the end of its file.
+        let footer = serde_json::to_vec(&SplitFooter {
+            files: vec![SplitFile {
+                name: "a.fast".into(),
+                offset: 0,
+                len: 1,
+            }],
+            hot: Vec::new(),
+            lookup: vec![LookupRange {
+                file: "a.fast".into(),
+                start: 0,
+                len: 2,
+            }],
+        })
+        .map_err(std::io::Error::other)?;
+        let mut split = vec![0u8];
+        split.extend_from_slice(&footer);
+        split.extend_from_slice(&(footer.len() as u64).to_le_bytes());
+        split.extend_from_slice(MAGIC);
+        match footer_of(&split) {
+            Err(IndexError::Split { reason, .. }) => {
+                assert!(reason.contains("lookup range"), "{reason}")
+            }
+            other => panic!("expected a damaged split, got {other:?}"),
+        }
         Ok(())
     }
 }

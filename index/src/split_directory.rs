@@ -4,7 +4,9 @@
 //! footer and its hot cache (`hot_cache`), so that tantivy opens the index without another
 //! round trip. Whatever a query reads beyond that (a posting list, a column, a block of stored
 //! rows) is one ranged read, rounded out to [`READ_ALIGN_BYTES`] so that neighbouring small
-//! reads share it, and kept in memory up to [`FETCHED_CAP_BYTES`] per split.
+//! reads share it, and kept in memory up to [`FETCHED_CAP_BYTES`] per split. Before a trace
+//! lookup, the ranges every lookup reads (the row columns, listed in the footer) are read at
+//! once, in parallel ([`SplitDirectory::prefetch_lookup`]).
 //!
 //! A failed read surfaces as an `io::Error` wrapping [`RemoteReadError`], which the index
 //! error type turns back into [`IndexError::Remote`] however deep in tantivy it failed: the
@@ -14,6 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
@@ -31,9 +34,13 @@ use crate::store::SplitFetcher;
 const TAIL_READ_BYTES: u64 = 512 << 10;
 /// Reads are widened to this alignment: tantivy's reads of one structure come in small
 /// neighbouring pieces, and a round trip costs more than the extra bytes.
-const READ_ALIGN_BYTES: u64 = 64 << 10;
+pub(crate) const READ_ALIGN_BYTES: u64 = 64 << 10;
 /// Bytes read beyond the hot cache kept per open split; the oldest go first.
 const FETCHED_CAP_BYTES: u64 = 32 << 20;
+/// Requests one split's lookup prefetch keeps in flight at once.
+const PREFETCH_READERS: usize = 8;
+/// The most a split's lookup ranges may add up to: they must stay in memory together.
+pub(crate) const MAX_LOOKUP_BYTES: u64 = FETCHED_CAP_BYTES / 2;
 
 /// Why a ranged read of a split failed (object storage away, a timeout).
 #[derive(Debug)]
@@ -62,23 +69,25 @@ struct Ranges(HashMap<PathBuf, Vec<(u64, OwnedBytes)>>);
 impl Ranges {
     fn find(&self, path: &Path, range: &Range<u64>) -> Option<OwnedBytes> {
         let list = self.0.get(path)?;
-        // The last range starting at or before the wanted start is the only one that can
-        // hold it: ranges of one file do not overlap.
-        let i = list.partition_point(|(start, _)| *start <= range.start);
-        let (start, bytes) = list.get(i.checked_sub(1)?)?;
-        let end = start + bytes.len() as u64;
-        (range.end <= end)
-            .then(|| bytes.slice((range.start - start) as usize..(range.end - start) as usize))
+        // Ranges may overlap (each window read is kept whole), so any range starting at or
+        // before the wanted start may hold it; a file has tens of them at most.
+        let candidates = list.partition_point(|(start, _)| *start <= range.start);
+        list[..candidates].iter().rev().find_map(|(start, bytes)| {
+            let end = start + bytes.len() as u64;
+            (range.end <= end)
+                .then(|| bytes.slice((range.start - start) as usize..(range.end - start) as usize))
+        })
     }
 
-    /// Adds a range; returns the bytes of the ranges it replaced.
+    /// Adds a range; returns the bytes of the ranges it replaced: those it holds whole.
+    /// Ranges it only overlaps stay, or a window read next to another would drop it, and
+    /// its bytes be read again.
     fn insert(&mut self, path: &Path, start: u64, bytes: OwnedBytes) -> u64 {
         let list = self.0.entry(path.to_path_buf()).or_default();
         let end = start + bytes.len() as u64;
-        // A new range replaces those it overlaps (they were read before it, for less).
         let mut replaced = 0;
         list.retain(|(s, b)| {
-            let keep = *s + b.len() as u64 <= start || *s >= end;
+            let keep = *s < start || *s + b.len() as u64 > end;
             if !keep {
                 replaced += b.len() as u64;
             }
@@ -118,6 +127,10 @@ struct SplitSource {
     files: HashMap<PathBuf, SplitFile>,
     hot: Ranges,
     fetched: Mutex<Fetched>,
+    /// What every trace lookup reads beyond the hot cache (`SplitFooter::lookup`).
+    lookup: Vec<(PathBuf, Range<u64>)>,
+    /// Whether `lookup` was read since the split was opened.
+    prefetched: AtomicBool,
 }
 
 /// A split read in place. Cheap to clone; clones share what was read.
@@ -214,6 +227,11 @@ impl SplitDirectory {
                 tail.slice(at..at + h.len as usize),
             );
         }
+        let lookup = footer
+            .lookup
+            .iter()
+            .map(|l| (PathBuf::from(&l.file), l.start..l.start + l.len))
+            .collect();
         let files = footer
             .files
             .into_iter()
@@ -228,6 +246,8 @@ impl SplitDirectory {
                 files,
                 hot,
                 fetched: Mutex::new(Fetched::default()),
+                lookup,
+                prefetched: AtomicBool::new(false),
             }),
         })
     }
@@ -246,6 +266,50 @@ impl SplitDirectory {
             .unwrap_or_else(|p| p.into_inner())
             .bytes;
         self.source.tail_bytes + fetched
+    }
+
+    /// Reads what every trace lookup reads of this split (`SplitFooter::lookup`), the ranges
+    /// not held yet, on up to [`PREFETCH_READERS`] threads at once, so that the lookup that
+    /// follows waits for one round of requests instead of one request per column. Once per
+    /// open split; again after a failure.
+    pub(crate) fn prefetch_lookup(&self) -> Result<(), IndexError> {
+        let source = &*self.source;
+        if source.lookup.is_empty() || source.prefetched.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let next = AtomicUsize::new(0);
+        let failure: Mutex<Option<io::Error>> = Mutex::new(None);
+        let work = || {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((path, range)) = source.lookup.get(i) else {
+                    return;
+                };
+                let Some(file) = source.files.get(path) else {
+                    continue;
+                };
+                if let Err(error) = source.read(path, file, range.clone()) {
+                    *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+                    next.store(source.lookup.len(), Ordering::Relaxed);
+                    return;
+                }
+            }
+        };
+        std::thread::scope(|scope| {
+            for _ in 0..source.lookup.len().min(PREFETCH_READERS) {
+                scope.spawn(work);
+            }
+        });
+        match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(error) => {
+                source.prefetched.store(false, Ordering::Release);
+                Err(match remote_read_reason(&error) {
+                    Some(reason) => remote(reason),
+                    None => IndexError::Io(error),
+                })
+            }
+        }
     }
 
     /// The names of the split's files.
@@ -436,6 +500,36 @@ mod tests {
             let start = self.split.len().saturating_sub(len as usize);
             Ok((self.split[start..].to_vec(), self.split.len() as u64))
         }
+    }
+
+    /// A window read next to one it overlaps keeps both: neither's bytes are read again.
+    /// One it holds whole replaces.
+    #[test]
+    fn overlapping_ranges_are_both_kept_and_contained_ones_replaced() {
+        let bytes =
+            |range: Range<u64>| OwnedBytes::new(range.map(|i| i as u8).collect::<Vec<u8>>());
+        let path = Path::new("a.fast");
+        let mut ranges = Ranges::default();
+        assert_eq!(ranges.insert(path, 100, bytes(100..200)), 0);
+        assert_eq!(ranges.insert(path, 0, bytes(0..150)), 0);
+        assert_eq!(
+            ranges.find(path, &(160..190)).as_deref(),
+            Some(&bytes(160..190)[..])
+        );
+        assert_eq!(
+            ranges.find(path, &(10..140)).as_deref(),
+            Some(&bytes(10..140)[..])
+        );
+        assert!(ranges.find(path, &(120..210)).is_none());
+        assert_eq!(
+            ranges.insert(path, 0, bytes(0..300)),
+            250,
+            "both held whole"
+        );
+        assert_eq!(
+            ranges.find(path, &(120..210)).as_deref(),
+            Some(&bytes(120..210)[..])
+        );
     }
 
     /// When the first read does not reach back to the footer's start, or to the hot cache's,

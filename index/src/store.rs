@@ -1130,12 +1130,84 @@ pub(crate) struct Partitions<'a> {
     listed: std::vec::IntoIter<(PartitionKey, Option<Arc<Partition>>)>,
 }
 
+/// How many remote partitions one query opens and reads at once. Each waits on object
+/// storage most of the time, so a lookup that needs several remote hours takes about as long
+/// as the slowest of them, not their sum.
+const REMOTE_READERS: usize = 8;
+
+/// What reading the listed partition at an index gave: `None` when it was gone by then.
+type ReadOutcome<T> = (usize, Result<Option<T>, IndexError>);
+
 impl<'a> Partitions<'a> {
     fn empty(store: &'a Store) -> Self {
         Partitions {
             store,
             listed: Vec::new().into_iter(),
         }
+    }
+
+    /// Both lists, this one first.
+    pub(crate) fn chain(self, other: Partitions<'a>) -> Partitions<'a> {
+        let listed: Vec<_> = self.listed.chain(other.listed).collect();
+        Partitions {
+            store: self.store,
+            listed: listed.into_iter(),
+        }
+    }
+
+    /// `read` applied to every partition listed, in list order. Local partitions are read on
+    /// the calling thread; remote ones are opened and read on up to [`REMOTE_READERS`]
+    /// threads at once. For queries that read every partition they list (a trace lookup),
+    /// not for those that stop early.
+    pub(crate) fn read_all<T: Send>(
+        self,
+        read: impl Fn(&Partition) -> Result<T, IndexError> + Sync,
+    ) -> Result<Vec<T>, IndexError> {
+        let store = self.store;
+        let listed: Vec<_> = self.listed.collect();
+        let mut results: Vec<Option<T>> = Vec::with_capacity(listed.len());
+        let mut remote = Vec::new();
+        for (i, (key, local)) in listed.into_iter().enumerate() {
+            results.push(None);
+            match local {
+                Some(partition) => results[i] = Some(read(&partition)?),
+                None => remote.push((i, key)),
+            }
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let done: Mutex<Vec<ReadOutcome<T>>> = Mutex::new(Vec::new());
+        let work = || {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&(i, key)) = remote.get(n) else {
+                    return;
+                };
+                let result = store
+                    .partition_to_read(key)
+                    .and_then(|p| p.map(|p| read(&p)).transpose());
+                let failed = result.is_err();
+                done.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((i, result));
+                if failed {
+                    // The query fails anyway: leave the rest unread.
+                    next.store(remote.len(), Ordering::Relaxed);
+                }
+            }
+        };
+        match remote.len() {
+            0 => {}
+            1 => work(),
+            n => std::thread::scope(|scope| {
+                for _ in 0..n.min(REMOTE_READERS) {
+                    scope.spawn(work);
+                }
+            }),
+        }
+        for (i, result) in done.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            results[i] = result?;
+        }
+        Ok(results.into_iter().flatten().collect())
     }
 }
 

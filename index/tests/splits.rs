@@ -5,8 +5,8 @@
 //! server uses.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use weft_index::query::parse;
@@ -70,6 +70,8 @@ struct Bucket {
     /// Ranged reads after opening, and their bytes.
     ranges: AtomicUsize,
     range_bytes: AtomicU64,
+    /// Every ranged read, in order.
+    requested: Mutex<Vec<std::ops::Range<u64>>>,
 }
 
 impl Bucket {
@@ -82,6 +84,7 @@ impl Bucket {
             tails: AtomicUsize::new(0),
             ranges: AtomicUsize::new(0),
             range_bytes: AtomicU64::new(0),
+            requested: Mutex::new(Vec::new()),
         };
         std::fs::create_dir_all(&bucket.dir).expect("bucket dir");
         Arc::new(bucket)
@@ -118,6 +121,10 @@ impl SplitFetcher for Bucket {
         self.ranges.fetch_add(1, Ordering::SeqCst);
         self.range_bytes
             .fetch_add(range.end - range.start, Ordering::SeqCst);
+        self.requested
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(range.clone());
         let bytes =
             std::fs::read(self.dir.join(format!("{id}.split"))).map_err(|e| e.to_string())?;
         bytes
@@ -550,7 +557,7 @@ fn a_query_keeps_every_partition_it_fetched_while_eviction_runs() {
 /// reads a small part of it. Object storage going away after the split is open fails the
 /// next query that needs more of it as storage unavailable, not as damage.
 #[test]
-fn a_remote_split_opens_with_one_read_and_a_lookup_reads_a_fraction_of_it() {
+fn a_remote_split_opens_with_one_read_and_a_lookup_reads_its_columns_up_front() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path().join("index");
     let bucket = Bucket::new(tmp.path());
@@ -600,6 +607,13 @@ fn a_remote_split_opens_with_one_read_and_a_lookup_reads_a_fraction_of_it() {
         "the split carries a hot cache"
     );
 
+    let footer = split::read_footer(&split_path).expect("footer");
+    assert!(
+        !footer.lookup.is_empty() && footer.lookup.iter().all(|l| l.file.ends_with(".fast")),
+        "the split lists the columns a lookup reads: {:?}",
+        footer.lookup
+    );
+
     let wanted = trace_id(12_345);
     let trace = store
         .trace(wanted.as_slice().try_into().expect("16 bytes"), 10, 10)
@@ -608,13 +622,56 @@ fn a_remote_split_opens_with_one_read_and_a_lookup_reads_a_fraction_of_it() {
     assert_eq!(trace.logs[0].body_text(), "row number12345 of round2");
     assert_eq!(bucket.tails.load(Ordering::SeqCst), 1);
     assert_eq!(bucket.fetches.load(Ordering::SeqCst), 0);
+    // The listed columns are read first, all at once, and never again; what the lookup
+    // reads after them depends on the trace: its postings and its block of stored rows.
+    let in_split = |file: &str, start: u64, len: u64| {
+        let offset = footer
+            .files
+            .iter()
+            .find(|f| f.name == file)
+            .expect("a listed file")
+            .offset;
+        offset + start..offset + start + len
+    };
+    let listed: Vec<_> = footer
+        .lookup
+        .iter()
+        .map(|l| in_split(&l.file, l.start, l.len))
+        .collect();
+    let column_files: Vec<_> = footer
+        .files
+        .iter()
+        .filter(|f| footer.lookup.iter().any(|l| l.file == f.name))
+        .map(|f| in_split(&f.name, 0, f.len))
+        .collect();
+    let requested = bucket.requested.lock().expect("lock").clone();
+    let requests = requested.len();
+    let (prefetched, later) = requested.split_at(listed.len().min(requests));
+    for range in &listed {
+        assert!(
+            prefetched
+                .iter()
+                .any(|r| r.start <= range.start && range.end <= r.end),
+            "{range:?} is read up front: {requested:?}"
+        );
+    }
+    for range in later {
+        assert!(
+            !column_files
+                .iter()
+                .any(|f| range.start < f.end && f.start < range.end),
+            "{range:?} is a column read after the up-front ones: {requested:?}"
+        );
+    }
     let read = bucket.range_bytes.load(Ordering::SeqCst);
-    // tantivy reads a column whole when it opens it, and the lookup opens the trace ID column
-    // to check its candidates; the postings, stored rows and terms it does not need stay
-    // unread. (Small as this split is, that column is a quarter of it.)
+    // tantivy reads a column whole when it opens it, so the lookup reads the columns a row is
+    // rebuilt from (the listed ranges); of the postings, stored rows and terms, only the
+    // trace's. Each read is rounded out to 64 KiB.
+    let listed: u64 = footer.lookup.iter().map(|l| l.len).sum();
+    let slack = (requests as u64) * 2 * (64 << 10);
     assert!(
-        read * 2 < size,
-        "a lookup read {read} bytes beyond the split's end, of {size}"
+        read <= listed + slack && read < size,
+        "a lookup read {read} bytes beyond the split's end ({listed} listed), of {size}"
     );
 
     // A phrase needs positions, which nothing has read yet.

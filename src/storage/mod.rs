@@ -350,13 +350,24 @@ impl weft_index::store::SplitFetcher for Fetcher {
 
     fn read_range(&self, id: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
         let storage = self.storage.clone();
-        let id = id.to_string();
         let st = &self.metrics.storage;
-        self.wait(
-            async move { storage.read_split_range(&id, range).await },
+        let started = std::time::Instant::now();
+        let (split, start) = (id.to_string(), range.start);
+        let read = self.wait(
+            async move { storage.read_split_range(&split, range).await },
             |bytes| bytes.len() as u64,
             (&st.reads, &st.read_bytes),
-        )
+        );
+        if let Ok(bytes) = &read {
+            tracing::debug!(
+                split = id,
+                start,
+                bytes = bytes.len(),
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "split range read"
+            );
+        }
+        read
     }
 
     fn read_tail(&self, id: &str, len: u64) -> Result<(Vec<u8>, u64), String> {
