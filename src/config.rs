@@ -101,6 +101,12 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
         "with storage: where splits are listed; postgres://user:password@host:port/db (or postgres:///db?host=/run/postgresql); none keeps the list in a file under data_dir",
     ),
     (
+        "node_id",
+        "WEFT_NODE_ID",
+        "",
+        "with storage: this node's name; the splits it publishes carry it, and at start it takes in only its own. None: one is made up and kept in data_dir/node-id",
+    ),
+    (
         "seal_interval",
         "WEFT_SEAL_INTERVAL",
         "10m",
@@ -246,6 +252,7 @@ struct RawConfig {
     max_disk_bytes: Option<u64>,
     storage: Option<String>,
     metastore: Option<String>,
+    node_id: Option<String>,
     seal_interval: Option<String>,
     cache_bytes: Option<u64>,
     max_body_bytes: Option<u64>,
@@ -290,6 +297,8 @@ pub struct Overrides {
     pub storage: Option<String>,
     /// `--metastore`.
     pub metastore: Option<String>,
+    /// `--node-id`.
+    pub node_id: Option<String>,
 }
 
 /// Validated configuration.
@@ -315,6 +324,8 @@ pub struct Config {
     pub storage: Option<crate::storage::StorageUrl>,
     /// Where splits are listed: PostgreSQL's URL, or `None` for the embedded file.
     pub metastore: Option<String>,
+    /// This node's name, checked; `None`: the one kept in the data directory.
+    pub node_id: Option<String>,
     /// How long a partition stays open after its hour ends.
     pub seal_interval: Duration,
     /// Local bytes kept for partitions already in object storage.
@@ -416,6 +427,9 @@ impl Config {
         if let Some(v) = &overrides.metastore {
             raw.metastore = Some(v.clone());
         }
+        if let Some(v) = &overrides.node_id {
+            raw.node_id = Some(v.clone());
+        }
         let mut config = Config::resolve(raw)?;
         config.storage_env = storage_env;
         Ok(config)
@@ -492,6 +506,17 @@ impl Config {
                     });
                 }
             },
+            node_id: match raw.node_id.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(id) => {
+                    Some(
+                        crate::node::check(id).map_err(|message| ConfigError::Invalid {
+                            key: "node_id".into(),
+                            message,
+                        })?,
+                    )
+                }
+            },
             seal_interval: duration("seal_interval", raw.seal_interval, "10m")?,
             cache_bytes: raw.cache_bytes.unwrap_or(10 << 30),
             storage_env: Vec::new(),
@@ -563,6 +588,7 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
             "WEFT_STORAGE" => raw.storage = Some(value),
             "WEFT_SEAL_INTERVAL" => raw.seal_interval = Some(value),
             "WEFT_METASTORE" => raw.metastore = Some(value),
+            "WEFT_NODE_ID" => raw.node_id = Some(value),
             "WEFT_CACHE_BYTES" => raw.cache_bytes = Some(number(key, &value)?),
             "WEFT_QUERY_TIMEOUT" => raw.query_timeout = Some(value),
             "WEFT_SHUTDOWN_TIMEOUT" => raw.shutdown_timeout = Some(value),

@@ -21,7 +21,8 @@
 //!   (`auth::policy`); `tls`: certificates, reloaded when their files change; `net`: accepting
 //!   plain or TLS connections for both servers.
 //! - `storage`: object storage for sealed partitions (splits), the metastore that lists them,
-//!   and the publisher task that uploads them and deletes what retention removed.
+//!   and the publisher task that uploads them and deletes what retention removed; `node`:
+//!   this node's name, which its splits carry.
 //! - `server`: start and graceful stop, used by `main` and by the integration tests.
 //!
 //! Storage and search live in the `weft-index` crate.
@@ -36,6 +37,7 @@ pub mod ingest;
 pub mod inspect;
 pub mod metrics;
 pub mod net;
+pub mod node;
 pub mod normalize;
 pub mod pipeline;
 pub mod server;

@@ -77,6 +77,10 @@ struct ServeArgs {
     /// [default: a file under the data directory].
     #[arg(long)]
     metastore: Option<String>,
+    /// This node's name in the metastore [env: WEFT_NODE_ID] [default: made up once and kept
+    /// in the data directory].
+    #[arg(long)]
+    node_id: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -106,6 +110,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls_key: args.tls_key,
         storage: args.storage,
         metastore: args.metastore,
+        node_id: args.node_id,
     };
     let config = Config::load(args.config.as_deref(), &env, &overrides)?;
     init_logging(&config, &env, overrides.log_level.is_some());

@@ -193,6 +193,7 @@ pub async fn start_with(
                 staging: setup.staging,
                 metrics: metrics.clone(),
                 status: status.clone(),
+                node: setup.node,
             };
             servers.push(tokio::spawn(publisher.run(
                 setup.jobs,
@@ -361,6 +362,8 @@ struct StorageSetup {
     metastore: Arc<dyn crate::storage::metastore::Metastore>,
     /// The metastore again when it is PostgreSQL, which also keeps the severity rules.
     postgres: Option<Arc<crate::storage::postgres::PostgresMetastore>>,
+    /// This node's name, which its splits carry.
+    node: String,
     /// Published splits, for the index.
     published: Vec<weft_index::store::PublishedSplit>,
     /// Splits a previous run left staged or marked for deletion.
@@ -390,13 +393,20 @@ impl StorageSetup {
                     .context("cannot open the metastore")?,
             ),
         };
+        let node = crate::node::resolve(&config.data_dir, config.node_id.as_deref())?;
         let mut published = Vec::new();
         let mut leftovers = Vec::new();
+        let mut others = 0;
         for split in metastore
             .list_splits()
             .await
             .context("cannot list splits")?
         {
+            // Another node's splits are its own business: never taken in, never cleaned up.
+            if !split.belongs_to(&node) {
+                others += 1;
+                continue;
+            }
             match (split.state, split.signal()) {
                 (SplitState::Published, Some(signal)) => {
                     published.push(weft_index::store::PublishedSplit {
@@ -415,14 +425,17 @@ impl StorageSetup {
         let (jobs_tx, jobs) = tokio::sync::mpsc::unbounded_channel();
         tracing::info!(
             storage = %url,
+            node = %node,
             published = published.len(),
             leftovers = leftovers.len(),
+            other_nodes_splits = others,
             "object storage configured"
         );
         Ok(StorageSetup {
             storage,
             metastore,
             postgres,
+            node,
             published,
             leftovers,
             staging: staging.clone(),

@@ -31,7 +31,7 @@ use crate::store::SplitFetcher;
 
 /// How much of a split's end the first read asks for: the footer and the hot cache of an
 /// hour's partition fit in it; when they do not, a second read brings the rest.
-const TAIL_READ_BYTES: u64 = 512 << 10;
+const TAIL_READ_BYTES: u64 = 1 << 20;
 /// Reads are widened to this alignment: tantivy's reads of one structure come in small
 /// neighbouring pieces, and a round trip costs more than the extra bytes.
 pub(crate) const READ_ALIGN_BYTES: u64 = 64 << 10;

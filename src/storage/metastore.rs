@@ -53,6 +53,17 @@ pub struct SplitRecord {
     /// The services with rows in it; `None` for splits listed before weft recorded them.
     #[serde(default)]
     pub services: Option<Vec<String>>,
+    /// The node that published it (`node_id`); `None` for splits listed before nodes were
+    /// named, which a node takes in as its own.
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+impl SplitRecord {
+    /// Whether node `node` takes this split in at start (and may delete it as a leftover).
+    pub fn belongs_to(&self, node: &str) -> bool {
+        self.node.as_deref().is_none_or(|n| n == node)
+    }
 }
 
 impl SplitRecord {
@@ -237,6 +248,7 @@ mod tests {
             state: SplitState::Staged,
             updated_unix_nano: 0,
             services: Some(vec!["checkout".into()]),
+            node: None,
         }
     }
 

@@ -25,6 +25,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         3,
         include_str!("../../migrations/postgres/0003_severity_rules.sql"),
     ),
+    (
+        4,
+        include_str!("../../migrations/postgres/0004_split_nodes.sql"),
+    ),
 ];
 
 /// Any number that is weft's own: migrations of several nodes starting at once run one by one.
@@ -303,7 +307,7 @@ impl Metastore for PostgresMetastore {
             .expect("connected")
             .query(
                 "SELECT id, signal, start_unix_nano, end_unix_nano, committed_lsn, docs, bytes,
-                        state, updated_unix_nano, services
+                        state, updated_unix_nano, services, node
                  FROM weft_splits ORDER BY signal, start_unix_nano, id",
                 &[],
             )
@@ -338,6 +342,7 @@ impl Metastore for PostgresMetastore {
                     state,
                     updated_unix_nano: n(8),
                     services: row.get(9),
+                    node: row.get(10),
                 })
             })
             .collect()
@@ -354,8 +359,8 @@ impl Metastore for PostgresMetastore {
         self.execute(
             "stage split",
             "INSERT INTO weft_splits (id, signal, start_unix_nano, end_unix_nano, committed_lsn,
-                                      docs, bytes, state, updated_unix_nano, services)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                      docs, bytes, state, updated_unix_nano, services, node)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state,
                  updated_unix_nano = EXCLUDED.updated_unix_nano",
             &[
@@ -369,6 +374,7 @@ impl Metastore for PostgresMetastore {
                 &state_name(SplitState::Staged),
                 &now_unix_nano(),
                 &split.services,
+                &split.node,
             ],
         )
         .await?;

@@ -79,6 +79,8 @@ pub struct Publisher {
     pub metrics: Arc<Metrics>,
     /// Shown by `/readyz`.
     pub status: Arc<StorageStatus>,
+    /// This node's name, which its splits carry.
+    pub node: String,
 }
 
 impl Publisher {
@@ -202,6 +204,7 @@ impl Publisher {
             state: SplitState::Staged,
             updated_unix_nano: 0,
             services: Some(snapshot.services.clone()),
+            node: Some(self.node.clone()),
         };
         self.metastore
             .stage_split(record)

@@ -410,3 +410,76 @@ async fn retention_deletes_expired_splits_from_object_storage() {
     );
     server.stop().await;
 }
+
+/// Two nodes on one PostgreSQL metastore and one bucket: each split carries the name of the
+/// node that published it, and at start a node takes in, and cleans up after, only its own:
+/// it neither reads another node's hours as its own nor deletes another node's split in
+/// flight (staged) as a leftover of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_sharing_a_metastore_keep_to_their_own_splits() {
+    let Some(pg) = crate::postgres::PgServer::start() else {
+        return;
+    };
+    let bucket = tempfile::tempdir().unwrap();
+    let node_config = |dir: &tempfile::TempDir, name: &str| {
+        let mut config = crate::common::test_config(dir);
+        config.storage = Some(
+            weft::storage::StorageUrl::parse(&format!("file://{}", bucket.path().display()))
+                .unwrap(),
+        );
+        config.metastore = Some(pg.url());
+        config.seal_interval = Duration::from_secs(1);
+        config.cache_bytes = 0;
+        config.node_id = Some(name.to_string());
+        config
+    };
+    let mut nodes = Vec::new();
+    for name in ["node-a", "node-b"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = node_config(&dir, name);
+        let server = TestServer::start_with(dir, |c| *c = config).await;
+        send_old_and_new(&server, name, 2).await;
+        wait_until_remote(&server, 1).await;
+        nodes.push(server);
+    }
+    let owners =
+        pg.sql("SELECT node, state, array_to_string(services, ',') FROM weft_splits ORDER BY node");
+    assert_eq!(
+        owners,
+        vec!["node-a published node-a", "node-b published node-b"],
+        "each split names its node"
+    );
+
+    // A split of node b's in flight; node a restarts and must leave it alone.
+    pg.sql(
+        "INSERT INTO weft_splits (id, signal, start_unix_nano, end_unix_nano, committed_lsn, docs,
+                                  bytes, state, updated_unix_nano, node)
+         VALUES ('logs-in-flight-of-b', 'logs', 0, 3600000000000, 1, 1, 1, 'staged', 0, 'node-b')",
+    );
+    let a = nodes.remove(0);
+    let dir = a.stop().await;
+    let config = node_config(&dir, "node-a");
+    let a = TestServer::start_with(dir, |c| *c = config).await;
+    let logs = a.wait_for_all_logs("service:node-a", 3).await;
+    assert_eq!(
+        sealed_bodies(&logs).len(),
+        2,
+        "its own hour, from its split"
+    );
+    let (_, found) = a.get("/api/v1/logs", &[("q", "service:node-b")]).await;
+    assert_eq!(
+        found["logs"].as_array().map(Vec::len),
+        Some(0),
+        "node b's hour is not node a's: {found}"
+    );
+    let states = pg.sql("SELECT id, state FROM weft_splits WHERE node = 'node-b' ORDER BY id");
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert!(
+        states.contains(&"logs-in-flight-of-b staged".to_string()),
+        "node b's staged split is not node a's leftover: {states:?}"
+    );
+    a.stop().await;
+    for node in nodes {
+        node.stop().await;
+    }
+}

@@ -158,8 +158,22 @@ impl PgServer {
 
     /// Rows of `weft_splits`: ID, state and services (comma-separated), through `psql`.
     pub fn split_states(&self) -> Vec<(String, String, String)> {
+        self.sql("SELECT id, state, array_to_string(services, ',') FROM weft_splits ORDER BY id")
+            .iter()
+            .filter_map(|l| {
+                let mut fields = l.splitn(3, ' ');
+                Some((
+                    fields.next()?.to_string(),
+                    fields.next()?.to_string(),
+                    fields.next().unwrap_or_default().to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    /// The lines `query` prints through `psql` (fields separated by a space).
+    pub fn sql(&self, query: &str) -> Vec<String> {
         let psql = self.bin.join("psql");
-        let query = "SELECT id, state, array_to_string(services, ',') FROM weft_splits ORDER BY id";
         let output = Command::new(psql)
             .args(["-h", self.socket_dir().to_str().unwrap()])
             .args([
@@ -174,14 +188,7 @@ impl PgServer {
         );
         String::from_utf8_lossy(&output.stdout)
             .lines()
-            .filter_map(|l| {
-                let mut fields = l.splitn(3, ' ');
-                Some((
-                    fields.next()?.to_string(),
-                    fields.next()?.to_string(),
-                    fields.next().unwrap_or_default().to_string(),
-                ))
-            })
+            .map(str::to_string)
             .collect()
     }
 }
