@@ -92,7 +92,7 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
         "storage",
         "WEFT_STORAGE",
         "",
-        "object storage for sealed partitions: s3://bucket/prefix (any S3-compatible service) or file:///path; none keeps everything on the local disk. S3 reads the standard AWS_* variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ALLOW_HTTP, keys)",
+        "object storage for sealed partitions: s3://bucket/prefix (any S3-compatible service), gs://bucket/prefix, az://container/prefix or file:///path; none keeps everything on the local disk. Each reads its standard variables: AWS_* (AWS_ENDPOINT_URL, AWS_REGION, AWS_ALLOW_HTTP, keys), GOOGLE_* (GOOGLE_SERVICE_ACCOUNT), AZURE_* (AZURE_STORAGE_ACCOUNT_NAME, AZURE_STORAGE_ACCOUNT_KEY)",
     ),
     (
         "metastore",
@@ -330,7 +330,8 @@ pub struct Config {
     pub seal_interval: Duration,
     /// Local bytes kept for partitions already in object storage.
     pub cache_bytes: u64,
-    /// The `AWS_*` variables, for the S3 client (endpoint, region, credentials).
+    /// The `AWS_*`, `GOOGLE_*` and `AZURE_*` variables, for the object storage client
+    /// (endpoint, region, credentials).
     pub storage_env: Vec<(String, String)>,
     /// Largest request body after decompression.
     pub max_body_bytes: usize,
@@ -399,7 +400,11 @@ impl Config {
         apply_env(&mut raw, env)?;
         let mut storage_env: Vec<(String, String)> = env
             .iter()
-            .filter(|(k, _)| k.starts_with("AWS_"))
+            .filter(|(k, _)| {
+                ["AWS_", "GOOGLE_", "AZURE_"]
+                    .iter()
+                    .any(|p| k.starts_with(p))
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         storage_env.sort();

@@ -43,23 +43,41 @@ pub struct StorageUrl {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum StorageKind {
     S3,
+    Gcs,
+    Azure,
     /// A local directory (or a mounted file system); the path.
     File(std::path::PathBuf),
 }
 
 impl StorageUrl {
-    /// Parses `s3://bucket[/prefix]` or `file:///absolute/path`.
+    /// Parses `s3://bucket[/prefix]`, `gs://bucket[/prefix]`, `az://container[/prefix]` or
+    /// `file:///absolute/path`.
     pub fn parse(text: &str) -> Result<StorageUrl, String> {
         let (scheme, rest) = text
             .split_once("://")
             .ok_or_else(|| format!("'{text}' is not a URL like s3://bucket/prefix"))?;
+        let first = rest.split('/').next().unwrap_or_default();
         let kind = match scheme {
-            "s3" => {
-                let bucket = rest.split('/').next().unwrap_or_default();
-                if bucket.is_empty() {
-                    return Err(format!("'{text}' names no bucket (s3://bucket/prefix)"));
+            "s3" | "gs" => {
+                if first.is_empty() {
+                    return Err(format!(
+                        "'{text}' names no bucket ({scheme}://bucket/prefix)"
+                    ));
                 }
-                StorageKind::S3
+                if scheme == "s3" {
+                    StorageKind::S3
+                } else {
+                    StorageKind::Gcs
+                }
+            }
+            "az" => {
+                if first.is_empty() || first.contains('@') {
+                    return Err(format!(
+                        "'{text}' names no container (az://container/prefix; the account \
+                         comes from AZURE_STORAGE_ACCOUNT_NAME)"
+                    ));
+                }
+                StorageKind::Azure
             }
             "file" => {
                 if !rest.starts_with('/') {
@@ -69,15 +87,10 @@ impl StorageUrl {
                 }
                 StorageKind::File(std::path::PathBuf::from(rest))
             }
-            "gs" | "az" | "azure" => {
-                return Err(format!(
-                    "'{scheme}://' is not built into this weft yet; use s3:// (any S3-compatible \
-                     service, including GCS's interoperability endpoint) or file://"
-                ));
-            }
             other => {
                 return Err(format!(
-                    "unknown storage scheme '{other}://'; use s3://bucket/prefix or file:///path"
+                    "unknown storage scheme '{other}://'; use s3://bucket/prefix, \
+                     gs://bucket/prefix, az://container/prefix or file:///path"
                 ));
             }
         };
@@ -103,41 +116,74 @@ pub struct ObjectStorage {
 }
 
 impl ObjectStorage {
-    /// Connects to the storage `url` names. S3 takes its endpoint, region and credentials
-    /// from the standard `AWS_*` variables, given in `env` (`AWS_ENDPOINT_URL`,
-    /// `AWS_ACCESS_KEY_ID`, …). Nothing is sent yet: an unreachable store shows up as failing
-    /// uploads, not as a failed start.
+    /// Connects to the storage `url` names. Each service takes its endpoint, region and
+    /// credentials from its standard variables, given in `env`: `AWS_*` for S3
+    /// (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, …), `GOOGLE_*` for GCS
+    /// (`GOOGLE_SERVICE_ACCOUNT`, …), `AZURE_*` for Azure Blob (`AZURE_STORAGE_ACCOUNT_NAME`,
+    /// `AZURE_STORAGE_ACCOUNT_KEY`, …). Nothing is sent yet: an unreachable store shows up as
+    /// failing uploads, not as a failed start.
     pub fn open(url: &StorageUrl, env: &[(String, String)]) -> Result<ObjectStorage, String> {
         // object_store's HTTP client brings no crypto provider of its own; weft uses ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // weft retries a failed upload itself, with its own backoff, and a query should not
+        // wait minutes on a store that is away: a few quick retries only.
+        let retry = object_store::RetryConfig {
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(30),
+            ..Default::default()
+        };
+        // The same names each builder's `from_env` reads, from weft's own view of the
+        // environment; variables a builder does not know (AWS_PROFILE…) are skipped.
+        fn settings<K: std::str::FromStr>(
+            env: &[(String, String)],
+            prefix: &str,
+        ) -> impl Iterator<Item = (K, String)> {
+            env.iter()
+                .filter(move |(key, _)| key.starts_with(prefix))
+                .filter_map(|(key, value)| {
+                    let key = key.to_ascii_lowercase().parse::<K>().ok()?;
+                    Some((key, value.clone()))
+                })
+        }
+        let fail = |e: object_store::Error| format!("storage {url}: {e}");
+        let rest = url.url.split_once("://").map_or("", |(_, rest)| rest);
+        let prefix = ObjectPath::from(rest.split_once('/').map(|(_, p)| p).unwrap_or_default());
         let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match &url.kind {
             StorageKind::S3 => {
-                let rest = url.url.trim_start_matches("s3://");
-                let prefix = rest.split_once('/').map(|(_, p)| p).unwrap_or_default();
                 let mut builder = object_store::aws::AmazonS3Builder::new();
-                for (key, value) in env {
-                    // The same names `AmazonS3Builder::from_env` reads, from weft's own view of
-                    // the environment; variables it does not know (AWS_PROFILE…) are skipped.
-                    if let Ok(key) = key
-                        .to_ascii_lowercase()
-                        .parse::<object_store::aws::AmazonS3ConfigKey>()
-                    {
-                        builder = builder.with_config(key, value);
-                    }
+                for (key, value) in settings(env, "AWS_") {
+                    builder = builder.with_config(key, value);
                 }
-                // weft retries a failed upload itself, with its own backoff, and a query should
-                // not wait minutes on a store that is away: a few quick retries only.
-                let retry = object_store::RetryConfig {
-                    max_retries: 3,
-                    retry_timeout: Duration::from_secs(30),
-                    ..Default::default()
-                };
                 let store = builder
                     .with_retry(retry)
                     .with_url(url.url.clone())
                     .build()
-                    .map_err(|e| format!("storage {url}: {e}"))?;
-                (Arc::new(store), ObjectPath::from(prefix))
+                    .map_err(fail)?;
+                (Arc::new(store), prefix)
+            }
+            StorageKind::Gcs => {
+                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::new();
+                for (key, value) in settings(env, "GOOGLE_") {
+                    builder = builder.with_config(key, value);
+                }
+                let store = builder
+                    .with_retry(retry)
+                    .with_url(url.url.clone())
+                    .build()
+                    .map_err(fail)?;
+                (Arc::new(store), prefix)
+            }
+            StorageKind::Azure => {
+                let mut builder = object_store::azure::MicrosoftAzureBuilder::new();
+                for (key, value) in settings(env, "AZURE_") {
+                    builder = builder.with_config(key, value);
+                }
+                let store = builder
+                    .with_retry(retry)
+                    .with_url(url.url.clone())
+                    .build()
+                    .map_err(fail)?;
+                (Arc::new(store), prefix)
             }
             StorageKind::File(path) => {
                 std::fs::create_dir_all(path)
@@ -252,17 +298,33 @@ impl ObjectStorage {
             .map_err(|e| e.to_string())
     }
 
-    /// The last `len` bytes of split `id` (all of it when shorter), and its size: one request.
+    /// The last `len` bytes of split `id` (all of it when shorter), and its size: one request,
+    /// or two where the service takes no suffix range (Azure Blob): its size, then the range.
     pub async fn read_split_tail(&self, id: &str, len: u64) -> Result<(Vec<u8>, u64), String> {
-        let options =
-            object_store::GetOptions::new().with_range(Some(object_store::GetRange::Suffix(len)));
-        let result = self
+        let location = self.split_path(id);
+        if self.url.kind != StorageKind::Azure {
+            let options = object_store::GetOptions::new()
+                .with_range(Some(object_store::GetRange::Suffix(len)));
+            let result = self
+                .store
+                .get_opts(&location, options)
+                .await
+                .map_err(|e| e.to_string())?;
+            let size = result.meta.size;
+            let bytes = result.bytes().await.map_err(|e| e.to_string())?;
+            return Ok((bytes.to_vec(), size));
+        }
+        let size = self
             .store
-            .get_opts(&self.split_path(id), options)
+            .head(&location)
+            .await
+            .map_err(|e| e.to_string())?
+            .size;
+        let bytes = self
+            .store
+            .get_range(&location, size.saturating_sub(len)..size)
             .await
             .map_err(|e| e.to_string())?;
-        let size = result.meta.size;
-        let bytes = result.bytes().await.map_err(|e| e.to_string())?;
         Ok((bytes.to_vec(), size))
     }
 
@@ -391,15 +453,47 @@ mod tests {
         assert!(StorageUrl::parse("s3://bucket/weft").is_ok());
         assert!(StorageUrl::parse("s3://bucket").is_ok());
         assert!(StorageUrl::parse("file:///var/lib/weft").is_ok());
+        assert!(StorageUrl::parse("gs://bucket/weft").is_ok());
+        assert!(StorageUrl::parse("az://container/weft").is_ok());
         for (bad, says) in [
             ("bucket/weft", "not a URL"),
             ("s3:///weft", "no bucket"),
+            ("gs:///weft", "no bucket"),
+            ("az:///weft", "no container"),
             ("file://relative/path", "absolute path"),
             ("ftp://host/x", "unknown storage scheme"),
-            ("gs://bucket/x", "not built into"),
         ] {
             let err = StorageUrl::parse(bad).expect_err(bad);
             assert!(err.contains(says), "{bad}: {err}");
         }
+    }
+
+    /// Each service's client is configured from its own variables; a variable the client
+    /// does not know is left out, and one it refuses fails the start with its name.
+    #[test]
+    fn clients_take_their_settings_from_their_variables() {
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let azure = StorageUrl::parse("az://splits/weft").unwrap();
+        let opened = ObjectStorage::open(
+            &azure,
+            &env(&[
+                ("AZURE_STORAGE_ACCOUNT_NAME", "devstoreaccount1"),
+                ("AZURE_STORAGE_USE_EMULATOR", "true"),
+                ("AZURE_SOMETHING_NEW", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(opened.split_path("x").as_ref(), "weft/splits/x.split");
+        let err = ObjectStorage::open(&azure, &[]).unwrap_err();
+        assert!(err.contains("az://splits/weft"), "{err}");
+        let gcs = StorageUrl::parse("gs://bucket/a/b").unwrap();
+        let err = ObjectStorage::open(&gcs, &env(&[("GOOGLE_SERVICE_ACCOUNT_KEY", "not a key")]))
+            .unwrap_err();
+        assert!(err.contains("gs://bucket/a/b"), "{err}");
     }
 }

@@ -217,6 +217,7 @@ pub enum StorageUnderTest {
     Local,
     File,
     S3,
+    Azure,
 }
 
 pub fn storage_under_test() -> StorageUnderTest {
@@ -224,7 +225,8 @@ pub fn storage_under_test() -> StorageUnderTest {
         Err(_) | Ok("") | Ok("local") => StorageUnderTest::Local,
         Ok("file") => StorageUnderTest::File,
         Ok("s3") => StorageUnderTest::S3,
-        Ok(other) => panic!("STORAGE_UNDER_TEST={other}: expected local, file or s3"),
+        Ok("azure") => StorageUnderTest::Azure,
+        Ok(other) => panic!("STORAGE_UNDER_TEST={other}: expected local, file, s3 or azure"),
     }
 }
 
@@ -279,6 +281,98 @@ pub async fn s3_bucket(endpoint: &str) -> (String, Vec<(String, String)>) {
     (format!("s3://{bucket}/weft"), env)
 }
 
+/// Azurite's account and its published key (the same in every Azurite).
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// The Azure Blob emulator (Azurite) the tests may use, as its account URL
+/// (`http://127.0.0.1:10000/devstoreaccount1`); `None` (with a message) when there is none,
+/// and a failure when `AZURE_TESTS=required` (as in CI).
+pub fn azure_endpoint() -> Option<String> {
+    match std::env::var("AZURE_TEST_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
+        _ => {
+            assert_ne!(
+                std::env::var("AZURE_TESTS").as_deref(),
+                Ok("required"),
+                "Azure tests are required but AZURE_TEST_ENDPOINT is not set"
+            );
+            eprintln!(
+                "Azure part skipped: set AZURE_TEST_ENDPOINT to Azurite's account URL (scripts/test starts Azurite when installed)"
+            );
+            None
+        }
+    }
+}
+
+/// A fresh container in the Azurite at `endpoint`; returns the `storage` URL and the
+/// `AZURE_*` settings that reach it. Azure has no anonymous "create container": the request
+/// is signed with the account key (Shared Key), as Azure's SDKs do.
+pub async fn azure_container(endpoint: &str) -> (String, Vec<(String, String)>) {
+    use base64::Engine;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let container = format!(
+        "weft-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let date = time::OffsetDateTime::now_utc()
+        .format(
+            &time::format_description::parse_borrowed::<1>(
+                "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    let version = "2021-08-06";
+    let path = format!("/{AZURITE_ACCOUNT}/{container}");
+    // Verb, eleven standard headers (all empty here), the x-ms-* headers, the resource.
+    let to_sign = format!(
+        "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{AZURITE_ACCOUNT}{path}\nrestype:container"
+    );
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(AZURITE_KEY)
+        .unwrap();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
+    let signature = base64::engine::general_purpose::STANDARD
+        .encode(ring::hmac::sign(&key, to_sign.as_bytes()).as_ref());
+    let origin = endpoint
+        .trim_end_matches('/')
+        .trim_end_matches(AZURITE_ACCOUNT);
+    let created = reqwest::Client::new()
+        .put(format!(
+            "{}{path}?restype=container",
+            origin.trim_end_matches('/')
+        ))
+        .header("x-ms-date", &date)
+        .header("x-ms-version", version)
+        .header("Content-Length", "0")
+        .header(
+            "Authorization",
+            format!("SharedKey {AZURITE_ACCOUNT}:{signature}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = created.status();
+    assert!(
+        status.is_success(),
+        "cannot create container {container} at {endpoint}: {status} {}",
+        created.text().await.unwrap_or_default()
+    );
+    let env = [
+        ("AZURE_STORAGE_ACCOUNT_NAME", AZURITE_ACCOUNT),
+        ("AZURE_STORAGE_ACCOUNT_KEY", AZURITE_KEY),
+        ("AZURE_STORAGE_ENDPOINT", endpoint),
+        ("AZURE_ALLOW_HTTP", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    (format!("az://{container}/weft"), env)
+}
+
 /// Sets `config` to seal partitions one second after their hour and keep no local copy of
 /// published ones, on `storage` (the S3 bucket, or a directory under the data dir). With S3,
 /// splits are listed in a PostgreSQL of the test's own when PostgreSQL is installed; the
@@ -299,6 +393,11 @@ pub async fn use_object_storage(
             postgres = crate::postgres::PgServer::start();
             config.metastore = postgres.as_ref().map(|pg| pg.url());
             s3_bucket(&endpoint).await
+        }
+        StorageUnderTest::Azure => {
+            let endpoint =
+                azure_endpoint().expect("STORAGE_UNDER_TEST=azure needs AZURE_TEST_ENDPOINT");
+            azure_container(&endpoint).await
         }
     };
     config.storage = Some(weft::storage::StorageUrl::parse(&url).unwrap());
