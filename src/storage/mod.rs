@@ -148,42 +148,29 @@ impl ObjectStorage {
         let fail = |e: object_store::Error| format!("storage {url}: {e}");
         let rest = url.url.split_once("://").map_or("", |(_, rest)| rest);
         let prefix = ObjectPath::from(rest.split_once('/').map(|(_, p)| p).unwrap_or_default());
+        // The three cloud builders share no trait, but the same four calls: settings, retry,
+        // URL, build.
+        macro_rules! cloud_store {
+            ($builder:ty, $prefix:literal) => {{
+                let mut builder = <$builder>::new();
+                for (key, value) in settings(env, $prefix) {
+                    builder = builder.with_config(key, value);
+                }
+                let store = builder
+                    .with_retry(retry)
+                    .with_url(url.url.clone())
+                    .build()
+                    .map_err(fail)?;
+                (Arc::new(store) as Arc<dyn ObjectStore>, prefix)
+            }};
+        }
         let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match &url.kind {
-            StorageKind::S3 => {
-                let mut builder = object_store::aws::AmazonS3Builder::new();
-                for (key, value) in settings(env, "AWS_") {
-                    builder = builder.with_config(key, value);
-                }
-                let store = builder
-                    .with_retry(retry)
-                    .with_url(url.url.clone())
-                    .build()
-                    .map_err(fail)?;
-                (Arc::new(store), prefix)
-            }
+            StorageKind::S3 => cloud_store!(object_store::aws::AmazonS3Builder, "AWS_"),
             StorageKind::Gcs => {
-                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::new();
-                for (key, value) in settings(env, "GOOGLE_") {
-                    builder = builder.with_config(key, value);
-                }
-                let store = builder
-                    .with_retry(retry)
-                    .with_url(url.url.clone())
-                    .build()
-                    .map_err(fail)?;
-                (Arc::new(store), prefix)
+                cloud_store!(object_store::gcp::GoogleCloudStorageBuilder, "GOOGLE_")
             }
             StorageKind::Azure => {
-                let mut builder = object_store::azure::MicrosoftAzureBuilder::new();
-                for (key, value) in settings(env, "AZURE_") {
-                    builder = builder.with_config(key, value);
-                }
-                let store = builder
-                    .with_retry(retry)
-                    .with_url(url.url.clone())
-                    .build()
-                    .map_err(fail)?;
-                (Arc::new(store), prefix)
+                cloud_store!(object_store::azure::MicrosoftAzureBuilder, "AZURE_")
             }
             StorageKind::File(path) => {
                 std::fs::create_dir_all(path)
