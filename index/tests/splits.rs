@@ -63,6 +63,8 @@ fn bodies(store: &Store, q: &str) -> Result<Vec<String>, IndexError> {
 struct Bucket {
     dir: PathBuf,
     down: AtomicBool,
+    /// Only ranged reads fail: a split already open cannot read more of itself.
+    ranges_down: AtomicBool,
     /// Whole splits downloaded.
     fetches: AtomicUsize,
     /// Splits opened in place (one read of the end each).
@@ -80,6 +82,7 @@ impl Bucket {
         let bucket = Bucket {
             dir: dir.join("bucket"),
             down: AtomicBool::new(false),
+            ranges_down: AtomicBool::new(false),
             fetches: AtomicUsize::new(0),
             tails: AtomicUsize::new(0),
             ranges: AtomicUsize::new(0),
@@ -115,7 +118,7 @@ impl SplitFetcher for Bucket {
     }
 
     fn read_range(&self, id: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, String> {
-        if self.down.load(Ordering::SeqCst) {
+        if self.down.load(Ordering::SeqCst) || self.ranges_down.load(Ordering::SeqCst) {
             return Err("connection refused".into());
         }
         self.ranges.fetch_add(1, Ordering::SeqCst);
@@ -687,6 +690,57 @@ fn a_remote_split_opens_with_one_read_and_a_lookup_reads_its_columns_up_front() 
         bodies(&store, "\"of round1\"").expect("searched")[0],
         "row number9999 of round1"
     );
+}
+
+/// A trace lookup whose up-front column reads fail answers `IndexError::Remote`, and the
+/// next lookup, once storage answers again, reads them and finds the trace.
+#[test]
+fn a_failed_column_prefetch_is_a_remote_error_and_is_retried() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bucket = Bucket::new(tmp.path());
+    let store = open(&tmp.path().join("index"));
+    store.set_fetcher(bucket.clone());
+    // Random-looking IDs, enough rows that their columns outgrow what the search reads.
+    let trace_id = |i: u64| {
+        let hi = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        [hi.to_be_bytes(), i.to_be_bytes()].concat()
+    };
+    let logs = (0..20_000u64)
+        .map(|i| LogRow {
+            trace_id: trace_id(i),
+            ..log(BASE + i, &format!("row number{i}"), 0)
+        })
+        .collect();
+    let batch = RowBatch {
+        logs,
+        spans: vec![],
+    };
+    store.index_batch(0, 10, &batch).expect("indexed");
+    store.commit(10).expect("committed");
+    let sealed = store
+        .seal(BASE + HOUR, &tmp.path().join("staging"))
+        .expect("sealed");
+    let id = bucket.put(&sealed[0]);
+    store.mark_published(Signal::Logs, BASE, &id);
+    assert_eq!(store.evict(0).expect("evicted").partitions, 1);
+    // A search opens the split; its row columns are not read yet.
+    assert_eq!(
+        bodies(&store, "number7").expect("searched"),
+        ["row number7"]
+    );
+
+    let wanted: [u8; 16] = trace_id(1_234).try_into().expect("16 bytes");
+    bucket.ranges_down.store(true, Ordering::SeqCst);
+    match store.trace(&wanted, 10, 10) {
+        Err(IndexError::Remote(reason)) => {
+            assert!(reason.contains("connection refused"), "{reason}")
+        }
+        other => panic!("expected a remote error, got {other:?}"),
+    }
+    bucket.ranges_down.store(false, Ordering::SeqCst);
+    let trace = store.trace(&wanted, 10, 10).expect("trace");
+    assert_eq!(trace.logs.len(), 1);
+    assert_eq!(trace.logs[0].body_text(), "row number1234");
 }
 
 /// A query for a service skips the remote hours that have no rows of it, without opening
