@@ -84,11 +84,11 @@ pub(crate) fn ranges(dir: &Path, files: &[SplitFile]) -> Vec<(String, Range<u64>
 }
 
 /// The ranges of `dir`'s columns a trace lookup reads whatever the trace, beyond the `hot`
-/// ones: a lookup of the first row's trace is made through a [`RecordingDirectory`], and
-/// its reads of `.fast` files (columns, which tantivy reads whole) are kept. Its reads of
-/// postings and stored rows depend on the trace and are left out. Per file, in order,
-/// without overlaps, within `split_directory::MAX_LOOKUP_BYTES`. Nothing for a directory
-/// that does not open as an index, or has no rows.
+/// ones: a lookup of each segment's first row's trace, in that segment, is made through a
+/// [`RecordingDirectory`], and its reads of `.fast` files (columns, which tantivy reads whole)
+/// are kept. Its reads of postings and stored rows depend on the trace and are left out. Per
+/// file, in order, without overlaps, within `split_directory::MAX_LOOKUP_BYTES` per segment.
+/// Nothing for a directory that does not open as an index, or has no rows.
 pub(crate) fn lookup_ranges(
     dir: &Path,
     files: &[SplitFile],
@@ -127,19 +127,21 @@ pub(crate) fn lookup_ranges(
             _ => coalesced.push((name, range)),
         }
     }
-    let mut total = 0u64;
+    // Each segment's ranges are read together, so each is bounded on its own.
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
     let mut kept = Vec::new();
     for (name, range) in coalesced {
-        total += range.end - range.start;
-        if total > crate::split_directory::MAX_LOOKUP_BYTES {
-            break;
+        let total = totals.entry(segment_of(&name).to_string()).or_default();
+        *total += range.end - range.start;
+        if *total <= crate::split_directory::MAX_LOOKUP_BYTES {
+            kept.push((name, range));
         }
-        kept.push((name, range));
     }
     kept
 }
 
-/// Opens the index in `dir` and looks up the trace of its first row, noting every read.
+/// Opens the index in `dir` and looks up, in each segment, the trace of its first row, noting
+/// every read of the lookups.
 fn record_lookup(dir: &Path) -> Result<Vec<(PathBuf, Range<u64>)>, crate::IndexError> {
     let log = ReadLog::default();
     let directory = RecordingDirectory {
@@ -160,17 +162,33 @@ fn record_lookup(dir: &Path) -> Result<Vec<(PathBuf, Range<u64>)>, crate::IndexE
     if searcher.num_docs() == 0 {
         return Ok(Vec::new());
     }
-    let first = tantivy::DocAddress::new(0, 0);
+    // One lookup per segment, of its first row's trace, in that segment alone: together they
+    // read the columns of every segment.
     let mut rows = crate::rows::RowReader::new(&searcher);
-    let trace_id = match signal {
-        crate::Signal::Spans => rows.span(first)?.trace_id,
-        crate::Signal::Logs => rows.log(first)?.0.trace_id,
-    };
-    // Reading the first row was only the way to a trace ID: only the lookup's own reads count.
-    log.lock().unwrap_or_else(|p| p.into_inner()).clear();
-    crate::search::trace_rows_in(&searcher, signal, &trace_id, (16, 16))?;
-    let reads = std::mem::take(&mut *log.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut reads = Vec::new();
+    for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
+        if segment.num_docs() == 0 {
+            continue;
+        }
+        let first = segment.doc_ids_alive().next().unwrap_or(0);
+        let address = tantivy::DocAddress::new(ordinal as u32, first);
+        let trace_id = match signal {
+            crate::Signal::Spans => rows.span(address)?.trace_id,
+            crate::Signal::Logs => rows.log(address)?.0.trace_id,
+        };
+        // Reading the row was only the way to a trace ID: only the lookup's own reads count.
+        log.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let only = [segment.segment_id().uuid_string()];
+        crate::search::trace_rows_in(&searcher, Some(&only), signal, &trace_id, (16, 16))?;
+        reads.append(&mut log.lock().unwrap_or_else(|p| p.into_inner()));
+    }
     Ok(reads)
+}
+
+/// The segment a file of a tantivy index belongs to: its name up to the first dot (segment
+/// files are `<segment id>.<kind>`).
+pub(crate) fn segment_of(file: &str) -> &str {
+    file.split('.').next().unwrap_or(file)
 }
 
 /// Per file, its ranges sorted and merged where they touch or overlap.

@@ -60,7 +60,7 @@ mod traces;
 pub use error::IndexError;
 pub use format::Format;
 pub use model::{LogRow, RowBatch, SpanRow};
-pub use partition::{PARTITION_NANOS, partition_start};
+pub use partition::{PARTITION_NANOS, SEGMENT_MAX_DOCS, partition_start};
 pub use search::{LogCursor, LogPage, LogSearch, TraceRows};
 pub use store::{CommitStats, RetentionPolicy, Store, StoreOptions};
 pub use traces::{TraceSearch, TraceSearchResult, TraceSummary};

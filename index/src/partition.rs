@@ -14,9 +14,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tantivy::directory::MmapDirectory;
-use tantivy::merge_policy::LogMergePolicy;
+use tantivy::merge_policy::{LogMergePolicy, MergeCandidate, MergePolicy};
 use tantivy::store::{Compressor, ZstdCompressor};
-use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, TantivyDocument};
+use tantivy::{
+    Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, SegmentMeta, TantivyDocument,
+};
 
 use crate::Signal;
 use crate::calls::{Call, CallTable};
@@ -31,12 +33,94 @@ pub const PARTITION_NANOS: u64 = 3_600 * 1_000_000_000;
 /// The least memory tantivy lets a writer thread have.
 pub(crate) const MIN_WRITER_MEMORY_BYTES: usize = 15_000_000;
 
+/// The most documents a merge makes one segment of.
+///
+/// A trace lookup in a split read from object storage reads whole columns (tantivy opens a
+/// column from all its bytes) of the segments that may hold the trace, which the trace filter
+/// names: smaller segments, fewer bytes per lookup. Every segment also has its own term
+/// dictionaries, so smaller segments cost bytes; at this size, about a byte per record.
+pub const SEGMENT_MAX_DOCS: u32 = 32_768;
+
 /// A commit every half second makes a small segment each time. Merging 16 at once instead of
 /// tantivy's default 8 rewrites each document one time fewer on its way to a large segment.
-fn merge_policy() -> LogMergePolicy {
-    let mut policy = LogMergePolicy::default();
-    policy.set_min_num_segments(16);
-    policy
+/// Merges stop at [`SEGMENT_MAX_DOCS`].
+fn merge_policy() -> CappedMergePolicy {
+    let mut inner = LogMergePolicy::default();
+    inner.set_min_num_segments(16);
+    CappedMergePolicy {
+        inner,
+        max_docs: SEGMENT_MAX_DOCS,
+    }
+}
+
+/// tantivy's log merge policy, with each merge cut down to at most `max_docs` documents.
+#[derive(Debug)]
+struct CappedMergePolicy {
+    inner: LogMergePolicy,
+    max_docs: u32,
+}
+
+impl MergePolicy for CappedMergePolicy {
+    fn compute_merge_candidates(&self, segments: &[SegmentMeta]) -> Vec<MergeCandidate> {
+        // Segments of half the cap or more have nothing to merge with.
+        let small: Vec<SegmentMeta> = segments
+            .iter()
+            .filter(|s| s.num_docs() < self.max_docs / 2)
+            .cloned()
+            .collect();
+        self.inner
+            .compute_merge_candidates(&small)
+            .into_iter()
+            .filter_map(|candidate| {
+                let mut members: Vec<&SegmentMeta> = small
+                    .iter()
+                    .filter(|s| candidate.0.contains(&s.id()))
+                    .collect();
+                members.sort_by_key(|s| s.num_docs());
+                Some(MergeCandidate(cap_group(
+                    members.iter().map(|s| (s.id(), s.num_docs())),
+                    self.max_docs,
+                )?))
+            })
+            .collect()
+    }
+}
+
+/// The first of `segments` (with their document counts) that add up to at most `max_docs`,
+/// when there are two or more of them: a merge of one segment is no merge.
+pub(crate) fn cap_group<T>(
+    segments: impl IntoIterator<Item = (T, u32)>,
+    max_docs: u32,
+) -> Option<Vec<T>> {
+    let mut total = 0u64;
+    let mut group = Vec::new();
+    for (segment, docs) in segments {
+        total += u64::from(docs);
+        if total > u64::from(max_docs) {
+            break;
+        }
+        group.push(segment);
+    }
+    (group.len() >= 2).then_some(group)
+}
+
+/// Segments of splits read in place searched at once, across all queries.
+const SPLIT_SEARCH_THREADS: usize = 8;
+
+/// The thread pool that searches the segments of splits read in place (one for the process;
+/// its threads mostly wait for object storage). Searches run on the calling thread when it
+/// cannot be started.
+fn split_search_executor() -> tantivy::Executor {
+    static EXECUTOR: std::sync::OnceLock<tantivy::Executor> = std::sync::OnceLock::new();
+    EXECUTOR
+        .get_or_init(|| {
+            tantivy::Executor::multi_thread(SPLIT_SEARCH_THREADS, "weft-split-search-")
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, "no threads for split searches; searching on one");
+                    tantivy::Executor::single_thread()
+                })
+        })
+        .clone()
 }
 
 /// Where a partition starts, for a row time.
@@ -328,7 +412,10 @@ impl Partition {
         let directory_for_prefetch = directory.clone();
         let raw: Box<dyn tantivy::Directory> = Box::new(directory.clone());
         let declared = Format::declared(&*raw, dir)?;
-        let index = Index::open(directory)?;
+        let mut index = Index::open(directory)?;
+        // A split holds several segments, and each read of one waits for object storage:
+        // searches run its segments at once.
+        index.set_executor(split_search_executor());
         let schema = index.schema();
         // A split without a format file is from before format numbers; its schema says
         // which it is, and nothing is written back.
@@ -347,11 +434,19 @@ impl Partition {
 
     /// Reads at once, in parallel, what a trace lookup reads of this partition's split
     /// whatever the trace (`SplitFooter::lookup`); nothing for a local partition.
-    pub(crate) fn prefetch_for_lookup(&self) -> Result<(), IndexError> {
+    pub(crate) fn prefetch_for_lookup(
+        &self,
+        segments: Option<&[String]>,
+    ) -> Result<(), IndexError> {
         match &self.split {
-            Some(split) => split.prefetch_lookup(),
+            Some(split) => split.prefetch_lookup(segments),
             None => Ok(()),
         }
+    }
+
+    /// Whether the partition is a split read in place from object storage.
+    pub(crate) fn is_read_in_place(&self) -> bool {
+        self.split.is_some()
     }
 
     /// The partition around an opened index: the WAL position of its last commit, the calls
@@ -666,5 +761,38 @@ mod tests {
         );
         assert_eq!(parse_dir_name("checkpoint"), None);
         assert_eq!(parse_dir_name("2025-13-01T00"), None);
+    }
+
+    #[test]
+    fn a_group_takes_the_first_segments_within_the_cap_and_at_least_two() {
+        assert_eq!(
+            cap_group([("a", 10), ("b", 20), ("c", 30)], 35),
+            Some(vec!["a", "b"])
+        );
+        assert_eq!(cap_group([("a", 10), ("b", 20)], 30), Some(vec!["a", "b"]));
+        assert_eq!(cap_group([("a", 10), ("b", 30)], 35), None);
+        assert_eq!(cap_group([("a", 40)], 35), None);
+    }
+
+    #[test]
+    fn merges_stop_at_the_cap() {
+        let index = Index::create_in_ram(Signal::Logs.schema(Format::CURRENT));
+        let meta =
+            |docs: u32| index.new_segment_meta(tantivy::index::SegmentId::generate_random(), docs);
+        let policy = merge_policy();
+        // Twenty small segments: tantivy's policy would merge them all into one.
+        let small: Vec<SegmentMeta> = (0..20).map(|_| meta(3_000)).collect();
+        let candidates = policy.compute_merge_candidates(&small);
+        assert!(!candidates.is_empty());
+        for candidate in &candidates {
+            let docs = 3_000 * candidate.0.len() as u32;
+            assert!(
+                candidate.0.len() >= 2 && docs <= SEGMENT_MAX_DOCS,
+                "{docs} docs"
+            );
+        }
+        // Segments of half the cap or more are never merged.
+        let large: Vec<SegmentMeta> = (0..20).map(|_| meta(SEGMENT_MAX_DOCS / 2)).collect();
+        assert!(policy.compute_merge_candidates(&large).is_empty());
     }
 }

@@ -12,6 +12,7 @@ use crate::ids::{IdKind, IdQuery};
 use crate::query::{Expr, compile};
 use crate::rows::RowReader;
 use crate::store::Store;
+use crate::trace_filter::TraceSegments;
 use crate::{LogRow, Signal, SpanRow, log_fields};
 
 /// A log search.
@@ -256,9 +257,26 @@ impl Store {
             .partitions_for_trace(Signal::Spans, trace_id)?
             .chain(self.partitions_for_trace(Signal::Logs, trace_id)?)
             .read_all(|partition| {
-                partition.prefetch_for_lookup()?;
+                let searcher = partition.searcher();
+                let segments = match self.trace_segments(partition, trace_id) {
+                    TraceSegments::None => return Ok(TraceRows::default()),
+                    TraceSegments::Some(segments) => {
+                        // A filter naming segments this index does not have is of another
+                        // version of the partition (one not packed yet): search them all.
+                        let have = |id: &String| {
+                            searcher
+                                .segment_readers()
+                                .iter()
+                                .any(|s| s.segment_id().uuid_string() == *id)
+                        };
+                        segments.iter().all(have).then_some(segments)
+                    }
+                    TraceSegments::All => None,
+                };
+                partition.prefetch_for_lookup(segments.as_deref())?;
                 trace_rows_in(
-                    &partition.searcher(),
+                    &searcher,
+                    segments.as_deref(),
                     partition.signal,
                     trace_id,
                     (max_spans, max_logs),
@@ -282,9 +300,11 @@ impl Store {
 }
 
 /// The rows of `trace_id` in one partition of `signal`: at most `max_spans + 1` spans or
-/// `max_logs + 1` logs, so that the caller sees when there are more.
+/// `max_logs + 1` logs, so that the caller sees when there are more. With `segments`, only
+/// those segments (by ID) are searched: the trace filter says the others do not hold it.
 pub(crate) fn trace_rows_in(
     searcher: &tantivy::Searcher,
+    segments: Option<&[String]>,
     signal: Signal,
     trace_id: &[u8],
     (max_spans, max_logs): (usize, usize),
@@ -292,19 +312,42 @@ pub(crate) fn trace_rows_in(
     let mut reader = RowReader::new(searcher);
     let mut rows = TraceRows::default();
     let query = IdQuery::new(signal, IdKind::Trace, trace_id);
-    match signal {
-        Signal::Spans => {
-            let limit = TopDocs::with_limit(max_spans + 1).order_by_score();
-            for (_, address) in searcher.search(&query, &limit)? {
-                rows.spans.push(reader.span(address)?);
-            }
-        }
-        Signal::Logs => {
-            let limit = TopDocs::with_limit(max_logs + 1).order_by_score();
-            for (_, address) in searcher.search(&query, &limit)? {
-                rows.logs.push(reader.log(address)?.0);
-            }
+    let limit = TopDocs::with_limit(match signal {
+        Signal::Spans => max_spans + 1,
+        Signal::Logs => max_logs + 1,
+    })
+    .order_by_score();
+    for (_, address) in search_segments(searcher, segments, &query, &limit)? {
+        match signal {
+            Signal::Spans => rows.spans.push(reader.span(address)?),
+            Signal::Logs => rows.logs.push(reader.log(address)?.0),
         }
     }
     Ok(rows)
+}
+
+/// `searcher.search(query, collector)` over the segments named in `segments` only (all of
+/// them without it). Document addresses keep the searcher's segment numbers.
+fn search_segments<C: tantivy::collector::Collector>(
+    searcher: &Searcher,
+    segments: Option<&[String]>,
+    query: &dyn Query,
+    collector: &C,
+) -> Result<C::Fruit, IndexError> {
+    let Some(segments) = segments else {
+        return Ok(searcher.search(query, collector)?);
+    };
+    let scoring = if collector.requires_scoring() {
+        tantivy::query::EnableScoring::enabled_from_searcher(searcher)
+    } else {
+        tantivy::query::EnableScoring::disabled_from_searcher(searcher)
+    };
+    let weight = query.weight(scoring)?;
+    let mut fruits = Vec::with_capacity(segments.len());
+    for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
+        if segments.contains(&segment.segment_id().uuid_string()) {
+            fruits.push(collector.collect_segment(weight.as_ref(), ordinal as u32, segment)?);
+        }
+    }
+    Ok(collector.merge_fruits(fruits)?)
 }

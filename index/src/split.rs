@@ -107,7 +107,7 @@ fn acceptable_name(name: &str) -> bool {
 }
 
 /// Packs every file of `dir` (a partition snapshot) into the split `out`, fsynced, with its
-/// segments merged into one and a hot cache of what opening it reads. Returns the split's size
+/// segments merged ([`merge_segments`]) and a hot cache of what opening it reads. Returns the split's size
 /// in bytes.
 pub fn pack(dir: &Path, out: &Path) -> Result<u64, IndexError> {
     merge_segments(dir)?;
@@ -166,16 +166,25 @@ pub fn pack(dir: &Path, out: &Path) -> Result<u64, IndexError> {
     Ok(offset + footer.len() as u64 + TRAILER_LEN)
 }
 
-/// Merges the segments of the index in `dir` (a snapshot of hard links) into one, in place.
+/// Merges the segments of the index in `dir` (a snapshot of hard links), in place, into as
+/// few as hold at most [`SEGMENT_MAX_DOCS`](crate::partition::SEGMENT_MAX_DOCS) documents each,
+/// and writes its trace filter again for the segments it now has.
 ///
 /// A partition written by half-second commits holds tens of segments, and every segment costs
 /// a query its own reads: term lookup, postings, columns, stored rows. Read from object
-/// storage, each is a round trip, so a split is one segment. The merge runs here, on the
-/// snapshot, not on the partition: the indexing thread never waits for it, and tantivy
-/// replaces files by writing new ones (`meta.json`, `.managed.json` by rename), so the
-/// partition's own links are never touched. The commit payload (the WAL position) is kept.
-/// A directory that is not an index is left as it is.
+/// storage, each is a round trip, so a split has few segments; not one, because a trace
+/// lookup reads whole columns of the segments its trace filter names, and those are bounded
+/// by the cap. The merge runs here, on the snapshot, not on the partition: the indexing
+/// thread never waits for it, and tantivy replaces files by writing new ones (`meta.json`,
+/// `.managed.json` by rename; the filter too), so the partition's own links are never
+/// touched. The commit payload (the WAL position) is kept. A directory that is not an index
+/// is left as it is.
 pub fn merge_segments(dir: &Path) -> Result<(), IndexError> {
+    merge_segments_up_to(dir, crate::partition::SEGMENT_MAX_DOCS)
+}
+
+/// [`merge_segments`] with segments of at most `max_docs` documents.
+pub fn merge_segments_up_to(dir: &Path, max_docs: u32) -> Result<(), IndexError> {
     use tantivy::directory::MmapDirectory;
     let directory = MmapDirectory::open(dir).map_err(|e| IndexError::Open {
         path: dir.to_path_buf(),
@@ -185,17 +194,45 @@ pub fn merge_segments(dir: &Path) -> Result<(), IndexError> {
         return Ok(());
     }
     let index = tantivy::Index::open(directory)?;
-    let segments = index.searchable_segment_ids()?;
-    if segments.len() < 2 {
-        return Ok(());
+    let mut segments: Vec<(tantivy::index::SegmentId, u32)> = index
+        .searchable_segment_metas()?
+        .iter()
+        .map(|m| (m.id(), m.num_docs()))
+        .collect();
+    // Smallest first: each merge takes as many of the smallest left as fit under the cap.
+    segments.sort_by_key(|(_, docs)| *docs);
+    let mut groups = Vec::new();
+    let mut rest = &segments[..];
+    while let Some(group) = crate::partition::cap_group(rest.iter().copied(), max_docs) {
+        rest = &rest[group.len()..];
+        groups.push(group);
     }
-    let mut writer: tantivy::IndexWriter =
-        index.writer_with_num_threads(1, crate::partition::MIN_WRITER_MEMORY_BYTES)?;
-    writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
-    writer.merge(&segments).wait()?;
-    writer.garbage_collect_files().wait()?;
-    writer.wait_merging_threads()?;
-    Ok(())
+    if !groups.is_empty() {
+        let mut writer: tantivy::IndexWriter =
+            index.writer_with_num_threads(1, crate::partition::MIN_WRITER_MEMORY_BYTES)?;
+        writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
+        for group in groups {
+            writer.merge(&group).wait()?;
+        }
+        writer.garbage_collect_files().wait()?;
+        writer.wait_merging_threads()?;
+    }
+    let signal = if index.schema().get_field("duration").is_ok() {
+        crate::Signal::Spans
+    } else {
+        crate::Signal::Logs
+    };
+    let reader = index
+        .reader_builder()
+        .reload_policy(tantivy::ReloadPolicy::Manual)
+        .try_into()?;
+    let searcher = reader.searcher();
+    crate::trace_filter::write(
+        &searcher,
+        signal,
+        crate::format::Format::of_checked_schema(&index.schema()),
+        &dir.join(crate::trace_filter::FILE_NAME),
+    )
 }
 
 /// The footer's length, from a split's size and its last 16 bytes.

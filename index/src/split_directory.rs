@@ -12,11 +12,11 @@
 //! error type turns back into [`IndexError::Remote`] however deep in tantivy it failed: the
 //! caller answers "object storage cannot be read now", not "the index is damaged".
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
@@ -26,6 +26,7 @@ use tantivy::directory::{
 use tantivy::{Directory, HasLen};
 
 use crate::error::IndexError;
+use crate::hot_cache::segment_of;
 use crate::split::{self, SplitFile, TRAILER_LEN};
 use crate::store::SplitFetcher;
 
@@ -129,8 +130,9 @@ struct SplitSource {
     fetched: Mutex<Fetched>,
     /// What every trace lookup reads beyond the hot cache (`SplitFooter::lookup`).
     lookup: Vec<(PathBuf, Range<u64>)>,
-    /// Whether `lookup` was read since the split was opened.
-    prefetched: AtomicBool,
+    /// The segments whose part of `lookup` was read (or is being read) since the split was
+    /// opened.
+    prefetched: Mutex<HashSet<String>>,
 }
 
 /// A split read in place. Cheap to clone; clones share what was read.
@@ -247,7 +249,7 @@ impl SplitDirectory {
                 hot,
                 fetched: Mutex::new(Fetched::default()),
                 lookup,
-                prefetched: AtomicBool::new(false),
+                prefetched: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -270,11 +272,32 @@ impl SplitDirectory {
 
     /// Reads what every trace lookup reads of this split (`SplitFooter::lookup`), the ranges
     /// not held yet, on up to [`PREFETCH_READERS`] threads at once, so that the lookup that
-    /// follows waits for one round of requests instead of one request per column. Once per
-    /// open split; again after a failure.
-    pub(crate) fn prefetch_lookup(&self) -> Result<(), IndexError> {
+    /// follows waits for one round of requests instead of one request per column. With
+    /// `segments`, only those segments' ranges (the trace filter rules out the others). Once
+    /// per segment of an open split; again after a failure.
+    pub(crate) fn prefetch_lookup(&self, segments: Option<&[String]>) -> Result<(), IndexError> {
         let source = &*self.source;
-        if source.lookup.is_empty() || source.prefetched.swap(true, Ordering::AcqRel) {
+        let segment = |path: &Path| segment_of(path.to_str().unwrap_or_default()).to_string();
+        // The segments this call reads; those read before (or being read by another lookup)
+        // are left out.
+        let claimed: HashSet<String> = {
+            let mut done = source.prefetched.lock().unwrap_or_else(|p| p.into_inner());
+            let mut claimed = HashSet::new();
+            for (path, _) in &source.lookup {
+                let name = segment(path);
+                if segments.is_none_or(|wanted| wanted.contains(&name)) && !done.contains(&name) {
+                    claimed.insert(name);
+                }
+            }
+            done.extend(claimed.iter().cloned());
+            claimed
+        };
+        let ranges: Vec<&(PathBuf, Range<u64>)> = source
+            .lookup
+            .iter()
+            .filter(|(path, _)| claimed.contains(&segment(path)))
+            .collect();
+        if ranges.is_empty() {
             return Ok(());
         }
         let next = AtomicUsize::new(0);
@@ -282,7 +305,7 @@ impl SplitDirectory {
         let work = || {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some((path, range)) = source.lookup.get(i) else {
+                let Some((path, range)) = ranges.get(i) else {
                     return;
                 };
                 let Some(file) = source.files.get(path) else {
@@ -290,20 +313,24 @@ impl SplitDirectory {
                 };
                 if let Err(error) = source.read(path, file, range.clone()) {
                     *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
-                    next.store(source.lookup.len(), Ordering::Relaxed);
+                    next.store(ranges.len(), Ordering::Relaxed);
                     return;
                 }
             }
         };
         std::thread::scope(|scope| {
-            for _ in 0..source.lookup.len().min(PREFETCH_READERS) {
+            for _ in 0..ranges.len().min(PREFETCH_READERS) {
                 scope.spawn(work);
             }
         });
         match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
             None => Ok(()),
             Some(error) => {
-                source.prefetched.store(false, Ordering::Release);
+                source
+                    .prefetched
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .retain(|s| !claimed.contains(s));
                 Err(match remote_read_reason(&error) {
                     Some(reason) => remote(reason),
                     None => IndexError::Io(error),

@@ -708,6 +708,31 @@ impl Store {
         Ok(sealed)
     }
 
+    /// Takes the trace filter of a packed snapshot (written again by [`crate::split::pack`]
+    /// for the segments the split has) as the partition's own, so that once the partition is
+    /// evicted, its filter names the split's segments. Call it before
+    /// [`Store::mark_published`], while the snapshot is there; without it, a lookup in the
+    /// split reads every segment of it.
+    pub fn keep_split_filter(&self, snapshot: &SealedSnapshot) -> Result<(), IndexError> {
+        let source = snapshot.dir.join(crate::trace_filter::FILE_NAME);
+        let dir = {
+            let map = self.partitions.read().expect("lock poisoned");
+            match map.get(&(snapshot.signal, snapshot.start_unix_nano)) {
+                Some(p) => p.dir.clone(),
+                None => return Ok(()),
+            }
+        };
+        if !source.exists() {
+            return Ok(());
+        }
+        let dest = dir.join(crate::trace_filter::FILE_NAME);
+        let tmp = dir.join(format!("{}.tmp", crate::trace_filter::FILE_NAME));
+        std::fs::copy(&source, &tmp)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &dest)?;
+        Ok(())
+    }
+
     /// Records that the snapshot of a partition is published as split `id`: the WAL behind it
     /// may go, and the local copy may be evicted.
     pub fn mark_published(&self, signal: Signal, start_unix_nano: u64, id: &str) {
@@ -1056,6 +1081,30 @@ impl Store {
                 .as_deref()
                 .is_none_or(|f| crate::trace_filter::may_contain(f, trace_id))
         })
+    }
+
+    /// The segments of `partition` that may hold `trace_id`, by its trace filter: only a
+    /// partition read in place from object storage is worth narrowing down (a local one is
+    /// read from the disk, and a fetched one is searched whole).
+    pub(crate) fn trace_segments(
+        &self,
+        partition: &Partition,
+        trace_id: &[u8],
+    ) -> crate::trace_filter::TraceSegments {
+        use crate::trace_filter::TraceSegments;
+        if !partition.is_read_in_place() {
+            return TraceSegments::All;
+        }
+        let filter = self
+            .remote
+            .read()
+            .expect("lock poisoned")
+            .get(&(partition.signal, partition.start_ns))
+            .and_then(|remote| remote.filter.clone());
+        match filter {
+            Some(path) => crate::trace_filter::segments_holding(&path, trace_id),
+            None => TraceSegments::All,
+        }
     }
 
     /// Partitions of `signal` overlapping `[start, end)`, newest first. Partitions kept only

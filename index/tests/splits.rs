@@ -743,6 +743,114 @@ fn a_failed_column_prefetch_is_a_remote_error_and_is_retried() {
     assert_eq!(trace.logs[0].body_text(), "row number1234");
 }
 
+/// A split holds segments of at most `SEGMENT_MAX_DOCS` rows, and its trace filter names the
+/// segments of each trace: a lookup reads the columns of the trace's segment only, and a
+/// lookup in another segment reads that segment's.
+#[test]
+fn a_trace_lookup_reads_the_columns_of_its_segment_only() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bucket = Bucket::new(tmp.path());
+    let store = open(&tmp.path().join("index"));
+    store.set_fetcher(bucket.clone());
+    let trace_id = |i: u64| {
+        let hi = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        [hi.to_be_bytes(), i.to_be_bytes()].concat()
+    };
+    // Three commits of more than half the cap each, which no merge joins, and a small one,
+    // which packing merges into one of them: three segments, one of them new since sealing.
+    let per_commit = u64::from(weft_index::SEGMENT_MAX_DOCS) / 2 + 100;
+    for round in 0..4u64 {
+        let rows = if round == 3 { 100 } else { per_commit };
+        let logs = (0..rows)
+            .map(|i| {
+                let n = round * per_commit + i;
+                LogRow {
+                    trace_id: trace_id(n),
+                    ..log(BASE + n, &format!("row number{n}"), 0)
+                }
+            })
+            .collect();
+        let batch = RowBatch {
+            logs,
+            spans: vec![],
+        };
+        let lsn = round * 10 + 10;
+        store.index_batch(lsn - 10, lsn, &batch).expect("indexed");
+        store.commit(lsn).expect("committed");
+    }
+    let sealed = store
+        .seal(BASE + HOUR, &tmp.path().join("staging"))
+        .expect("sealed");
+    let snapshot = &sealed[0];
+    let id = "logs-segments".to_string();
+    let split_path = bucket.dir.join(format!("{id}.split"));
+    split::pack(&snapshot.dir, &split_path).expect("packs");
+    store.keep_split_filter(snapshot).expect("filter kept");
+    std::fs::remove_dir_all(&snapshot.dir).expect("snapshot removed");
+    store.mark_published(Signal::Logs, BASE, &id);
+    assert_eq!(store.evict(0).expect("evicted").partitions, 1);
+
+    let footer = split::read_footer(&split_path).expect("footer");
+    let segment_of = |name: &str| name.split('.').next().unwrap_or_default().to_string();
+    let mut segments: Vec<String> = footer
+        .files
+        .iter()
+        .filter(|f| f.name.ends_with(".fast"))
+        .map(|f| segment_of(&f.name))
+        .collect();
+    segments.sort();
+    assert_eq!(
+        segments.len(),
+        3,
+        "one segment per commit: {:?}",
+        footer.files
+    );
+    let listed: Vec<String> = footer.lookup.iter().map(|l| segment_of(&l.file)).collect();
+    for segment in &segments {
+        assert!(
+            listed.contains(segment),
+            "the footer lists the columns of {segment}: {:?}",
+            footer.lookup
+        );
+    }
+    // The segment of each column file, by where it lies in the split.
+    let segment_at = |offset: u64| {
+        footer
+            .files
+            .iter()
+            .find(|f| f.name.ends_with(".fast") && f.offset <= offset && offset < f.offset + f.len)
+            .map(|f| segment_of(&f.name))
+    };
+    let columns_read = |from: usize| -> Vec<String> {
+        let requested = bucket.requested.lock().expect("lock");
+        let mut read: Vec<String> = requested[from..]
+            .iter()
+            .filter_map(|r| segment_at(r.start))
+            .collect();
+        read.sort();
+        read.dedup();
+        read
+    };
+
+    for round in 0..4u64 {
+        let n = round * per_commit + 7 + round;
+        let before = bucket.requested.lock().expect("lock").len();
+        let wanted: [u8; 16] = trace_id(n).try_into().expect("16 bytes");
+        let trace = store.trace(&wanted, 10, 10).expect("trace");
+        assert_eq!(trace.logs.len(), 1, "round {round}");
+        assert_eq!(trace.logs[0].body_text(), format!("row number{n}"));
+        let read = columns_read(before);
+        // The small commit's rows share a segment with one of the others: their lookup
+        // finds its columns read already.
+        assert!(
+            read.len() <= 1,
+            "the lookup of a row of round {round} reads one segment's columns: {read:?}"
+        );
+    }
+    // Between them, the lookups read every segment's columns.
+    assert_eq!(columns_read(0), segments);
+}
+
 /// A query for a service skips the remote hours that have no rows of it, without opening
 /// them; negations and other fields rule nothing out.
 #[test]

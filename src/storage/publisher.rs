@@ -219,6 +219,14 @@ impl Publisher {
             .publish_split(&id, &replaces)
             .await
             .map_err(|e| e.to_string())?;
+        let kept = {
+            let (store, snapshot) = (self.store.clone(), snapshot.clone());
+            tokio::task::spawn_blocking(move || store.keep_split_filter(&snapshot)).await
+        };
+        if !matches!(kept, Ok(Ok(()))) {
+            // Lookups in the split then read all of its segments: slower, not wrong.
+            tracing::warn!(split = %id, "keeping the split's trace filter failed: {kept:?}");
+        }
         self.store
             .mark_published(snapshot.signal, snapshot.start_unix_nano, &id);
         let storage = &self.metrics.storage;
