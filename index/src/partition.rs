@@ -33,24 +33,33 @@ pub const PARTITION_NANOS: u64 = 3_600 * 1_000_000_000;
 /// The least memory tantivy lets a writer thread have.
 pub(crate) const MIN_WRITER_MEMORY_BYTES: usize = 15_000_000;
 
-/// The most documents a merge makes one segment of.
+/// The most documents a merge makes one segment of, with object storage (without it, merges
+/// are not capped: one large segment is the smallest and fastest to search from the disk).
 ///
 /// A trace lookup in a split read from object storage reads whole columns (tantivy opens a
 /// column from all its bytes) of the segments that may hold the trace, which the trace filter
 /// names: smaller segments, fewer bytes per lookup. Every segment also has its own term
-/// dictionaries, so smaller segments cost bytes; at this size, about a byte per record.
+/// dictionaries and posting tails, so smaller segments cost bytes: at this size, about 7 more
+/// per log record and 4 per span (BENCHMARKS.md).
 pub const SEGMENT_MAX_DOCS: u32 = 32_768;
 
 /// A commit every half second makes a small segment each time. Merging 16 at once instead of
 /// tantivy's default 8 rewrites each document one time fewer on its way to a large segment.
-/// Merges stop at [`SEGMENT_MAX_DOCS`].
-fn merge_policy() -> CappedMergePolicy {
+/// Merges stop at `max_docs` ([`SEGMENT_MAX_DOCS`] with object storage, `u32::MAX` without).
+fn merge_policy(max_docs: u32) -> CappedMergePolicy {
     let mut inner = LogMergePolicy::default();
     inner.set_min_num_segments(16);
-    CappedMergePolicy {
-        inner,
-        max_docs: SEGMENT_MAX_DOCS,
-    }
+    CappedMergePolicy { inner, max_docs }
+}
+
+/// How a partition's writer writes and merges.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriterSettings {
+    /// Memory the writer may fill before it flushes a segment. The arena grows as documents
+    /// arrive, so an idle writer costs little.
+    pub(crate) memory_bytes: usize,
+    /// The most documents a merge makes one segment of.
+    pub(crate) max_segment_docs: u32,
 }
 
 /// tantivy's log merge policy, with each merge cut down to at most `max_docs` documents.
@@ -177,9 +186,8 @@ pub(crate) struct Partition {
     reader: IndexReader,
     /// Touched only by the indexing thread; the mutex makes `Partition` shareable with readers.
     writer: Mutex<WriterState>,
-    /// Memory the writer may fill before it flushes a segment. The arena grows as documents
-    /// arrive, so an idle writer costs little.
-    writer_memory_bytes: usize,
+    /// How its writer writes and merges.
+    writer_settings: WriterSettings,
     /// WAL position through which this partition's rows are committed.
     committed_lsn: AtomicU64,
     /// Calls between services completed by this partition's rows.
@@ -338,7 +346,7 @@ impl Partition {
         signal: Signal,
         start_ns: u64,
         dir: &Path,
-        writer_memory_bytes: usize,
+        writer_settings: WriterSettings,
         faults: Option<&Arc<Faults>>,
     ) -> Result<Self, IndexError> {
         std::fs::create_dir_all(dir)?;
@@ -393,7 +401,10 @@ impl Partition {
         Self::assemble(
             (signal, start_ns, dir),
             (index, format, raw),
-            writer_memory_bytes.max(MIN_WRITER_MEMORY_BYTES),
+            WriterSettings {
+                memory_bytes: writer_settings.memory_bytes.max(MIN_WRITER_MEMORY_BYTES),
+                ..writer_settings
+            },
             calls_files,
             Origin::LocalDirectory,
         )
@@ -424,7 +435,11 @@ impl Partition {
         let mut partition = Self::assemble(
             (signal, start_ns, dir),
             (index, format, raw),
-            MIN_WRITER_MEMORY_BYTES,
+            // Never written: a split read in place has no writer.
+            WriterSettings {
+                memory_bytes: MIN_WRITER_MEMORY_BYTES,
+                max_segment_docs: SEGMENT_MAX_DOCS,
+            },
             calls_positions(&names),
             Origin::Split,
         )?;
@@ -454,7 +469,7 @@ impl Partition {
     fn assemble(
         (signal, start_ns, dir): (Signal, u64, &Path),
         (index, format, raw): (Index, Format, Box<dyn tantivy::Directory>),
-        writer_memory_bytes: usize,
+        writer_settings: WriterSettings,
         calls_files: Vec<u64>,
         origin: Origin,
     ) -> Result<Self, IndexError> {
@@ -477,7 +492,7 @@ impl Partition {
             index,
             reader,
             writer: Mutex::new(WriterState::default()),
-            writer_memory_bytes,
+            writer_settings,
             committed_lsn: AtomicU64::new(committed_lsn),
             // A split read in place is published by definition.
             publication: Publication::new(writable && committed_lsn > 0),
@@ -574,8 +589,10 @@ impl Partition {
         if state.writer.is_none() {
             let writer = self
                 .index
-                .writer_with_num_threads(1, self.writer_memory_bytes)?;
-            writer.set_merge_policy(Box::new(merge_policy()));
+                .writer_with_num_threads(1, self.writer_settings.memory_bytes)?;
+            writer.set_merge_policy(Box::new(merge_policy(
+                self.writer_settings.max_segment_docs,
+            )));
             state.writer = Some(writer);
         }
         let writer = state.writer.as_ref().expect("writer opened above");
@@ -779,7 +796,7 @@ mod tests {
         let index = Index::create_in_ram(Signal::Logs.schema(Format::CURRENT));
         let meta =
             |docs: u32| index.new_segment_meta(tantivy::index::SegmentId::generate_random(), docs);
-        let policy = merge_policy();
+        let policy = merge_policy(SEGMENT_MAX_DOCS);
         // Twenty small segments: tantivy's policy would merge them all into one.
         let small: Vec<SegmentMeta> = (0..20).map(|_| meta(3_000)).collect();
         let candidates = policy.compute_merge_candidates(&small);
@@ -791,6 +808,14 @@ mod tests {
                 "{docs} docs"
             );
         }
+        // Without object storage there is no cap: tantivy's policy merges the twenty.
+        let uncapped = merge_policy(u32::MAX).compute_merge_candidates(&small);
+        assert!(
+            uncapped
+                .iter()
+                .any(|c| 3_000 * c.0.len() as u32 > SEGMENT_MAX_DOCS),
+            "{uncapped:?}"
+        );
         // Segments of half the cap or more are never merged.
         let large: Vec<SegmentMeta> = (0..20).map(|_| meta(SEGMENT_MAX_DOCS / 2)).collect();
         assert!(policy.compute_merge_candidates(&large).is_empty());

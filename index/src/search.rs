@@ -109,12 +109,17 @@ struct Hit {
 /// `want` (fewer if fewer match), plus every record sharing the oldest time among them, so a
 /// page boundary never splits a group of equal times arbitrarily.
 fn partition_hits(
-    searcher: &Searcher,
+    partition: &crate::partition::Partition,
     matcher: &dyn Query,
     start: u64,
     end: u64,
     want: usize,
 ) -> Result<Vec<Hit>, IndexError> {
+    let searcher = &partition.searcher();
+    let segments = segments_that_may_match(partition, searcher, matcher)?;
+    if segments.as_ref().is_some_and(|s| s.is_empty()) {
+        return Ok(Vec::new());
+    }
     let fields = log_fields();
     let mut rows = RowReader::new(searcher);
     let mut run = |from: u64, to: u64, limit: usize| -> Result<Vec<Hit>, IndexError> {
@@ -122,7 +127,9 @@ fn partition_hits(
             (Occur::Must, matcher.box_clone()),
             (Occur::Must, time_range(fields.time, from, to)),
         ]);
-        let found = searcher.search(
+        let found = search_segments(
+            searcher,
+            segments.as_deref(),
             &query,
             &TopDocs::with_limit(limit).order_by_fast_field::<u64>("time", Order::Desc),
         )?;
@@ -151,6 +158,33 @@ fn partition_hits(
     Ok(hits)
 }
 
+/// For a split read in place, the segments where `matcher` matches something; `None` (all of
+/// them) for a partition on the local disk.
+///
+/// Ordering hits by time opens a segment's time column, which tantivy reads whole, whether
+/// or not the segment has a match; from object storage that is a request and megabytes per
+/// segment. Finding that a word or an ID is absent costs a term dictionary block, often
+/// already in the hot cache.
+fn segments_that_may_match(
+    partition: &crate::partition::Partition,
+    searcher: &Searcher,
+    matcher: &dyn Query,
+) -> Result<Option<Vec<String>>, IndexError> {
+    if !partition.is_read_in_place() {
+        return Ok(None);
+    }
+    let weight = matcher.weight(tantivy::query::EnableScoring::disabled_from_searcher(
+        searcher,
+    ))?;
+    let mut matching = Vec::new();
+    for segment in searcher.segment_readers() {
+        if weight.scorer(segment, 1.0)?.doc() != tantivy::TERMINATED {
+            matching.push(segment.segment_id().uuid_string());
+        }
+    }
+    Ok(Some(matching))
+}
+
 impl Store {
     /// Log records matching `search`, newest first, from its cursor on.
     pub fn search_logs(&self, search: &LogSearch) -> Result<LogPage, IndexError> {
@@ -169,8 +203,7 @@ impl Store {
                     self.partitions_matching(Signal::Logs, t, t + 1, search.query.as_ref())?
                 {
                     let partition = partition?;
-                    let mut ties =
-                        partition_hits(&partition.searcher(), &*matcher, t, t + 1, MAX_TIES)?;
+                    let mut ties = partition_hits(&partition, &*matcher, t, t + 1, MAX_TIES)?;
                     ties.retain(|h| h.key < cursor);
                     hits.extend(ties);
                 }
@@ -232,13 +265,7 @@ impl Store {
             }
             let partition = partition?;
             let want = limit + 1 - hits.len();
-            hits.extend(partition_hits(
-                &partition.searcher(),
-                matcher,
-                start,
-                end,
-                want,
-            )?);
+            hits.extend(partition_hits(&partition, matcher, start, end, want)?);
         }
         Ok(())
     }

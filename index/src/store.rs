@@ -157,7 +157,8 @@ pub struct StoreOptions {
     /// Faults to inject into partition directories and the checkpoint file.
     pub faults: Option<Arc<Faults>>,
     /// Partitions go to object storage: the WAL is kept until they are published there
-    /// ([`Store::wal_floor`]).
+    /// ([`Store::wal_floor`]), and merges stop at segments of
+    /// [`SEGMENT_MAX_DOCS`](crate::SEGMENT_MAX_DOCS) rows.
     pub object_storage: bool,
 }
 
@@ -173,8 +174,18 @@ impl Default for StoreOptions {
 }
 
 impl StoreOptions {
-    fn memory_per_writer(&self) -> usize {
-        (self.writer_memory_bytes / self.max_open_writers.max(1)).max(MIN_WRITER_MEMORY_BYTES)
+    /// Each writer's share of the memory; merges capped at [`partition::SEGMENT_MAX_DOCS`]
+    /// with object storage (splits are read a segment at a time), not without.
+    fn writer_settings(&self) -> partition::WriterSettings {
+        partition::WriterSettings {
+            memory_bytes: (self.writer_memory_bytes / self.max_open_writers.max(1))
+                .max(MIN_WRITER_MEMORY_BYTES),
+            max_segment_docs: if self.object_storage {
+                partition::SEGMENT_MAX_DOCS
+            } else {
+                u32::MAX
+            },
+        }
     }
 }
 
@@ -236,7 +247,7 @@ impl Store {
                     signal,
                     start,
                     &entry.path(),
-                    options.memory_per_writer(),
+                    options.writer_settings(),
                     options.faults.as_ref(),
                 )?;
                 partitions.insert((signal, start), Arc::new(partition));
@@ -841,7 +852,7 @@ impl Store {
             key.0,
             key.1,
             &self.partition_dir(key),
-            self.options.memory_per_writer(),
+            self.options.writer_settings(),
             self.options.faults.as_ref(),
         )?))
     }
