@@ -84,9 +84,10 @@ pub(crate) fn ranges(dir: &Path, files: &[SplitFile]) -> Vec<(String, Range<u64>
 }
 
 /// The ranges of `dir`'s columns a trace lookup reads whatever the trace, beyond the `hot`
-/// ones: a lookup of each segment's first row's trace, in that segment, is made through a
-/// [`RecordingDirectory`], and its reads of `.fast` files (columns, which tantivy reads whole)
-/// are kept. Its reads of postings and stored rows depend on the trace and are left out. Per
+/// ones: lookups of a few traces of each segment, in that segment, are made through a
+/// [`RecordingDirectory`], and their reads of `.fast` files (columns, which tantivy reads
+/// whole), `.term` and `.idx` files (the trace ID field's term dictionary blocks and postings,
+/// small) are kept. Their reads of stored rows depend on the trace and are left out. Per
 /// file, in order, without overlaps, within `split_directory::MAX_LOOKUP_BYTES` per segment.
 /// Nothing for a directory that does not open as an index, or has no rows.
 pub(crate) fn lookup_ranges(
@@ -103,7 +104,10 @@ pub(crate) fn lookup_ranges(
     };
     let mut wanted: BTreeMap<String, Vec<Range<u64>>> = BTreeMap::new();
     for (path, range) in reads {
-        let Some(name) = path.to_str().filter(|n| n.ends_with(".fast")) else {
+        // Columns, and the trace ID field's term dictionary blocks and postings; not stored
+        // rows, which are the trace's own.
+        let listed = |n: &&str| n.ends_with(".fast") || n.ends_with(".term") || n.ends_with(".idx");
+        let Some(name) = path.to_str().filter(listed) else {
             continue;
         };
         let known = files.iter().any(|f| f.name == name && range.end <= f.len);
@@ -140,8 +144,11 @@ pub(crate) fn lookup_ranges(
     kept
 }
 
-/// Opens the index in `dir` and looks up, in each segment, the trace of its first row, noting
-/// every read of the lookups.
+/// Traces looked up per segment when packing, to find what every lookup reads.
+const LOOKUP_SAMPLES: u64 = 16;
+
+/// Opens the index in `dir` and looks up, in each segment, the traces of a few of its rows,
+/// noting every read of the lookups.
 fn record_lookup(dir: &Path) -> Result<Vec<(PathBuf, Range<u64>)>, crate::IndexError> {
     let log = ReadLog::default();
     let directory = RecordingDirectory {
@@ -162,25 +169,29 @@ fn record_lookup(dir: &Path) -> Result<Vec<(PathBuf, Range<u64>)>, crate::IndexE
     if searcher.num_docs() == 0 {
         return Ok(Vec::new());
     }
-    // One lookup per segment, of its first row's trace, in that segment alone: together they
-    // read the columns of every segment.
+    // Lookups in each segment alone, of the traces of rows spread over it: together they
+    // read the columns of every segment and, with the reads rounded out, most of the trace
+    // ID field's term dictionary and postings (a few tens of kilobytes per segment).
     let mut rows = crate::rows::RowReader::new(&searcher);
     let mut reads = Vec::new();
     for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
-        if segment.num_docs() == 0 {
-            continue;
-        }
-        let first = segment.doc_ids_alive().next().unwrap_or(0);
-        let address = tantivy::DocAddress::new(ordinal as u32, first);
-        let trace_id = match signal {
-            crate::Signal::Spans => rows.span(address)?.trace_id,
-            crate::Signal::Logs => rows.log(address)?.0.trace_id,
-        };
-        // Reading the row was only the way to a trace ID: only the lookup's own reads count.
-        log.lock().unwrap_or_else(|p| p.into_inner()).clear();
         let only = [segment.segment_id().uuid_string()];
-        crate::search::trace_rows_in(&searcher, Some(&only), signal, &trace_id, (16, 16))?;
-        reads.append(&mut log.lock().unwrap_or_else(|p| p.into_inner()));
+        let max_doc = segment.max_doc();
+        let samples: Vec<u32> = (0..LOOKUP_SAMPLES)
+            .map(|i| (u64::from(max_doc) * i / LOOKUP_SAMPLES) as u32)
+            .filter(|doc| !segment.is_deleted(*doc))
+            .collect();
+        for doc in samples {
+            let address = tantivy::DocAddress::new(ordinal as u32, doc);
+            let trace_id = match signal {
+                crate::Signal::Spans => rows.span(address)?.trace_id,
+                crate::Signal::Logs => rows.log(address)?.0.trace_id,
+            };
+            // Reading the row was only the way to a trace ID: only the lookup's reads count.
+            log.lock().unwrap_or_else(|p| p.into_inner()).clear();
+            crate::search::trace_rows_in(&searcher, Some(&only), signal, &trace_id, (16, 16))?;
+            reads.append(&mut log.lock().unwrap_or_else(|p| p.into_inner()));
+        }
     }
     Ok(reads)
 }
