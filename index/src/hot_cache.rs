@@ -144,6 +144,23 @@ pub(crate) fn lookup_ranges(
     kept
 }
 
+/// The signal of a partition's index (spans have a duration), and a searcher over its
+/// committed segments.
+pub(crate) fn signal_and_searcher(
+    index: &Index,
+) -> Result<(crate::Signal, tantivy::Searcher), crate::IndexError> {
+    let signal = if index.schema().get_field("duration").is_ok() {
+        crate::Signal::Spans
+    } else {
+        crate::Signal::Logs
+    };
+    let reader: tantivy::IndexReader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()?;
+    Ok((signal, reader.searcher()))
+}
+
 /// Traces looked up per segment when packing, to find what every lookup reads.
 const LOOKUP_SAMPLES: u64 = 16;
 
@@ -156,16 +173,7 @@ fn record_lookup(dir: &Path) -> Result<Vec<(PathBuf, Range<u64>)>, crate::IndexE
         log: log.clone(),
     };
     let index = Index::open(directory)?;
-    let signal = if index.schema().get_field("duration").is_ok() {
-        crate::Signal::Spans
-    } else {
-        crate::Signal::Logs
-    };
-    let reader = index
-        .reader_builder()
-        .reload_policy(ReloadPolicy::Manual)
-        .try_into()?;
-    let searcher = reader.searcher();
+    let (signal, searcher) = signal_and_searcher(&index)?;
     if searcher.num_docs() == 0 {
         return Ok(Vec::new());
     }

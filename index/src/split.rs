@@ -217,16 +217,7 @@ pub fn merge_segments_up_to(dir: &Path, max_docs: u32) -> Result<(), IndexError>
         writer.garbage_collect_files().wait()?;
         writer.wait_merging_threads()?;
     }
-    let signal = if index.schema().get_field("duration").is_ok() {
-        crate::Signal::Spans
-    } else {
-        crate::Signal::Logs
-    };
-    let reader = index
-        .reader_builder()
-        .reload_policy(tantivy::ReloadPolicy::Manual)
-        .try_into()?;
-    let searcher = reader.searcher();
+    let (signal, searcher) = crate::hot_cache::signal_and_searcher(&index)?;
     crate::trace_filter::write(
         &searcher,
         signal,

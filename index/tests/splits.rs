@@ -183,6 +183,21 @@ fn one_row_per_hour(store: &Store, hours: u64) {
     store.commit(10).expect("committed");
 }
 
+/// A random-looking 16-byte trace ID, the `i`-th.
+fn trace_id(i: u64) -> Vec<u8> {
+    let hi = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    [hi.to_be_bytes(), i.to_be_bytes()].concat()
+}
+
+/// A temporary directory, an empty bucket in it, and a store under it that reads the bucket.
+fn remote_store() -> (tempfile::TempDir, Arc<Bucket>, Store) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bucket = Bucket::new(tmp.path());
+    let store = open(&tmp.path().join("index"));
+    store.set_fetcher(bucket.clone());
+    (tmp, bucket, store)
+}
+
 fn open(root: &Path) -> Store {
     Store::open_with(
         root,
@@ -561,18 +576,7 @@ fn a_query_keeps_every_partition_it_fetched_while_eviction_runs() {
 /// next query that needs more of it as storage unavailable, not as damage.
 #[test]
 fn a_remote_split_opens_with_one_read_and_a_lookup_reads_its_columns_up_front() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let root = tmp.path().join("index");
-    let bucket = Bucket::new(tmp.path());
-    let store = open(&root);
-    store.set_fetcher(bucket.clone());
-    let trace_id = |i: u64| -> Vec<u8> {
-        let mut id = (i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
-            .to_be_bytes()
-            .to_vec();
-        id.extend_from_slice(&i.to_be_bytes());
-        id
-    };
+    let (tmp, bucket, store) = remote_store();
     // Several commits, so the split holds several segments.
     for round in 0..4u64 {
         let logs = (0..5_000u64)
@@ -700,15 +704,8 @@ fn a_remote_split_opens_with_one_read_and_a_lookup_reads_its_columns_up_front() 
 /// next lookup, once storage answers again, reads them and finds the trace.
 #[test]
 fn a_failed_column_prefetch_is_a_remote_error_and_is_retried() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let bucket = Bucket::new(tmp.path());
-    let store = open(&tmp.path().join("index"));
-    store.set_fetcher(bucket.clone());
+    let (tmp, bucket, store) = remote_store();
     // Random-looking IDs, enough rows that their columns outgrow what the search reads.
-    let trace_id = |i: u64| {
-        let hi = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        [hi.to_be_bytes(), i.to_be_bytes()].concat()
-    };
     let logs = (0..20_000u64)
         .map(|i| LogRow {
             trace_id: trace_id(i),
@@ -753,14 +750,7 @@ fn a_failed_column_prefetch_is_a_remote_error_and_is_retried() {
 /// segments where its words are.
 #[test]
 fn a_trace_lookup_reads_the_columns_of_its_segment_only() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let bucket = Bucket::new(tmp.path());
-    let store = open(&tmp.path().join("index"));
-    store.set_fetcher(bucket.clone());
-    let trace_id = |i: u64| {
-        let hi = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        [hi.to_be_bytes(), i.to_be_bytes()].concat()
-    };
+    let (tmp, bucket, store) = remote_store();
     // Three commits of more than half the cap each, which no merge joins, and a small one,
     // which packing merges into one of them: three segments, one of them new since sealing.
     let per_commit = u64::from(weft_index::SEGMENT_MAX_DOCS) / 2 + 100;
