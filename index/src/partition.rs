@@ -39,8 +39,8 @@ pub(crate) const MIN_WRITER_MEMORY_BYTES: usize = 15_000_000;
 /// A trace lookup in a split read from object storage reads whole columns (tantivy opens a
 /// column from all its bytes) of the segments that may hold the trace, which the trace filter
 /// names: smaller segments, fewer bytes per lookup. Every segment also has its own term
-/// dictionaries and posting tails, so smaller segments cost bytes: at this size, about 7 more
-/// per log record and 4 per span (BENCHMARKS.md).
+/// dictionaries and posting tails, so smaller segments cost bytes: at this size, about 10
+/// more per log record and 4 per span in the index (BENCHMARKS.md).
 pub const SEGMENT_MAX_DOCS: u32 = 32_768;
 
 /// A commit every half second makes a small segment each time. Merging 16 at once instead of
