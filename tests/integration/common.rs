@@ -211,13 +211,15 @@ pub fn now_nanos() -> u64 {
 
 /// Where the query-API tests keep their data: `STORAGE_UNDER_TEST` is unset or `local` (all
 /// local, as by default), `file` (sealed into a directory as object storage, every local copy
-/// evicted) or `s3` (the same on the S3-compatible server at `S3_TEST_ENDPOINT`).
+/// evicted), `s3` (the same on the S3-compatible server at `S3_TEST_ENDPOINT`), `azure`
+/// (Azurite at `AZURE_TEST_ENDPOINT`) or `gcs` (the GCS stand-in at `GCS_TEST_ENDPOINT`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StorageUnderTest {
     Local,
     File,
     S3,
     Azure,
+    Gcs,
 }
 
 pub fn storage_under_test() -> StorageUnderTest {
@@ -226,27 +228,37 @@ pub fn storage_under_test() -> StorageUnderTest {
         Ok("file") => StorageUnderTest::File,
         Ok("s3") => StorageUnderTest::S3,
         Ok("azure") => StorageUnderTest::Azure,
-        Ok(other) => panic!("STORAGE_UNDER_TEST={other}: expected local, file, s3 or azure"),
+        Ok("gcs") => StorageUnderTest::Gcs,
+        Ok(other) => panic!("STORAGE_UNDER_TEST={other}: expected local, file, s3, azure or gcs"),
+    }
+}
+
+/// The server named by the variable `var`, when set; otherwise `None` with a message saying
+/// how to set it (`hint`), or a failure when `required_var=required` (as in CI).
+fn test_server_endpoint(var: &str, required_var: &str, what: &str, hint: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
+        _ => {
+            assert_ne!(
+                std::env::var(required_var).as_deref(),
+                Ok("required"),
+                "{what} tests are required but {var} is not set"
+            );
+            eprintln!("{what} part skipped: set {var} to {hint}");
+            None
+        }
     }
 }
 
 /// The S3-compatible server the tests may use; `None` (with a message) when there is none,
 /// and a failure when `S3_TESTS=required` (as in CI).
 pub fn s3_endpoint() -> Option<String> {
-    match std::env::var("S3_TEST_ENDPOINT") {
-        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
-        _ => {
-            assert_ne!(
-                std::env::var("S3_TESTS").as_deref(),
-                Ok("required"),
-                "S3 tests are required but S3_TEST_ENDPOINT is not set"
-            );
-            eprintln!(
-                "S3 part skipped: set S3_TEST_ENDPOINT to an S3-compatible server (scripts/test starts moto_server when installed)"
-            );
-            None
-        }
-    }
+    test_server_endpoint(
+        "S3_TEST_ENDPOINT",
+        "S3_TESTS",
+        "S3",
+        "an S3-compatible server (scripts/test starts moto_server when installed)",
+    )
 }
 
 /// A fresh bucket on the S3-compatible server at `endpoint`; returns the `storage` URL and
@@ -290,20 +302,12 @@ const AZURITE_KEY: &str =
 /// (`http://127.0.0.1:10000/devstoreaccount1`); `None` (with a message) when there is none,
 /// and a failure when `AZURE_TESTS=required` (as in CI).
 pub fn azure_endpoint() -> Option<String> {
-    match std::env::var("AZURE_TEST_ENDPOINT") {
-        Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
-        _ => {
-            assert_ne!(
-                std::env::var("AZURE_TESTS").as_deref(),
-                Ok("required"),
-                "Azure tests are required but AZURE_TEST_ENDPOINT is not set"
-            );
-            eprintln!(
-                "Azure part skipped: set AZURE_TEST_ENDPOINT to Azurite's account URL (scripts/test starts Azurite when installed)"
-            );
-            None
-        }
-    }
+    test_server_endpoint(
+        "AZURE_TEST_ENDPOINT",
+        "AZURE_TESTS",
+        "Azure",
+        "Azurite's account URL (scripts/test starts Azurite when installed)",
+    )
 }
 
 /// A fresh container in the Azurite at `endpoint`; returns the `storage` URL and the
@@ -373,6 +377,38 @@ pub async fn azure_container(endpoint: &str) -> (String, Vec<(String, String)>) 
     (format!("az://{container}/weft"), env)
 }
 
+/// The GCS stand-in (`tests/gcs/emulator.py`: the XML API `object_store` calls) the tests
+/// may use, as its base URL; `None` (with a message) when there is none, and a failure when
+/// `GCS_TESTS=required` (as in CI).
+pub fn gcs_endpoint() -> Option<String> {
+    test_server_endpoint(
+        "GCS_TEST_ENDPOINT",
+        "GCS_TESTS",
+        "GCS",
+        "tests/gcs/emulator.py's URL (scripts/test starts it)",
+    )
+}
+
+/// A fresh bucket on the GCS stand-in at `endpoint` (buckets exist on first use there); the
+/// `storage` URL and the `GOOGLE_*` settings that reach it.
+pub fn gcs_bucket(endpoint: &str) -> (String, Vec<(String, String)>) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let bucket = format!(
+        "weft-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let env = [
+        ("GOOGLE_BASE_URL", endpoint),
+        ("GOOGLE_BEARER_TOKEN", "weft-test"),
+        ("GOOGLE_ALLOW_HTTP", "true"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    (format!("gs://{bucket}/weft"), env)
+}
+
 /// Sets `config` to seal partitions one second after their hour and keep no local copy of
 /// published ones, on `storage` (the S3 bucket, or a directory under the data dir). With S3,
 /// splits are listed in a PostgreSQL of the test's own when PostgreSQL is installed; the
@@ -398,6 +434,9 @@ pub async fn use_object_storage(
             let endpoint =
                 azure_endpoint().expect("STORAGE_UNDER_TEST=azure needs AZURE_TEST_ENDPOINT");
             azure_container(&endpoint).await
+        }
+        StorageUnderTest::Gcs => {
+            gcs_bucket(&gcs_endpoint().expect("STORAGE_UNDER_TEST=gcs needs GCS_TEST_ENDPOINT"))
         }
     };
     config.storage = Some(weft::storage::StorageUrl::parse(&url).unwrap());

@@ -172,6 +172,14 @@ async fn evicted_partitions_answer_from_azure_blob() {
     evicted_partitions_answer_from_storage_and_survive_a_restart(StorageUnderTest::Azure).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evicted_partitions_answer_from_gcs() {
+    if crate::common::gcs_endpoint().is_none() {
+        return;
+    }
+    evicted_partitions_answer_from_storage_and_survive_a_restart(StorageUnderTest::Gcs).await;
+}
+
 /// The store refuses every upload (its `splits` directory is a plain file): ingest goes on,
 /// the old hour stays local and searchable, `/readyz` and `/metrics` say what fails. Once the
 /// store is back, the partition is published and evicted, with every record once.
