@@ -285,19 +285,9 @@ impl Store {
             .chain(self.partitions_for_trace(Signal::Logs, trace_id)?)
             .read_all(|partition| {
                 let searcher = partition.searcher();
-                let segments = match self.trace_segments(partition, trace_id) {
+                let segments = match self.trace_segments(partition, &searcher, trace_id) {
                     TraceSegments::None => return Ok(TraceRows::default()),
-                    TraceSegments::Some(segments) => {
-                        // A filter naming segments this index does not have is of another
-                        // version of the partition (one not packed yet): search them all.
-                        let have = |id: &String| {
-                            searcher
-                                .segment_readers()
-                                .iter()
-                                .any(|s| s.segment_id().uuid_string() == *id)
-                        };
-                        segments.iter().all(have).then_some(segments)
-                    }
+                    TraceSegments::Some(segments) => Some(segments),
                     TraceSegments::All => None,
                 };
                 partition.prefetch_for_lookup(segments.as_deref())?;

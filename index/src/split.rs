@@ -180,11 +180,6 @@ pub fn pack(dir: &Path, out: &Path) -> Result<u64, IndexError> {
 /// touched. The commit payload (the WAL position) is kept. A directory that is not an index
 /// is left as it is.
 pub fn merge_segments(dir: &Path) -> Result<(), IndexError> {
-    merge_segments_up_to(dir, crate::partition::SEGMENT_MAX_DOCS)
-}
-
-/// [`merge_segments`] with segments of at most `max_docs` documents.
-pub fn merge_segments_up_to(dir: &Path, max_docs: u32) -> Result<(), IndexError> {
     use tantivy::directory::MmapDirectory;
     let directory = MmapDirectory::open(dir).map_err(|e| IndexError::Open {
         path: dir.to_path_buf(),
@@ -203,7 +198,9 @@ pub fn merge_segments_up_to(dir: &Path, max_docs: u32) -> Result<(), IndexError>
     segments.sort_by_key(|(_, docs)| *docs);
     let mut groups = Vec::new();
     let mut rest = &segments[..];
-    while let Some(group) = crate::partition::cap_group(rest.iter().copied(), max_docs) {
+    while let Some(group) =
+        crate::partition::cap_group(rest.iter().copied(), crate::partition::SEGMENT_MAX_DOCS)
+    {
         rest = &rest[group.len()..];
         groups.push(group);
     }

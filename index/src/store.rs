@@ -1094,12 +1094,15 @@ impl Store {
         })
     }
 
-    /// The segments of `partition` that may hold `trace_id`, by its trace filter: only a
-    /// partition read in place from object storage is worth narrowing down (a local one is
-    /// read from the disk, and a fetched one is searched whole).
+    /// The segments of `partition` (whose searcher is `searcher`) that may hold `trace_id`, by
+    /// its trace filter: only a partition read in place from object storage is worth
+    /// narrowing down (a local one is read from the disk, and a fetched one is searched
+    /// whole). A filter naming segments the index does not have is of another version of the
+    /// partition (one not packed yet): all of them, then.
     pub(crate) fn trace_segments(
         &self,
         partition: &Partition,
+        searcher: &tantivy::Searcher,
         trace_id: &[u8],
     ) -> crate::trace_filter::TraceSegments {
         use crate::trace_filter::TraceSegments;
@@ -1112,8 +1115,15 @@ impl Store {
             .expect("lock poisoned")
             .get(&(partition.signal, partition.start_ns))
             .and_then(|remote| remote.filter.clone());
-        match filter {
-            Some(path) => crate::trace_filter::segments_holding(&path, trace_id),
+        let have = |id: &String| {
+            searcher
+                .segment_readers()
+                .iter()
+                .any(|s| s.segment_id().uuid_string() == *id)
+        };
+        match filter.map(|path| crate::trace_filter::segments_holding(&path, trace_id)) {
+            Some(TraceSegments::Some(named)) if !named.iter().all(have) => TraceSegments::All,
+            Some(found) => found,
             None => TraceSegments::All,
         }
     }
