@@ -113,6 +113,12 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
         "with storage: a partition is sealed and uploaded once its hour is over and no record has arrived for it for this long",
     ),
     (
+        "seal_docs",
+        "WEFT_SEAL_DOCS",
+        "5000000",
+        "with storage: records at which a partition is sealed and uploaded at once, without waiting for its hour to end; later records of that hour start the hour's next part. Bounds a split's size whatever an hour receives",
+    ),
+    (
         "cache_bytes",
         "WEFT_CACHE_BYTES",
         "10737418240",
@@ -254,6 +260,7 @@ struct RawConfig {
     metastore: Option<String>,
     node_id: Option<String>,
     seal_interval: Option<String>,
+    seal_docs: Option<u64>,
     cache_bytes: Option<u64>,
     max_body_bytes: Option<u64>,
     inflight_bytes: Option<u64>,
@@ -328,6 +335,8 @@ pub struct Config {
     pub node_id: Option<String>,
     /// How long a partition stays open after its hour ends.
     pub seal_interval: Duration,
+    /// Records at which a partition is sealed at once, its hour continuing in a new part.
+    pub seal_docs: u64,
     /// Local bytes kept for partitions already in object storage.
     pub cache_bytes: u64,
     /// The `AWS_*`, `GOOGLE_*` and `AZURE_*` variables, for the object storage client
@@ -523,6 +532,7 @@ impl Config {
                 }
             },
             seal_interval: duration("seal_interval", raw.seal_interval, "10m")?,
+            seal_docs: positive("seal_docs", raw.seal_docs.unwrap_or(5_000_000))?,
             cache_bytes: raw.cache_bytes.unwrap_or(10 << 30),
             storage_env: Vec::new(),
             max_body_bytes: positive("max_body_bytes", raw.max_body_bytes.unwrap_or(64 << 20))?
@@ -594,6 +604,7 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
             "WEFT_SEAL_INTERVAL" => raw.seal_interval = Some(value),
             "WEFT_METASTORE" => raw.metastore = Some(value),
             "WEFT_NODE_ID" => raw.node_id = Some(value),
+            "WEFT_SEAL_DOCS" => raw.seal_docs = Some(number(key, &value)?),
             "WEFT_CACHE_BYTES" => raw.cache_bytes = Some(number(key, &value)?),
             "WEFT_QUERY_TIMEOUT" => raw.query_timeout = Some(value),
             "WEFT_SHUTDOWN_TIMEOUT" => raw.shutdown_timeout = Some(value),
@@ -789,6 +800,7 @@ mod tests {
                 ("WEFT_STORAGE", "s3://bucket/weft"),
                 ("WEFT_METASTORE", "postgres://weft@db/weft"),
                 ("WEFT_SEAL_INTERVAL", "30s"),
+                ("WEFT_SEAL_DOCS", "20000"),
                 ("WEFT_CACHE_BYTES", "1000"),
                 ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
                 ("HOME", "/root"),
@@ -799,6 +811,7 @@ mod tests {
         assert_eq!(c.storage.unwrap().to_string(), "s3://bucket/weft");
         assert_eq!(c.metastore.as_deref(), Some("postgres://weft@db/weft"));
         assert_eq!(c.seal_interval, Duration::from_secs(30));
+        assert_eq!(c.seal_docs, 20_000);
         assert_eq!(c.cache_bytes, 1000);
         assert_eq!(
             c.storage_env,

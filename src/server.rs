@@ -117,6 +117,7 @@ pub async fn start_with(
                 writer_memory_bytes: config.index_memory_bytes,
                 faults: faults.clone(),
                 object_storage: storage.is_some(),
+                seal_docs: storage.is_some().then_some(config.seal_docs),
             };
             let store = Arc::new(
                 Store::open_with(&config.data_dir.join("index"), store_options)
@@ -413,7 +414,9 @@ impl StorageSetup {
                         id: split.id,
                         signal,
                         start_unix_nano: split.start_unix_nano,
+                        part: split.part,
                         committed_lsn: split.committed_lsn,
+                        docs: split.docs,
                         services: split.services,
                     })
                 }

@@ -137,8 +137,46 @@ pub fn partition_start(time_unix_nano: u64) -> u64 {
     time_unix_nano - time_unix_nano % PARTITION_NANOS
 }
 
-/// Directory name of a partition: its UTC start hour, `2026-11-22T03`.
-pub(crate) fn dir_name(start_ns: u64) -> String {
+/// Which partition: a signal's hour, and which part of that hour.
+///
+/// An hour's rows go to part 0 until it holds the size at which partitions are sealed
+/// (`StoreOptions::seal_docs`, with object storage); later rows of that hour go to the next
+/// part, so that no split grows past that size whatever an hour receives. Parts of one hour
+/// overlap in time; different hours never do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct PartitionKey {
+    pub(crate) signal: Signal,
+    /// The start of its hour.
+    pub(crate) start_ns: u64,
+    pub(crate) part: u32,
+}
+
+impl PartitionKey {
+    pub(crate) fn new(signal: Signal, start_ns: u64, part: u32) -> Self {
+        PartitionKey {
+            signal,
+            start_ns,
+            part,
+        }
+    }
+
+    /// Part 0 of the hour starting at `start_ns`.
+    pub(crate) fn hour(signal: Signal, start_ns: u64) -> Self {
+        Self::new(signal, start_ns, 0)
+    }
+}
+
+/// Directory name of a partition: its UTC start hour, `2026-11-22T03`, and for parts after
+/// the first, the part: `2026-11-22T03.1`.
+pub(crate) fn dir_name(start_ns: u64, part: u32) -> String {
+    let hour = hour_name(start_ns);
+    match part {
+        0 => hour,
+        n => format!("{hour}.{n}"),
+    }
+}
+
+fn hour_name(start_ns: u64) -> String {
     let secs = (start_ns / 1_000_000_000) as i64;
     match tantivy::time::OffsetDateTime::from_unix_timestamp(secs) {
         Ok(t) => format!(
@@ -153,8 +191,18 @@ pub(crate) fn dir_name(start_ns: u64) -> String {
     }
 }
 
-/// Inverse of [`dir_name`]; `None` for names that are not partitions.
-pub(crate) fn parse_dir_name(name: &str) -> Option<u64> {
+/// Inverse of [`dir_name`]: the hour's start and the part; `None` for names that are not
+/// partitions.
+pub(crate) fn parse_dir_name(name: &str) -> Option<(u64, u32)> {
+    let (hour, part) = match name.split_once('.') {
+        Some((hour, part)) if !part.starts_with('0') => (hour, part.parse::<u32>().ok()?),
+        Some(_) => return None,
+        None => (name, 0),
+    };
+    Some((parse_hour_name(hour)?, part))
+}
+
+fn parse_hour_name(name: &str) -> Option<u64> {
     if let Some(hours) = name.strip_prefix('h') {
         return hours.parse::<u64>().ok()?.checked_mul(PARTITION_NANOS);
     }
@@ -177,6 +225,8 @@ pub(crate) fn parse_dir_name(name: &str) -> Option<u64> {
 pub(crate) struct Partition {
     pub(crate) signal: Signal,
     pub(crate) start_ns: u64,
+    /// Which part of its hour it is.
+    pub(crate) part: u32,
     pub(crate) dir: PathBuf,
     /// The format the partition was created in; its rows are all written in it.
     pub(crate) format: Format,
@@ -343,8 +393,7 @@ impl Partition {
     /// Opens the partition in `dir`, creating it if needed. With `faults`, its files are written
     /// through a directory that fails on demand.
     pub(crate) fn open(
-        signal: Signal,
-        start_ns: u64,
+        key: PartitionKey,
         dir: &Path,
         writer_settings: WriterSettings,
         faults: Option<&Arc<Faults>>,
@@ -368,7 +417,7 @@ impl Partition {
         let raw = directory.box_clone();
         let (index, format) = if exists {
             let index = Index::open(directory)?;
-            let format = Format::of_partition(signal, &index.schema(), declared, &*raw, dir)?;
+            let format = Format::of_partition(key.signal, &index.schema(), declared, &*raw, dir)?;
             (index, format)
         } else {
             // The format file first: a directory left with it and no index (a crash, a full
@@ -392,14 +441,14 @@ impl Partition {
                 ..IndexSettings::default()
             };
             let index = Index::builder()
-                .schema(signal.schema(format))
+                .schema(key.signal.schema(format))
                 .settings(settings)
                 .open_or_create(directory)?;
             (index, format)
         };
         let calls_files = calls_files(dir)?;
         Self::assemble(
-            (signal, start_ns, dir),
+            (key, dir),
             (index, format, raw),
             WriterSettings {
                 memory_bytes: writer_settings.memory_bytes.max(MIN_WRITER_MEMORY_BYTES),
@@ -414,8 +463,7 @@ impl Partition {
     /// queries: it never gets a writer, and nothing in it is ever written. `dir` is where
     /// its local copy would be, for messages.
     pub(crate) fn open_remote(
-        signal: Signal,
-        start_ns: u64,
+        key: PartitionKey,
         dir: &Path,
         directory: SplitDirectory,
     ) -> Result<Self, IndexError> {
@@ -430,10 +478,10 @@ impl Partition {
         let schema = index.schema();
         // A split without a format file is from before format numbers; its schema says
         // which it is, and nothing is written back.
-        let declared = declared.or_else(|| Format::of_schema(signal, &schema));
-        let format = Format::of_partition(signal, &schema, declared, &*raw, dir)?;
+        let declared = declared.or_else(|| Format::of_schema(key.signal, &schema));
+        let format = Format::of_partition(key.signal, &schema, declared, &*raw, dir)?;
         let mut partition = Self::assemble(
-            (signal, start_ns, dir),
+            (key, dir),
             (index, format, raw),
             // Never written: a split read in place has no writer.
             WriterSettings {
@@ -467,7 +515,7 @@ impl Partition {
     /// The partition around an opened index: the WAL position of its last commit, the calls
     /// table in force at it (among the calls files at `calls_files`), a reader.
     fn assemble(
-        (signal, start_ns, dir): (Signal, u64, &Path),
+        (key, dir): (PartitionKey, &Path),
         (index, format, raw): (Index, Format, Box<dyn tantivy::Directory>),
         writer_settings: WriterSettings,
         calls_files: Vec<u64>,
@@ -485,8 +533,9 @@ impl Partition {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         Ok(Partition {
-            signal,
-            start_ns,
+            signal: key.signal,
+            start_ns: key.start_ns,
+            part: key.part,
             dir: dir.to_path_buf(),
             format,
             index,
@@ -546,6 +595,10 @@ impl Partition {
     /// Documents added but not committed.
     pub(crate) fn uncommitted_docs(&self) -> usize {
         self.state().uncommitted_docs
+    }
+
+    pub(crate) fn key(&self) -> PartitionKey {
+        PartitionKey::new(self.signal, self.start_ns, self.part)
     }
 
     pub(crate) fn end_ns(&self) -> u64 {
@@ -769,15 +822,19 @@ mod tests {
             partition_start(1_800_000_000_000_000_000),
         ] {
             let start = partition_start(ns);
-            let name = dir_name(start);
-            assert_eq!(parse_dir_name(&name), Some(start), "{name}");
+            for part in [0, 1, 12] {
+                let name = dir_name(start, part);
+                assert_eq!(parse_dir_name(&name), Some((start, part)), "{name}");
+            }
         }
-        assert_eq!(
-            dir_name(partition_start(1_763_780_000_123_456_789)),
-            "2025-11-22T02"
-        );
+        let start = partition_start(1_763_780_000_123_456_789);
+        assert_eq!(dir_name(start, 0), "2025-11-22T02");
+        assert_eq!(dir_name(start, 3), "2025-11-22T02.3");
         assert_eq!(parse_dir_name("checkpoint"), None);
         assert_eq!(parse_dir_name("2025-13-01T00"), None);
+        assert_eq!(parse_dir_name("2025-11-22T02.x"), None);
+        assert_eq!(parse_dir_name("2025-11-22T02.01"), None);
+        assert_eq!(parse_dir_name("2025-11-22T02.0"), None);
     }
 
     #[test]

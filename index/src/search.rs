@@ -257,16 +257,29 @@ impl Store {
         if start >= end {
             return Ok(());
         }
-        // Partitions do not overlap in time, so walking them newest first and stopping once
-        // the page is full yields the newest records overall.
-        for partition in self.partitions_matching(Signal::Logs, start, end, query)? {
-            if hits.len() > limit {
+        // Hours do not overlap in time, so walking them newest first and stopping once the
+        // page is full yields the newest records overall. The parts of one hour do overlap:
+        // each gives its newest, and they are merged.
+        let before = hits.len();
+        let mut partitions = self.partitions_matching(Signal::Logs, start, end, query)?;
+        let mut hour = None;
+        let mut before_hour = hits.len();
+        loop {
+            if hits.len() > limit && partitions.next_hour() != hour {
                 break;
             }
+            let Some(partition) = partitions.next() else {
+                break;
+            };
             let partition = partition?;
-            let want = limit + 1 - hits.len();
+            if hour != Some(partition.start_ns) {
+                hour = Some(partition.start_ns);
+                before_hour = hits.len();
+            }
+            let want = limit + 1 - before_hour;
             hits.extend(partition_hits(&partition, matcher, start, end, want)?);
         }
+        hits[before..].sort_by_key(|h| std::cmp::Reverse(h.key));
         Ok(())
     }
 

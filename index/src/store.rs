@@ -23,7 +23,7 @@ use prost::Message;
 use crate::calls::{CallTracker, ServiceCall};
 use crate::error::IndexError;
 use crate::faults::Faults;
-use crate::partition::{self, MIN_WRITER_MEMORY_BYTES, Partition, partition_start};
+use crate::partition::{self, MIN_WRITER_MEMORY_BYTES, Partition, PartitionKey, partition_start};
 use crate::split_directory::SplitDirectory;
 use crate::{RowBatch, Signal, log_fields, span_fields};
 
@@ -32,8 +32,6 @@ const CHECKPOINT_FILE: &str = "checkpoint";
 
 /// Commit rounds a writer may stay idle before it is closed.
 const IDLE_WRITER_ROUNDS: u32 = 120;
-
-type PartitionKey = (Signal, u64);
 
 /// Positions in a batch of the rows bound for one partition.
 #[derive(Default)]
@@ -69,6 +67,10 @@ const FILTER_DIR: &str = "filters";
 #[derive(Clone, Debug)]
 struct RemoteSplit {
     id: String,
+    /// The WAL position its partition was committed through.
+    committed_lsn: u64,
+    /// Documents in it.
+    docs: u64,
     /// Its trace filter on the local disk; without one, a trace lookup opens the split.
     filter: Option<PathBuf>,
     /// The services with rows in it, when known: a query for other services skips it.
@@ -92,8 +94,12 @@ pub struct PublishedSplit {
     pub signal: Signal,
     /// The start of its partition's hour.
     pub start_unix_nano: u64,
+    /// Which part of that hour.
+    pub part: u32,
     /// The WAL position its partition was committed through.
     pub committed_lsn: u64,
+    /// Documents in it.
+    pub docs: u64,
     /// The services with rows in it; `None` when the metastore does not know.
     pub services: Option<Vec<String>>,
 }
@@ -105,6 +111,8 @@ pub struct SealedSnapshot {
     pub signal: Signal,
     /// The start of its hour.
     pub start_unix_nano: u64,
+    /// Which part of that hour.
+    pub part: u32,
     /// The WAL position it is committed through.
     pub committed_lsn: u64,
     /// Documents in it.
@@ -115,6 +123,12 @@ pub struct SealedSnapshot {
     pub replaces: Option<String>,
     /// The services with rows in it, sorted.
     pub services: Vec<String>,
+}
+
+impl SealedSnapshot {
+    fn key(&self) -> PartitionKey {
+        PartitionKey::new(self.signal, self.start_unix_nano, self.part)
+    }
 }
 
 /// What one eviction round removed from the local disk.
@@ -160,6 +174,9 @@ pub struct StoreOptions {
     /// ([`Store::wal_floor`]), and merges stop at segments of
     /// [`SEGMENT_MAX_DOCS`](crate::SEGMENT_MAX_DOCS) rows.
     pub object_storage: bool,
+    /// Rows at which a partition is full: it is sealed without waiting for its hour to end,
+    /// and its hour's later rows go to a new part. `None`: an hour is one partition.
+    pub seal_docs: Option<u64>,
 }
 
 impl Default for StoreOptions {
@@ -169,6 +186,7 @@ impl Default for StoreOptions {
             writer_memory_bytes: 256 << 20,
             faults: None,
             object_storage: false,
+            seal_docs: None,
         }
     }
 }
@@ -240,17 +258,17 @@ impl Store {
             for entry in std::fs::read_dir(&dir)? {
                 let entry = entry?;
                 let name = entry.file_name();
-                let Some(start) = name.to_str().and_then(partition::parse_dir_name) else {
+                let Some((start, part)) = name.to_str().and_then(partition::parse_dir_name) else {
                     continue;
                 };
+                let key = PartitionKey::new(signal, start, part);
                 let partition = Partition::open(
-                    signal,
-                    start,
+                    key,
                     &entry.path(),
                     options.writer_settings(),
                     options.faults.as_ref(),
                 )?;
-                partitions.insert((signal, start), Arc::new(partition));
+                partitions.insert(key, Arc::new(partition));
             }
         }
         // A fetch cut short by a crash leaves only a partial copy here.
@@ -283,8 +301,9 @@ impl Store {
         self.checkpoint.load(Ordering::Acquire)
     }
 
-    /// Indexes the rows of the WAL entry that spans `[lsn_start, lsn_end)`. Rows routed to a
-    /// partition that already committed past `lsn_start` are skipped: they are in it already.
+    /// Indexes the rows of the WAL entry that spans `[lsn_start, lsn_end)`. Rows of an hour
+    /// whose partitions already committed past `lsn_start` are skipped: they are in one of
+    /// them already.
     /// A writer closed to make room for another is committed through `lsn_end`.
     /// Returns how many rows were added.
     pub fn index_batch(
@@ -309,26 +328,33 @@ impl Store {
         let sources = batch
             .row_encodings(payload)
             .ok_or(IndexError::BatchEncoding)?;
-        // Rows first go to their partition; documents are built for the partition's format.
+        // Rows first go to their hour, then to its partition; documents are built for the
+        // partition's format.
         let mut by_partition: BTreeMap<PartitionKey, PartitionRows> = BTreeMap::new();
         for (i, row) in batch.logs.iter().enumerate() {
             by_partition
-                .entry((Signal::Logs, partition_start(row.time_unix_nano)))
+                .entry(PartitionKey::hour(
+                    Signal::Logs,
+                    partition_start(row.time_unix_nano),
+                ))
                 .or_default()
                 .logs
                 .push(i);
         }
         for (i, row) in batch.spans.iter().enumerate() {
             by_partition
-                .entry((Signal::Spans, partition_start(row.start_time_unix_nano)))
+                .entry(PartitionKey::hour(
+                    Signal::Spans,
+                    partition_start(row.start_time_unix_nano),
+                ))
                 .or_default()
                 .spans
                 .push(i);
         }
         let mut groups = Vec::with_capacity(by_partition.len());
-        for (key, rows) in by_partition {
-            let partition = self.partition_for_write(key)?;
-            if partition.committed_lsn() > lsn_start {
+        for (hour, rows) in by_partition {
+            let (partition, committed_lsn) = self.part_for_write(hour, lsn_start)?;
+            if committed_lsn > lsn_start {
                 continue;
             }
             partition.publication.note_rows_from(lsn_start);
@@ -466,6 +492,63 @@ impl Store {
             .collect())
     }
 
+    /// The partition the rows of `hour` (part 0 of it) from the entry at `lsn_start` go to,
+    /// and the WAL position through which that hour is committed: its newest part, or a
+    /// new part once that one is full ([`StoreOptions::seal_docs`]).
+    ///
+    /// Parts fill one after the other: a full part is committed through `lsn_start` before
+    /// the next one takes rows, and never takes rows again. So every row of the hour from
+    /// an entry before the greatest position any of its parts committed through is in one
+    /// of them, which is what replay skips by.
+    fn part_for_write(
+        &self,
+        hour: PartitionKey,
+        lsn_start: u64,
+    ) -> Result<(Arc<Partition>, u64), IndexError> {
+        let parts = PartitionKey::new(hour.signal, hour.start_ns, 0)
+            ..=PartitionKey::new(hour.signal, hour.start_ns, u32::MAX);
+        // The newest part: (part, documents, its local copy).
+        let mut newest: Option<(u32, u64, Option<Arc<Partition>>)> = None;
+        let mut committed_lsn = 0;
+        {
+            let map = self.partitions.read().expect("lock poisoned");
+            let remote = self.remote.read().expect("lock poisoned");
+            for (key, p) in map.range(parts.clone()) {
+                committed_lsn = committed_lsn.max(p.committed_lsn());
+                if newest.as_ref().is_none_or(|(part, _, _)| key.part > *part) {
+                    let docs = match self.options.seal_docs {
+                        Some(_) => p.num_docs() + p.uncommitted_docs() as u64,
+                        None => 0,
+                    };
+                    newest = Some((key.part, docs, Some(p.clone())));
+                }
+            }
+            for (key, r) in remote.range(parts) {
+                committed_lsn = committed_lsn.max(r.committed_lsn);
+                if newest.as_ref().is_none_or(|(part, _, _)| key.part > *part) {
+                    newest = Some((key.part, r.docs, None));
+                }
+            }
+        }
+        let full = |docs: u64| self.options.seal_docs.is_some_and(|max| docs >= max);
+        let key = match newest {
+            None => hour,
+            Some((part, docs, local)) if full(docs) => {
+                if let Some(full_part) = local {
+                    // Through the entry before this one: the rows of this hour from here on
+                    // are the next part's.
+                    full_part.commit(lsn_start)?;
+                }
+                PartitionKey {
+                    part: part.saturating_add(1),
+                    ..hour
+                }
+            }
+            Some((part, _, _)) => PartitionKey { part, ..hour },
+        };
+        Ok((self.partition_for_write(key)?, committed_lsn))
+    }
+
     fn partition_for_write(&self, key: PartitionKey) -> Result<Arc<Partition>, IndexError> {
         if let Some(p) = self.partitions.read().expect("lock poisoned").get(&key) {
             return Ok(p.clone());
@@ -528,19 +611,19 @@ impl Store {
             }
         }
         if let Some(max) = policy.max_disk_bytes {
-            survivors.sort_by_key(|(p, _)| p.start_ns);
+            survivors.sort_by_key(|(p, _)| p.key());
             let mut total: u64 = survivors.iter().map(|(_, b)| b).sum();
-            let newest: BTreeMap<Signal, u64> =
+            let newest: BTreeMap<Signal, PartitionKey> =
                 survivors.iter().fold(BTreeMap::new(), |mut m, (p, _)| {
-                    let e = m.entry(p.signal).or_insert(p.start_ns);
-                    *e = (*e).max(p.start_ns);
+                    let e = m.entry(p.signal).or_insert(p.key());
+                    *e = (*e).max(p.key());
                     m
                 });
             for (p, bytes) in &survivors {
                 if total <= max {
                     break;
                 }
-                if newest.get(&p.signal) == Some(&p.start_ns) {
+                if newest.get(&p.signal) == Some(&p.key()) {
                     continue;
                 }
                 total = total.saturating_sub(*bytes);
@@ -552,8 +635,8 @@ impl Store {
             let mut remote = self.remote.write().expect("lock poisoned");
             let keys: Vec<PartitionKey> = remote
                 .keys()
-                .filter(|(_, start)| {
-                    start.saturating_add(crate::PARTITION_NANOS) <= policy.min_time_unix_nano
+                .filter(|key| {
+                    key.start_ns.saturating_add(crate::PARTITION_NANOS) <= policy.min_time_unix_nano
                 })
                 .copied()
                 .collect();
@@ -561,14 +644,14 @@ impl Store {
                 .filter_map(|k| remote.remove(&k).map(|r| (k, r)))
                 .collect()
         };
-        for ((signal, start_unix_nano), split) in expired_remote {
-            self.forget_open_remote((signal, start_unix_nano));
+        for (key, split) in expired_remote {
+            self.forget_open_remote(key);
             if let Some(filter) = &split.filter {
                 std::fs::remove_file(filter)?;
             }
             removed.push(RemovedPartition {
-                signal,
-                start_unix_nano,
+                signal: key.signal,
+                start_unix_nano: key.start_ns,
                 bytes: 0,
                 split_id: Some(split.id),
             });
@@ -578,7 +661,7 @@ impl Store {
             self.partitions
                 .write()
                 .expect("lock poisoned")
-                .remove(&(p.signal, p.start_ns));
+                .remove(&p.key());
             // Its writer may be flushing into the directory; stop it first. Searches holding
             // the partition keep their open files; the space comes back when they finish.
             p.close_writer();
@@ -610,7 +693,7 @@ impl Store {
     /// copy (a stale disk), is served from object storage.
     pub fn adopt_published(&self, splits: &[PublishedSplit]) -> Result<(), IndexError> {
         for split in splits {
-            let key = (split.signal, split.start_unix_nano);
+            let key = PartitionKey::new(split.signal, split.start_unix_nano, split.part);
             let local = self
                 .partitions
                 .read()
@@ -644,6 +727,8 @@ impl Store {
                         key,
                         RemoteSplit {
                             id: split.id.clone(),
+                            committed_lsn: split.committed_lsn,
+                            docs: split.docs,
                             filter: filter.exists().then_some(filter),
                             services: split.services.clone(),
                         },
@@ -654,10 +739,12 @@ impl Store {
         Ok(())
     }
 
-    /// Seals the partitions whose hour ended before `sealed_before` (a wall-clock time), that
-    /// received no rows after it, and that hold rows not yet in object storage: closes their
-    /// writer and links their files into a directory under `staging`, one per partition. Call it right after a commit, from the thread that
-    /// writes. Until [`Store::mark_published`], the WAL is kept from their first new row on.
+    /// Seals the partitions that hold rows not yet in object storage and are either full
+    /// ([`StoreOptions::seal_docs`]: no row goes to them any more) or of an hour that ended
+    /// before `sealed_before` (a wall-clock time) with no rows received after it: closes
+    /// their writer and links their files into a directory under `staging`, one per
+    /// partition. Call it right after a commit, from the thread that writes. Until
+    /// [`Store::mark_published`], the WAL is kept from their first new row on.
     pub fn seal(
         &self,
         sealed_before: u64,
@@ -670,8 +757,11 @@ impl Store {
             // Its hour must be over and it must have had no rows for the grace period: a
             // trickle of late rows is sealed once it stops, not once a second.
             let last_write = publication.last_write_unix_nano.load(Ordering::Acquire);
-            if p.end_ns() > sealed_before
-                || last_write > sealed_before
+            let full = self
+                .options
+                .seal_docs
+                .is_some_and(|max| p.num_docs() >= max);
+            if (!full && (p.end_ns() > sealed_before || last_write > sealed_before))
                 || unpublished_from == u64::MAX
                 || publication.in_flight_from.load(Ordering::Acquire) != u64::MAX
                 || p.uncommitted_docs() > 0
@@ -697,7 +787,7 @@ impl Store {
             let name = format!(
                 "{}-{}-{committed_lsn}",
                 p.signal.dir_name(),
-                partition::dir_name(p.start_ns)
+                partition::dir_name(p.start_ns, p.part)
             );
             let dir = crate::split::link_snapshot(&p.dir, &staging.join(name))?;
             publication
@@ -709,6 +799,7 @@ impl Store {
             sealed.push(SealedSnapshot {
                 signal: p.signal,
                 start_unix_nano: p.start_ns,
+                part: p.part,
                 committed_lsn,
                 docs,
                 dir,
@@ -728,7 +819,7 @@ impl Store {
         let source = snapshot.dir.join(crate::trace_filter::FILE_NAME);
         let dir = {
             let map = self.partitions.read().expect("lock poisoned");
-            match map.get(&(snapshot.signal, snapshot.start_unix_nano)) {
+            match map.get(&snapshot.key()) {
                 Some(p) => p.dir.clone(),
                 None => return Ok(()),
             }
@@ -744,11 +835,11 @@ impl Store {
         Ok(())
     }
 
-    /// Records that the snapshot of a partition is published as split `id`: the WAL behind it
+    /// Records that `snapshot` of a partition is published as split `id`: the WAL behind it
     /// may go, and the local copy may be evicted.
-    pub fn mark_published(&self, signal: Signal, start_unix_nano: u64, id: &str) {
+    pub fn mark_published(&self, snapshot: &SealedSnapshot, id: &str) {
         let map = self.partitions.read().expect("lock poisoned");
-        if let Some(p) = map.get(&(signal, start_unix_nano)) {
+        if let Some(p) = map.get(&snapshot.key()) {
             p.publication.set_split_id(Some(id.to_string()));
             p.publication
                 .in_flight_from
@@ -779,7 +870,7 @@ impl Store {
             .into_iter()
             .filter(|p| p.publication.is_clean() && !p.has_writer())
             .collect();
-        candidates.sort_by_key(|p| p.start_ns);
+        candidates.sort_by_key(|p| p.key());
         let mut evicted = Evicted::default();
         for p in candidates {
             if total <= max_local_bytes {
@@ -788,7 +879,7 @@ impl Store {
             let Some(id) = p.publication.split_id() else {
                 continue;
             };
-            let key = (p.signal, p.start_ns);
+            let key = p.key();
             let bytes = p.disk_bytes();
             // The trace filter and the services outlive the local copy.
             let filter = self.keep_filter(&p.dir, &id)?;
@@ -804,6 +895,8 @@ impl Store {
                     key,
                     RemoteSplit {
                         id,
+                        committed_lsn: p.committed_lsn(),
+                        docs: p.num_docs(),
                         filter,
                         services,
                     },
@@ -840,17 +933,16 @@ impl Store {
         Ok(Some(kept))
     }
 
-    fn partition_dir(&self, (signal, start): PartitionKey) -> PathBuf {
+    fn partition_dir(&self, key: PartitionKey) -> PathBuf {
         self.root
-            .join(signal.dir_name())
-            .join(partition::dir_name(start))
+            .join(key.signal.dir_name())
+            .join(partition::dir_name(key.start_ns, key.part))
     }
 
     /// Opens (or creates) the partition of `key` in its directory.
     fn open_partition(&self, key: PartitionKey) -> Result<Arc<Partition>, IndexError> {
         Ok(Arc::new(Partition::open(
-            key.0,
-            key.1,
+            key,
             &self.partition_dir(key),
             self.options.writer_settings(),
             self.options.faults.as_ref(),
@@ -892,7 +984,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        let (signal, _) = key;
+        let signal = key.signal;
         let fetcher = self.fetcher_for(&remote.id)?;
         let staging = self.root.join(FETCH_DIR);
         std::fs::create_dir_all(&staging)?;
@@ -962,11 +1054,10 @@ impl Store {
                 return Ok(Some(partition));
             }
         }
-        let (signal, start) = key;
         let fetcher = self.fetcher_for(&remote.id)?;
         let opened = SplitDirectory::open(fetcher, &remote.id).and_then(|directory| {
             let partition =
-                Partition::open_remote(signal, start, &self.partition_dir(key), directory.clone())?;
+                Partition::open_remote(key, &self.partition_dir(key), directory.clone())?;
             Ok((Arc::new(partition), directory))
         });
         let (partition, directory) = match opened {
@@ -1060,7 +1151,7 @@ impl Store {
             .read()
             .expect("lock poisoned")
             .keys()
-            .filter(|(s, _)| *s == signal)
+            .filter(|key| key.signal == signal)
             .count()
     }
 
@@ -1086,7 +1177,8 @@ impl Store {
         signal: Signal,
         trace_id: &[u8],
     ) -> Result<Partitions<'_>, IndexError> {
-        self.partitions_in((signal, 0), (signal, u64::MAX), |remote| {
+        let all = PartitionKey::new(signal, 0, 0)..=PartitionKey::new(signal, u64::MAX, u32::MAX);
+        self.partitions_in(all, |remote| {
             remote
                 .filter
                 .as_deref()
@@ -1113,7 +1205,7 @@ impl Store {
             .remote
             .read()
             .expect("lock poisoned")
-            .get(&(partition.signal, partition.start_ns))
+            .get(&partition.key())
             .and_then(|remote| remote.filter.clone());
         let have = |id: &String| {
             searcher
@@ -1152,34 +1244,32 @@ impl Store {
         if end == 0 {
             return Ok(Partitions::empty(self));
         }
-        let first = partition_start(start);
-        self.partitions_in((signal, first), (signal, end - 1), |remote| {
-            match (query, &remote.services) {
-                (Some(query), Some(services)) => crate::query::may_match_services(query, services),
-                _ => true,
-            }
+        let hours = PartitionKey::new(signal, partition_start(start), 0)
+            ..=PartitionKey::new(signal, end - 1, u32::MAX);
+        self.partitions_in(hours, |remote| match (query, &remote.services) {
+            (Some(query), Some(services)) => crate::query::may_match_services(query, services),
+            _ => true,
         })
     }
 
-    /// The partitions with keys in `[from, to]`, newest first: the local ones, and the remote
+    /// The partitions with keys in `keys`, newest first: the local ones, and the remote
     /// ones `wanted` keeps, opened as the caller reaches them. Both maps are read under the
     /// partitions lock (which eviction and fetching hold while moving a key between them),
     /// so no partition is missed while it moves; the list holds each local partition it
     /// names, even one evicted meanwhile.
     fn partitions_in(
         &self,
-        from: PartitionKey,
-        to: PartitionKey,
+        keys: std::ops::RangeInclusive<PartitionKey>,
         wanted: impl Fn(&RemoteSplit) -> bool,
     ) -> Result<Partitions<'_>, IndexError> {
         let mut listed: Vec<(PartitionKey, Option<Arc<Partition>>)> = {
             let map = self.partitions.read().expect("lock poisoned");
             let remote = self.remote.read().expect("lock poisoned");
-            map.range(from..=to)
+            map.range(keys.clone())
                 .map(|(k, p)| (*k, Some(p.clone())))
                 .chain(
                     remote
-                        .range(from..=to)
+                        .range(keys)
                         .filter(|(k, r)| !map.contains_key(k) && wanted(r))
                         .map(|(k, _)| (*k, None)),
                 )
@@ -1214,6 +1304,11 @@ impl<'a> Partitions<'a> {
             store,
             listed: Vec::new().into_iter(),
         }
+    }
+
+    /// The hour of the next partition listed.
+    pub(crate) fn next_hour(&self) -> Option<u64> {
+        self.listed.as_slice().first().map(|(key, _)| key.start_ns)
     }
 
     /// Both lists, this one first.
@@ -1301,11 +1396,11 @@ impl Iterator for Partitions<'_> {
 }
 
 /// The answer to a query that needs the remote partition `key` while object storage fails.
-fn unreadable((signal, start): PartitionKey, reason: String) -> IndexError {
+fn unreadable(key: PartitionKey, reason: String) -> IndexError {
     IndexError::Remote(format!(
         "data of {} from {} is in object storage, which cannot be read now: {reason}",
-        signal.dir_name(),
-        partition::dir_name(start)
+        key.signal.dir_name(),
+        partition::dir_name(key.start_ns, key.part)
     ))
 }
 

@@ -159,12 +159,14 @@ fn publish_all(
     let mut published = Vec::new();
     for snapshot in store.seal(sealed_before, staging).expect("sealed") {
         let id = bucket.put(&snapshot);
-        store.mark_published(snapshot.signal, snapshot.start_unix_nano, &id);
+        store.mark_published(&snapshot, &id);
         published.push(PublishedSplit {
             id,
             signal: snapshot.signal,
             start_unix_nano: snapshot.start_unix_nano,
+            part: snapshot.part,
             committed_lsn: snapshot.committed_lsn,
+            docs: snapshot.docs,
             services: Some(snapshot.services),
         });
     }
@@ -199,10 +201,16 @@ fn remote_store() -> (tempfile::TempDir, Arc<Bucket>, Store) {
 }
 
 fn open(root: &Path) -> Store {
+    open_sealing_at(root, None)
+}
+
+/// A store with object storage, whose partitions are full at `seal_docs` rows.
+fn open_sealing_at(root: &Path, seal_docs: Option<u64>) -> Store {
     Store::open_with(
         root,
         StoreOptions {
             object_storage: true,
+            seal_docs,
             ..StoreOptions::default()
         },
     )
@@ -252,7 +260,7 @@ fn a_sealed_partition_is_published_evicted_fetched_back_and_replaced() {
     let mut ids = Vec::new();
     for snapshot in &sealed {
         let id = bucket.put(snapshot);
-        store.mark_published(snapshot.signal, snapshot.start_unix_nano, &id);
+        store.mark_published(snapshot, &id);
         ids.push((snapshot.signal, id));
     }
     assert_eq!(
@@ -326,7 +334,7 @@ fn a_sealed_partition_is_published_evicted_fetched_back_and_replaced() {
     assert_eq!(resealed[0].docs, 3);
     let replacement = bucket.put(&resealed[0]);
     assert_ne!(&replacement, logs_id);
-    store.mark_published(Signal::Logs, BASE, &replacement);
+    store.mark_published(&resealed[0], &replacement);
 
     // After a restart, what the metastore lists as published is adopted: equal local copies
     // are clean, missing ones are served from the bucket.
@@ -345,14 +353,18 @@ fn a_sealed_partition_is_published_evicted_fetched_back_and_replaced() {
                 id: replacement.clone(),
                 signal: Signal::Logs,
                 start_unix_nano: BASE,
+                part: 0,
                 committed_lsn: 30,
+                docs: 0,
                 services: None,
             },
             PublishedSplit {
                 id: spans_id,
                 signal: Signal::Spans,
                 start_unix_nano: BASE,
+                part: 0,
                 committed_lsn: 20,
+                docs: 0,
                 services: None,
             },
         ])
@@ -396,7 +408,9 @@ fn a_damaged_split_is_refused_and_the_query_fails_cleanly() {
             id: "logs-x".into(),
             signal: Signal::Logs,
             start_unix_nano: BASE,
+            part: 0,
             committed_lsn: 5,
+            docs: 0,
             services: None,
         }])
         .expect("adopted");
@@ -473,7 +487,9 @@ fn a_trace_lookup_fetches_only_the_splits_whose_filter_may_hold_it() {
             id,
             signal,
             start_unix_nano: BASE + hour * HOUR,
+            part: 0,
             committed_lsn: 30,
+            docs: 0,
             services: None,
         });
     }
@@ -602,7 +618,7 @@ fn a_remote_split_opens_with_one_read_and_a_lookup_reads_its_columns_up_front() 
         .expect("sealed");
     assert_eq!(sealed.len(), 1);
     let id = bucket.put(&sealed[0]);
-    store.mark_published(Signal::Logs, BASE, &id);
+    store.mark_published(&sealed[0], &id);
     assert_eq!(store.evict(0).expect("evicted").partitions, 1);
     let split_path = bucket.dir.join(format!("{id}.split"));
     let size = std::fs::metadata(&split_path).expect("split").len();
@@ -722,7 +738,7 @@ fn a_failed_column_prefetch_is_a_remote_error_and_is_retried() {
         .seal(BASE + HOUR, &tmp.path().join("staging"))
         .expect("sealed");
     let id = bucket.put(&sealed[0]);
-    store.mark_published(Signal::Logs, BASE, &id);
+    store.mark_published(&sealed[0], &id);
     assert_eq!(store.evict(0).expect("evicted").partitions, 1);
     // A search opens the split; its row columns are not read yet.
     assert_eq!(
@@ -782,7 +798,7 @@ fn a_trace_lookup_reads_the_columns_of_its_segment_only() {
     split::pack(&snapshot.dir, &split_path).expect("packs");
     store.keep_split_filter(snapshot).expect("filter kept");
     std::fs::remove_dir_all(&snapshot.dir).expect("snapshot removed");
-    store.mark_published(Signal::Logs, BASE, &id);
+    store.mark_published(snapshot, &id);
     assert_eq!(store.evict(0).expect("evicted").partitions, 1);
 
     let footer = split::read_footer(&split_path).expect("footer");
@@ -986,4 +1002,141 @@ fn read_hours_are_brought_into_the_local_cache_while_it_has_room() {
     assert_eq!(bucket.tails.load(Ordering::SeqCst), tails);
     assert_eq!(bucket.ranges.load(Ordering::SeqCst), ranges);
     assert_eq!(store.fill_cache(u64::MAX).expect("filled"), 0);
+}
+
+/// Every page of a search for all logs, `limit` at a time, concatenated.
+fn pages(store: &Store, limit: usize) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .search_logs(&LogSearch {
+                query: None,
+                start_unix_nano: 0,
+                end_unix_nano: u64::MAX,
+                limit,
+                cursor,
+            })
+            .expect("searched");
+        seen.extend(page.logs.iter().map(LogRow::body_text));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return seen,
+        }
+        assert!(seen.len() < 1_000, "paging does not end");
+    }
+}
+
+#[test]
+fn a_full_partition_is_sealed_before_its_hour_ends_and_the_hour_goes_on_in_a_new_part() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("index");
+    let staging = tmp.path().join("staging");
+    let bucket = Bucket::new(tmp.path());
+    let store = open_sealing_at(&root, Some(4));
+    store.set_fetcher(bucket.clone());
+    // Even times in the first entry, odd ones in the second: the parts overlap in time.
+    let first = RowBatch {
+        logs: (0..4)
+            .map(|i| log(BASE + 2 * i, &format!("t{}", 2 * i), 1))
+            .collect(),
+        spans: vec![],
+    };
+    let second = RowBatch {
+        logs: (0..3)
+            .map(|i| log(BASE + 2 * i + 1, &format!("t{}", 2 * i + 1), 1))
+            .collect(),
+        spans: vec![],
+    };
+    assert_eq!(store.index_batch(0, 10, &first).expect("indexed"), 4);
+    // Part 0 is full before it is committed: it is committed through this entry's start
+    // before part 1 takes the entry. Then a failure rolls back what is not committed.
+    assert_eq!(store.index_batch(10, 20, &second).expect("indexed"), 3);
+    store.rollback();
+    assert_eq!(store.checkpoint(), 0, "the checkpoint did not move");
+    // Replay from the checkpoint: the first entry is in part 0 already, the second is not.
+    assert_eq!(store.index_batch(0, 10, &first).expect("replayed"), 0);
+    assert_eq!(store.index_batch(10, 20, &second).expect("replayed"), 3);
+    store.commit(20).expect("committed");
+    assert_eq!(store.partition_count(Signal::Logs), 2);
+    let newest_first = ["t6", "t5", "t4", "t3", "t2", "t1", "t0"];
+    assert_eq!(pages(&store, 100), newest_first);
+    assert_eq!(pages(&store, 2), newest_first, "pages of two, across parts");
+
+    // Its hour is not over, but part 0 is full: it alone is sealed.
+    let sealed = store.seal(BASE, &staging).expect("sealed");
+    assert_eq!(sealed.len(), 1);
+    assert_eq!((sealed[0].part, sealed[0].docs), (0, 4));
+    let id = bucket.put(&sealed[0]);
+    store.mark_published(&sealed[0], &id);
+    assert_eq!(store.evict(0).expect("evicted").partitions, 1);
+
+    // The hour's next rows go to part 1: part 0 is not fetched back.
+    let third = RowBatch {
+        logs: vec![log(BASE + 7, "t7", 2)],
+        spans: vec![],
+    };
+    assert_eq!(store.index_batch(20, 30, &third).expect("indexed"), 1);
+    store.commit(30).expect("committed");
+    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 0);
+    let newest_first = ["t7", "t6", "t5", "t4", "t3", "t2", "t1", "t0"];
+    assert_eq!(pages(&store, 3), newest_first);
+    let trace = store.trace(&[1; 16], 100, 100).expect("trace");
+    assert_eq!(trace.logs.len(), 7, "a trace is found in every part");
+
+    // Part 1 is full now and sealed in turn, as part 1.
+    let sealed = store.seal(BASE, &staging).expect("sealed");
+    assert_eq!(sealed.len(), 1);
+    assert_eq!((sealed[0].part, sealed[0].docs), (1, 4));
+    let part_1 = bucket.put(&sealed[0]);
+    store.mark_published(&sealed[0], &part_1);
+
+    // After a restart the parts are found again, the metastore's splits adopted, and the
+    // hour's next rows start part 2; a replay of what is committed adds nothing.
+    drop(store);
+    let store = open_sealing_at(&root, Some(4));
+    store.set_fetcher(bucket.clone());
+    store
+        .adopt_published(&[
+            PublishedSplit {
+                id,
+                signal: Signal::Logs,
+                start_unix_nano: BASE,
+                part: 0,
+                committed_lsn: 10,
+                docs: 4,
+                services: None,
+            },
+            PublishedSplit {
+                id: part_1,
+                signal: Signal::Logs,
+                start_unix_nano: BASE,
+                part: 1,
+                committed_lsn: 30,
+                docs: 4,
+                services: None,
+            },
+        ])
+        .expect("adopted");
+    assert_eq!(store.index_batch(20, 30, &third).expect("replayed"), 0);
+    assert_eq!(store.index_batch(10, 20, &second).expect("replayed"), 0);
+    let fourth = RowBatch {
+        logs: vec![log(BASE + 8, "t8", 2)],
+        spans: vec![],
+    };
+    assert_eq!(store.index_batch(30, 40, &fourth).expect("indexed"), 1);
+    store.commit(40).expect("committed");
+    assert_eq!(store.partition_count(Signal::Logs), 2, "part 1 and part 2");
+    assert_eq!(bucket.fetches.load(Ordering::SeqCst), 0);
+    let mut names: Vec<String> = std::fs::read_dir(root.join("logs"))
+        .expect("listed")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(
+        names.len() == 2 && names[0].ends_with(".1") && names[1].ends_with(".2"),
+        "{names:?}"
+    );
+    assert_eq!(pages(&store, 4)[..2], ["t8", "t7"]);
+    assert_eq!(pages(&store, 4).len(), 9, "each row once");
 }

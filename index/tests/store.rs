@@ -314,6 +314,7 @@ fn small_store(dir: &std::path::Path, faults: Option<std::sync::Arc<Faults>>) ->
             writer_memory_bytes: 64 << 20,
             faults,
             object_storage: false,
+            seal_docs: None,
         },
     )
     .unwrap()

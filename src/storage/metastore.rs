@@ -38,6 +38,10 @@ pub struct SplitRecord {
     pub signal: String,
     /// The start of its partition's hour.
     pub start_unix_nano: u64,
+    /// Which part of that hour (0 unless the hour outgrew the seal size); 0 for splits
+    /// listed before parts.
+    #[serde(default)]
+    pub part: u32,
     /// The end of that hour.
     pub end_unix_nano: u64,
     /// The WAL position its partition was committed through.
@@ -249,6 +253,7 @@ mod tests {
             updated_unix_nano: 0,
             services: Some(vec!["checkout".into()]),
             node: None,
+            part: 0,
         }
     }
 

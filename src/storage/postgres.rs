@@ -29,6 +29,10 @@ const MIGRATIONS: &[(i32, &str)] = &[
         4,
         include_str!("../../migrations/postgres/0004_split_nodes.sql"),
     ),
+    (
+        5,
+        include_str!("../../migrations/postgres/0005_split_parts.sql"),
+    ),
 ];
 
 /// Any number that is weft's own: migrations of several nodes starting at once run one by one.
@@ -307,8 +311,8 @@ impl Metastore for PostgresMetastore {
             .expect("connected")
             .query(
                 "SELECT id, signal, start_unix_nano, end_unix_nano, committed_lsn, docs, bytes,
-                        state, updated_unix_nano, services, node
-                 FROM weft_splits ORDER BY signal, start_unix_nano, id",
+                        state, updated_unix_nano, services, node, part
+                 FROM weft_splits ORDER BY signal, start_unix_nano, part, id",
                 &[],
             )
             .await;
@@ -343,12 +347,16 @@ impl Metastore for PostgresMetastore {
                     updated_unix_nano: n(8),
                     services: row.get(9),
                     node: row.get(10),
+                    part: row.get::<_, i32>(11).max(0) as u32,
                 })
             })
             .collect()
     }
 
     async fn stage_split(&self, split: SplitRecord) -> Result<(), MetastoreError> {
+        let part = i32::try_from(split.part).map_err(|_| {
+            MetastoreError::Config(format!("split part {} is out of range", split.part))
+        })?;
         let values = [
             to_i64("start", split.start_unix_nano)?,
             to_i64("end", split.end_unix_nano)?,
@@ -359,8 +367,9 @@ impl Metastore for PostgresMetastore {
         self.execute(
             "stage split",
             "INSERT INTO weft_splits (id, signal, start_unix_nano, end_unix_nano, committed_lsn,
-                                      docs, bytes, state, updated_unix_nano, services, node)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                                      docs, bytes, state, updated_unix_nano, services, node,
+                                      part)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
              ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state,
                  updated_unix_nano = EXCLUDED.updated_unix_nano",
             &[
@@ -375,6 +384,7 @@ impl Metastore for PostgresMetastore {
                 &now_unix_nano(),
                 &split.services,
                 &split.node,
+                &part,
             ],
         )
         .await?;

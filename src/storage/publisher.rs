@@ -205,6 +205,7 @@ impl Publisher {
             updated_unix_nano: 0,
             services: Some(snapshot.services.clone()),
             node: Some(self.node.clone()),
+            part: snapshot.part,
         };
         self.metastore
             .stage_split(record)
@@ -227,8 +228,7 @@ impl Publisher {
             // Lookups in the split then read all of its segments: slower, not wrong.
             tracing::warn!(split = %id, "keeping the split's trace filter failed: {kept:?}");
         }
-        self.store
-            .mark_published(snapshot.signal, snapshot.start_unix_nano, &id);
+        self.store.mark_published(snapshot, &id);
         let storage = &self.metrics.storage;
         storage.uploads.fetch_add(1, Ordering::Relaxed);
         storage.uploaded_bytes.fetch_add(bytes, Ordering::Relaxed);

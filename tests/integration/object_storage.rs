@@ -499,3 +499,144 @@ async fn nodes_sharing_a_metastore_keep_to_their_own_splits() {
         node.stop().await;
     }
 }
+
+/// Sends `bodies` as records of service `parts`, stamped in the current hour (which stays
+/// open for the whole test), one export.
+async fn send_in_this_hour(server: &TestServer, bodies: &[String]) {
+    let now = now_nanos();
+    let hour_start = now - now % HOUR;
+    let records = bodies
+        .iter()
+        .map(|body| {
+            let mut r = record(body, vec![0x42; 16]);
+            // Spread over the hour so far, newest last.
+            r.time_unix_nano = hour_start + (now - hour_start) / 2 + body.len() as u64;
+            r
+        })
+        .collect();
+    let mut client = LogsServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap();
+    let answer = client
+        .export(logs_request("parts", records))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.partial_success, None);
+}
+
+/// Every record of service `parts`, read a page of `limit` at a time.
+async fn page_through(server: &TestServer, limit: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let mut params = vec![("q", "service:parts"), ("limit", limit), ("start", "0")];
+        if !cursor.is_empty() {
+            params.push(("cursor", cursor.as_str()));
+        }
+        let (status, body) = server.get("/api/v1/logs", &params).await;
+        assert_eq!(status, 200, "{body}");
+        for log in body["logs"].as_array().unwrap() {
+            seen.push(log["body"].as_str().unwrap().to_string());
+        }
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => return seen,
+        }
+        assert!(seen.len() < 1_000, "paging does not end");
+    }
+}
+
+/// The splits the metastore (`pg`, or the embedded one) lists as published: (part, docs),
+/// sorted.
+fn published_parts(server: &TestServer, pg: Option<&crate::postgres::PgServer>) -> Vec<(u64, u64)> {
+    let mut parts: Vec<(u64, u64)> = match pg {
+        Some(pg) => pg
+            .sql("SELECT part, docs FROM weft_splits WHERE state = 'published'")
+            .iter()
+            .map(|line| {
+                let (part, docs) = line.split_once(' ').unwrap();
+                (part.parse().unwrap(), docs.parse().unwrap())
+            })
+            .collect(),
+        None => {
+            let path = server.dir.path().join("metastore").join("splits.json");
+            let file: Value =
+                serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+            file["splits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["state"] == "published")
+                .map(|s| (s["part"].as_u64().unwrap(), s["docs"].as_u64().unwrap()))
+                .collect()
+        }
+    };
+    parts.sort();
+    parts
+}
+
+/// `seal_docs`: a partition that reaches it is published while its hour is still open, and
+/// the hour goes on in a new part; searches page through the parts as through one, and a
+/// restart (taking the parts in from the metastore, `pg` or the embedded one) keeps them
+/// apart.
+async fn a_full_partition_is_published_before_its_hour_ends(pg: Option<crate::postgres::PgServer>) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::common::test_config(&dir);
+    let _ = use_object_storage(&mut config, StorageUnderTest::File).await;
+    config.metastore = pg.as_ref().map(|pg| pg.url());
+    let pg = pg.as_ref();
+    // Only size seals the current hour here.
+    config.seal_interval = Duration::from_secs(24 * 3_600);
+    config.seal_docs = 4;
+    let restart_config = config.clone();
+    let server = TestServer::start_with(dir, |c| *c = config).await;
+    // Bodies of growing length, so that each is stamped after the one before.
+    let body = |i: usize| format!("part record {}", "x".repeat(i));
+    let all: Vec<String> = (0..9).map(body).collect();
+
+    send_in_this_hour(&server, &all[..4]).await;
+    server.wait_for_all_logs("service:parts", 4).await;
+    wait_until_remote(&server, 1).await;
+    assert_eq!(published_parts(&server, pg), [(0, 4)]);
+
+    send_in_this_hour(&server, &all[4..7]).await;
+    server.wait_for_all_logs("service:parts", 7).await;
+    let newest_first: Vec<String> = all[..7].iter().rev().cloned().collect();
+    assert_eq!(page_through(&server, "2").await, newest_first);
+    assert_eq!(
+        published_parts(&server, pg),
+        [(0, 4)],
+        "part 1 is not full yet"
+    );
+
+    send_in_this_hour(&server, &all[7..8]).await;
+    wait_until_remote(&server, 2).await;
+    assert_eq!(published_parts(&server, pg), [(0, 4), (1, 4)]);
+
+    let dir = server.stop().await;
+    let server = TestServer::start_with(dir, |c| *c = restart_config).await;
+    send_in_this_hour(&server, &all[8..]).await;
+    server.wait_for_all_logs("service:parts", 9).await;
+    let newest_first: Vec<String> = all.iter().rev().cloned().collect();
+    assert_eq!(page_through(&server, "3").await, newest_first, "each once");
+    assert_eq!(
+        published_parts(&server, pg),
+        [(0, 4), (1, 4)],
+        "nothing published again"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_partition_is_published_before_its_hour_ends_listed_in_a_file() {
+    a_full_partition_is_published_before_its_hour_ends(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_partition_is_published_before_its_hour_ends_listed_in_postgres() {
+    let Some(pg) = crate::postgres::PgServer::start() else {
+        return;
+    };
+    a_full_partition_is_published_before_its_hour_ends(Some(pg)).await;
+}
