@@ -107,6 +107,12 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
         "with storage: this node's name; the splits it publishes carry it, and at start it takes in only its own. None: one is made up and kept in data_dir/node-id",
     ),
     (
+        "role",
+        "WEFT_ROLE",
+        "all",
+        "all: one node that ingests and answers queries. In a cluster (storage and a PostgreSQL metastore shared by every node), ingest: takes OTLP and publishes splits; search: takes no OTLP and answers queries over the splits every node published",
+    ),
+    (
         "seal_interval",
         "WEFT_SEAL_INTERVAL",
         "10m",
@@ -259,6 +265,7 @@ struct RawConfig {
     storage: Option<String>,
     metastore: Option<String>,
     node_id: Option<String>,
+    role: Option<String>,
     seal_interval: Option<String>,
     seal_docs: Option<u64>,
     cache_bytes: Option<u64>,
@@ -306,6 +313,8 @@ pub struct Overrides {
     pub metastore: Option<String>,
     /// `--node-id`.
     pub node_id: Option<String>,
+    /// `--role`.
+    pub role: Option<String>,
 }
 
 /// Validated configuration.
@@ -333,6 +342,8 @@ pub struct Config {
     pub metastore: Option<String>,
     /// This node's name, checked; `None`: the one kept in the data directory.
     pub node_id: Option<String>,
+    /// What this node does in a cluster.
+    pub role: crate::node::Role,
     /// How long a partition stays open after its hour ends.
     pub seal_interval: Duration,
     /// Records at which a partition is sealed at once, its hour continuing in a new part.
@@ -444,6 +455,9 @@ impl Config {
         if let Some(v) = &overrides.node_id {
             raw.node_id = Some(v.clone());
         }
+        if let Some(v) = &overrides.role {
+            raw.role = Some(v.clone());
+        }
         let mut config = Config::resolve(raw)?;
         config.storage_env = storage_env;
         Ok(config)
@@ -477,6 +491,30 @@ impl Config {
                 Ok(value)
             }
         };
+        let role = match raw.role.as_deref().map(str::trim) {
+            None | Some("") => crate::node::Role::All,
+            Some(name) => {
+                crate::node::Role::parse(name).map_err(|message| ConfigError::Invalid {
+                    key: "role".into(),
+                    message,
+                })?
+            }
+        };
+        let shares_a_metastore = raw
+            .metastore
+            .as_deref()
+            .is_some_and(|m| !m.trim().is_empty());
+        if role != crate::node::Role::All
+            && (raw.storage.as_deref().is_none_or(|s| s.trim().is_empty()) || !shares_a_metastore)
+        {
+            return Err(ConfigError::Invalid {
+                key: "role".into(),
+                message: format!(
+                    "role {} is for a cluster: set storage and a PostgreSQL metastore shared by every node",
+                    role.name()
+                ),
+            });
+        }
         let commit_interval = duration("commit_interval", raw.commit_interval, "500ms")?;
         if commit_interval.is_zero() {
             return Err(ConfigError::Invalid {
@@ -531,6 +569,7 @@ impl Config {
                     )
                 }
             },
+            role,
             seal_interval: duration("seal_interval", raw.seal_interval, "10m")?,
             seal_docs: positive("seal_docs", raw.seal_docs.unwrap_or(5_000_000))?,
             cache_bytes: raw.cache_bytes.unwrap_or(10 << 30),
@@ -604,6 +643,7 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
             "WEFT_SEAL_INTERVAL" => raw.seal_interval = Some(value),
             "WEFT_METASTORE" => raw.metastore = Some(value),
             "WEFT_NODE_ID" => raw.node_id = Some(value),
+            "WEFT_ROLE" => raw.role = Some(value),
             "WEFT_SEAL_DOCS" => raw.seal_docs = Some(number(key, &value)?),
             "WEFT_CACHE_BYTES" => raw.cache_bytes = Some(number(key, &value)?),
             "WEFT_QUERY_TIMEOUT" => raw.query_timeout = Some(value),
@@ -790,6 +830,39 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/from/env"));
         assert_eq!(c.retention, Duration::from_secs(2 * 86_400));
         assert_eq!(c.grpc_listen.port(), 3);
+    }
+
+    #[test]
+    fn roles_other_than_all_need_storage_and_a_shared_metastore() {
+        let load = |vars: &[(&str, &str)], role: Option<&str>| {
+            Config::load(
+                None,
+                &env(vars),
+                &Overrides {
+                    role: role.map(str::to_string),
+                    ..Default::default()
+                },
+            )
+        };
+        assert_eq!(load(&[], None).unwrap().role, crate::node::Role::All);
+        let cluster = [
+            ("WEFT_STORAGE", "s3://bucket/weft"),
+            ("WEFT_METASTORE", "postgres://weft@db/weft"),
+        ];
+        assert_eq!(
+            load(&[&cluster[..], &[("WEFT_ROLE", "ingest")]].concat(), None)
+                .unwrap()
+                .role,
+            crate::node::Role::Ingest
+        );
+        assert_eq!(
+            load(&cluster, Some("search")).unwrap().role,
+            crate::node::Role::Search
+        );
+        let alone = load(&cluster[..1], Some("search")).unwrap_err().to_string();
+        assert!(alone.contains("PostgreSQL metastore"), "{alone}");
+        let unknown = load(&cluster, Some("query")).unwrap_err().to_string();
+        assert!(unknown.contains("all, ingest or search"), "{unknown}");
     }
 
     #[test]

@@ -81,6 +81,10 @@ struct ServeArgs {
     /// in the data directory].
     #[arg(long)]
     node_id: Option<String>,
+    /// all, ingest or search [env: WEFT_ROLE] [default: all]; ingest and search are for a
+    /// cluster on shared storage and a PostgreSQL metastore.
+    #[arg(long)]
+    role: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -111,6 +115,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         storage: args.storage,
         metastore: args.metastore,
         node_id: args.node_id,
+        role: args.role,
     };
     let config = Config::load(args.config.as_deref(), &env, &overrides)?;
     init_logging(&config, &env, overrides.log_level.is_some());

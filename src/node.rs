@@ -5,6 +5,47 @@
 use std::io::Write;
 use std::path::Path;
 
+/// What a node does in a cluster (`role`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Ingests and answers queries over its own data: one node on its own.
+    #[default]
+    All,
+    /// Ingests (OTLP in, WAL, partitions, seal, upload, publish), and answers queries over
+    /// its own data.
+    Ingest,
+    /// Takes no OTLP; answers queries over the splits every node published.
+    Search,
+}
+
+impl Role {
+    /// The role named `name` (`all`, `ingest` or `search`).
+    pub fn parse(name: &str) -> Result<Role, String> {
+        match name {
+            "all" => Ok(Role::All),
+            "ingest" => Ok(Role::Ingest),
+            "search" => Ok(Role::Search),
+            other => Err(format!(
+                "'{other}' is not a role: use all, ingest or search"
+            )),
+        }
+    }
+
+    /// Its name, as `parse` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Ingest => "ingest",
+            Role::Search => "search",
+        }
+    }
+
+    /// Whether it takes OTLP exports.
+    pub fn ingests(self) -> bool {
+        self != Role::Search
+    }
+}
+
 /// The file in the data directory that keeps a made-up name.
 const FILE_NAME: &str = "node-id";
 

@@ -11,13 +11,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use weft_index::faults::Faults;
-use weft_index::{Store, StoreOptions};
+use weft_index::{Signal, Store, StoreOptions};
 
 use crate::api::{self, ApiState};
 use crate::config::Config;
 use crate::ingest::{self, Ingest};
 use crate::metrics::Metrics;
 use crate::net::{Incoming, Peer};
+use crate::node::Role;
 use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::tls::Alpn;
 
@@ -111,6 +112,7 @@ pub async fn start_with(
                 s.staging.clone(),
             )
         });
+        let role = config.role;
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let store_options = StoreOptions {
                 max_open_writers: config.max_open_partitions,
@@ -130,6 +132,23 @@ pub async fn start_with(
                     runtime,
                     metrics.clone(),
                 )));
+                if role == Role::Search {
+                    // Reads every node's splits and writes nothing: no sealing, no cache.
+                    if store.partition_count(Signal::Logs) + store.partition_count(Signal::Spans)
+                        > 0
+                    {
+                        anyhow::bail!(
+                            "{} holds partitions of its own, which a search node would not \
+                             publish; start a search node on an empty data directory",
+                            config.data_dir.display()
+                        );
+                    }
+                    store.follow_published(&published);
+                    let pipeline =
+                        Pipeline::start(&config.data_dir, store.clone(), metrics, pipeline_config)
+                            .context("cannot recover the write-ahead log")?;
+                    return Ok((store, pipeline));
+                }
                 store
                     .adopt_published(&published)
                     .context("cannot take in the published splits")?;
@@ -171,7 +190,7 @@ pub async fn start_with(
         .context("cannot load severity rules")?
     };
     let ready = Arc::new(AtomicBool::new(false));
-    let ingest = Ingest::new(
+    let mut ingest = Ingest::new(
         pipeline.clone(),
         metrics.clone(),
         severity.clone(),
@@ -182,9 +201,23 @@ pub async fn start_with(
             body_read_timeout: config.body_read_timeout,
         },
     );
+    if !config.role.ingests() {
+        ingest = ingest.refusing_exports();
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
     let storage_status = match storage {
+        Some(setup) if config.role == Role::Search => {
+            let status = Arc::new(crate::storage::publisher::StorageStatus::default());
+            let follower = crate::storage::follower::Follower {
+                metastore: setup.metastore,
+                store: store.clone(),
+                status: status.clone(),
+                metrics: metrics.clone(),
+            };
+            servers.push(tokio::spawn(follower.run(stop_rx.clone())));
+            Some(status)
+        }
         Some(setup) => {
             let status = Arc::new(crate::storage::publisher::StorageStatus::default());
             let publisher = crate::storage::publisher::Publisher {
@@ -403,25 +436,21 @@ impl StorageSetup {
             .await
             .context("cannot list splits")?
         {
-            // Another node's splits are its own business: never taken in, never cleaned up.
-            if !split.belongs_to(&node) {
+            // A search node reads every node's published splits; an ingest node takes in only
+            // its own. Another node's splits are never cleaned up.
+            if config.role == Role::Search || !split.belongs_to(&node) {
                 others += 1;
+                if config.role == Role::Search {
+                    published.extend(split.published());
+                }
                 continue;
             }
-            match (split.state, split.signal()) {
-                (SplitState::Published, Some(signal)) => {
-                    published.push(weft_index::store::PublishedSplit {
-                        id: split.id,
-                        signal,
-                        start_unix_nano: split.start_unix_nano,
-                        part: split.part,
-                        committed_lsn: split.committed_lsn,
-                        docs: split.docs,
-                        services: split.services,
-                    })
-                }
+            match split.published() {
+                Some(split) => published.push(split),
                 // Staged: its upload may or may not have finished, and nothing counts on it.
-                _ => leftovers.push(split.id),
+                None if split.state != SplitState::Published => leftovers.push(split.id),
+                // Of a signal this weft cannot read.
+                None => others += 1,
             }
         }
         let staging = config.data_dir.join("staging");

@@ -722,21 +722,67 @@ impl Store {
                         p.close_writer();
                         std::fs::remove_dir_all(&p.dir)?;
                     }
-                    let filter = self.filter_path(&split.id);
-                    self.remote.write().expect("lock poisoned").insert(
-                        key,
-                        RemoteSplit {
-                            id: split.id.clone(),
-                            committed_lsn: split.committed_lsn,
-                            docs: split.docs,
-                            filter: filter.exists().then_some(filter),
-                            services: split.services.clone(),
-                        },
-                    );
+                    let remote = self.remote_split(split);
+                    self.remote
+                        .write()
+                        .expect("lock poisoned")
+                        .insert(key, remote);
                 }
             }
         }
         Ok(())
+    }
+
+    /// For a node that only reads (a search node, which has no partitions of its own): makes
+    /// the remote partitions exactly `splits`, the published splits of every node. Parts are
+    /// numbered anew within each hour, since several nodes publish parts of one hour under
+    /// the same numbers. Returns how many splits are new since the last call.
+    pub fn follow_published(&self, splits: &[PublishedSplit]) -> usize {
+        let mut sorted: Vec<&PublishedSplit> = splits.iter().collect();
+        sorted.sort_by(|a, b| {
+            (a.signal, a.start_unix_nano, a.part, &a.id).cmp(&(
+                b.signal,
+                b.start_unix_nano,
+                b.part,
+                &b.id,
+            ))
+        });
+        let mut remote = self.remote.write().expect("lock poisoned");
+        let known: std::collections::HashSet<&str> =
+            remote.values().map(|r| r.id.as_str()).collect();
+        let added = sorted
+            .iter()
+            .filter(|s| !known.contains(s.id.as_str()))
+            .count();
+        let mut followed = BTreeMap::new();
+        let mut key: Option<PartitionKey> = None;
+        for split in sorted {
+            let next = match key {
+                Some(k) if k.signal == split.signal && k.start_ns == split.start_unix_nano => {
+                    PartitionKey {
+                        part: k.part.saturating_add(1),
+                        ..k
+                    }
+                }
+                _ => PartitionKey::hour(split.signal, split.start_unix_nano),
+            };
+            key = Some(next);
+            followed.insert(next, self.remote_split(split));
+        }
+        *remote = followed;
+        added
+    }
+
+    /// A published split kept only in object storage, with its trace filter if one is kept.
+    fn remote_split(&self, split: &PublishedSplit) -> RemoteSplit {
+        let filter = self.filter_path(&split.id);
+        RemoteSplit {
+            id: split.id.clone(),
+            committed_lsn: split.committed_lsn,
+            docs: split.docs,
+            filter: filter.exists().then_some(filter),
+            services: split.services.clone(),
+        }
     }
 
     /// Seals the partitions that hold rows not yet in object storage and are either full

@@ -45,6 +45,7 @@ pub fn status(error: &IngestError) -> Status {
     match error {
         IngestError::TooLarge(m) => Status::resource_exhausted(m.clone()),
         IngestError::Unsupported(m) => Status::unimplemented(m.clone()),
+        IngestError::SearchNode => Status::unimplemented(error.to_string()),
         other => Status::invalid_argument(other.to_string()),
     }
 }

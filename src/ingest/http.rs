@@ -273,6 +273,8 @@ pub fn error_response(error: &IngestError, format: Format) -> Response {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             tonic::Code::InvalidArgument,
         ),
+        // Not retryable: OTLP exporters retry 429, 502, 503 and 504 only.
+        IngestError::SearchNode => (StatusCode::NOT_IMPLEMENTED, tonic::Code::Unimplemented),
         _ => (StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument),
     };
     let mut response = encoded_status(status, code, error.to_string(), format);

@@ -34,6 +34,11 @@ pub enum IngestError {
     /// The client took too long to send its request.
     #[error("{0}")]
     Slow(String),
+    /// This node takes no OTLP (`role = search`).
+    #[error(
+        "this weft node answers queries only (role = search); send OTLP exports to an ingest node"
+    )]
+    SearchNode,
     /// Processing the request panicked: a bug in weft, not in the request as far as anyone
     /// knows, so the client is told to retry rather than to drop the data.
     #[error("weft failed while processing this request (an internal error, logged); retry later")]
@@ -106,6 +111,8 @@ pub struct Ingest {
     metrics: Arc<Metrics>,
     severity: Arc<SeverityControl>,
     limits: IngestLimits,
+    /// False on a search node, which refuses every export.
+    takes_exports: bool,
 }
 
 /// What preparing one request needs besides the request: the severity rules in force, the
@@ -132,6 +139,15 @@ impl Ingest {
             metrics,
             severity,
             limits,
+            takes_exports: true,
+        }
+    }
+
+    /// This ingest, refusing every export: a search node's.
+    pub fn refusing_exports(self) -> Self {
+        Ingest {
+            takes_exports: false,
+            ..self
         }
     }
 
@@ -161,6 +177,9 @@ impl Ingest {
     /// Takes a request's place before its body is read (see [`admission`]); a refusal is
     /// counted and comes back as a retryable error.
     pub fn reserve(&self, bytes: usize) -> Result<Reservation, IngestError> {
+        if !self.takes_exports {
+            return Err(IngestError::SearchNode);
+        }
         self.pipeline.reserve(bytes).map_err(|error| {
             self.count_refusal(&error);
             IngestError::Pipeline(error)

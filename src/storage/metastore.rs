@@ -71,6 +71,23 @@ impl SplitRecord {
 }
 
 impl SplitRecord {
+    /// What the index takes in of a published split; `None` for one not published, or of a
+    /// signal this weft cannot read.
+    pub fn published(&self) -> Option<weft_index::store::PublishedSplit> {
+        if self.state != SplitState::Published {
+            return None;
+        }
+        Some(weft_index::store::PublishedSplit {
+            id: self.id.clone(),
+            signal: self.signal()?,
+            start_unix_nano: self.start_unix_nano,
+            part: self.part,
+            committed_lsn: self.committed_lsn,
+            docs: self.docs,
+            services: self.services.clone(),
+        })
+    }
+
     /// The signal it holds; `None` for a record this weft cannot read.
     pub fn signal(&self) -> Option<Signal> {
         match self.signal.as_str() {

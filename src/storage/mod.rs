@@ -9,11 +9,14 @@
 //!   also keeps the severity rules of every node on it (`severity::store`).
 //! - `publisher`: the task that packs sealed partitions, uploads them, publishes them, and
 //!   deletes what retention or a newer split replaced.
+//! - `follower`: a search node's task that keeps its index's remote partitions the splits
+//!   every node published.
 //!
 //! What an acknowledgement promises does not change: a row is acknowledged once it is in the
 //! local WAL and fsynced. With storage, the WAL entries behind a partition are kept until its
 //! split is published, so the row exists on the local disk until it is in object storage.
 
+pub mod follower;
 pub mod metastore;
 pub mod postgres;
 pub mod publisher;

@@ -50,7 +50,7 @@ impl StorageStatus {
             .clone()
     }
 
-    fn set(&self, reason: Option<String>) {
+    pub(crate) fn set(&self, reason: Option<String>) {
         let mut failing = self.failing.lock().unwrap_or_else(|p| p.into_inner());
         match reason {
             None => *failing = None,

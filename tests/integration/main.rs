@@ -1,6 +1,7 @@
 //! Integration tests: a real weft on port 0, real OTLP clients, real files.
 
 mod bad_input;
+mod cluster;
 mod common;
 mod dataset;
 mod durability;

@@ -1,0 +1,193 @@
+//! Several nodes on one bucket and one PostgreSQL (`role`): ingest nodes publish their splits,
+//! and a search node answers over the splits of every node, takes each new one in within
+//! a second or so of its publication, and refuses OTLP exports.
+
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use serde_json::Value;
+use weft::config::Config;
+use weft::node::Role;
+
+use crate::bad_input::{logs_request, record};
+use crate::common::{DEADLINE, TestServer, now_nanos, wait_until_remote};
+use crate::dataset::kv;
+use crate::postgres::PgServer;
+
+const HOUR: u64 = 3_600 * 1_000_000_000;
+
+/// A node of the cluster on `bucket` and `pg`: seals a quiet hour within a second, keeps no
+/// local copy of what it published.
+fn node(config: &mut Config, bucket: &std::path::Path, pg: &PgServer, id: &str, role: Role) {
+    config.storage =
+        Some(weft::storage::StorageUrl::parse(&format!("file://{}", bucket.display())).unwrap());
+    config.metastore = Some(pg.url());
+    config.node_id = Some(id.to_string());
+    config.role = role;
+    config.seal_interval = Duration::from_secs(1);
+    config.cache_bytes = 0;
+}
+
+/// Logs of an hour that is over, with service `service` and trace `trace`; `bodies` words.
+async fn send_logs(server: &TestServer, service: &str, trace: [u8; 16], bodies: &[&str]) {
+    let then = now_nanos() - 3 * HOUR;
+    let records = bodies
+        .iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let mut r = record(body, trace.to_vec());
+            r.time_unix_nano = then + i as u64;
+            r
+        })
+        .collect();
+    let mut client = LogsServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap();
+    client.export(logs_request(service, records)).await.unwrap();
+}
+
+/// One span of trace `trace`, in the same past hour, from service `service`.
+async fn send_span(server: &TestServer, service: &str, trace: [u8; 16]) {
+    let start = now_nanos() - 3 * HOUR;
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", service)],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: trace.to_vec(),
+                    span_id: vec![7; 8],
+                    name: "GET /cart".into(),
+                    kind: 2,
+                    start_time_unix_nano: start,
+                    end_time_unix_nano: start + 1_000_000,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut client = TraceServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap();
+    client.export(request).await.unwrap();
+}
+
+/// The bodies a search for `q` finds on `server`, sorted, once there are `want` of them.
+async fn bodies_once_there(server: &TestServer, q: &str, want: usize) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let (status, body) = server
+            .get(
+                "/api/v1/logs",
+                &[("q", q), ("start", "0"), ("limit", "100")],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let mut bodies: Vec<String> = body["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["body"].as_str().unwrap().to_string())
+            .collect();
+        if bodies.len() >= want {
+            bodies.sort();
+            return bodies;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "only {bodies:?} of {want} for '{q}'"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_node_answers_over_the_splits_of_every_ingest_node() {
+    let Some(pg) = PgServer::start() else {
+        return;
+    };
+    let bucket = tempfile::tempdir().unwrap();
+    let trace = [0x3c; 16];
+    // Two ingest nodes publish splits of the same hour (both part 0 of it): the trace's span
+    // reaches one, its logs the other.
+    let a = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
+        node(c, bucket.path(), &pg, "ingest-a", Role::Ingest)
+    })
+    .await;
+    let b = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
+        node(c, bucket.path(), &pg, "ingest-b", Role::Ingest)
+    })
+    .await;
+    send_span(&a, "cart", trace).await;
+    send_logs(&a, "cart", [1; 16], &["from a one", "from a two"]).await;
+    send_logs(&b, "pay", trace, &["from b one"]).await;
+    wait_until_remote(&a, 2).await;
+    wait_until_remote(&b, 1).await;
+
+    let search = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
+        node(c, bucket.path(), &pg, "search-1", Role::Search)
+    })
+    .await;
+    assert_eq!(
+        bodies_once_there(&search, "from", 3).await,
+        ["from a one", "from a two", "from b one"]
+    );
+    // The join: the span published by one node, the log by the other.
+    let (status, found) = search
+        .get(&format!("/api/v1/traces/{}", hex::encode(trace)), &[])
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["spans"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["spans"][0]["service"], "cart");
+    assert_eq!(found["logs"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["logs"][0]["body"], "from b one");
+
+    // A split published after the search node started is taken in.
+    send_logs(&b, "pay", [2; 16], &["later from b"]).await;
+    assert_eq!(
+        bodies_once_there(&search, "later", 1).await,
+        ["later from b"]
+    );
+    let body = crate::common::wait_for_status(&search, "/readyz", 200).await;
+    assert!(body.contains("storage: ok"), "{body}");
+
+    // Exports to a search node are refused, and not as something to retry.
+    let mut client = LogsServiceClient::connect(format!("http://{}", search.grpc))
+        .await
+        .unwrap();
+    let refused = client
+        .export(logs_request("cart", vec![record("lost?", vec![])]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unimplemented, "{refused:?}");
+    assert!(refused.message().contains("role = search"), "{refused:?}");
+    let answer = search
+        .client
+        .post(search.url("/v1/logs"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 501);
+    let answer: Value = answer.json().await.unwrap();
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("role = search"),
+        "{answer}"
+    );
+
+    search.stop().await;
+    a.stop().await;
+    b.stop().await;
+}
