@@ -339,6 +339,25 @@ impl SplitDirectory {
         }
     }
 
+    /// All of file `name`, in one read, not kept; `None` when the split has no such file.
+    pub(crate) fn read_file(&self, name: &str) -> Result<Option<Vec<u8>>, IndexError> {
+        let Some(file) = self.source.files.get(Path::new(name)) else {
+            return Ok(None);
+        };
+        let bytes = self
+            .source
+            .fetcher
+            .read_range(&self.source.id, file.offset..file.offset + file.len)
+            .map_err(remote)?;
+        if bytes.len() as u64 != file.len {
+            return Err(remote(format!(
+                "a short read of {name} in {}",
+                self.source.id
+            )));
+        }
+        Ok(Some(bytes))
+    }
+
     /// The names of the split's files.
     pub(crate) fn file_names(&self) -> Vec<String> {
         self.source.files.values().map(|f| f.name.clone()).collect()

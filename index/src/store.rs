@@ -152,6 +152,9 @@ pub struct Store {
     open_remote: Mutex<Vec<OpenRemote>>,
     /// Remote partitions queries read since the last [`Store::fill_cache`].
     read_remote: Mutex<std::collections::BTreeSet<PartitionKey>>,
+    /// Followed splits found to have no trace filter (written before filters were), so that
+    /// they are not read again for one.
+    without_filter: Mutex<std::collections::HashSet<String>>,
     /// One fetch at a time, so that two queries never download the same split twice.
     fetch_lock: Mutex<()>,
     checkpoint: AtomicU64,
@@ -289,6 +292,7 @@ impl Store {
             fetcher: RwLock::new(None),
             open_remote: Mutex::new(Vec::new()),
             read_remote: Mutex::new(std::collections::BTreeSet::new()),
+            without_filter: Mutex::new(std::collections::HashSet::new()),
             fetch_lock: Mutex::new(()),
             checkpoint: AtomicU64::new(checkpoint),
             options,
@@ -769,8 +773,62 @@ impl Store {
             key = Some(next);
             followed.insert(next, self.remote_split(split));
         }
+        // The filters of splits no longer listed (deleted by their node) go too.
+        let listed: std::collections::HashSet<&str> =
+            followed.values().map(|r| r.id.as_str()).collect();
+        for gone in remote.values().filter(|r| !listed.contains(r.id.as_str())) {
+            if let Some(filter) = &gone.filter {
+                let _ = std::fs::remove_file(filter);
+            }
+        }
+        drop(listed);
         *remote = followed;
         added
+    }
+
+    /// Brings to the local disk the trace filters of remote partitions that have none kept
+    /// (a search node's, whose splits other nodes published), at most `max` of them: one
+    /// read of each split's end and one of its filter. Without it, a trace lookup opens
+    /// every such split. Returns how many were brought; a split that cannot be read now is
+    /// tried again on the next call.
+    pub fn fetch_missing_filters(&self, max: usize) -> Result<usize, IndexError> {
+        let missing: Vec<(PartitionKey, String)> = {
+            let without = self
+                .without_filter
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            self.remote
+                .read()
+                .expect("lock poisoned")
+                .iter()
+                .filter(|(_, r)| r.filter.is_none() && !without.contains(&r.id))
+                .map(|(k, r)| (*k, r.id.clone()))
+                .take(max)
+                .collect()
+        };
+        let mut fetched = 0;
+        for (key, id) in missing {
+            let directory = SplitDirectory::open(self.fetcher_for(&id)?, &id)?;
+            let Some(bytes) = directory.read_file(crate::trace_filter::FILE_NAME)? else {
+                self.without_filter
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id);
+                continue;
+            };
+            let path = self.filter_path(&id);
+            std::fs::create_dir_all(self.root.join(FILTER_DIR))?;
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::rename(&tmp, &path)?;
+            if let Some(remote) = self.remote.write().expect("lock poisoned").get_mut(&key)
+                && remote.id == id
+            {
+                remote.filter = Some(path);
+            }
+            fetched += 1;
+        }
+        Ok(fetched)
     }
 
     /// A published split kept only in object storage, with its trace filter if one is kept.

@@ -1140,3 +1140,95 @@ fn a_full_partition_is_sealed_before_its_hour_ends_and_the_hour_goes_on_in_a_new
     assert_eq!(pages(&store, 4)[..2], ["t8", "t7"]);
     assert_eq!(pages(&store, 4).len(), 9, "each row once");
 }
+
+/// A search node's store: it follows the splits other stores published, numbering the parts
+/// of an hour anew, and brings their trace filters over, after which a trace lookup opens
+/// only the splits that may hold the trace.
+#[test]
+fn a_following_store_reads_the_splits_of_others_and_fetches_their_filters() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let bucket = Bucket::new(tmp.path());
+    // Two writing stores publish part 0 of the same hour.
+    let mut published = Vec::new();
+    for (n, trace) in [(1u8, 0x11u8), (2, 0x22)] {
+        let store = open(&tmp.path().join(format!("writer-{n}")));
+        let batch = RowBatch {
+            logs: vec![log(BASE + u64::from(n), &format!("from {n}"), trace)],
+            spans: vec![],
+        };
+        store.index_batch(0, 10, &batch).expect("indexed");
+        store.commit(10).expect("committed");
+        // Named per node, as weft's publisher names splits (with random bits).
+        let staging = tmp.path().join(format!("node-{n}"));
+        for snapshot in store.seal(BASE + HOUR, &staging).expect("sealed") {
+            let id = format!("node-{n}-{}", bucket.put(&snapshot));
+            std::fs::rename(
+                bucket.dir.join(format!("{}.split", &id[7..])),
+                bucket.dir.join(format!("{id}.split")),
+            )
+            .expect("renamed");
+            store.mark_published(&snapshot, &id);
+            published.push(PublishedSplit {
+                id,
+                signal: snapshot.signal,
+                start_unix_nano: snapshot.start_unix_nano,
+                part: snapshot.part,
+                committed_lsn: snapshot.committed_lsn,
+                docs: snapshot.docs,
+                services: Some(snapshot.services),
+            });
+        }
+    }
+    assert_eq!(published.len(), 2);
+    assert!(published.iter().all(|p| p.part == 0));
+
+    let follower = open(&tmp.path().join("search"));
+    follower.set_fetcher(bucket.clone());
+    assert_eq!(follower.follow_published(&published), 2);
+    assert_eq!(follower.follow_published(&published), 0, "nothing new");
+    assert_eq!(follower.remote_count(), 2);
+    let mut found = bodies(&follower, "from").expect("searched");
+    found.sort();
+    assert_eq!(found, ["from 1", "from 2"]);
+
+    // Without filters, a lookup opens every split; with them, none holding the trace.
+    let absent = [0x99; 16];
+    let follower = {
+        drop(follower);
+        let follower = open(&tmp.path().join("search"));
+        follower.set_fetcher(bucket.clone());
+        follower.follow_published(&published);
+        follower
+    };
+    let tails = bucket.tails.load(Ordering::SeqCst);
+    follower.trace(&absent, 10, 10).expect("looked up");
+    assert_eq!(bucket.tails.load(Ordering::SeqCst), tails + 2);
+    assert_eq!(follower.fetch_missing_filters(10).expect("fetched"), 2);
+    assert_eq!(follower.fetch_missing_filters(10).expect("fetched"), 0);
+    let follower = {
+        drop(follower);
+        let follower = open(&tmp.path().join("search"));
+        follower.set_fetcher(bucket.clone());
+        follower.follow_published(&published);
+        follower
+    };
+    let tails = bucket.tails.load(Ordering::SeqCst);
+    let rows = follower.trace(&absent, 10, 10).expect("looked up");
+    assert!(rows.logs.is_empty());
+    assert_eq!(
+        bucket.tails.load(Ordering::SeqCst),
+        tails,
+        "no split opened for a trace none holds"
+    );
+    let rows = follower.trace(&[0x22; 16], 10, 10).expect("looked up");
+    assert_eq!(rows.logs.len(), 1);
+    assert_eq!(bucket.tails.load(Ordering::SeqCst), tails + 1, "one split");
+
+    // A split its node deleted leaves the list, and its filter the disk.
+    assert_eq!(follower.follow_published(&published[..1]), 0);
+    assert_eq!(follower.remote_count(), 1);
+    let filters = std::fs::read_dir(tmp.path().join("search").join("filters"))
+        .expect("filters kept")
+        .count();
+    assert_eq!(filters, 1);
+}

@@ -18,6 +18,9 @@ use crate::metrics::Metrics;
 /// its publication.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Trace filters fetched per round: each costs two reads of object storage.
+const FILTERS_PER_ROUND: usize = 32;
+
 /// The follower task's parts.
 pub struct Follower {
     /// Where the splits are listed.
@@ -69,9 +72,17 @@ impl Follower {
             .map_err(|e| e.to_string())?;
         let published: Vec<_> = splits.iter().filter_map(|s| s.published()).collect();
         let store = self.store.clone();
-        let added = tokio::task::spawn_blocking(move || store.follow_published(&published))
-            .await
-            .map_err(|e| format!("taking in the published splits failed: {e}"))?;
+        let added = tokio::task::spawn_blocking(move || {
+            let added = store.follow_published(&published);
+            // Trace filters next, a few at a time, so that a node starting on a large bucket
+            // takes in the list at once and answers (more slowly) meanwhile.
+            if let Err(error) = store.fetch_missing_filters(FILTERS_PER_ROUND) {
+                tracing::warn!(%error, "cannot fetch trace filters of published splits; retrying");
+            }
+            added
+        })
+        .await
+        .map_err(|e| format!("taking in the published splits failed: {e}"))?;
         self.metrics
             .storage
             .remote_partitions

@@ -140,6 +140,14 @@ async fn a_search_node_answers_over_the_splits_of_every_ingest_node() {
         bodies_once_there(&search, "from", 3).await,
         ["from a one", "from a two", "from b one"]
     );
+    // The splits' trace filters come over, so that a trace lookup opens only the splits
+    // that may hold the trace.
+    let filters = search.dir.path().join("index").join("filters");
+    let started = Instant::now();
+    while std::fs::read_dir(&filters).map_or(0, |d| d.count()) < 3 {
+        assert!(started.elapsed() < DEADLINE, "no trace filters fetched");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The join: the span published by one node, the log by the other.
     let (status, found) = search
         .get(&format!("/api/v1/traces/{}", hex::encode(trace)), &[])
