@@ -113,6 +113,12 @@ pub const KEYS: &[(&str, &str, &str, &str)] = &[
         "all: one node that ingests and answers queries. In a cluster (storage and a PostgreSQL metastore shared by every node), ingest: takes OTLP and publishes splits; search: takes no OTLP and answers queries over the splits every node published",
     ),
     (
+        "advertise",
+        "WEFT_ADVERTISE",
+        "",
+        "with a PostgreSQL metastore: the URL other nodes reach this node's HTTP API at, e.g. http://10.0.0.5:4318; none: http_listen's address (127.0.0.1 in place of 0.0.0.0)",
+    ),
+    (
         "seal_interval",
         "WEFT_SEAL_INTERVAL",
         "10m",
@@ -266,6 +272,7 @@ struct RawConfig {
     metastore: Option<String>,
     node_id: Option<String>,
     role: Option<String>,
+    advertise: Option<String>,
     seal_interval: Option<String>,
     seal_docs: Option<u64>,
     cache_bytes: Option<u64>,
@@ -315,6 +322,8 @@ pub struct Overrides {
     pub node_id: Option<String>,
     /// `--role`.
     pub role: Option<String>,
+    /// `--advertise`.
+    pub advertise: Option<String>,
 }
 
 /// Validated configuration.
@@ -344,6 +353,8 @@ pub struct Config {
     pub node_id: Option<String>,
     /// What this node does in a cluster.
     pub role: crate::node::Role,
+    /// Where other nodes reach this one's HTTP API; `None`: derived from the address bound.
+    pub advertise: Option<String>,
     /// How long a partition stays open after its hour ends.
     pub seal_interval: Duration,
     /// Records at which a partition is sealed at once, its hour continuing in a new part.
@@ -458,6 +469,9 @@ impl Config {
         if let Some(v) = &overrides.role {
             raw.role = Some(v.clone());
         }
+        if let Some(v) = &overrides.advertise {
+            raw.advertise = Some(v.clone());
+        }
         let mut config = Config::resolve(raw)?;
         config.storage_env = storage_env;
         Ok(config)
@@ -570,6 +584,18 @@ impl Config {
                 }
             },
             role,
+            advertise: match raw.advertise.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                    Some(url.trim_end_matches('/').to_string())
+                }
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        key: "advertise".into(),
+                        message: format!("'{other}' is not a URL like http://10.0.0.5:4318"),
+                    });
+                }
+            },
             seal_interval: duration("seal_interval", raw.seal_interval, "10m")?,
             seal_docs: positive("seal_docs", raw.seal_docs.unwrap_or(5_000_000))?,
             cache_bytes: raw.cache_bytes.unwrap_or(10 << 30),
@@ -644,6 +670,7 @@ fn apply_env(raw: &mut RawConfig, env: &HashMap<String, String>) -> Result<(), C
             "WEFT_METASTORE" => raw.metastore = Some(value),
             "WEFT_NODE_ID" => raw.node_id = Some(value),
             "WEFT_ROLE" => raw.role = Some(value),
+            "WEFT_ADVERTISE" => raw.advertise = Some(value),
             "WEFT_SEAL_DOCS" => raw.seal_docs = Some(number(key, &value)?),
             "WEFT_CACHE_BYTES" => raw.cache_bytes = Some(number(key, &value)?),
             "WEFT_QUERY_TIMEOUT" => raw.query_timeout = Some(value),

@@ -21,8 +21,9 @@
 //!   (`auth::policy`); `tls`: certificates, reloaded when their files change; `net`: accepting
 //!   plain or TLS connections for both servers.
 //! - `storage`: object storage for sealed partitions (splits), the metastore that lists them,
-//!   and the publisher task that uploads them and deletes what retention removed; `node`:
-//!   this node's name, which its splits carry.
+//!   and the publisher task that uploads them and deletes what retention removed (on a
+//!   search node, the follower that reads every node's list instead); `node`: this node's
+//!   name and role; `cluster`: the nodes sharing a PostgreSQL metastore, by heartbeat.
 //! - `server`: start and graceful stop, used by `main` and by the integration tests.
 //!
 //! Storage and search live in the `weft-index` crate.
@@ -31,6 +32,7 @@ pub mod api;
 pub mod auth;
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod grpc;
 pub mod ingest;

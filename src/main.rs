@@ -85,6 +85,10 @@ struct ServeArgs {
     /// cluster on shared storage and a PostgreSQL metastore.
     #[arg(long)]
     role: Option<String>,
+    /// The URL other nodes reach this node's HTTP API at [env: WEFT_ADVERTISE] [default:
+    /// http_listen's address].
+    #[arg(long)]
+    advertise: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -116,6 +120,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metastore: args.metastore,
         node_id: args.node_id,
         role: args.role,
+        advertise: args.advertise,
     };
     let config = Config::load(args.config.as_deref(), &env, &overrides)?;
     init_logging(&config, &env, overrides.log_level.is_some());

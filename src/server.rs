@@ -206,6 +206,29 @@ pub async fn start_with(
     }
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
+    let cluster = storage.as_ref().and_then(|setup| {
+        let postgres = setup.postgres.clone()?;
+        let advertise = config.advertise.clone().unwrap_or_else(|| {
+            let mut addr = http_addr;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{addr}")
+        });
+        let cluster = Arc::new(crate::cluster::Cluster::new(
+            postgres,
+            setup.node.clone(),
+            config.role,
+            advertise,
+        ));
+        servers.push(tokio::spawn(cluster.clone().run(stop_rx.clone())));
+        Some(cluster)
+    });
     let storage_status = match storage {
         Some(setup) if config.role == Role::Search => {
             let status = Arc::new(crate::storage::publisher::StorageStatus::default());
@@ -248,6 +271,7 @@ pub async fn start_with(
         pipeline: pipeline.clone(),
         shutdown: stop_rx.clone(),
         severity: severity.clone(),
+        cluster,
     };
     let auth = crate::auth::AuthState {
         tokens: Arc::new(config.tokens.clone()),

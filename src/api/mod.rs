@@ -3,10 +3,11 @@
 //!
 //! Files: `logs`, `traces`, `tail`, `catalog` (histogram, services, events), `dependencies`
 //! (Jaeger's dependencies, weft's service map), `peel` (facets, span statistics, heatmap,
-//! comparison), `severity` (rules), `jaeger` (v1),
+//! comparison), `severity` (rules), `cluster` (the nodes sharing the metastore), `jaeger` (v1),
 //! `jaeger_v3`, `params` (time ranges, limits), `error` (status codes and bodies).
 
 mod catalog;
+mod cluster;
 mod dependencies;
 mod error;
 mod jaeger;
@@ -64,6 +65,8 @@ pub struct ApiState {
     pub severity: Arc<crate::severity::SeverityControl>,
     /// With object storage: whether uploads fail (shown by `/readyz`).
     pub storage_status: Option<Arc<crate::storage::publisher::StorageStatus>>,
+    /// With a PostgreSQL metastore: this node among the others on it.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Routes of the query API.
@@ -85,6 +88,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/services", get(catalog::services))
         .route("/api/v1/events", get(catalog::events))
         .route("/api/v1/service-map", get(dependencies::service_map))
+        .route("/api/v1/cluster", get(cluster::cluster))
         .route(
             "/api/v1/severity/rules",
             get(severity::list).post(severity::create),

@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i32, &str)] = &[
         5,
         include_str!("../../migrations/postgres/0005_split_parts.sql"),
     ),
+    (6, include_str!("../../migrations/postgres/0006_nodes.sql")),
 ];
 
 /// Any number that is weft's own: migrations of several nodes starting at once run one by one.
@@ -191,6 +192,52 @@ impl PostgresMetastore {
             }
             pg_error(what, e)
         })
+    }
+
+    /// Records that `member` is alive now (its row, written anew).
+    pub async fn heartbeat(&self, member: &crate::cluster::Member) -> Result<(), MetastoreError> {
+        let started = to_i64("start", member.started_unix_nano)?;
+        self.execute(
+            "heartbeat",
+            "INSERT INTO weft_nodes (id, role, advertise, started_unix_nano, heartbeat_unix_nano)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO UPDATE SET role = EXCLUDED.role, advertise = EXCLUDED.advertise,
+                 started_unix_nano = EXCLUDED.started_unix_nano,
+                 heartbeat_unix_nano = EXCLUDED.heartbeat_unix_nano",
+            &[
+                &member.id,
+                &member.role,
+                &member.advertise,
+                &started,
+                &now_unix_nano(),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Every node that ever wrote a heartbeat here, by ID.
+    pub async fn members(&self) -> Result<Vec<crate::cluster::Member>, MetastoreError> {
+        self.in_transaction("list nodes", async |tx| {
+            let rows = tx
+                .query(
+                    "SELECT id, role, advertise, started_unix_nano, heartbeat_unix_nano
+                     FROM weft_nodes ORDER BY id",
+                    &[],
+                )
+                .await?;
+            Ok(rows
+                .iter()
+                .map(|row| crate::cluster::Member {
+                    id: row.get(0),
+                    role: row.get(1),
+                    advertise: row.get(2),
+                    started_unix_nano: row.get::<_, i64>(3).max(0) as u64,
+                    heartbeat_unix_nano: row.get::<_, i64>(4).max(0) as u64,
+                })
+                .collect())
+        })
+        .await
     }
 
     /// The severity rules in force, as JSON text, in the order they were created.

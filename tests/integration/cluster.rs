@@ -195,7 +195,48 @@ async fn a_search_node_answers_over_the_splits_of_every_ingest_node() {
         "{answer}"
     );
 
-    search.stop().await;
+    // Every node is listed with its role and address, alive; one that stops is not, soon.
+    let (status, members) = search.get("/api/v1/cluster", &[]).await;
+    assert_eq!(status, 200, "{members}");
+    assert_eq!(members["node"], "search-1");
+    let listed: Vec<(String, String, bool)> = members["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["id"].as_str().unwrap().to_string(),
+                n["role"].as_str().unwrap().to_string(),
+                n["alive"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("ingest-a".to_string(), "ingest".to_string(), true),
+            ("ingest-b".to_string(), "ingest".to_string(), true),
+            ("search-1".to_string(), "search".to_string(), true),
+        ]
+    );
+    assert_eq!(
+        members["nodes"][0]["advertise"],
+        format!("http://{}", a.http)
+    );
     a.stop().await;
+    let started = Instant::now();
+    loop {
+        let (_, members) = search.get("/api/v1/cluster", &[]).await;
+        if members["nodes"][0]["alive"] == false {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "ingest-a still alive: {members}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    search.stop().await;
     b.stop().await;
 }

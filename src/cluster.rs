@@ -1,0 +1,105 @@
+//! Membership: the nodes that share one PostgreSQL metastore. Each writes its row in
+//! `weft_nodes` every second (its role, the address other nodes reach its HTTP API at, and
+//! the time); that table is the membership list, with no protocol of weft's own. A node
+//! whose row is older than [`GONE_AFTER`] is taken for gone. `/api/v1/cluster` shows the list.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::storage::postgres::PostgresMetastore;
+
+/// How often a node writes its row.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A node whose last heartbeat is older than this is taken for gone: a few missed beats, not
+/// one slow write.
+pub const GONE_AFTER: Duration = Duration::from_secs(5);
+
+/// One node, as its row says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Member {
+    /// Its `node_id`.
+    pub id: String,
+    /// `all`, `ingest` or `search`.
+    pub role: String,
+    /// Where other nodes reach its HTTP API (`advertise`).
+    pub advertise: String,
+    /// When it started (unix ns).
+    pub started_unix_nano: u64,
+    /// Its last heartbeat (unix ns; its own clock).
+    pub heartbeat_unix_nano: u64,
+}
+
+impl Member {
+    /// Whether its last heartbeat is recent at `now_unix_nano`.
+    pub fn alive(&self, now_unix_nano: u64) -> bool {
+        now_unix_nano.saturating_sub(self.heartbeat_unix_nano) <= GONE_AFTER.as_nanos() as u64
+    }
+}
+
+/// This node's place in the cluster.
+pub struct Cluster {
+    postgres: Arc<PostgresMetastore>,
+    me: Member,
+}
+
+impl Cluster {
+    /// This node (`id`, `role`, reached at `advertise`), on `postgres`.
+    pub fn new(
+        postgres: Arc<PostgresMetastore>,
+        id: String,
+        role: crate::node::Role,
+        advertise: String,
+    ) -> Self {
+        Cluster {
+            postgres,
+            me: Member {
+                id,
+                role: role.name().to_string(),
+                advertise,
+                started_unix_nano: crate::pipeline::now_unix_nano(),
+                heartbeat_unix_nano: 0,
+            },
+        }
+    }
+
+    /// This node.
+    pub fn me(&self) -> &Member {
+        &self.me
+    }
+
+    /// Writes this node's row every [`HEARTBEAT_INTERVAL`] until `stop`. A failure (PostgreSQL
+    /// away) is logged once and retried: the node goes on, and others take it for gone
+    /// meanwhile.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            match self.postgres.heartbeat(&self.me).await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("heartbeats reach the metastore again");
+                }
+                Ok(()) => {}
+                Err(error) if !failing => {
+                    failing = true;
+                    tracing::warn!(%error, "cannot write this node's heartbeat; retrying");
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Every node with a row, by ID.
+    pub async fn members(&self) -> Result<Vec<Member>, String> {
+        self.postgres.members().await.map_err(|e| e.to_string())
+    }
+}
