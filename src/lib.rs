@@ -23,7 +23,8 @@
 //! - `storage`: object storage for sealed partitions (splits), the metastore that lists them,
 //!   and the publisher task that uploads them and deletes what retention removed (on a
 //!   search node, the follower that reads every node's list instead); `node`: this node's
-//!   name and role; `cluster`: the nodes sharing a PostgreSQL metastore, by heartbeat.
+//!   name and role; `cluster`: the nodes sharing a PostgreSQL metastore, by heartbeat;
+//!   `fanout`: what a search node asks the live ingest nodes.
 //! - `server`: start and graceful stop, used by `main` and by the integration tests.
 //!
 //! Storage and search live in the `weft-index` crate.
@@ -34,6 +35,7 @@ pub mod bench;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+pub mod fanout;
 pub mod grpc;
 pub mod ingest;
 pub mod inspect;

@@ -229,16 +229,18 @@ pub async fn start_with(
         servers.push(tokio::spawn(cluster.clone().run(stop_rx.clone())));
         Some(cluster)
     });
+    let mut follower = None;
     let storage_status = match storage {
         Some(setup) if config.role == Role::Search => {
             let status = Arc::new(crate::storage::publisher::StorageStatus::default());
-            let follower = crate::storage::follower::Follower {
+            let following = Arc::new(crate::storage::follower::Follower {
                 metastore: setup.metastore,
                 store: store.clone(),
                 status: status.clone(),
                 metrics: metrics.clone(),
-            };
-            servers.push(tokio::spawn(follower.run(stop_rx.clone())));
+            });
+            servers.push(tokio::spawn(following.clone().run(stop_rx.clone())));
+            follower = Some(following);
             Some(status)
         }
         Some(setup) => {
@@ -271,6 +273,15 @@ pub async fn start_with(
         pipeline: pipeline.clone(),
         shutdown: stop_rx.clone(),
         severity: severity.clone(),
+        fanout: match (&cluster, follower) {
+            (Some(cluster), Some(follower)) => Some(Arc::new(crate::fanout::FanOut::new(
+                cluster.clone(),
+                follower,
+                config.query_timeout,
+                config.tls.as_ref(),
+            )?)),
+            _ => None,
+        },
         cluster,
     };
     let auth = crate::auth::AuthState {

@@ -11,7 +11,7 @@ use crate::error::IndexError;
 use crate::ids::{IdKind, IdQuery};
 use crate::query::{Expr, compile};
 use crate::rows::RowReader;
-use crate::store::Store;
+use crate::store::{PartitionRef, Scope, Store};
 use crate::trace_filter::TraceSegments;
 use crate::{LogRow, Signal, SpanRow, log_fields};
 
@@ -291,41 +291,62 @@ impl Store {
         max_spans: usize,
         max_logs: usize,
     ) -> Result<TraceRows, IndexError> {
+        Ok(self.trace_in(trace_id, max_spans, max_logs, &Scope::All)?.0)
+    }
+
+    /// [`Store::trace`] over the partitions `scope` reads; also returns the local partitions
+    /// read, which a search node then leaves out of its own part.
+    pub fn trace_in(
+        &self,
+        trace_id: &[u8; 16],
+        max_spans: usize,
+        max_logs: usize,
+        scope: &Scope,
+    ) -> Result<(TraceRows, Vec<PartitionRef>), IndexError> {
         // Spans and logs are looked up together, so that the remote hours of both are read
         // at once (see `Partitions::read_all`).
-        let found = self
-            .partitions_for_trace(Signal::Spans, trace_id)?
-            .chain(self.partitions_for_trace(Signal::Logs, trace_id)?)
-            .read_all(|partition| {
-                let searcher = partition.searcher();
-                let segments = match self.trace_segments(partition, &searcher, trace_id) {
-                    TraceSegments::None => return Ok(TraceRows::default()),
-                    TraceSegments::Some(segments) => Some(segments),
-                    TraceSegments::All => None,
-                };
-                partition.prefetch_for_lookup(segments.as_deref())?;
-                trace_rows_in(
-                    &searcher,
-                    segments.as_deref(),
-                    partition.signal,
-                    trace_id,
-                    (max_spans, max_logs),
-                )
-            })?;
+        let partitions = self
+            .partitions_for_trace(Signal::Spans, trace_id, scope)?
+            .chain(self.partitions_for_trace(Signal::Logs, trace_id, scope)?);
+        let read = partitions.local_refs();
+        let found = partitions.read_all(|partition| {
+            let searcher = partition.searcher();
+            let segments = match self.trace_segments(partition, &searcher, trace_id) {
+                TraceSegments::None => return Ok(TraceRows::default()),
+                TraceSegments::Some(segments) => Some(segments),
+                TraceSegments::All => None,
+            };
+            partition.prefetch_for_lookup(segments.as_deref())?;
+            trace_rows_in(
+                &searcher,
+                segments.as_deref(),
+                partition.signal,
+                trace_id,
+                (max_spans, max_logs),
+            )
+        })?;
         let mut rows = TraceRows::default();
         for found in found {
             rows.spans.extend(found.spans);
             rows.logs.extend(found.logs);
         }
-        rows.spans
+        rows.settle(max_spans, max_logs);
+        Ok((rows, read))
+    }
+}
+
+impl TraceRows {
+    /// Orders rows gathered from several places (spans by start, logs by time) and keeps at
+    /// most `max_spans` and `max_logs`, noting when more were found.
+    pub fn settle(&mut self, max_spans: usize, max_logs: usize) {
+        self.spans
             .sort_by_key(|s: &SpanRow| (s.start_time_unix_nano, s.span_id.clone()));
-        rows.logs.sort_by_key(|l: &LogRow| l.time_unix_nano);
-        if rows.spans.len() > max_spans || rows.logs.len() > max_logs {
-            rows.truncated = true;
-            rows.spans.truncate(max_spans);
-            rows.logs.truncate(max_logs);
+        self.logs.sort_by_key(|l: &LogRow| l.time_unix_nano);
+        if self.spans.len() > max_spans || self.logs.len() > max_logs {
+            self.truncated = true;
+            self.spans.truncate(max_spans);
+            self.logs.truncate(max_logs);
         }
-        Ok(rows)
     }
 }
 

@@ -63,10 +63,46 @@ const OPEN_REMOTE_BYTES: u64 = 256 << 20;
 /// Where the trace filters of partitions kept only in object storage stay, one per split.
 const FILTER_DIR: &str = "filters";
 
+/// A partition of one node, as the nodes of a cluster name it to each other.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PartitionRef {
+    /// Which signal.
+    pub signal: Signal,
+    /// The start of its hour.
+    pub start_unix_nano: u64,
+    /// Which part of that hour.
+    pub part: u32,
+}
+
+/// A partition of a named node.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SplitOrigin {
+    /// The node (`node_id`) that publishes it.
+    pub node: String,
+    /// Its partition there.
+    pub partition: PartitionRef,
+}
+
+/// Which partitions a query reads.
+#[derive(Clone, Debug, Default)]
+pub enum Scope {
+    /// All of them: one node on its own.
+    #[default]
+    All,
+    /// Only local partitions holding rows not yet in a published split (or not yet known to
+    /// be): what an ingest node answers a search node for.
+    Unpublished,
+    /// All but the followed splits of these partitions, whose nodes answered for them with
+    /// their unpublished rows: a search node's own part of a query.
+    Except(std::collections::HashSet<SplitOrigin>),
+}
+
 /// A partition whose only copy is a published split.
 #[derive(Clone, Debug)]
 struct RemoteSplit {
     id: String,
+    /// Which node's partition it is, for a search node following other nodes' splits.
+    origin: Option<SplitOrigin>,
     /// The WAL position its partition was committed through.
     committed_lsn: u64,
     /// Documents in it.
@@ -100,6 +136,8 @@ pub struct PublishedSplit {
     pub committed_lsn: u64,
     /// Documents in it.
     pub docs: u64,
+    /// The node that published it, when known.
+    pub node: Option<String>,
     /// The services with rows in it; `None` when the metastore does not know.
     pub services: Option<Vec<String>>,
 }
@@ -836,6 +874,14 @@ impl Store {
         let filter = self.filter_path(&split.id);
         RemoteSplit {
             id: split.id.clone(),
+            origin: split.node.as_ref().map(|node| SplitOrigin {
+                node: node.clone(),
+                partition: PartitionRef {
+                    signal: split.signal,
+                    start_unix_nano: split.start_unix_nano,
+                    part: split.part,
+                },
+            }),
             committed_lsn: split.committed_lsn,
             docs: split.docs,
             filter: filter.exists().then_some(filter),
@@ -999,6 +1045,7 @@ impl Store {
                     key,
                     RemoteSplit {
                         id,
+                        origin: None,
                         committed_lsn: p.committed_lsn(),
                         docs: p.num_docs(),
                         filter,
@@ -1280,9 +1327,10 @@ impl Store {
         &self,
         signal: Signal,
         trace_id: &[u8],
+        scope: &Scope,
     ) -> Result<Partitions<'_>, IndexError> {
         let all = PartitionKey::new(signal, 0, 0)..=PartitionKey::new(signal, u64::MAX, u32::MAX);
-        self.partitions_in(all, |remote| {
+        self.partitions_in(all, scope, |remote| {
             remote
                 .filter
                 .as_deref()
@@ -1350,31 +1398,40 @@ impl Store {
         }
         let hours = PartitionKey::new(signal, partition_start(start), 0)
             ..=PartitionKey::new(signal, end - 1, u32::MAX);
-        self.partitions_in(hours, |remote| match (query, &remote.services) {
-            (Some(query), Some(services)) => crate::query::may_match_services(query, services),
-            _ => true,
+        self.partitions_in(hours, &Scope::All, |remote| {
+            match (query, &remote.services) {
+                (Some(query), Some(services)) => crate::query::may_match_services(query, services),
+                _ => true,
+            }
         })
     }
 
-    /// The partitions with keys in `keys`, newest first: the local ones, and the remote
-    /// ones `wanted` keeps, opened as the caller reaches them. Both maps are read under the
+    /// The partitions with keys in `keys` that `scope` reads, newest first: the local ones,
+    /// and the remote ones `wanted` keeps, opened as the caller reaches them. Both maps are read under the
     /// partitions lock (which eviction and fetching hold while moving a key between them),
     /// so no partition is missed while it moves; the list holds each local partition it
     /// names, even one evicted meanwhile.
     fn partitions_in(
         &self,
         keys: std::ops::RangeInclusive<PartitionKey>,
+        scope: &Scope,
         wanted: impl Fn(&RemoteSplit) -> bool,
     ) -> Result<Partitions<'_>, IndexError> {
+        let in_scope = |remote: &RemoteSplit| match scope {
+            Scope::All => true,
+            Scope::Unpublished => false,
+            Scope::Except(answered) => remote.origin.as_ref().is_none_or(|o| !answered.contains(o)),
+        };
         let mut listed: Vec<(PartitionKey, Option<Arc<Partition>>)> = {
             let map = self.partitions.read().expect("lock poisoned");
             let remote = self.remote.read().expect("lock poisoned");
             map.range(keys.clone())
+                .filter(|(_, p)| !matches!(scope, Scope::Unpublished) || !p.publication.is_clean())
                 .map(|(k, p)| (*k, Some(p.clone())))
                 .chain(
                     remote
                         .range(keys)
-                        .filter(|(k, r)| !map.contains_key(k) && wanted(r))
+                        .filter(|(k, r)| !map.contains_key(k) && in_scope(r) && wanted(r))
                         .map(|(k, _)| (*k, None)),
                 )
                 .collect()
@@ -1408,6 +1465,20 @@ impl<'a> Partitions<'a> {
             store,
             listed: Vec::new().into_iter(),
         }
+    }
+
+    /// The local partitions listed, as other nodes name them.
+    pub(crate) fn local_refs(&self) -> Vec<PartitionRef> {
+        self.listed
+            .as_slice()
+            .iter()
+            .filter(|(_, local)| local.is_some())
+            .map(|(key, _)| PartitionRef {
+                signal: key.signal,
+                start_unix_nano: key.start_ns,
+                part: key.part,
+            })
+            .collect()
     }
 
     /// The hour of the next partition listed.

@@ -167,6 +167,7 @@ fn publish_all(
             part: snapshot.part,
             committed_lsn: snapshot.committed_lsn,
             docs: snapshot.docs,
+            node: None,
             services: Some(snapshot.services),
         });
     }
@@ -356,6 +357,7 @@ fn a_sealed_partition_is_published_evicted_fetched_back_and_replaced() {
                 part: 0,
                 committed_lsn: 30,
                 docs: 0,
+                node: None,
                 services: None,
             },
             PublishedSplit {
@@ -365,6 +367,7 @@ fn a_sealed_partition_is_published_evicted_fetched_back_and_replaced() {
                 part: 0,
                 committed_lsn: 20,
                 docs: 0,
+                node: None,
                 services: None,
             },
         ])
@@ -411,6 +414,7 @@ fn a_damaged_split_is_refused_and_the_query_fails_cleanly() {
             part: 0,
             committed_lsn: 5,
             docs: 0,
+            node: None,
             services: None,
         }])
         .expect("adopted");
@@ -490,6 +494,7 @@ fn a_trace_lookup_fetches_only_the_splits_whose_filter_may_hold_it() {
             part: 0,
             committed_lsn: 30,
             docs: 0,
+            node: None,
             services: None,
         });
     }
@@ -1105,6 +1110,7 @@ fn a_full_partition_is_sealed_before_its_hour_ends_and_the_hour_goes_on_in_a_new
                 part: 0,
                 committed_lsn: 10,
                 docs: 4,
+                node: None,
                 services: None,
             },
             PublishedSplit {
@@ -1114,6 +1120,7 @@ fn a_full_partition_is_sealed_before_its_hour_ends_and_the_hour_goes_on_in_a_new
                 part: 1,
                 committed_lsn: 30,
                 docs: 4,
+                node: None,
                 services: None,
             },
         ])
@@ -1175,6 +1182,7 @@ fn a_following_store_reads_the_splits_of_others_and_fetches_their_filters() {
                 part: snapshot.part,
                 committed_lsn: snapshot.committed_lsn,
                 docs: snapshot.docs,
+                node: None,
                 services: Some(snapshot.services),
             });
         }

@@ -296,11 +296,11 @@ pub(crate) async fn search(
 pub(crate) async fn get_trace(
     State(state): State<ApiState>,
     Path(trace_id): Path<String>,
+    headers: axum::http::HeaderMap,
 ) -> JaegerResult {
     let id = parse_trace_id(&trace_id)?;
-    let rows = state
-        .run_query(move |store, _| Ok(store.trace(&id, MAX_SPANS, MAX_LOGS)?))
-        .await?;
+    let authorization = super::traces::authorization(&headers);
+    let (rows, _missing) = super::traces::trace_rows(&state, id, authorization).await?;
     if rows.spans.is_empty() && rows.logs.is_empty() {
         return Err(JaegerError(StatusCode::NOT_FOUND, "trace not found".into()));
     }

@@ -382,6 +382,7 @@ pub(crate) async fn get_trace(
     State(state): State<ApiState>,
     Path(trace_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<TracesResponse>, V3Error> {
     let id = parse_trace_id(&trace_id)
         .map_err(|e| V3Error::malformed("trace_id", e.public_message()))?;
@@ -395,9 +396,8 @@ pub(crate) async fn get_trace(
     if let Some((raw, name)) = first(&params, "rawTraces", "raw_traces") {
         boolean(raw, name)?;
     }
-    let rows = state
-        .run_query(move |store, _| Ok(store.trace(&id, MAX_SPANS, MAX_LOGS)?))
-        .await?;
+    let authorization = super::traces::authorization(&headers);
+    let (rows, _missing) = super::traces::trace_rows(&state, id, authorization).await?;
     if rows.spans.is_empty() {
         return Err(no_traces());
     }

@@ -67,6 +67,8 @@ pub struct ApiState {
     pub storage_status: Option<Arc<crate::storage::publisher::StorageStatus>>,
     /// With a PostgreSQL metastore: this node among the others on it.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// On a search node: asks the ingest nodes for their rows not yet published.
+    pub fanout: Option<Arc<crate::fanout::FanOut>>,
 }
 
 /// Routes of the query API.
@@ -85,6 +87,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/spans/compare", get(peel::span_compare))
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::get_trace))
+        .route(
+            "/api/v1/internal/trace/{trace_id}",
+            get(traces::internal_trace),
+        )
         .route("/api/v1/services", get(catalog::services))
         .route("/api/v1/events", get(catalog::events))
         .route("/api/v1/service-map", get(dependencies::service_map))

@@ -6,12 +6,15 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
 use serde_json::{Value, json};
 use weft_index::query::{CmpOp, Expr, parse};
-use weft_index::{LogRow, SpanRow, TraceSearch, TraceSummary};
+use weft_index::store::Scope;
+use weft_index::{LogRow, RowBatch, SpanRow, TraceRows, TraceSearch, TraceSummary};
 
 use super::params::{limit, parse_duration_ns, time_range};
 use super::{ApiError, ApiState};
+use crate::fanout::InternalTrace;
 
 /// Most spans and logs one trace answer carries.
 pub(crate) const MAX_SPANS: usize = 10_000;
@@ -30,15 +33,70 @@ pub(crate) fn parse_trace_id(text: &str) -> Result<[u8; 16], ApiError> {
         })
 }
 
+/// `GET /api/v1/internal/trace/{trace_id}`: this node's rows of a trace not yet in a
+/// published split, and the partitions read, for a search node (`crate::fanout`).
+pub(crate) async fn internal_trace(
+    State(state): State<ApiState>,
+    Path(trace_id): Path<String>,
+) -> Result<Json<InternalTrace>, ApiError> {
+    let id = parse_trace_id(&trace_id)?;
+    let (rows, read) = state
+        .run_query(move |store, _| {
+            Ok(store.trace_in(&id, MAX_SPANS, MAX_LOGS, &Scope::Unpublished)?)
+        })
+        .await?;
+    let node = state.cluster.as_ref().map(|c| c.me().id.clone());
+    let batch = RowBatch {
+        logs: rows.logs,
+        spans: rows.spans,
+    };
+    Ok(Json(InternalTrace::new(node, batch, rows.truncated, &read)))
+}
+
+/// The rows of trace `id`, and the ingest nodes that did not answer. On a search node, the
+/// live ingest nodes give their rows not yet published and the splits the rest;
+/// `authorization` (the caller's) is passed on to them.
+pub(crate) async fn trace_rows(
+    state: &ApiState,
+    id: [u8; 16],
+    authorization: Option<String>,
+) -> Result<(TraceRows, Vec<String>), ApiError> {
+    let Some(fanout) = state.fanout.clone() else {
+        let rows = state
+            .run_query(move |store, _| Ok(store.trace(&id, MAX_SPANS, MAX_LOGS)?))
+            .await?;
+        return Ok((rows, Vec::new()));
+    };
+    let gathered = fanout.trace(&id, authorization.as_deref()).await;
+    let answered = Scope::Except(gathered.covered());
+    let (mut rows, _) = state
+        .run_query(move |store, _| Ok(store.trace_in(&id, MAX_SPANS, MAX_LOGS, &answered)?))
+        .await?;
+    for answer in gathered.answers {
+        rows.spans.extend(answer.rows.spans);
+        rows.logs.extend(answer.rows.logs);
+        rows.truncated |= answer.truncated;
+    }
+    rows.settle(MAX_SPANS, MAX_LOGS);
+    Ok((rows, gathered.missing))
+}
+
+/// The caller's `Authorization` header, to pass on to other nodes.
+pub(crate) fn authorization(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 pub(crate) async fn get_trace(
     State(state): State<ApiState>,
     Path(trace_id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
     let id = parse_trace_id(&trace_id)?;
-    let rows = state
-        .run_query(move |store, _| Ok(store.trace(&id, MAX_SPANS, MAX_LOGS)?))
-        .await?;
+    let (rows, missing) = trace_rows(&state, id, authorization(&headers)).await?;
     if rows.spans.is_empty() && rows.logs.is_empty() {
         return Err(ApiError::NotFound(format!(
             "trace {} not found",
@@ -52,6 +110,9 @@ pub(crate) async fn get_trace(
         "logs": rows.logs.iter().map(LogRow::to_json).collect::<Vec<_>>(),
         "summary": summary.to_json(),
         "truncated": rows.truncated,
+        // Ingest nodes that did not answer: their rows not yet published are not here.
+        "partial": !missing.is_empty(),
+        "missing_nodes": missing,
         "took_ms": started.elapsed().as_millis() as u64,
     })))
 }

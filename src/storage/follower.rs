@@ -35,7 +35,7 @@ pub struct Follower {
 
 impl Follower {
     /// Follows the list until `stop`.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(FOLLOW_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -43,7 +43,7 @@ impl Follower {
                 _ = tick.tick() => {}
                 _ = stop.changed() => return,
             }
-            match self.refresh().await {
+            match self.refresh_with_filters().await {
                 Ok(added) => {
                     if self.status.failing().is_some() {
                         tracing::info!("the metastore answers again");
@@ -64,6 +64,8 @@ impl Follower {
     }
 
     /// Reads the list once and makes the index follow it; returns how many splits are new.
+    /// A query calls it after asking the ingest nodes, so that a split published since the
+    /// last round (whose rows its node no longer answers for) is read.
     pub async fn refresh(&self) -> Result<usize, String> {
         let splits = self
             .metastore
@@ -72,21 +74,29 @@ impl Follower {
             .map_err(|e| e.to_string())?;
         let published: Vec<_> = splits.iter().filter_map(|s| s.published()).collect();
         let store = self.store.clone();
-        let added = tokio::task::spawn_blocking(move || {
-            let added = store.follow_published(&published);
-            // Trace filters next, a few at a time, so that a node starting on a large bucket
-            // takes in the list at once and answers (more slowly) meanwhile.
-            if let Err(error) = store.fetch_missing_filters(FILTERS_PER_ROUND) {
-                tracing::warn!(%error, "cannot fetch trace filters of published splits; retrying");
-            }
-            added
-        })
-        .await
-        .map_err(|e| format!("taking in the published splits failed: {e}"))?;
+        let added = tokio::task::spawn_blocking(move || store.follow_published(&published))
+            .await
+            .map_err(|e| format!("taking in the published splits failed: {e}"))?;
         self.metrics
             .storage
             .remote_partitions
             .store(self.store.remote_count() as u64, Ordering::Relaxed);
+        Ok(added)
+    }
+
+    /// [`Follower::refresh`], then a few trace filters: a node starting on a large bucket
+    /// takes in the list at once and answers (more slowly) while the filters come.
+    async fn refresh_with_filters(&self) -> Result<usize, String> {
+        let added = self.refresh().await?;
+        let store = self.store.clone();
+        let fetched =
+            tokio::task::spawn_blocking(move || store.fetch_missing_filters(FILTERS_PER_ROUND))
+                .await;
+        if !matches!(fetched, Ok(Ok(_))) {
+            tracing::warn!(
+                "cannot fetch trace filters of published splits ({fetched:?}); retrying"
+            );
+        }
         Ok(added)
     }
 }

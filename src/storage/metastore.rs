@@ -84,6 +84,7 @@ impl SplitRecord {
             part: self.part,
             committed_lsn: self.committed_lsn,
             docs: self.docs,
+            node: self.node.clone(),
             services: self.services.clone(),
         })
     }

@@ -32,9 +32,27 @@ fn node(config: &mut Config, bucket: &std::path::Path, pg: &PgServer, id: &str, 
     config.cache_bytes = 0;
 }
 
+/// A node of the cluster, started on a new data directory.
+async fn start_node(bucket: &std::path::Path, pg: &PgServer, id: &str, role: Role) -> TestServer {
+    TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
+        node(c, bucket, pg, id, role)
+    })
+    .await
+}
+
 /// Logs of an hour that is over, with service `service` and trace `trace`; `bodies` words.
 async fn send_logs(server: &TestServer, service: &str, trace: [u8; 16], bodies: &[&str]) {
-    let then = now_nanos() - 3 * HOUR;
+    send_logs_at(server, now_nanos() - 3 * HOUR, service, trace, bodies).await;
+}
+
+/// [`send_logs`] at time `then`.
+async fn send_logs_at(
+    server: &TestServer,
+    then: u64,
+    service: &str,
+    trace: [u8; 16],
+    bodies: &[&str],
+) {
     let records = bodies
         .iter()
         .enumerate()
@@ -52,7 +70,11 @@ async fn send_logs(server: &TestServer, service: &str, trace: [u8; 16], bodies: 
 
 /// One span of trace `trace`, in the same past hour, from service `service`.
 async fn send_span(server: &TestServer, service: &str, trace: [u8; 16]) {
-    let start = now_nanos() - 3 * HOUR;
+    send_span_at(server, now_nanos() - 3 * HOUR, service, trace).await;
+}
+
+/// [`send_span`] starting at `start`.
+async fn send_span_at(server: &TestServer, start: u64, service: &str, trace: [u8; 16]) {
     let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
@@ -118,24 +140,15 @@ async fn a_search_node_answers_over_the_splits_of_every_ingest_node() {
     let trace = [0x3c; 16];
     // Two ingest nodes publish splits of the same hour (both part 0 of it): the trace's span
     // reaches one, its logs the other.
-    let a = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
-        node(c, bucket.path(), &pg, "ingest-a", Role::Ingest)
-    })
-    .await;
-    let b = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
-        node(c, bucket.path(), &pg, "ingest-b", Role::Ingest)
-    })
-    .await;
+    let a = start_node(bucket.path(), &pg, "ingest-a", Role::Ingest).await;
+    let b = start_node(bucket.path(), &pg, "ingest-b", Role::Ingest).await;
     send_span(&a, "cart", trace).await;
     send_logs(&a, "cart", [1; 16], &["from a one", "from a two"]).await;
     send_logs(&b, "pay", trace, &["from b one"]).await;
     wait_until_remote(&a, 2).await;
     wait_until_remote(&b, 1).await;
 
-    let search = TestServer::start_with(tempfile::tempdir().unwrap(), |c| {
-        node(c, bucket.path(), &pg, "search-1", Role::Search)
-    })
-    .await;
+    let search = start_node(bucket.path(), &pg, "search-1", Role::Search).await;
     assert_eq!(
         bodies_once_there(&search, "from", 3).await,
         ["from a one", "from a two", "from b one"]
@@ -238,5 +251,90 @@ async fn a_search_node_answers_over_the_splits_of_every_ingest_node() {
     }
 
     search.stop().await;
+    b.stop().await;
+}
+
+/// The trace `trace` as `search` answers it, once it has `spans` spans and `logs` logs and
+/// its `partial` flag is `partial`.
+async fn trace_once(
+    search: &TestServer,
+    trace: [u8; 16],
+    (spans, logs): (usize, usize),
+    partial: bool,
+) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, found) = search
+            .get(&format!("/api/v1/traces/{}", hex::encode(trace)), &[])
+            .await;
+        if status == 200
+            && found["spans"].as_array().unwrap().len() == spans
+            && found["logs"].as_array().unwrap().len() == logs
+            && found["partial"] == partial
+        {
+            return found;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "wanted {spans} spans, {logs} logs, partial {partial}: {status} {found}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Rows not yet published are asked of the ingest nodes that hold them: a trace whose span
+/// and logs reached different nodes is whole on the search node at once, each row once
+/// whether published or not; an ingest node that is down leaves the answer partial, naming
+/// it, until it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_node_asks_ingest_nodes_for_what_they_have_not_published() {
+    let Some(pg) = PgServer::start() else {
+        return;
+    };
+    let bucket = tempfile::tempdir().unwrap();
+    let trace = [0x5d; 16];
+    let a = start_node(bucket.path(), &pg, "ingest-a", Role::Ingest).await;
+    let b = start_node(bucket.path(), &pg, "ingest-b", Role::Ingest).await;
+    let search = start_node(bucket.path(), &pg, "search-1", Role::Search).await;
+
+    // This hour's rows stay unpublished while it lasts.
+    let now = now_nanos();
+    send_span_at(&a, now, "cart", trace).await;
+    send_logs_at(&b, now, "pay", trace, &["b now"]).await;
+    let found = trace_once(&search, trace, (1, 1), false).await;
+    assert_eq!(found["spans"][0]["service"], "cart");
+    assert_eq!(found["logs"][0]["body"], "b now");
+    assert_eq!(found["missing_nodes"], serde_json::json!([]));
+
+    // A row of a past hour is published (and evicted) by its node: read from its split.
+    send_logs(&a, "cart", trace, &["a then"]).await;
+    wait_until_remote(&a, 1).await;
+    trace_once(&search, trace, (1, 2), false).await;
+    // A late row of that hour brings the partition back to node a, unpublished, beside its
+    // split: the search node takes the partition from the node and leaves the split out.
+    send_logs(&a, "cart", trace, &["a late"]).await;
+    let found = trace_once(&search, trace, (1, 3), false).await;
+    let mut bodies: Vec<&str> = found["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["body"].as_str().unwrap())
+        .collect();
+    bodies.sort();
+    assert_eq!(bodies, ["a late", "a then", "b now"], "each row once");
+
+    // Node b down: its unpublished row is missing, and the answer says so.
+    let b_dir = b.crash().await;
+    let found = trace_once(&search, trace, (1, 2), true).await;
+    assert_eq!(found["missing_nodes"], serde_json::json!(["ingest-b"]));
+    // Back: whole again, nothing lost or doubled.
+    let b = TestServer::start_with(b_dir, |c| {
+        node(c, bucket.path(), &pg, "ingest-b", Role::Ingest)
+    })
+    .await;
+    trace_once(&search, trace, (1, 3), false).await;
+
+    search.stop().await;
+    a.stop().await;
     b.stop().await;
 }

@@ -1,0 +1,246 @@
+//! A search node's questions to the ingest nodes of its cluster: each live ingest node
+//! answers with the rows it holds that are not yet in a published split
+//! (`GET /api/v1/internal/trace/{id}`), and names the partitions it read, whose published
+//! splits (older versions of them) the search node then leaves out of its own part. So a
+//! row is counted once whether it is published yet or not, and is searchable on a search
+//! node as soon as its ingest node has indexed it.
+//!
+//! The internal answers travel over the HTTP API every node already serves (its TLS, its
+//! tokens: the caller's token is passed on), at the address each node advertises in the
+//! membership table (`crate::cluster`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use weft_index::store::{PartitionRef, SplitOrigin};
+use weft_index::{RowBatch, Signal};
+
+use crate::cluster::Cluster;
+use crate::pipeline::now_unix_nano;
+use crate::storage::follower::Follower;
+
+/// What a node answers a search node for one trace.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InternalTrace {
+    /// The node that answers.
+    pub node: Option<String>,
+    /// Its rows of the trace not yet in a published split: a `RowBatch`, protobuf, base64.
+    pub rows: String,
+    /// More rows than the limits allowed.
+    pub truncated: bool,
+    /// The partitions it read.
+    pub covers: Vec<CoveredPartition>,
+}
+
+/// A partition an answer covers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CoveredPartition {
+    /// `logs` or `spans`.
+    pub signal: String,
+    /// The start of its hour.
+    pub start_unix_nano: u64,
+    /// Which part of it.
+    pub part: u32,
+}
+
+impl InternalTrace {
+    /// The answer for `rows`, read from `covers`, of node `node`.
+    pub fn new(
+        node: Option<String>,
+        rows: RowBatch,
+        truncated: bool,
+        covers: &[PartitionRef],
+    ) -> Self {
+        InternalTrace {
+            node,
+            rows: base64::engine::general_purpose::STANDARD.encode(rows.encode_to_vec()),
+            truncated,
+            covers: covers
+                .iter()
+                .map(|p| CoveredPartition {
+                    signal: p.signal.dir_name().to_string(),
+                    start_unix_nano: p.start_unix_nano,
+                    part: p.part,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Rows a node answered with.
+pub struct NodeRows {
+    /// Its rows.
+    pub rows: RowBatch,
+    /// More rows than the limits allowed.
+    pub truncated: bool,
+    /// The partitions whose published splits its rows stand for.
+    pub covers: Vec<SplitOrigin>,
+}
+
+/// What the ingest nodes answered, and which did not.
+#[derive(Default)]
+pub struct Gathered {
+    /// Answers.
+    pub answers: Vec<NodeRows>,
+    /// Ingest nodes that did not answer (gone by their heartbeat, or failing): their rows not
+    /// yet published are missing from the answer.
+    pub missing: Vec<String>,
+}
+
+impl Gathered {
+    /// The partitions the answers stand for.
+    pub fn covered(&self) -> HashSet<SplitOrigin> {
+        self.answers
+            .iter()
+            .flat_map(|a| a.covers.iter().cloned())
+            .collect()
+    }
+}
+
+/// Asks the ingest nodes.
+pub struct FanOut {
+    cluster: Arc<Cluster>,
+    follower: Arc<Follower>,
+    client: reqwest::Client,
+}
+
+impl FanOut {
+    /// Questions from this node (`cluster`, following the splits with `follower`), each
+    /// answered within `timeout`.
+    /// With TLS (`tls`, this node's own files), other nodes are trusted by the certificates of
+    /// this node's chain: nodes of one cluster share a CA.
+    pub fn new(
+        cluster: Arc<Cluster>,
+        follower: Arc<Follower>,
+        timeout: Duration,
+        tls: Option<&crate::tls::TlsFiles>,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .tls_built_in_root_certs(false);
+        if let Some(files) = tls {
+            let pem = std::fs::read(&files.cert)
+                .with_context(|| format!("cannot read {}", files.cert.display()))?;
+            for certificate in reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} holds no PEM certificates", files.cert.display()))?
+            {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder.build()?;
+        Ok(FanOut {
+            cluster,
+            follower,
+            client,
+        })
+    }
+
+    /// Every live ingest node's rows of trace `id` not yet published; `authorization` is the
+    /// caller's, passed on. Then the list of splits is read again: a split published while
+    /// the nodes answered holds rows they no longer answer for.
+    pub async fn trace(&self, id: &[u8; 16], authorization: Option<&str>) -> Gathered {
+        let gathered = self.ask_for_trace(id, authorization).await;
+        if let Err(reason) = self.follower.refresh().await {
+            tracing::warn!(%reason, "cannot read the list of splits; answering from the last one");
+        }
+        gathered
+    }
+
+    async fn ask_for_trace(&self, id: &[u8; 16], authorization: Option<&str>) -> Gathered {
+        let members = match self.cluster.members().await {
+            Ok(members) => members,
+            Err(reason) => {
+                tracing::warn!(%reason, "cannot list the cluster's nodes; answering from splits only");
+                return Gathered {
+                    answers: Vec::new(),
+                    missing: vec!["(the node list: the metastore cannot be read)".into()],
+                };
+            }
+        };
+        let now = now_unix_nano();
+        let mut gathered = Gathered::default();
+        let mut asked = Vec::new();
+        for member in members {
+            if member.role == crate::node::Role::Search.name() || member.id == self.cluster.me().id
+            {
+                continue;
+            }
+            if !member.alive(now) {
+                gathered.missing.push(member.id);
+                continue;
+            }
+            let url = format!(
+                "{}/api/v1/internal/trace/{}",
+                member.advertise,
+                hex::encode(id)
+            );
+            let mut request = self.client.get(url);
+            if let Some(authorization) = authorization {
+                request = request.header(reqwest::header::AUTHORIZATION, authorization);
+            }
+            asked.push((member.id, request.send()));
+        }
+        let answers =
+            futures_util::future::join_all(asked.into_iter().map(|(node, sent)| async move {
+                let answer = async {
+                    let response = sent.await.map_err(|e| e.to_string())?;
+                    if !response.status().is_success() {
+                        return Err(format!("answered {}", response.status()));
+                    }
+                    let answer: InternalTrace = response.json().await.map_err(|e| e.to_string())?;
+                    decode(&node, answer)
+                }
+                .await;
+                (node, answer)
+            }))
+            .await;
+        for (node, answer) in answers {
+            match answer {
+                Ok(rows) => gathered.answers.push(rows),
+                Err(reason) => {
+                    tracing::warn!(%node, %reason, "an ingest node did not answer");
+                    gathered.missing.push(node);
+                }
+            }
+        }
+        gathered
+    }
+}
+
+/// The rows and covered partitions of node `node`'s answer.
+fn decode(node: &str, answer: InternalTrace) -> Result<NodeRows, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(answer.rows)
+        .map_err(|e| format!("rows are not base64: {e}"))?;
+    let rows =
+        RowBatch::decode(bytes.as_slice()).map_err(|e| format!("rows do not decode: {e}"))?;
+    let covers = answer
+        .covers
+        .into_iter()
+        .map(|c| {
+            let signal = match c.signal.as_str() {
+                "logs" => Signal::Logs,
+                "spans" => Signal::Spans,
+                other => return Err(format!("unknown signal '{other}'")),
+            };
+            Ok(SplitOrigin {
+                node: node.to_string(),
+                partition: PartitionRef {
+                    signal,
+                    start_unix_nano: c.start_unix_nano,
+                    part: c.part,
+                },
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(NodeRows {
+        rows,
+        truncated: answer.truncated,
+        covers,
+    })
+}
