@@ -1,6 +1,7 @@
 //! A search node's questions to the ingest nodes of its cluster: each live ingest node
 //! answers with the rows it holds that are not yet in a published split
-//! (`GET /api/v1/internal/trace/{id}`), and names the partitions it read, whose published
+//! (`GET /api/v1/internal/trace/{id}`, `GET /api/v1/internal/logs`), and names the
+//! partitions it read, whose published
 //! splits (older versions of them) the search node then leaves out of its own part. So a
 //! row is counted once whether it is published yet or not, and is searchable on a search
 //! node as soon as its ingest node has indexed it.
@@ -17,21 +18,22 @@ use base64::Engine;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use weft_index::store::{PartitionRef, SplitOrigin};
-use weft_index::{RowBatch, Signal};
+use weft_index::{LogSearch, RowBatch, Signal};
 
 use crate::cluster::Cluster;
 use crate::pipeline::now_unix_nano;
 use crate::storage::follower::Follower;
 
-/// What a node answers a search node for one trace.
+/// What a node answers a search node: its rows not yet in a published split.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct InternalTrace {
+pub struct InternalRows {
     /// The node that answers.
     pub node: Option<String>,
-    /// Its rows of the trace not yet in a published split: a `RowBatch`, protobuf, base64.
+    /// The rows: a `RowBatch`, protobuf, base64.
     pub rows: String,
-    /// More rows than the limits allowed.
-    pub truncated: bool,
+    /// A trace: more rows than the limits allowed. A log search: more records matched than
+    /// the page holds.
+    pub more: bool,
     /// The partitions it read.
     pub covers: Vec<CoveredPartition>,
 }
@@ -47,18 +49,13 @@ pub struct CoveredPartition {
     pub part: u32,
 }
 
-impl InternalTrace {
+impl InternalRows {
     /// The answer for `rows`, read from `covers`, of node `node`.
-    pub fn new(
-        node: Option<String>,
-        rows: RowBatch,
-        truncated: bool,
-        covers: &[PartitionRef],
-    ) -> Self {
-        InternalTrace {
+    pub fn new(node: Option<String>, rows: RowBatch, more: bool, covers: &[PartitionRef]) -> Self {
+        InternalRows {
             node,
             rows: base64::engine::general_purpose::STANDARD.encode(rows.encode_to_vec()),
-            truncated,
+            more,
             covers: covers
                 .iter()
                 .map(|p| CoveredPartition {
@@ -75,8 +72,8 @@ impl InternalTrace {
 pub struct NodeRows {
     /// Its rows.
     pub rows: RowBatch,
-    /// More rows than the limits allowed.
-    pub truncated: bool,
+    /// More rows than it answered with.
+    pub more: bool,
     /// The partitions whose published splits its rows stand for.
     pub covers: Vec<SplitOrigin>,
 }
@@ -144,14 +141,51 @@ impl FanOut {
     /// caller's, passed on. Then the list of splits is read again: a split published while
     /// the nodes answered holds rows they no longer answer for.
     pub async fn trace(&self, id: &[u8; 16], authorization: Option<&str>) -> Gathered {
-        let gathered = self.ask_for_trace(id, authorization).await;
+        let path = format!("/api/v1/internal/trace/{}", hex::encode(id));
+        self.ask(&path, &[], authorization).await
+    }
+
+    /// Every live ingest node's log records matching `search` (whose query text is `query`)
+    /// not yet published, newest first, a page of them each; as [`FanOut::trace`] otherwise.
+    pub async fn logs(
+        &self,
+        search: &LogSearch,
+        query: &str,
+        authorization: Option<&str>,
+    ) -> Gathered {
+        let mut params = vec![
+            ("q", query.to_string()),
+            ("start", search.start_unix_nano.to_string()),
+            ("end", search.end_unix_nano.to_string()),
+            ("limit", search.limit.to_string()),
+        ];
+        if let Some(cursor) = search.cursor {
+            params.push(("cursor", cursor.encode()));
+        }
+        self.ask("/api/v1/internal/logs", &params, authorization)
+            .await
+    }
+
+    /// Asks every live ingest node `path` with `params`, then reads the list of splits again.
+    async fn ask(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+        authorization: Option<&str>,
+    ) -> Gathered {
+        let gathered = self.ask_nodes(path, params, authorization).await;
         if let Err(reason) = self.follower.refresh().await {
             tracing::warn!(%reason, "cannot read the list of splits; answering from the last one");
         }
         gathered
     }
 
-    async fn ask_for_trace(&self, id: &[u8; 16], authorization: Option<&str>) -> Gathered {
+    async fn ask_nodes(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+        authorization: Option<&str>,
+    ) -> Gathered {
         let members = match self.cluster.members().await {
             Ok(members) => members,
             Err(reason) => {
@@ -174,12 +208,8 @@ impl FanOut {
                 gathered.missing.push(member.id);
                 continue;
             }
-            let url = format!(
-                "{}/api/v1/internal/trace/{}",
-                member.advertise,
-                hex::encode(id)
-            );
-            let mut request = self.client.get(url);
+            let url = format!("{}{path}", member.advertise);
+            let mut request = self.client.get(url).query(params);
             if let Some(authorization) = authorization {
                 request = request.header(reqwest::header::AUTHORIZATION, authorization);
             }
@@ -192,7 +222,7 @@ impl FanOut {
                     if !response.status().is_success() {
                         return Err(format!("answered {}", response.status()));
                     }
-                    let answer: InternalTrace = response.json().await.map_err(|e| e.to_string())?;
+                    let answer: InternalRows = response.json().await.map_err(|e| e.to_string())?;
                     decode(&node, answer)
                 }
                 .await;
@@ -213,7 +243,7 @@ impl FanOut {
 }
 
 /// The rows and covered partitions of node `node`'s answer.
-fn decode(node: &str, answer: InternalTrace) -> Result<NodeRows, String> {
+fn decode(node: &str, answer: InternalRows) -> Result<NodeRows, String> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(answer.rows)
         .map_err(|e| format!("rows are not base64: {e}"))?;
@@ -240,7 +270,7 @@ fn decode(node: &str, answer: InternalTrace) -> Result<NodeRows, String> {
         .collect::<Result<_, String>>()?;
     Ok(NodeRows {
         rows,
-        truncated: answer.truncated,
+        more: answer.more,
         covers,
     })
 }

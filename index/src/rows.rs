@@ -338,7 +338,7 @@ impl<'s> RowReader<'s> {
                 columns.restore(address.doc_id, &mut row, &mut self.buf)?;
             }
         }
-        let hash = fnv1a(&row.encode_to_vec());
+        let hash = row_hash(&row);
         Ok((row, hash))
     }
 
@@ -359,6 +359,11 @@ impl<'s> RowReader<'s> {
         }
         Ok(row)
     }
+}
+
+/// The tiebreak of a log row in cursors: a hash of its whole encoding.
+pub(crate) fn row_hash(row: &LogRow) -> u64 {
+    fnv1a(&row.encode_to_vec())
 }
 
 #[cfg(test)]

@@ -58,6 +58,14 @@ pub struct LogCursor {
 }
 
 impl LogCursor {
+    /// The position of `row` in the order of log records.
+    pub fn of(row: &LogRow) -> LogCursor {
+        LogCursor {
+            time_unix_nano: row.time_unix_nano,
+            tiebreak: crate::rows::row_hash(row),
+        }
+    }
+
     /// The opaque text form clients pass back.
     pub fn encode(&self) -> String {
         format!("{:016x}{:016x}", self.time_unix_nano, self.tiebreak)
@@ -188,6 +196,18 @@ fn segments_that_may_match(
 impl Store {
     /// Log records matching `search`, newest first, from its cursor on.
     pub fn search_logs(&self, search: &LogSearch) -> Result<LogPage, IndexError> {
+        Ok(self.search_logs_in(search, &Scope::All)?.0)
+    }
+
+    /// [`Store::search_logs`] over the partitions `scope` reads; also returns the local
+    /// partitions it listed, which a search node then leaves out of its own part (a listed
+    /// partition left unread holds only records older than the page).
+    pub fn search_logs_in(
+        &self,
+        search: &LogSearch,
+        scope: &Scope,
+    ) -> Result<(LogPage, Vec<PartitionRef>), IndexError> {
+        let mut listed = std::collections::BTreeSet::new();
         let matcher: Box<dyn Query> = match &search.query {
             Some(expr) => compile(expr, Signal::Logs)?,
             None => Box::new(AllQuery),
@@ -199,9 +219,15 @@ impl Store {
             // The rest of the cursor's time group first, then strictly older records.
             let t = cursor.time_unix_nano;
             if t >= start && t < end {
-                for partition in
-                    self.partitions_matching(Signal::Logs, t, t + 1, search.query.as_ref())?
-                {
+                let partitions = self.partitions_matching_in(
+                    Signal::Logs,
+                    t,
+                    t + 1,
+                    search.query.as_ref(),
+                    scope,
+                )?;
+                listed.extend(partitions.local_refs());
+                for partition in partitions {
                     let partition = partition?;
                     let mut ties = partition_hits(&partition, &*matcher, t, t + 1, MAX_TIES)?;
                     ties.retain(|h| h.key < cursor);
@@ -221,10 +247,10 @@ impl Store {
             self.collect_newest(
                 &*matcher,
                 search.query.as_ref(),
-                window_start,
-                end,
-                search.limit,
+                (window_start, end),
+                (search.limit, scope),
                 &mut hits,
+                &mut listed,
             )?;
             if hits.len() > search.limit || window_start == start {
                 break;
@@ -237,22 +263,24 @@ impl Store {
         } else {
             None
         };
-        Ok(LogPage {
+        let page = LogPage {
             logs: hits.into_iter().map(|h| h.row).collect(),
             more,
             next_cursor,
-        })
+        };
+        Ok((page, listed.into_iter().collect()))
     }
 
-    /// Adds the newest hits in `[start, end)` until there are more than `limit`.
+    /// Adds the newest hits in `[start, end)` of the partitions `scope` reads until there are
+    /// more than `limit`; adds the local partitions listed to `listed`.
     fn collect_newest(
         &self,
         matcher: &dyn Query,
         query: Option<&Expr>,
-        start: u64,
-        end: u64,
-        limit: usize,
+        (start, end): (u64, u64),
+        (limit, scope): (usize, &Scope),
         hits: &mut Vec<Hit>,
+        listed: &mut std::collections::BTreeSet<PartitionRef>,
     ) -> Result<(), IndexError> {
         if start >= end {
             return Ok(());
@@ -261,7 +289,8 @@ impl Store {
         // page is full yields the newest records overall. The parts of one hour do overlap:
         // each gives its newest, and they are merged.
         let before = hits.len();
-        let mut partitions = self.partitions_matching(Signal::Logs, start, end, query)?;
+        let mut partitions = self.partitions_matching_in(Signal::Logs, start, end, query, scope)?;
+        listed.extend(partitions.local_refs());
         let mut hour = None;
         let mut before_hour = hits.len();
         loop {

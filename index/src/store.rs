@@ -1393,16 +1393,26 @@ impl Store {
         end: u64,
         query: Option<&crate::query::Expr>,
     ) -> Result<Partitions<'_>, IndexError> {
+        self.partitions_matching_in(signal, start, end, query, &Scope::All)
+    }
+
+    /// [`Store::partitions_matching`] among the partitions `scope` reads.
+    pub(crate) fn partitions_matching_in(
+        &self,
+        signal: Signal,
+        start: u64,
+        end: u64,
+        query: Option<&crate::query::Expr>,
+        scope: &Scope,
+    ) -> Result<Partitions<'_>, IndexError> {
         if end == 0 {
             return Ok(Partitions::empty(self));
         }
         let hours = PartitionKey::new(signal, partition_start(start), 0)
             ..=PartitionKey::new(signal, end - 1, u32::MAX);
-        self.partitions_in(hours, &Scope::All, |remote| {
-            match (query, &remote.services) {
-                (Some(query), Some(services)) => crate::query::may_match_services(query, services),
-                _ => true,
-            }
+        self.partitions_in(hours, scope, |remote| match (query, &remote.services) {
+            (Some(query), Some(services)) => crate::query::may_match_services(query, services),
+            _ => true,
         })
     }
 

@@ -75,6 +75,7 @@ pub struct ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/logs", get(logs::search))
+        .route("/api/v1/internal/logs", get(logs::internal_search))
         .route("/api/v1/logs/histogram", get(catalog::histogram))
         .route("/api/v1/logs/tail", get(tail::tail))
         .route("/api/v1/logs/facets", get(peel::log_facets))

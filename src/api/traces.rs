@@ -14,7 +14,7 @@ use weft_index::{LogRow, RowBatch, SpanRow, TraceRows, TraceSearch, TraceSummary
 
 use super::params::{limit, parse_duration_ns, time_range};
 use super::{ApiError, ApiState};
-use crate::fanout::InternalTrace;
+use crate::fanout::InternalRows;
 
 /// Most spans and logs one trace answer carries.
 pub(crate) const MAX_SPANS: usize = 10_000;
@@ -38,7 +38,7 @@ pub(crate) fn parse_trace_id(text: &str) -> Result<[u8; 16], ApiError> {
 pub(crate) async fn internal_trace(
     State(state): State<ApiState>,
     Path(trace_id): Path<String>,
-) -> Result<Json<InternalTrace>, ApiError> {
+) -> Result<Json<InternalRows>, ApiError> {
     let id = parse_trace_id(&trace_id)?;
     let (rows, read) = state
         .run_query(move |store, _| {
@@ -50,7 +50,7 @@ pub(crate) async fn internal_trace(
         logs: rows.logs,
         spans: rows.spans,
     };
-    Ok(Json(InternalTrace::new(node, batch, rows.truncated, &read)))
+    Ok(Json(InternalRows::new(node, batch, rows.truncated, &read)))
 }
 
 /// The rows of trace `id`, and the ingest nodes that did not answer. On a search node, the
@@ -75,7 +75,7 @@ pub(crate) async fn trace_rows(
     for answer in gathered.answers {
         rows.spans.extend(answer.rows.spans);
         rows.logs.extend(answer.rows.logs);
-        rows.truncated |= answer.truncated;
+        rows.truncated |= answer.more;
     }
     rows.settle(MAX_SPANS, MAX_LOGS);
     Ok((rows, gathered.missing))

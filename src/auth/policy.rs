@@ -107,6 +107,7 @@ mod tests {
             "/api/v1/service-map",
             "/api/v1/cluster",
             "/api/v1/internal/trace/abc",
+            "/api/v1/internal/logs",
             "/api/v1/logs/facets",
             "/api/v1/logs/fields",
             "/api/v1/logs/compare",

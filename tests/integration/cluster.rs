@@ -14,7 +14,7 @@ use weft::config::Config;
 use weft::node::Role;
 
 use crate::bad_input::{logs_request, record};
-use crate::common::{DEADLINE, TestServer, now_nanos, wait_until_remote};
+use crate::common::{DEADLINE, TestServer, now_nanos, page_through, wait_until_remote};
 use crate::dataset::kv;
 use crate::postgres::PgServer;
 
@@ -305,6 +305,36 @@ async fn a_search_node_asks_ingest_nodes_for_what_they_have_not_published() {
     assert_eq!(found["spans"][0]["service"], "cart");
     assert_eq!(found["logs"][0]["body"], "b now");
     assert_eq!(found["missing_nodes"], serde_json::json!([]));
+
+    // Log search pages through both nodes' records in one order: interleaved in time, pages
+    // of three, each record once.
+    let mut expected = Vec::new();
+    for (server, name, offset) in [(&a, "a", 0), (&b, "b", 1)] {
+        let records: Vec<_> = (0..6u64)
+            .map(|i| {
+                let body = format!("page {name}{i}");
+                let time = now - 1_000 + 2 * i + offset;
+                expected.push((time, body.clone()));
+                let mut r = record(&body, vec![]);
+                r.time_unix_nano = time;
+                r
+            })
+            .collect();
+        let mut client = LogsServiceClient::connect(format!("http://{}", server.grpc))
+            .await
+            .unwrap();
+        client
+            .export(logs_request("paging", records))
+            .await
+            .unwrap();
+    }
+    expected.sort();
+    let newest_first: Vec<String> = expected.into_iter().rev().map(|(_, b)| b).collect();
+    bodies_once_there(&search, "service:paging", 12).await;
+    assert_eq!(
+        page_through(&search, "service:paging", "3").await,
+        newest_first
+    );
 
     // A row of a past hour is published (and evicted) by its node: read from its split.
     send_logs(&a, "cart", trace, &["a then"]).await;

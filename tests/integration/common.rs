@@ -462,3 +462,26 @@ pub async fn wait_until_remote(server: &TestServer, partitions: usize) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Every record `q` finds on `server`, a page of `limit` at a time, in the order given.
+pub async fn page_through(server: &TestServer, q: &str, limit: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let mut params = vec![("q", q), ("limit", limit), ("start", "0")];
+        if !cursor.is_empty() {
+            params.push(("cursor", cursor.as_str()));
+        }
+        let (status, body) = server.get("/api/v1/logs", &params).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["partial"], false, "{body}");
+        for log in body["logs"].as_array().unwrap() {
+            seen.push(log["body"].as_str().unwrap().to_string());
+        }
+        match body["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_string(),
+            None => return seen,
+        }
+        assert!(seen.len() < 1_000, "paging does not end");
+    }
+}

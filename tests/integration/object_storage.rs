@@ -10,8 +10,8 @@ use serde_json::Value;
 
 use crate::bad_input::{logs_request, record};
 use crate::common::{
-    DEADLINE, StorageUnderTest, TestServer, now_nanos, s3_endpoint, use_object_storage,
-    wait_for_status, wait_until_remote,
+    DEADLINE, StorageUnderTest, TestServer, now_nanos, page_through, s3_endpoint,
+    use_object_storage, wait_for_status, wait_until_remote,
 };
 
 const HOUR: u64 = 3_600 * 1_000_000_000;
@@ -525,28 +525,6 @@ async fn send_in_this_hour(server: &TestServer, bodies: &[String]) {
     assert_eq!(answer.partial_success, None);
 }
 
-/// Every record of service `parts`, read a page of `limit` at a time.
-async fn page_through(server: &TestServer, limit: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let mut params = vec![("q", "service:parts"), ("limit", limit), ("start", "0")];
-        if !cursor.is_empty() {
-            params.push(("cursor", cursor.as_str()));
-        }
-        let (status, body) = server.get("/api/v1/logs", &params).await;
-        assert_eq!(status, 200, "{body}");
-        for log in body["logs"].as_array().unwrap() {
-            seen.push(log["body"].as_str().unwrap().to_string());
-        }
-        match body["next_cursor"].as_str() {
-            Some(next) => cursor = next.to_string(),
-            None => return seen,
-        }
-        assert!(seen.len() < 1_000, "paging does not end");
-    }
-}
-
 /// The splits the metastore (`pg`, or the embedded one) lists as published: (part, docs),
 /// sorted.
 fn published_parts(server: &TestServer, pg: Option<&crate::postgres::PgServer>) -> Vec<(u64, u64)> {
@@ -603,7 +581,10 @@ async fn a_full_partition_is_published_before_its_hour_ends(pg: Option<crate::po
     send_in_this_hour(&server, &all[4..7]).await;
     server.wait_for_all_logs("service:parts", 7).await;
     let newest_first: Vec<String> = all[..7].iter().rev().cloned().collect();
-    assert_eq!(page_through(&server, "2").await, newest_first);
+    assert_eq!(
+        page_through(&server, "service:parts", "2").await,
+        newest_first
+    );
     assert_eq!(
         published_parts(&server, pg),
         [(0, 4)],
@@ -619,7 +600,11 @@ async fn a_full_partition_is_published_before_its_hour_ends(pg: Option<crate::po
     send_in_this_hour(&server, &all[8..]).await;
     server.wait_for_all_logs("service:parts", 9).await;
     let newest_first: Vec<String> = all.iter().rev().cloned().collect();
-    assert_eq!(page_through(&server, "3").await, newest_first, "each once");
+    assert_eq!(
+        page_through(&server, "service:parts", "3").await,
+        newest_first,
+        "each once"
+    );
     assert_eq!(
         published_parts(&server, pg),
         [(0, 4), (1, 4)],
