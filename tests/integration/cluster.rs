@@ -336,6 +336,64 @@ async fn a_search_node_asks_ingest_nodes_for_what_they_have_not_published() {
         newest_first
     );
 
+    // A severity rule created on the search node is enforced by both ingest nodes.
+    let created = search
+        .client
+        .post(search.url("/api/v1/severity/rules"))
+        .json(&serde_json::json!({
+            "selector": {"service": "quiet"}, "action": {"min_severity": "WARN"},
+            "ttl": "15m", "reason": "INC-9"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let rule: Value = created.json().await.unwrap();
+    for server in [&a, &b] {
+        let started = Instant::now();
+        loop {
+            let (_, rules) = server.get("/api/v1/severity/rules", &[]).await;
+            if rules["rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["id"] == rule["id"])
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "{} lacks the rule",
+                server.http
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut debug = record("quiet debug", vec![]);
+        debug.severity_number = 5;
+        let mut error = record(&format!("quiet error on {}", server.http), vec![]);
+        error.severity_number = 17;
+        let mut client = LogsServiceClient::connect(format!("http://{}", server.grpc))
+            .await
+            .unwrap();
+        client
+            .export(logs_request("quiet", vec![debug, error]))
+            .await
+            .unwrap();
+    }
+    let quiet = bodies_once_there(&search, "service:quiet", 2).await;
+    assert_eq!(
+        quiet,
+        [
+            format!("quiet error on {}", a.http),
+            format!("quiet error on {}", b.http)
+        ]
+        .into_iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect::<Vec<_>>(),
+        "the debug records were dropped on both nodes"
+    );
+
     // A row of a past hour is published (and evicted) by its node: read from its split.
     send_logs(&a, "cart", trace, &["a then"]).await;
     wait_until_remote(&a, 1).await;
