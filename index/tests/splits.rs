@@ -93,13 +93,19 @@ impl Bucket {
         Arc::new(bucket)
     }
 
+    /// Packs `snapshot` into the bucket under its directory's name, which it returns.
     fn put(&self, snapshot: &SealedSnapshot) -> String {
-        let id = snapshot
+        self.put_prefixed(snapshot, "")
+    }
+
+    /// [`Bucket::put`], the name starting with `prefix`.
+    fn put_prefixed(&self, snapshot: &SealedSnapshot, prefix: &str) -> String {
+        let name = snapshot
             .dir
             .file_name()
             .and_then(|n| n.to_str())
-            .expect("snapshot dirs are named")
-            .to_string();
+            .expect("snapshot dirs are named");
+        let id = format!("{prefix}{name}");
         split::pack(&snapshot.dir, &self.dir.join(format!("{id}.split"))).expect("packs");
         std::fs::remove_dir_all(&snapshot.dir).expect("snapshot removed");
         id
@@ -156,9 +162,21 @@ fn publish_all(
     sealed_before: u64,
     staging: &Path,
 ) -> Vec<PublishedSplit> {
+    publish_all_prefixed(store, bucket, sealed_before, staging, "")
+}
+
+/// [`publish_all`], each split's ID starting with `prefix` (as weft's publisher makes every
+/// node's IDs its own, with random bits).
+fn publish_all_prefixed(
+    store: &Store,
+    bucket: &Bucket,
+    sealed_before: u64,
+    staging: &Path,
+    prefix: &str,
+) -> Vec<PublishedSplit> {
     let mut published = Vec::new();
     for snapshot in store.seal(sealed_before, staging).expect("sealed") {
-        let id = bucket.put(&snapshot);
+        let id = bucket.put_prefixed(&snapshot, prefix);
         store.mark_published(&snapshot, &id);
         published.push(PublishedSplit {
             id,
@@ -1165,27 +1183,15 @@ fn a_following_store_reads_the_splits_of_others_and_fetches_their_filters() {
         };
         store.index_batch(0, 10, &batch).expect("indexed");
         store.commit(10).expect("committed");
-        // Named per node, as weft's publisher names splits (with random bits).
         let staging = tmp.path().join(format!("node-{n}"));
-        for snapshot in store.seal(BASE + HOUR, &staging).expect("sealed") {
-            let id = format!("node-{n}-{}", bucket.put(&snapshot));
-            std::fs::rename(
-                bucket.dir.join(format!("{}.split", &id[7..])),
-                bucket.dir.join(format!("{id}.split")),
-            )
-            .expect("renamed");
-            store.mark_published(&snapshot, &id);
-            published.push(PublishedSplit {
-                id,
-                signal: snapshot.signal,
-                start_unix_nano: snapshot.start_unix_nano,
-                part: snapshot.part,
-                committed_lsn: snapshot.committed_lsn,
-                docs: snapshot.docs,
-                node: None,
-                services: Some(snapshot.services),
-            });
-        }
+        let prefix = format!("node-{n}-");
+        published.extend(publish_all_prefixed(
+            &store,
+            &bucket,
+            BASE + HOUR,
+            &staging,
+            &prefix,
+        ));
     }
     assert_eq!(published.len(), 2);
     assert!(published.iter().all(|p| p.part == 0));
