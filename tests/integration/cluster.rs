@@ -250,6 +250,30 @@ async fn a_search_node_answers_over_the_splits_of_every_ingest_node() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // PostgreSQL away: the search node says so and answers from the splits it last listed,
+    // flagged partial (it cannot tell which ingest nodes are alive); once back, it is whole.
+    pg.stop();
+    let mut body = crate::common::wait_for_status(&search, "/readyz", 200).await;
+    let started = Instant::now();
+    while !body.contains("storage: failing") {
+        assert!(started.elapsed() < DEADLINE, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        body = crate::common::wait_for_status(&search, "/readyz", 200).await;
+    }
+    let (status, found) = search
+        .get(&format!("/api/v1/traces/{}", hex::encode(trace)), &[])
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["logs"][0]["body"], "from b one");
+    assert_eq!(found["partial"], true, "{found}");
+    pg.start_again();
+    let started = Instant::now();
+    while !body.contains("storage: ok") {
+        assert!(started.elapsed() < DEADLINE, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        body = crate::common::wait_for_status(&search, "/readyz", 200).await;
+    }
+
     search.stop().await;
     b.stop().await;
 }
