@@ -13,6 +13,45 @@ use weft_index::faults::Faults;
 /// How long polling helpers wait before failing a test.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+/// A weft under test, in this process or in its own: where it listens.
+pub trait Node {
+    fn http_addr(&self) -> SocketAddr;
+    fn grpc_addr(&self) -> SocketAddr;
+}
+
+impl Node for TestServer {
+    fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+    fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+    }
+}
+
+/// `GET path?query` on `node`: the status and the body, as JSON when it is.
+pub async fn get_json(node: &impl Node, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
+    get_with(&reqwest::Client::new(), node, path, query).await
+}
+
+/// [`get_json`] with `client`.
+async fn get_with(
+    client: &reqwest::Client,
+    node: &impl Node,
+    path: &str,
+    query: &[(&str, &str)],
+) -> (u16, Value) {
+    let response = client
+        .get(format!("http://{}{path}", node.http_addr()))
+        .query(query)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body)
+}
+
 pub struct TestServer {
     running: Option<Running>,
     pub dir: TempDir,
@@ -94,17 +133,7 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str, query: &[(&str, &str)]) -> (u16, Value) {
-        let response = self
-            .client
-            .get(self.url(path))
-            .query(query)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        (status, body)
+        get_with(&self.client, self, path, query).await
     }
 
     /// Polls a log search (of the default range, the last hour) until it returns at least
@@ -447,11 +476,13 @@ pub async fn use_object_storage(
 }
 
 /// Waits until `partitions` partitions are published and kept only in object storage.
-pub async fn wait_until_remote(server: &TestServer, partitions: usize) {
+pub async fn wait_until_remote(server: &impl Node, partitions: usize) {
+    let client = reqwest::Client::new();
     let started = Instant::now();
     loop {
-        let remote = server.metric("weft_storage_remote_partitions").await;
-        let pending = server.metric("weft_storage_pending_uploads").await;
+        let metric = |name| metric_at(&client, server.http_addr(), name);
+        let remote = metric("weft_storage_remote_partitions").await;
+        let pending = metric("weft_storage_pending_uploads").await;
         if remote >= partitions as f64 && pending == 0.0 {
             return;
         }
@@ -464,7 +495,7 @@ pub async fn wait_until_remote(server: &TestServer, partitions: usize) {
 }
 
 /// Every record `q` finds on `server`, a page of `limit` at a time, in the order given.
-pub async fn page_through(server: &TestServer, q: &str, limit: &str) -> Vec<String> {
+pub async fn page_through(server: &impl Node, q: &str, limit: &str) -> Vec<String> {
     let mut seen = Vec::new();
     let mut cursor = String::new();
     loop {
@@ -472,7 +503,7 @@ pub async fn page_through(server: &TestServer, q: &str, limit: &str) -> Vec<Stri
         if !cursor.is_empty() {
             params.push(("cursor", cursor.as_str()));
         }
-        let (status, body) = server.get("/api/v1/logs", &params).await;
+        let (status, body) = get_json(server, "/api/v1/logs", &params).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["partial"], false, "{body}");
         for log in body["logs"].as_array().unwrap() {

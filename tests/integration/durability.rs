@@ -87,6 +87,15 @@ pub(crate) struct WeftProcess {
     pub(crate) grpc: SocketAddr,
 }
 
+impl crate::common::Node for WeftProcess {
+    fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+    fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+    }
+}
+
 impl Drop for WeftProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
