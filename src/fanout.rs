@@ -56,15 +56,35 @@ impl InternalRows {
             node,
             rows: base64::engine::general_purpose::STANDARD.encode(rows.encode_to_vec()),
             more,
-            covers: covers
-                .iter()
-                .map(|p| CoveredPartition {
-                    signal: p.signal.dir_name().to_string(),
-                    start_unix_nano: p.start_unix_nano,
-                    part: p.part,
-                })
-                .collect(),
+            covers: covers.iter().map(CoveredPartition::of).collect(),
         }
+    }
+}
+
+impl CoveredPartition {
+    fn of(p: &PartitionRef) -> Self {
+        CoveredPartition {
+            signal: p.signal.dir_name().to_string(),
+            start_unix_nano: p.start_unix_nano,
+            part: p.part,
+        }
+    }
+
+    /// The partition as node `node`'s split origin.
+    fn origin(self, node: &str) -> Result<SplitOrigin, String> {
+        let signal = match self.signal.as_str() {
+            "logs" => Signal::Logs,
+            "spans" => Signal::Spans,
+            other => return Err(format!("unknown signal '{other}'")),
+        };
+        Ok(SplitOrigin {
+            node: node.to_string(),
+            partition: PartitionRef {
+                signal,
+                start_unix_nano: self.start_unix_nano,
+                part: self.part,
+            },
+        })
     }
 }
 
@@ -78,22 +98,81 @@ pub struct NodeRows {
     pub covers: Vec<SplitOrigin>,
 }
 
-/// What the ingest nodes answered, and which did not.
-#[derive(Default)]
-pub struct Gathered {
+/// What a node answers a search node other than rows (`T`: its part of an aggregation, its
+/// candidate traces, its parts of trace summaries), over its rows not yet in a published
+/// split.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InternalAnswer<T> {
+    /// The node that answers.
+    pub node: Option<String>,
+    /// Its part of the answer.
+    pub value: T,
+    /// The partitions it read.
+    pub covers: Vec<CoveredPartition>,
+}
+
+impl<T> InternalAnswer<T> {
+    /// The answer `value`, read from `covers`, of node `node`.
+    pub fn new(node: Option<String>, value: T, covers: &[PartitionRef]) -> Self {
+        InternalAnswer {
+            node,
+            value,
+            covers: covers.iter().map(CoveredPartition::of).collect(),
+        }
+    }
+}
+
+/// A node's part of an answer other than rows.
+pub struct NodeAnswer<T> {
+    /// Its part.
+    pub value: T,
+    /// The partitions whose published splits its part stands for.
+    pub covers: Vec<SplitOrigin>,
+}
+
+/// What the ingest nodes answered (`T`: [`NodeRows`] or a [`NodeAnswer`]), and which did
+/// not.
+pub struct Gathered<T> {
     /// Answers.
-    pub answers: Vec<NodeRows>,
+    pub answers: Vec<T>,
     /// Ingest nodes that did not answer (gone by their heartbeat, or failing): their rows not
     /// yet published are missing from the answer.
     pub missing: Vec<String>,
 }
 
-impl Gathered {
+impl<T> Default for Gathered<T> {
+    fn default() -> Self {
+        Gathered {
+            answers: Vec::new(),
+            missing: Vec::new(),
+        }
+    }
+}
+
+/// An answer that stands for the published splits of some partitions.
+pub trait Covers {
+    /// Those partitions.
+    fn covers(&self) -> &[SplitOrigin];
+}
+
+impl Covers for NodeRows {
+    fn covers(&self) -> &[SplitOrigin] {
+        &self.covers
+    }
+}
+
+impl<T> Covers for NodeAnswer<T> {
+    fn covers(&self) -> &[SplitOrigin] {
+        &self.covers
+    }
+}
+
+impl<T: Covers> Gathered<T> {
     /// The partitions the answers stand for.
     pub fn covered(&self) -> HashSet<SplitOrigin> {
         self.answers
             .iter()
-            .flat_map(|a| a.covers.iter().cloned())
+            .flat_map(|a| a.covers().iter().cloned())
             .collect()
     }
 }
@@ -140,9 +219,10 @@ impl FanOut {
     /// Every live ingest node's rows of trace `id` not yet published; `authorization` is the
     /// caller's, passed on. Then the list of splits is read again: a split published while
     /// the nodes answered holds rows they no longer answer for.
-    pub async fn trace(&self, id: &[u8; 16], authorization: Option<&str>) -> Gathered {
+    pub async fn trace(&self, id: &[u8; 16], authorization: Option<&str>) -> Gathered<NodeRows> {
         let path = format!("/api/v1/internal/trace/{}", hex::encode(id));
-        self.ask(&path, &[], authorization).await
+        let asked = |c: &reqwest::Client, base: &str| c.get(format!("{base}{path}"));
+        self.ask(asked, authorization, decode).await
     }
 
     /// Every live ingest node's log records matching `search` (whose query text is `query`)
@@ -152,7 +232,7 @@ impl FanOut {
         search: &LogSearch,
         query: &str,
         authorization: Option<&str>,
-    ) -> Gathered {
+    ) -> Gathered<NodeRows> {
         let mut params = vec![
             ("q", query.to_string()),
             ("start", search.start_unix_nano.to_string()),
@@ -162,30 +242,67 @@ impl FanOut {
         if let Some(cursor) = search.cursor {
             params.push(("cursor", cursor.encode()));
         }
-        self.ask("/api/v1/internal/logs", &params, authorization)
+        let asked = |c: &reqwest::Client, base: &str| {
+            c.get(format!("{base}/api/v1/internal/logs")).query(&params)
+        };
+        self.ask(asked, authorization, decode).await
+    }
+
+    /// Every live ingest node's part of `aggregation` over its rows not yet published; as
+    /// [`FanOut::trace`] otherwise.
+    pub async fn aggregate(
+        &self,
+        aggregation: &crate::aggregation::Aggregation,
+        authorization: Option<&str>,
+    ) -> Gathered<NodeAnswer<crate::aggregation::Aggregated>> {
+        self.post("/api/v1/internal/aggregate", aggregation, authorization)
             .await
     }
 
-    /// Asks every live ingest node `path` with `params`, then reads the list of splits again.
-    async fn ask(
+    /// Every live ingest node's answer to `POST path` with the JSON body `question`, a
+    /// [`InternalAnswer`] of `T`; as [`FanOut::trace`] otherwise.
+    pub async fn post<Q: Serialize, T: serde::de::DeserializeOwned>(
         &self,
         path: &str,
-        params: &[(&str, String)],
+        question: &Q,
         authorization: Option<&str>,
-    ) -> Gathered {
-        let gathered = self.ask_nodes(path, params, authorization).await;
+    ) -> Gathered<NodeAnswer<T>> {
+        let asked =
+            |c: &reqwest::Client, base: &str| c.post(format!("{base}{path}")).json(question);
+        self.ask(asked, authorization, |node, answer: InternalAnswer<T>| {
+            Ok(NodeAnswer {
+                value: answer.value,
+                covers: answer
+                    .covers
+                    .into_iter()
+                    .map(|c| c.origin(node))
+                    .collect::<Result<_, String>>()?,
+            })
+        })
+        .await
+    }
+
+    /// Asks every live ingest node the request `asked` builds for the node's base URL, and
+    /// makes its answer (`A`, JSON) a `T` with `decode`; then reads the list of splits again.
+    async fn ask<A: serde::de::DeserializeOwned, T>(
+        &self,
+        asked: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+        authorization: Option<&str>,
+        decode: impl Fn(&str, A) -> Result<T, String>,
+    ) -> Gathered<T> {
+        let gathered = self.ask_nodes(asked, authorization, decode).await;
         if let Err(reason) = self.follower.refresh().await {
             tracing::warn!(%reason, "cannot read the list of splits; answering from the last one");
         }
         gathered
     }
 
-    async fn ask_nodes(
+    async fn ask_nodes<A: serde::de::DeserializeOwned, T>(
         &self,
-        path: &str,
-        params: &[(&str, String)],
+        asked: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
         authorization: Option<&str>,
-    ) -> Gathered {
+        decode: impl Fn(&str, A) -> Result<T, String>,
+    ) -> Gathered<T> {
         let members = match self.cluster.members().await {
             Ok(members) => members,
             Err(reason) => {
@@ -198,7 +315,7 @@ impl FanOut {
         };
         let now = now_unix_nano();
         let mut gathered = Gathered::default();
-        let mut asked = Vec::new();
+        let mut sent = Vec::new();
         for member in members {
             if member.role == crate::node::Role::Search.name() || member.id == self.cluster.me().id
             {
@@ -208,21 +325,21 @@ impl FanOut {
                 gathered.missing.push(member.id);
                 continue;
             }
-            let url = format!("{}{path}", member.advertise);
-            let mut request = self.client.get(url).query(params);
+            let mut request = asked(&self.client, &member.advertise);
             if let Some(authorization) = authorization {
                 request = request.header(reqwest::header::AUTHORIZATION, authorization);
             }
-            asked.push((member.id, request.send()));
+            sent.push((member.id, request.send()));
         }
+        let decode = &decode;
         let answers =
-            futures_util::future::join_all(asked.into_iter().map(|(node, sent)| async move {
+            futures_util::future::join_all(sent.into_iter().map(|(node, sent)| async move {
                 let answer = async {
                     let response = sent.await.map_err(|e| e.to_string())?;
                     if !response.status().is_success() {
                         return Err(format!("answered {}", response.status()));
                     }
-                    let answer: InternalRows = response.json().await.map_err(|e| e.to_string())?;
+                    let answer: A = response.json().await.map_err(|e| e.to_string())?;
                     decode(&node, answer)
                 }
                 .await;
@@ -252,21 +369,7 @@ fn decode(node: &str, answer: InternalRows) -> Result<NodeRows, String> {
     let covers = answer
         .covers
         .into_iter()
-        .map(|c| {
-            let signal = match c.signal.as_str() {
-                "logs" => Signal::Logs,
-                "spans" => Signal::Spans,
-                other => return Err(format!("unknown signal '{other}'")),
-            };
-            Ok(SplitOrigin {
-                node: node.to_string(),
-                partition: PartitionRef {
-                    signal,
-                    start_unix_nano: c.start_unix_nano,
-                    part: c.part,
-                },
-            })
-        })
+        .map(|c| c.origin(node))
         .collect::<Result<_, String>>()?;
     Ok(NodeRows {
         rows,

@@ -24,11 +24,13 @@
 //!   and the publisher task that uploads them and deletes what retention removed (on a
 //!   search node, the follower that reads every node's list instead); `node`: this node's
 //!   name and role; `cluster`: the nodes sharing a PostgreSQL metastore, by heartbeat;
-//!   `fanout`: what a search node asks the live ingest nodes.
+//!   `fanout`: what a search node asks the live ingest nodes; `aggregation`: the catalogs
+//!   and the histogram, summed over those nodes' parts and the splits.
 //! - `server`: start and graceful stop, used by `main` and by the integration tests.
 //!
 //! Storage and search live in the `weft-index` crate.
 
+pub mod aggregation;
 pub mod api;
 pub mod auth;
 pub mod bench;

@@ -236,6 +236,14 @@ function enableHistogramZoom() {
   });
 }
 
+// On a search node, an answer without some ingest node's newest rows says so ("partial",
+// "missing_nodes"); the view says it too, naming the nodes.
+function showPartial(el, ...answers) {
+  const missing = [...new Set(answers.filter((a) => a && a.partial).flatMap((a) => a.missing_nodes || []))];
+  el.hidden = missing.length === 0;
+  el.textContent = missing.length ? `Partial answer: ${missing.join(", ")} did not answer, so ${missing.length > 1 ? "their" : "its"} newest rows (not yet in object storage) are missing.` : "";
+}
+
 async function searchLogs(more) {
   const { params } = route();
   const q = params.get("q") || "";
@@ -266,6 +274,7 @@ async function searchLogs(more) {
     }
     if (gen !== searchGen) return;
     err.hidden = true;
+    showPartial($("#logs-partial"), page, hist);
     const body = $("#logs tbody");
     if (!more) { body.innerHTML = ""; $("#details").hidden = true; $("#log-compare-panel").hidden = true; }
     const mark = highlighter(q);
@@ -309,6 +318,7 @@ async function showTrace(id, params) {
   const fetching = performance.now();
   try { t = await getJSON("/api/v1/traces/" + encodeURIComponent(id)); }
   catch (e) { summary.textContent = `trace ${id}: ${e.message}`; return; }
+  showPartial($("#trace-partial"), t);
   const rendering = performance.now();
   const s = t.summary;
   summary.innerHTML = `<b>${esc(s.root_service)}: ${esc(s.root_name)}</b> — ${fmtDur(s.duration_ns)}, ${s.span_count} spans, ` +
@@ -418,6 +428,7 @@ async function searchTraces() {
   try {
     const r = await getJSON("/api/v1/traces?" + q);
     $("#trace-error").hidden = true;
+    showPartial($("#traces-partial"), r);
     for (const t of r.traces) {
       const tr = document.createElement("tr");
       tr.className = "log";

@@ -11,7 +11,7 @@ use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 use crate::error::IndexError;
 use crate::query::{CmpOp, Expr, compile};
 use crate::search::time_range;
-use crate::store::Store;
+use crate::store::{PartitionRef, Scope, Store};
 use crate::{Signal, log_fields, span_fields};
 
 /// Severity bands of the histogram, in order.
@@ -23,6 +23,19 @@ pub const BANDS: [&str; 7] = [
     "warn",
     "error",
     "fatal",
+];
+
+/// Span names (operations), each with the span kinds seen ([`SPAN_KINDS`]).
+pub type Operations = BTreeMap<String, BTreeSet<&'static str>>;
+
+/// Span kinds by name, as the catalog of operations lists them.
+pub const SPAN_KINDS: [&str; 6] = [
+    "unspecified",
+    "internal",
+    "server",
+    "client",
+    "producer",
+    "consumer",
 ];
 
 /// Index into [`BANDS`] of a severity number.
@@ -111,7 +124,7 @@ impl SegmentCollector for HistogramSegment {
 }
 
 /// What a service was seen doing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServiceStats {
     /// Spans.
     pub spans: u64,
@@ -121,8 +134,17 @@ pub struct ServiceStats {
     pub last_seen_unix_nano: u64,
 }
 
+impl ServiceStats {
+    /// Adds what another part of the data saw.
+    pub fn merge(&mut self, other: &ServiceStats) {
+        self.spans += other.spans;
+        self.logs += other.logs;
+        self.last_seen_unix_nano = self.last_seen_unix_nano.max(other.last_seen_unix_nano);
+    }
+}
+
 /// One entry of the event catalog.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EventStats {
     /// Records with this event ID.
     pub count: u64,
@@ -133,7 +155,31 @@ pub struct EventStats {
     /// Services that logged it.
     pub services: BTreeSet<String>,
     /// Severity bands seen (see [`BANDS`]).
-    pub severities: BTreeSet<&'static str>,
+    pub severities: BTreeSet<String>,
+}
+
+impl Default for EventStats {
+    /// Nothing seen yet: the first record seen is the earliest.
+    fn default() -> Self {
+        EventStats {
+            count: 0,
+            first_seen_unix_nano: u64::MAX,
+            last_seen_unix_nano: 0,
+            services: BTreeSet::new(),
+            severities: BTreeSet::new(),
+        }
+    }
+}
+
+impl EventStats {
+    /// Adds what another part of the data saw.
+    pub fn merge(&mut self, other: EventStats) {
+        self.count += other.count;
+        self.first_seen_unix_nano = self.first_seen_unix_nano.min(other.first_seen_unix_nano);
+        self.last_seen_unix_nano = self.last_seen_unix_nano.max(other.last_seen_unix_nano);
+        self.services.extend(other.services);
+        self.severities.extend(other.severities);
+    }
 }
 
 /// Per-segment state keyed by term ordinal; converted to strings at harvest.
@@ -206,15 +252,7 @@ impl Collector for KeyedCollector {
 
 fn merge_keyed(total: &mut KeyedFruit, part: KeyedFruit) {
     for (key, stats) in part {
-        let entry = total.entry(key).or_insert_with(|| EventStats {
-            first_seen_unix_nano: u64::MAX,
-            ..Default::default()
-        });
-        entry.count += stats.count;
-        entry.first_seen_unix_nano = entry.first_seen_unix_nano.min(stats.first_seen_unix_nano);
-        entry.last_seen_unix_nano = entry.last_seen_unix_nano.max(stats.last_seen_unix_nano);
-        entry.services.extend(stats.services);
-        entry.severities.extend(stats.severities);
+        total.entry(key).or_default().merge(stats);
     }
 }
 
@@ -264,7 +302,7 @@ impl SegmentCollector for KeyedSegment {
             }
             let severities = (0..7)
                 .filter(|b| stats.bands & (1 << b) != 0)
-                .map(|b| BANDS[b])
+                .map(|b| BANDS[b].to_string())
                 .collect();
             out.insert(
                 name.clone(),
@@ -290,6 +328,21 @@ impl Store {
         end: u64,
         buckets: usize,
     ) -> Result<Vec<HistogramBucket>, IndexError> {
+        Ok(self
+            .log_histogram_in(query, start, end, buckets, &Scope::All)?
+            .0)
+    }
+
+    /// [`Store::log_histogram`] over the partitions `scope` reads; also returns the local
+    /// partitions it read (see [`Store::search_logs_in`]).
+    pub fn log_histogram_in(
+        &self,
+        query: Option<&Expr>,
+        start: u64,
+        end: u64,
+        buckets: usize,
+        scope: &Scope,
+    ) -> Result<(Vec<HistogramBucket>, Vec<PartitionRef>), IndexError> {
         let buckets = buckets.max(1);
         let width = (end.saturating_sub(start)).div_ceil(buckets as u64).max(1);
         let expr = query;
@@ -300,7 +353,9 @@ impl Store {
             buckets,
         };
         let mut totals = vec![[0u64; 7]; buckets];
-        for partition in self.partitions_matching(Signal::Logs, start, end, expr)? {
+        let partitions = self.partitions_matching_in(Signal::Logs, start, end, expr, scope)?;
+        let read = partitions.local_refs();
+        for partition in partitions {
             let partition = partition?;
             let counts = partition.searcher().search(&query, &collector)?;
             for (t, c) in totals.iter_mut().zip(counts) {
@@ -309,14 +364,15 @@ impl Store {
                 }
             }
         }
-        Ok(totals
+        let totals = totals
             .into_iter()
             .enumerate()
             .map(|(i, counts)| HistogramBucket {
                 start_unix_nano: start + i as u64 * width,
                 counts,
             })
-            .collect())
+            .collect();
+        Ok((totals, read))
     }
 
     /// Every service seen in `[start, end)` with its span and log counts.
@@ -325,6 +381,17 @@ impl Store {
         start: u64,
         end: u64,
     ) -> Result<BTreeMap<String, ServiceStats>, IndexError> {
+        Ok(self.services_in(start, end, &Scope::All)?.0)
+    }
+
+    /// [`Store::services`] over the partitions `scope` reads, and the local ones it read.
+    pub fn services_in(
+        &self,
+        start: u64,
+        end: u64,
+        scope: &Scope,
+    ) -> Result<(BTreeMap<String, ServiceStats>, Vec<PartitionRef>), IndexError> {
+        let mut read = Vec::new();
         let mut out: BTreeMap<String, ServiceStats> = BTreeMap::new();
         for (signal, time_field) in [(Signal::Logs, "time"), (Signal::Spans, "start")] {
             let collector = KeyedCollector {
@@ -334,7 +401,9 @@ impl Store {
             };
             let query = filtered(None, signal, start, end)?;
             let mut found = KeyedFruit::new();
-            for partition in self.partitions_overlapping(signal, start, end)? {
+            let partitions = self.partitions_matching_in(signal, start, end, None, scope)?;
+            read.extend(partitions.local_refs());
+            for partition in partitions {
                 let partition = partition?;
                 merge_keyed(&mut found, partition.searcher().search(&query, &collector)?);
             }
@@ -348,7 +417,7 @@ impl Store {
                     entry.last_seen_unix_nano.max(stats.last_seen_unix_nano);
             }
         }
-        Ok(out)
+        Ok((out, read))
     }
 
     /// Span names (operations) of a service in `[start, end)`, each with the span kinds seen.
@@ -357,16 +426,21 @@ impl Store {
         service: &str,
         start: u64,
         end: u64,
-    ) -> Result<BTreeMap<String, BTreeSet<&'static str>>, IndexError> {
-        let mut out: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
-        for kind in [
-            "unspecified",
-            "internal",
-            "server",
-            "client",
-            "producer",
-            "consumer",
-        ] {
+    ) -> Result<Operations, IndexError> {
+        Ok(self.operations_in(service, start, end, &Scope::All)?.0)
+    }
+
+    /// [`Store::operations`] over the partitions `scope` reads, and the local ones it read.
+    pub fn operations_in(
+        &self,
+        service: &str,
+        start: u64,
+        end: u64,
+        scope: &Scope,
+    ) -> Result<(Operations, Vec<PartitionRef>), IndexError> {
+        let mut out = Operations::new();
+        let mut read = Vec::new();
+        for kind in SPAN_KINDS {
             let expr = Expr::And(vec![
                 Expr::filter("service", CmpOp::Eq, service),
                 Expr::filter("kind", CmpOp::Eq, kind),
@@ -378,7 +452,11 @@ impl Store {
                 with_details: false,
             };
             let mut found = KeyedFruit::new();
-            for partition in self.partitions_overlapping(Signal::Spans, start, end)? {
+            let partitions = self.partitions_matching_in(Signal::Spans, start, end, None, scope)?;
+            if read.is_empty() {
+                read = partitions.local_refs();
+            }
+            for partition in partitions {
                 let partition = partition?;
                 merge_keyed(&mut found, partition.searcher().search(&query, &collector)?);
             }
@@ -386,7 +464,7 @@ impl Store {
                 out.entry(name).or_default().insert(kind);
             }
         }
-        Ok(out)
+        Ok((out, read))
     }
 
     /// The event-ID catalog of `[start, end)`, optionally for one service.
@@ -396,6 +474,17 @@ impl Store {
         start: u64,
         end: u64,
     ) -> Result<BTreeMap<String, EventStats>, IndexError> {
+        Ok(self.events_in(service, start, end, &Scope::All)?.0)
+    }
+
+    /// [`Store::events`] over the partitions `scope` reads, and the local ones it read.
+    pub fn events_in(
+        &self,
+        service: Option<&str>,
+        start: u64,
+        end: u64,
+        scope: &Scope,
+    ) -> Result<(BTreeMap<String, EventStats>, Vec<PartitionRef>), IndexError> {
         let expr = service.map(|s| Expr::filter("service", CmpOp::Eq, s));
         let query = filtered(expr.as_ref(), Signal::Logs, start, end)?;
         let collector = KeyedCollector {
@@ -404,34 +493,40 @@ impl Store {
             with_details: true,
         };
         let mut found = KeyedFruit::new();
-        for partition in self.partitions_overlapping(Signal::Logs, start, end)? {
+        let partitions = self.partitions_matching_in(Signal::Logs, start, end, None, scope)?;
+        let read = partitions.local_refs();
+        for partition in partitions {
             let partition = partition?;
             merge_keyed(&mut found, partition.searcher().search(&query, &collector)?);
         }
-        Ok(found.into_iter().collect())
+        Ok((found.into_iter().collect(), read))
     }
 }
 
 impl Store {
-    /// Log records matching `query` in the partitions overlapping `[start, end)`, counted per
-    /// service. (No time filter inside those partitions: callers look rows up by ID.)
-    pub(crate) fn count_by_service(
+    /// Log records matching `query` in the partitions `scope` reads that overlap
+    /// `[start, end)`, counted per service, and the local partitions read. (No time filter
+    /// inside those partitions: callers look rows up by ID.)
+    pub(crate) fn count_by_service_in(
         &self,
         query: &dyn Query,
         start: u64,
         end: u64,
-    ) -> Result<BTreeMap<String, u64>, IndexError> {
+        scope: &Scope,
+    ) -> Result<(BTreeMap<String, u64>, Vec<PartitionRef>), IndexError> {
         let collector = KeyedCollector {
             key_field: "service",
             time_field: "time",
             with_details: false,
         };
         let mut found = KeyedFruit::new();
-        for partition in self.partitions_overlapping(Signal::Logs, start, end)? {
+        let partitions = self.partitions_matching_in(Signal::Logs, start, end, None, scope)?;
+        let read = partitions.local_refs();
+        for partition in partitions {
             let partition = partition?;
             merge_keyed(&mut found, partition.searcher().search(query, &collector)?);
         }
-        Ok(found.into_iter().map(|(k, v)| (k, v.count)).collect())
+        Ok((found.into_iter().map(|(k, v)| (k, v.count)).collect(), read))
     }
 }
 

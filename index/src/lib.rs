@@ -63,7 +63,10 @@ pub use model::{LogRow, RowBatch, SpanRow};
 pub use partition::{PARTITION_NANOS, SEGMENT_MAX_DOCS, partition_start};
 pub use search::{LogCursor, LogPage, LogSearch, TraceRows};
 pub use store::{CommitStats, RetentionPolicy, Store, StoreOptions};
-pub use traces::{TraceSearch, TraceSearchResult, TraceSummary};
+pub use traces::{
+    Candidates, MAX_CANDIDATE_TRACES, SummaryPart, TraceCandidate, TraceSearch, TraceSearchResult,
+    TraceSummary,
+};
 
 use schema::{LogFields, SpanFields};
 use std::sync::OnceLock;

@@ -18,15 +18,15 @@ use crate::partition::PARTITION_NANOS;
 use crate::query::Expr;
 use crate::rows::RowReader;
 use crate::schema::column;
-use crate::store::Store;
+use crate::store::{PartitionRef, Scope, Store};
 use crate::{LogRow, Signal, SpanRow};
 
 /// How far outside a search's range a candidate trace's other spans are looked for.
-const TRACE_SLACK_NANOS: u64 = PARTITION_NANOS;
+pub const TRACE_SLACK_NANOS: u64 = PARTITION_NANOS;
 /// Matching spans read to find candidate traces, at most.
 const MAX_CANDIDATE_SPANS: usize = 20_000;
 /// Candidate traces assembled per search, at most.
-const MAX_CANDIDATE_TRACES: usize = 2_000;
+pub const MAX_CANDIDATE_TRACES: usize = 2_000;
 /// Spans of one trace read for a summary, at most.
 const MAX_SUMMARY_SPANS: usize = 10_000;
 
@@ -170,24 +170,118 @@ pub struct TraceSearchResult {
     pub limited: bool,
 }
 
+impl TraceSearch {
+    /// Whether a trace lasting `duration_ns` passes the duration filters.
+    pub fn fits(&self, duration_ns: u64) -> bool {
+        self.min_duration_ns.is_none_or(|d| duration_ns >= d)
+            && self.max_duration_ns.is_none_or(|d| duration_ns <= d)
+    }
+
+    /// The range in which a candidate trace's spans and logs are looked for: the search's,
+    /// widened by [`TRACE_SLACK_NANOS`] on each side.
+    pub fn near_range(&self) -> (u64, u64) {
+        (
+            self.start_unix_nano.saturating_sub(TRACE_SLACK_NANOS),
+            self.end_unix_nano.saturating_add(TRACE_SLACK_NANOS),
+        )
+    }
+}
+
+/// A trace a search may return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceCandidate {
+    /// The trace.
+    pub trace_id: [u8; 16],
+    /// The start of its newest span that matches the search.
+    pub newest_match_unix_nano: u64,
+}
+
+/// The candidate traces of a search, newest matching span first.
+#[derive(Clone, Debug, Default)]
+pub struct Candidates {
+    /// The candidates.
+    pub traces: Vec<TraceCandidate>,
+    /// True when more spans or traces matched than a search examines.
+    pub capped: bool,
+}
+
+/// What one part of the data holds of a trace: enough for its summary.
+#[derive(Clone, Debug, Default)]
+pub struct SummaryPart {
+    /// Its spans there.
+    pub spans: Vec<SpanRow>,
+    /// Its log records there, counted per service.
+    pub logs_by_service: BTreeMap<String, u64>,
+}
+
+impl SummaryPart {
+    /// Adds another part of the data's.
+    pub fn merge(&mut self, other: SummaryPart) {
+        self.spans.extend(other.spans);
+        for (service, n) in other.logs_by_service {
+            *self.logs_by_service.entry(service).or_default() += n;
+        }
+    }
+
+    /// The summary of trace `id`, when this is all of it.
+    pub fn summary(&self, id: [u8; 16]) -> TraceSummary {
+        TraceSummary::new(
+            id,
+            &self.spans,
+            self.logs_by_service.values().sum::<u64>() as usize,
+            std::iter::empty(),
+            self.logs_by_service.keys().cloned(),
+        )
+    }
+}
+
 impl Store {
     /// Traces with a span matching `search`, filtered on whole-trace duration.
     pub fn search_traces(&self, search: &TraceSearch) -> Result<TraceSearchResult, IndexError> {
+        let (candidates, _) = self.trace_candidates_in(search, &Scope::All)?;
+        let mut result = TraceSearchResult::default();
+        let (near_start, near_end) = search.near_range();
+        for candidate in candidates.traces {
+            let id = candidate.trace_id;
+            let (part, _) = self.summary_part_in(&id, near_start, near_end, &Scope::All)?;
+            let summary = part.summary(id);
+            if !search.fits(summary.duration_ns) {
+                continue;
+            }
+            if result.traces.len() == search.limit {
+                result.limited = true;
+                break;
+            }
+            result.traces.push(summary);
+        }
+        result.limited |= candidates.capped;
+        Ok(result)
+    }
+
+    /// The traces with a span matching `search` among the partitions `scope` reads, newest
+    /// matching span first, at most [`MAX_CANDIDATE_TRACES`]; and the local partitions read.
+    pub fn trace_candidates_in(
+        &self,
+        search: &TraceSearch,
+        scope: &Scope,
+    ) -> Result<(Candidates, Vec<PartitionRef>), IndexError> {
         let query = filtered(
             search.query.as_ref(),
             Signal::Spans,
             search.start_unix_nano,
             search.end_unix_nano,
         )?;
-        let mut candidates: Vec<[u8; 16]> = Vec::new();
+        let mut found = Candidates::default();
         let mut seen = std::collections::HashSet::new();
-        let mut candidates_capped = false;
-        'partitions: for partition in self.partitions_matching(
+        let partitions = self.partitions_matching_in(
             Signal::Spans,
             search.start_unix_nano,
             search.end_unix_nano,
             search.query.as_ref(),
-        )? {
+            scope,
+        )?;
+        let read = partitions.local_refs();
+        'partitions: for partition in partitions {
             let partition = partition?;
             let searcher = partition.searcher();
             // Format 2 keeps a span's whole trace ID in a column of its own.
@@ -201,10 +295,10 @@ impl Store {
                     .order_by_fast_field::<u64>("start", Order::Desc),
             )?;
             if hits.len() == MAX_CANDIDATE_SPANS {
-                candidates_capped = true;
+                found.capped = true;
             }
             let mut bytes = Vec::with_capacity(16);
-            for (_, address) in hits {
+            for (start, address) in hits {
                 let reader = searcher.segment_reader(address.segment_ord);
                 let Some(column) = reader.fast_fields().bytes(trace_column)? else {
                     continue;
@@ -220,43 +314,34 @@ impl Store {
                     continue;
                 };
                 if seen.insert(id) {
-                    candidates.push(id);
-                    if candidates.len() == MAX_CANDIDATE_TRACES {
-                        candidates_capped = true;
+                    found.traces.push(TraceCandidate {
+                        trace_id: id,
+                        newest_match_unix_nano: start.unwrap_or(0),
+                    });
+                    if found.traces.len() == MAX_CANDIDATE_TRACES {
+                        found.capped = true;
                         break 'partitions;
                     }
                 }
             }
         }
-        let mut result = TraceSearchResult::default();
-        let near_start = search.start_unix_nano.saturating_sub(TRACE_SLACK_NANOS);
-        let near_end = search.end_unix_nano.saturating_add(TRACE_SLACK_NANOS);
-        for id in candidates {
-            let summary = self.summarize(&id, near_start, near_end)?;
-            let fits = search
-                .min_duration_ns
-                .is_none_or(|d| summary.duration_ns >= d)
-                && search
-                    .max_duration_ns
-                    .is_none_or(|d| summary.duration_ns <= d);
-            if !fits {
-                continue;
-            }
-            if result.traces.len() == search.limit {
-                result.limited = true;
-                break;
-            }
-            result.traces.push(summary);
-        }
-        result.limited |= candidates_capped;
-        Ok(result)
+        Ok((found, read))
     }
 
-    /// Summary of a trace from the partitions overlapping `[start, end)`.
-    fn summarize(&self, id: &[u8; 16], start: u64, end: u64) -> Result<TraceSummary, IndexError> {
+    /// What the partitions `scope` reads that overlap `[start, end)` hold of trace `id`, and
+    /// the local partitions read.
+    pub fn summary_part_in(
+        &self,
+        id: &[u8; 16],
+        start: u64,
+        end: u64,
+        scope: &Scope,
+    ) -> Result<(SummaryPart, Vec<PartitionRef>), IndexError> {
         let span_query = IdQuery::new(Signal::Spans, IdKind::Trace, id);
-        let mut spans: Vec<SpanRow> = Vec::new();
-        for partition in self.partitions_overlapping(Signal::Spans, start, end)? {
+        let mut part = SummaryPart::default();
+        let partitions = self.partitions_matching_in(Signal::Spans, start, end, None, scope)?;
+        let mut read = partitions.local_refs();
+        for partition in partitions {
             let partition = partition?;
             let searcher = partition.searcher();
             let hits = searcher.search(
@@ -265,18 +350,13 @@ impl Store {
             )?;
             let mut reader = RowReader::new(&searcher);
             for (_, address) in hits {
-                spans.push(reader.span(address)?);
+                part.spans.push(reader.span(address)?);
             }
         }
         let log_query: Box<dyn Query> = Box::new(IdQuery::new(Signal::Logs, IdKind::Trace, id));
-        let by_service = self.count_by_service(&*log_query, start, end)?;
-        let log_count = by_service.values().sum::<u64>() as usize;
-        Ok(TraceSummary::new(
-            *id,
-            &spans,
-            log_count,
-            std::iter::empty(),
-            by_service.into_keys(),
-        ))
+        let (by_service, logs_read) = self.count_by_service_in(&*log_query, start, end, scope)?;
+        part.logs_by_service = by_service;
+        read.extend(logs_read);
+        Ok((part, read))
     }
 }

@@ -1,14 +1,21 @@
 //! `GET /api/v1/logs/histogram`, `GET /api/v1/services` and `GET /api/v1/events`: counts from
-//! the index's fast fields, for charts and catalogs.
+//! the index's fast fields, for charts and catalogs; cluster-wide on a search node
+//! (`crate::aggregation`), whose ingest nodes answer `POST /api/v1/internal/aggregate`.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
 use weft_index::aggregate::BANDS;
 use weft_index::query::parse;
+use weft_index::store::Scope;
+
+use super::traces::authorization;
+use crate::aggregation::{Aggregation, aggregate};
+use crate::fanout::InternalAnswer;
 
 use super::params::{limit, parse_time, time_range};
 use super::{ApiError, ApiState};
@@ -39,11 +46,12 @@ fn catalog_range(params: &HashMap<String, String>) -> Result<(u64, u64), ApiErro
 pub(crate) async fn histogram(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let started = Instant::now();
-    let query = parse(params.get("q").map_or("", String::as_str))?;
-    if let Some(q) = &query {
-        weft_index::query::compile(q, weft_index::Signal::Logs)?;
+    let q = params.get("q").map_or("", String::as_str);
+    if let Some(query) = parse(q)? {
+        weft_index::query::compile(&query, weft_index::Signal::Logs)?;
     }
     let (start, end) = time_range(
         params.get("start").map(String::as_str),
@@ -54,11 +62,16 @@ pub(crate) async fn histogram(
         DEFAULT_BUCKETS,
         MAX_BUCKETS,
     )?;
-    let found = state
-        .run_query(move |store, _| Ok(store.log_histogram(query.as_ref(), start, end, buckets)?))
-        .await?;
+    let aggregation = Aggregation::Histogram {
+        q: q.to_string(),
+        start_unix_nano: start,
+        end_unix_nano: end,
+        buckets,
+    };
+    let (found, missing) = aggregate(&state, aggregation, authorization(&headers)).await?;
     let width = (end - start).div_ceil(buckets as u64).max(1);
     let buckets: Vec<Value> = found
+        .histogram_buckets(start, width)
         .iter()
         .map(|b| {
             let counts: Map<String, Value> = BANDS
@@ -77,6 +90,9 @@ pub(crate) async fn histogram(
         "bucket_ns": width.to_string(),
         "bands": BANDS,
         "buckets": buckets,
+        // Ingest nodes that did not answer: their records not yet published are not counted.
+        "partial": !missing.is_empty(),
+        "missing_nodes": missing,
         "took_ms": started.elapsed().as_millis() as u64,
     })))
 }
@@ -84,11 +100,11 @@ pub(crate) async fn histogram(
 pub(crate) async fn services(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (start, end) = catalog_range(&params)?;
-    let found = state
-        .run_query(move |store, _| Ok(store.services(start, end)?))
-        .await?;
+    let (found, missing) =
+        crate::aggregation::services(&state, start, end, authorization(&headers)).await?;
     let services: Vec<Value> = found
         .into_iter()
         .map(|(name, s)| {
@@ -100,19 +116,28 @@ pub(crate) async fn services(
             })
         })
         .collect();
-    Ok(Json(json!({ "services": services })))
+    Ok(Json(json!({
+        "services": services,
+        "partial": !missing.is_empty(),
+        "missing_nodes": missing,
+    })))
 }
 
 pub(crate) async fn events(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let (start, end) = catalog_range(&params)?;
     let service = params.get("service").filter(|s| !s.is_empty()).cloned();
-    let found = state
-        .run_query(move |store, _| Ok(store.events(service.as_deref(), start, end)?))
-        .await?;
-    let mut events: Vec<(String, weft_index::aggregate::EventStats)> = found.into_iter().collect();
+    let aggregation = Aggregation::Events {
+        service,
+        start_unix_nano: start,
+        end_unix_nano: end,
+    };
+    let (found, missing) = aggregate(&state, aggregation, authorization(&headers)).await?;
+    let mut events: Vec<(String, weft_index::aggregate::EventStats)> =
+        found.events.into_iter().collect();
     events.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
     let rules = state.severity.rules();
     let now = state.severity.now();
@@ -131,7 +156,32 @@ pub(crate) async fn events(
             })
         })
         .collect();
-    Ok(Json(json!({ "events": events })))
+    Ok(Json(json!({
+        "events": events,
+        "partial": !missing.is_empty(),
+        "missing_nodes": missing,
+    })))
+}
+
+/// `POST /api/v1/internal/aggregate`: this node's part of an aggregation over its rows not
+/// yet in a published split, and the partitions read, for a search node
+/// (`crate::aggregation`).
+pub(crate) async fn internal_aggregate(
+    State(state): State<ApiState>,
+    Json(aggregation): Json<Aggregation>,
+) -> Result<Json<InternalAnswer<crate::aggregation::Aggregated>>, ApiError> {
+    if let Aggregation::Histogram { buckets, .. } = &aggregation
+        && *buckets > MAX_BUCKETS
+    {
+        return Err(ApiError::BadRequest(format!(
+            "buckets must be at most {MAX_BUCKETS}"
+        )));
+    }
+    let (value, read) = state
+        .run_query(move |store, _| aggregation.run(store, &Scope::Unpublished))
+        .await?;
+    let node = state.cluster.as_ref().map(|c| c.me().id.clone());
+    Ok(Json(InternalAnswer::new(node, value, &read)))
 }
 
 /// The newest unexpired rule that names this event ID.

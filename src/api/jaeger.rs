@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use serde_json::{Value, json};
@@ -16,7 +16,7 @@ use weft_index::model::any_value_to_json;
 use weft_index::query::{CmpOp, Expr};
 use weft_index::{LogRow, SpanRow, TraceSearch};
 
-use super::traces::{MAX_LOGS, MAX_SPANS, parse_trace_id};
+use super::traces::{MAX_LOGS, MAX_SPANS, authorization, parse_trace_id};
 use super::{ApiError, ApiState};
 use crate::pipeline::now_unix_nano;
 
@@ -63,11 +63,10 @@ fn all_time() -> (u64, u64) {
     (0, now_unix_nano().saturating_add(3_600_000_000_000))
 }
 
-pub(crate) async fn services(State(state): State<ApiState>) -> JaegerResult {
+pub(crate) async fn services(State(state): State<ApiState>, headers: HeaderMap) -> JaegerResult {
     let (start, end) = all_time();
-    let found = state
-        .run_query(move |store, _| Ok(store.services(start, end)?))
-        .await?;
+    let (found, _) =
+        crate::aggregation::services(&state, start, end, authorization(&headers)).await?;
     let names: Vec<&String> = found
         .iter()
         .filter(|(_, s)| s.spans > 0)
@@ -79,11 +78,12 @@ pub(crate) async fn services(State(state): State<ApiState>) -> JaegerResult {
 pub(crate) async fn service_operations(
     State(state): State<ApiState>,
     Path(service): Path<String>,
+    headers: HeaderMap,
 ) -> JaegerResult {
     let (start, end) = all_time();
-    let found = state
-        .run_query(move |store, _| Ok(store.operations(&service, start, end)?))
-        .await?;
+    let (found, _) =
+        crate::aggregation::operations(&state, service, start, end, authorization(&headers))
+            .await?;
     let names: Vec<&String> = found.keys().collect();
     Ok(envelope(json!(names), names.len()))
 }
@@ -91,6 +91,7 @@ pub(crate) async fn service_operations(
 pub(crate) async fn operations(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> JaegerResult {
     let service = params
         .get("service")
@@ -104,13 +105,13 @@ pub(crate) async fn operations(
         })?;
     let kind = params.get("spanKind").filter(|k| !k.is_empty()).cloned();
     let (start, end) = all_time();
-    let found = state
-        .run_query(move |store, _| Ok(store.operations(&service, start, end)?))
-        .await?;
+    let (found, _) =
+        crate::aggregation::operations(&state, service, start, end, authorization(&headers))
+            .await?;
     let mut data = Vec::new();
     for (name, kinds) in &found {
         for k in kinds {
-            let jaeger_kind = if *k == "unspecified" { "" } else { k };
+            let jaeger_kind = if k == "unspecified" { "" } else { k };
             if kind.as_deref().is_none_or(|wanted| wanted == jaeger_kind) {
                 data.push(json!({"name": name, "spanKind": jaeger_kind}));
             }
@@ -218,6 +219,7 @@ impl SearchFilters<'_> {
 pub(crate) async fn search(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> JaegerResult {
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let tags = match get("tags") {
@@ -276,19 +278,32 @@ pub(crate) async fn search(
         max_duration_ns: None,
         limit,
     };
-    let traces = state
-        .run_query(move |store, deadline| {
-            let found = store.search_traces(&search)?;
-            let mut out = Vec::with_capacity(found.traces.len());
-            for summary in found.traces {
-                // Hundreds of lookups: stop once nobody waits for the answer.
-                deadline.check()?;
-                let rows = store.trace(&summary.trace_id, MAX_SPANS, MAX_LOGS)?;
-                out.push(trace_json(&summary.trace_id, &rows.spans, &rows.logs));
-            }
-            Ok(out)
-        })
-        .await?;
+    let traces = if state.fanout.is_none() {
+        state
+            .run_query(move |store, deadline| {
+                let found = store.search_traces(&search)?;
+                let mut out = Vec::with_capacity(found.traces.len());
+                for summary in found.traces {
+                    // Hundreds of lookups: stop once nobody waits for the answer.
+                    deadline.check()?;
+                    let rows = store.trace(&summary.trace_id, MAX_SPANS, MAX_LOGS)?;
+                    out.push(trace_json(&summary.trace_id, &rows.spans, &rows.logs));
+                }
+                Ok(out)
+            })
+            .await?
+    } else {
+        // A search node: each trace is gathered from every node, as its own lookup is.
+        let authorization = authorization(&headers);
+        let (found, _) = super::traces::find_traces(&state, search, authorization.clone()).await?;
+        let mut out = Vec::with_capacity(found.traces.len());
+        for summary in found.traces {
+            let (rows, _) =
+                super::traces::trace_rows(&state, summary.trace_id, authorization.clone()).await?;
+            out.push(trace_json(&summary.trace_id, &rows.spans, &rows.logs));
+        }
+        out
+    };
     let total = traces.len();
     Ok(envelope(Value::Array(traces), total))
 }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -25,7 +25,7 @@ use serde::Serialize;
 use weft_index::{LogRow, SpanRow, TraceSearch, TraceSummary};
 
 use super::jaeger::{SearchFilters, go_duration, log_fields, string_value};
-use super::traces::{MAX_LOGS, MAX_SPANS, parse_trace_id};
+use super::traces::{MAX_LOGS, MAX_SPANS, authorization, parse_trace_id};
 use super::{ApiError, ApiState};
 
 /// Traces a search returns when it names no depth (Jaeger's default).
@@ -170,11 +170,11 @@ fn all_time() -> (u64, u64) {
 
 pub(crate) async fn services(
     State(state): State<ApiState>,
+    headers: HeaderMap,
 ) -> Result<Json<ServicesResponse>, V3Error> {
     let (start, end) = all_time();
-    let found = state
-        .run_query(move |store, _| Ok(store.services(start, end)?))
-        .await?;
+    let (found, _) =
+        crate::aggregation::services(&state, start, end, authorization(&headers)).await?;
     let services = found
         .into_iter()
         .filter(|(_, s)| s.spans > 0)
@@ -186,6 +186,7 @@ pub(crate) async fn services(
 pub(crate) async fn operations(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Result<Json<OperationsResponse>, V3Error> {
     let service = params
         .get("service")
@@ -194,15 +195,15 @@ pub(crate) async fn operations(
         .ok_or_else(|| V3Error::new(StatusCode::BAD_REQUEST, "parameter service is required"))?;
     let wanted = first(&params, "spanKind", "span_kind").map(|(kind, _)| kind.to_string());
     let (start, end) = all_time();
-    let found = state
-        .run_query(move |store, _| Ok(store.operations(&service, start, end)?))
-        .await?;
+    let (found, _) =
+        crate::aggregation::operations(&state, service, start, end, authorization(&headers))
+            .await?;
     // Jaeger names a span of unspecified kind "internal".
     let mut operations = BTreeSet::new();
     for (name, kinds) in found {
         for kind in kinds {
             let kind = if kind == "unspecified" {
-                "internal"
+                "internal".to_string()
             } else {
                 kind
             };
@@ -338,11 +339,10 @@ fn parse_search(params: &HashMap<String, String>) -> Result<TraceSearch, V3Error
 pub(crate) async fn trace_summaries(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Result<Json<TraceSummariesResponse>, V3Error> {
     let search = parse_search(&params)?;
-    let found = state
-        .run_query(move |store, _| Ok(store.search_traces(&search)?))
-        .await?;
+    let (found, _) = super::traces::find_traces(&state, search, authorization(&headers)).await?;
     Ok(Json(TraceSummariesResponse {
         summaries: found.traces.into_iter().map(Into::into).collect(),
     }))
@@ -355,21 +355,35 @@ fn no_traces() -> V3Error {
 pub(crate) async fn find_traces(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Result<Json<TracesResponse>, V3Error> {
     let search = parse_search(&params)?;
-    let resource_spans = state
-        .run_query(move |store, deadline| {
-            let found = store.search_traces(&search)?;
-            let mut out = Vec::new();
-            for summary in found.traces {
-                // Hundreds of lookups: stop once nobody waits for the answer.
-                deadline.check()?;
-                let rows = store.trace(&summary.trace_id, MAX_SPANS, MAX_LOGS)?;
-                out.extend(otlp_resource_spans(&rows.spans, &rows.logs));
-            }
-            Ok(out)
-        })
-        .await?;
+    let resource_spans = if state.fanout.is_none() {
+        state
+            .run_query(move |store, deadline| {
+                let found = store.search_traces(&search)?;
+                let mut out = Vec::new();
+                for summary in found.traces {
+                    // Hundreds of lookups: stop once nobody waits for the answer.
+                    deadline.check()?;
+                    let rows = store.trace(&summary.trace_id, MAX_SPANS, MAX_LOGS)?;
+                    out.extend(otlp_resource_spans(&rows.spans, &rows.logs));
+                }
+                Ok(out)
+            })
+            .await?
+    } else {
+        // A search node: each trace is gathered from every node, as its own lookup is.
+        let authorization = authorization(&headers);
+        let (found, _) = super::traces::find_traces(&state, search, authorization.clone()).await?;
+        let mut out = Vec::new();
+        for summary in found.traces {
+            let (rows, _) =
+                super::traces::trace_rows(&state, summary.trace_id, authorization.clone()).await?;
+            out.extend(otlp_resource_spans(&rows.spans, &rows.logs));
+        }
+        out
+    };
     if resource_spans.is_empty() {
         return Err(no_traces());
     }

@@ -94,7 +94,7 @@ pub(crate) async fn internal_search(
 /// splits give theirs, and the newest `limit` of them all make the page: the cursor is a
 /// position in one order shared by every node, so the next page continues each source
 /// where this one stopped, with no gap and no repeat.
-async fn log_page(
+pub(crate) async fn log_page(
     state: &ApiState,
     search: LogSearch,
     q: &str,

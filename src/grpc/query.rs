@@ -10,9 +10,9 @@ use weft_index::{LogRow, SpanRow, TraceSummary};
 use super::proto;
 use super::proto::query_service_server::{QueryService, QueryServiceServer};
 use crate::api::ApiState;
-use crate::api::logs::log_search;
+use crate::api::logs::{log_page, log_search};
 use crate::api::tail::{Subscription, TailItem};
-use crate::api::traces::{MAX_LOGS, MAX_SPANS, TraceParams, trace_search};
+use crate::api::traces::{TraceParams, find_traces, trace_rows, trace_search};
 
 /// The service, ready to add to a tonic server.
 pub fn service(state: ApiState) -> QueryServiceServer<Query> {
@@ -28,6 +28,15 @@ fn optional_time(nanos: u64) -> Option<String> {
 
 fn optional_limit(limit: u32) -> Option<String> {
     (limit != 0).then(|| limit.to_string())
+}
+
+/// The caller's `authorization` metadata, passed on to other nodes by a search node.
+fn authorization<T>(request: &Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 fn log_record(row: &LogRow) -> proto::LogRecord {
@@ -93,7 +102,9 @@ impl QueryService for Query {
         &self,
         request: Request<proto::SearchLogsRequest>,
     ) -> Result<Response<proto::SearchLogsResponse>, Status> {
+        let authorization = authorization(&request);
         let r = request.into_inner();
+        let q = r.query.clone();
         let search = log_search(
             &r.query,
             optional_time(r.start_unix_nano).as_deref(),
@@ -101,14 +112,12 @@ impl QueryService for Query {
             optional_limit(r.limit).as_deref(),
             Some(&r.cursor),
         )?;
-        let page = self
-            .0
-            .run_query(move |store, _| Ok(store.search_logs(&search)?))
-            .await?;
+        let (page, missing_nodes) = log_page(&self.0, search, &q, authorization).await?;
         Ok(Response::new(proto::SearchLogsResponse {
             logs: page.logs.iter().map(log_record).collect(),
             next_cursor: page.next_cursor.map(|c| c.encode()).unwrap_or_default(),
             more: page.more,
+            missing_nodes,
         }))
     }
 
@@ -116,12 +125,10 @@ impl QueryService for Query {
         &self,
         request: Request<proto::GetTraceRequest>,
     ) -> Result<Response<proto::GetTraceResponse>, Status> {
+        let authorization = authorization(&request);
         let id = <[u8; 16]>::try_from(request.into_inner().trace_id.as_slice())
             .map_err(|_| Status::invalid_argument("trace_id must be 16 bytes"))?;
-        let rows = self
-            .0
-            .run_query(move |store, _| Ok(store.trace(&id, MAX_SPANS, MAX_LOGS)?))
-            .await?;
+        let (rows, missing_nodes) = trace_rows(&self.0, id, authorization).await?;
         if rows.spans.is_empty() && rows.logs.is_empty() {
             return Err(Status::not_found(format!(
                 "trace {} not found",
@@ -134,6 +141,7 @@ impl QueryService for Query {
             logs: rows.logs.iter().map(log_record).collect(),
             summary: Some(summary(&s)),
             truncated: rows.truncated,
+            missing_nodes,
         }))
     }
 
@@ -141,6 +149,7 @@ impl QueryService for Query {
         &self,
         request: Request<proto::SearchTracesRequest>,
     ) -> Result<Response<proto::SearchTracesResponse>, Status> {
+        let authorization = authorization(&request);
         let r = request.into_inner();
         let search = trace_search(TraceParams {
             service: Some(&r.service),
@@ -153,13 +162,11 @@ impl QueryService for Query {
             max_duration_ns: (r.max_duration_ns != 0).then_some(r.max_duration_ns),
             limit: optional_limit(r.limit).as_deref(),
         })?;
-        let found = self
-            .0
-            .run_query(move |store, _| Ok(store.search_traces(&search)?))
-            .await?;
+        let (found, missing_nodes) = find_traces(&self.0, search, authorization).await?;
         Ok(Response::new(proto::SearchTracesResponse {
             traces: found.traces.iter().map(summary).collect(),
             limited: found.limited,
+            missing_nodes,
         }))
     }
 

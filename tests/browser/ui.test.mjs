@@ -410,6 +410,30 @@ test("live tail streams new matching records into the table", async () => {
   assert.ok(await page.locator("#tail-status").isHidden());
 });
 
+test("an answer without an ingest node's newest rows says so, naming the node; a whole one says nothing", async () => {
+  // A search node marks such answers "partial" with the nodes missing (tests/integration/
+  // cluster.rs); here this node's real answers are marked so on their way to the page.
+  const trace = data.traces[0];
+  await page.goto(`${weft.url}/#/logs?q=${encodeURIComponent("service:checkout")}`);
+  await page.locator("#logs tbody tr").first().waitFor();
+  assert.equal(await page.locator("#logs-partial").isHidden(), true, "a whole answer carries no notice");
+  await page.route(/\/api\/v1\/(logs|traces)/, async (route) => {
+    const response = await route.fetch();
+    const body = await response.json();
+    await route.fulfill({ response, json: { ...body, partial: true, missing_nodes: ["ingest-b"] } });
+  });
+  await page.goto(`${weft.url}/#/logs?q=${encodeURIComponent("service:payments")}`);
+  await page.locator("#logs-partial").waitFor({ state: "visible" });
+  assert.match(await page.locator("#logs-partial").textContent(), /Partial answer: ingest-b did not answer/);
+  await page.goto(`${weft.url}/#/traces?service=checkout`);
+  await page.locator("#traces-partial").waitFor({ state: "visible" });
+  assert.match(await page.locator("#traces-partial").textContent(), /ingest-b/);
+  await page.goto(`${weft.url}/#/trace/${trace.traceId}`);
+  await waitForTrace(trace.traceId);
+  assert.match(await page.locator("#trace-partial").textContent(), /ingest-b/);
+  assert.equal(await page.locator("#trace-partial").isVisible(), true);
+});
+
 test("a trace whose root span never arrived still renders, marked incomplete", async () => {
   const ms = 1_000_000n, t0 = BigInt(Date.now()) * ms - 10_000n * ms;
   const traceId = "7a11".padEnd(32, "0");

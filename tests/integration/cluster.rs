@@ -79,6 +79,27 @@ async fn send_span(server: &impl Node, service: &str, trace: [u8; 16]) {
 
 /// [`send_span`] starting at `start`.
 async fn send_span_at(server: &impl Node, start: u64, service: &str, trace: [u8; 16]) {
+    send_span_between(
+        server,
+        service,
+        trace,
+        (7, "GET /cart"),
+        start,
+        start + 1_000_000,
+    )
+    .await;
+}
+
+/// A span of trace `trace` from `start` to `end`, from service `service`, with a span ID of
+/// eight `id` bytes and name `name`.
+async fn send_span_between(
+    server: &impl Node,
+    service: &str,
+    trace: [u8; 16],
+    (id, name): (u8, &str),
+    start: u64,
+    end: u64,
+) {
     let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
@@ -88,11 +109,11 @@ async fn send_span_at(server: &impl Node, start: u64, service: &str, trace: [u8;
             scope_spans: vec![ScopeSpans {
                 spans: vec![Span {
                     trace_id: trace.to_vec(),
-                    span_id: vec![7; 8],
-                    name: "GET /cart".into(),
+                    span_id: vec![id; 8],
+                    name: name.into(),
                     kind: 2,
                     start_time_unix_nano: start,
-                    end_time_unix_nano: start + 1_000_000,
+                    end_time_unix_nano: end,
                     ..Default::default()
                 }],
                 ..Default::default()
@@ -313,6 +334,53 @@ async fn trace_once(
     }
 }
 
+/// The records a histogram over `range` counts on `search`, once its `partial` flag is
+/// `partial`.
+async fn histogram_total(search: &impl Node, range: &[(&str, String)], partial: bool) -> u64 {
+    let range: Vec<(&str, &str)> = range.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let started = Instant::now();
+    loop {
+        let (status, found) = get_json(search, "/api/v1/logs/histogram", &range).await;
+        assert_eq!(status, 200, "{found}");
+        if found["partial"] == partial {
+            return found["buckets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b["total"].as_u64().unwrap())
+                .sum();
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "partial is not {partial}: {found}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Traces of service `cart` lasting at least 8 ms as `search` finds them, once there are
+/// `want` of them.
+async fn long_traces(search: &impl Node, want: usize) -> Value {
+    let started = Instant::now();
+    loop {
+        let (status, found) = get_json(
+            search,
+            "/api/v1/traces",
+            &[("service", "cart"), ("min_duration", "8ms"), ("start", "0")],
+        )
+        .await;
+        assert_eq!(status, 200, "{found}");
+        if found["traces"].as_array().unwrap().len() == want {
+            return found;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "wanted {want} traces: {found}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Where the nodes of a cluster of processes keep what they share: PostgreSQL, and the
 /// S3-compatible server when there is one (required in CI), a directory otherwise.
 struct Shared {
@@ -435,6 +503,74 @@ async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_w
         page_through(&search, "service:paging", "3").await,
         newest_first
     );
+    let histogram_range = [
+        ("q", "service:paging".to_string()),
+        ("start", (now - 1_000).to_string()),
+        ("end", (now + 1_000).to_string()),
+        ("buckets", "2".to_string()),
+    ];
+    assert_eq!(histogram_total(&search, &histogram_range, false).await, 12);
+
+    // Trace search on the whole trace: this one's spans reached both nodes, 1 ms on a and
+    // 5 ms on b, 10 ms apart from first start to last end, so only the whole trace passes a
+    // minimum of 8 ms; Jaeger's search brings all its spans; the catalogs list what only the
+    // nodes' newest rows hold.
+    let long = [0x6e; 16];
+    send_span_between(&a, "cart", long, (1, "GET /cart"), now, now + 1_000_000).await;
+    send_span_between(
+        &b,
+        "pay",
+        long,
+        (2, "charge"),
+        now + 5_000_000,
+        now + 10_000_000,
+    )
+    .await;
+    send_logs_at(&b, now + 6_000_000, "pay", long, &["charged"]).await;
+    let found = long_traces(&search, 1).await;
+    assert_eq!(found["partial"], false, "{found}");
+    let summary = &found["traces"][0];
+    assert_eq!(summary["trace_id"], hex::encode(long), "{found}");
+    assert_eq!(summary["duration_ns"], "10000000", "{found}");
+    assert_eq!(summary["span_count"], 2, "{found}");
+    assert_eq!(summary["log_count"], 1, "{found}");
+    assert_eq!(summary["services"], serde_json::json!(["cart", "pay"]));
+    let (status, jaeger) = get_json(
+        &search,
+        "/api/traces",
+        &[("service", "pay"), ("lookback", "1h")],
+    )
+    .await;
+    assert_eq!(status, 200, "{jaeger}");
+    assert_eq!(jaeger["data"].as_array().unwrap().len(), 1, "{jaeger}");
+    assert_eq!(
+        jaeger["data"][0]["spans"].as_array().unwrap().len(),
+        2,
+        "{jaeger}"
+    );
+    let (_, services) = get_json(&search, "/api/v1/services", &[]).await;
+    let counts = |name: &str| {
+        services["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == name)
+            .map(|s| {
+                (
+                    s["span_count"].as_u64().unwrap(),
+                    s["log_count"].as_u64().unwrap(),
+                )
+            })
+    };
+    assert_eq!(counts("cart"), Some((2, 0)), "{services}");
+    assert_eq!(counts("pay"), Some((1, 2)), "{services}");
+    assert_eq!(counts("paging"), Some((0, 12)), "{services}");
+    let (_, operations) = get_json(&search, "/api/operations", &[("service", "pay")]).await;
+    assert_eq!(
+        operations["data"],
+        serde_json::json!([{"name": "charge", "spanKind": "server"}]),
+        "{operations}"
+    );
 
     // A severity rule created on the search node is enforced by both ingest nodes.
     let created = reqwest::Client::new()
@@ -528,6 +664,10 @@ async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_w
         6,
         "a's records: {page}"
     );
+    assert_eq!(histogram_total(&search, &histogram_range, true).await, 6);
+    let found = long_traces(&search, 0).await;
+    assert_eq!(found["partial"], true, "{found}");
+    assert_eq!(found["missing_nodes"], serde_json::json!(["ingest-b"]));
 
     // Restarted on its data directory: whole again, nothing lost or doubled.
     let b = shared.spawn(b_dir.path(), "ingest-b", "ingest");
@@ -536,6 +676,10 @@ async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_w
         page_through(&search, "service:paging", "5").await,
         newest_first
     );
+    assert_eq!(histogram_total(&search, &histogram_range, false).await, 12);
+    let found = long_traces(&search, 1).await;
+    assert_eq!(found["traces"][0]["span_count"], 2, "{found}");
+    assert_eq!(found["traces"][0]["log_count"], 1, "{found}");
 
     for node in [search, a, b] {
         let status = node.terminate().await;

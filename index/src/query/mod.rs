@@ -52,8 +52,8 @@ pub fn syntax_help(signal: Signal) -> String {
     )
 }
 
-/// A parsed query.
-#[derive(Clone, Debug, PartialEq)]
+/// A parsed query. (Serializable: a search node passes it on to the ingest nodes.)
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Expr {
     /// A free-text word; `*` makes it a prefix or wildcard.
     Text {
@@ -122,7 +122,7 @@ impl Expr {
 }
 
 /// The comparison of a filter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CmpOp {
     /// `:` or `=`.
     Eq,

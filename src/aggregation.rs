@@ -1,0 +1,298 @@
+//! The catalogs (services, operations, event IDs) and the log histogram, over this node or,
+//! on a search node, over the whole cluster: each live ingest node adds up its rows not yet
+//! published (`POST /api/v1/internal/aggregate`), the search node the published splits they
+//! do not stand for, and the parts are summed. Counts add; first and last times take the
+//! extremes; sets unite. So a service or an event seen only by an ingest node's newest rows
+//! is in the catalog within a second of its ack, as on one node.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use weft_index::Store;
+use weft_index::aggregate::{EventStats, HistogramBucket, ServiceStats};
+use weft_index::query::parse;
+use weft_index::store::{PartitionRef, Scope};
+
+use crate::api::{ApiError, ApiState};
+
+/// An aggregation, as a search node asks an ingest node for its part.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Aggregation {
+    /// Log records matching `q` in `buckets` equal buckets of `[start, end)`, by severity band.
+    Histogram {
+        q: String,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+        buckets: usize,
+    },
+    /// Services with their span and log counts.
+    Services {
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    },
+    /// A service's span names, with the span kinds of each.
+    Operations {
+        service: String,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    },
+    /// Event IDs, of one service or all.
+    Events {
+        service: Option<String>,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    },
+}
+
+/// An aggregation's answer: the field of its kind holds it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Aggregated {
+    /// Histogram counts per bucket, per severity band (`weft_index::aggregate::BANDS`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub histogram: Vec<[u64; 7]>,
+    /// Services by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, ServiceStats>,
+    /// Span names, each with its span kinds.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub operations: BTreeMap<String, BTreeSet<String>>,
+    /// Event IDs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub events: BTreeMap<String, EventStats>,
+}
+
+impl Aggregation {
+    /// This aggregation over the partitions of `store` that `scope` reads; also the local
+    /// partitions it read.
+    pub fn run(
+        &self,
+        store: &Store,
+        scope: &Scope,
+    ) -> Result<(Aggregated, Vec<PartitionRef>), ApiError> {
+        let mut out = Aggregated::default();
+        let read = match self {
+            Aggregation::Histogram {
+                q,
+                start_unix_nano,
+                end_unix_nano,
+                buckets,
+            } => {
+                let query = parse(q)?;
+                let (found, read) = store.log_histogram_in(
+                    query.as_ref(),
+                    *start_unix_nano,
+                    *end_unix_nano,
+                    *buckets,
+                    scope,
+                )?;
+                out.histogram = found.into_iter().map(|b| b.counts).collect();
+                read
+            }
+            Aggregation::Services {
+                start_unix_nano,
+                end_unix_nano,
+            } => {
+                let (found, read) = store.services_in(*start_unix_nano, *end_unix_nano, scope)?;
+                out.services = found;
+                read
+            }
+            Aggregation::Operations {
+                service,
+                start_unix_nano,
+                end_unix_nano,
+            } => {
+                let (found, read) =
+                    store.operations_in(service, *start_unix_nano, *end_unix_nano, scope)?;
+                out.operations = found
+                    .into_iter()
+                    .map(|(name, kinds)| (name, kinds.into_iter().map(str::to_string).collect()))
+                    .collect();
+                read
+            }
+            Aggregation::Events {
+                service,
+                start_unix_nano,
+                end_unix_nano,
+            } => {
+                let (found, read) =
+                    store.events_in(service.as_deref(), *start_unix_nano, *end_unix_nano, scope)?;
+                out.events = found;
+                read
+            }
+        };
+        Ok((out, read))
+    }
+}
+
+impl Aggregated {
+    /// Adds another part of the data's answer to this one.
+    pub fn merge(&mut self, other: Aggregated) {
+        if self.histogram.len() < other.histogram.len() {
+            self.histogram.resize(other.histogram.len(), [0; 7]);
+        }
+        for (total, part) in self.histogram.iter_mut().zip(other.histogram) {
+            for (t, p) in total.iter_mut().zip(part) {
+                *t += p;
+            }
+        }
+        for (name, stats) in other.services {
+            self.services.entry(name).or_default().merge(&stats);
+        }
+        for (name, kinds) in other.operations {
+            self.operations.entry(name).or_default().extend(kinds);
+        }
+        for (event, stats) in other.events {
+            self.events.entry(event).or_default().merge(stats);
+        }
+    }
+
+    /// The histogram's buckets, the first starting at `start`, each `width` wide.
+    pub fn histogram_buckets(&self, start: u64, width: u64) -> Vec<HistogramBucket> {
+        self.histogram
+            .iter()
+            .enumerate()
+            .map(|(i, counts)| HistogramBucket {
+                start_unix_nano: start + i as u64 * width,
+                counts: *counts,
+            })
+            .collect()
+    }
+}
+
+/// `aggregation` over this node, or over the whole cluster on a search node; and the ingest
+/// nodes that did not answer (their rows not yet published are not counted).
+/// `authorization` (the caller's) is passed on to them.
+pub async fn aggregate(
+    state: &ApiState,
+    aggregation: Aggregation,
+    authorization: Option<String>,
+) -> Result<(Aggregated, Vec<String>), ApiError> {
+    let Some(fanout) = state.fanout.clone() else {
+        let (total, _) = state
+            .run_query(move |store, _| aggregation.run(store, &Scope::All))
+            .await?;
+        return Ok((total, Vec::new()));
+    };
+    let gathered = fanout
+        .aggregate(&aggregation, authorization.as_deref())
+        .await;
+    let answered = Scope::Except(gathered.covered());
+    let (mut total, _) = state
+        .run_query(move |store, _| aggregation.run(store, &answered))
+        .await?;
+    for answer in gathered.answers {
+        total.merge(answer.value);
+    }
+    Ok((total, gathered.missing))
+}
+
+/// Services seen in `[start, end)`, cluster-wide on a search node (see [`aggregate`]).
+pub async fn services(
+    state: &ApiState,
+    start_unix_nano: u64,
+    end_unix_nano: u64,
+    authorization: Option<String>,
+) -> Result<(BTreeMap<String, ServiceStats>, Vec<String>), ApiError> {
+    let aggregation = Aggregation::Services {
+        start_unix_nano,
+        end_unix_nano,
+    };
+    let (total, missing) = aggregate(state, aggregation, authorization).await?;
+    Ok((total.services, missing))
+}
+
+/// `service`'s span names in `[start, end)` with their span kinds, cluster-wide on a search
+/// node (see [`aggregate`]).
+pub async fn operations(
+    state: &ApiState,
+    service: String,
+    start_unix_nano: u64,
+    end_unix_nano: u64,
+    authorization: Option<String>,
+) -> Result<(BTreeMap<String, BTreeSet<String>>, Vec<String>), ApiError> {
+    let aggregation = Aggregation::Operations {
+        service,
+        start_unix_nano,
+        end_unix_nano,
+    };
+    let (total, missing) = aggregate(state, aggregation, authorization).await?;
+    Ok((total.operations, missing))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_add_up() {
+        let mut total = Aggregated {
+            histogram: vec![[1, 0, 0, 2, 0, 0, 0]],
+            services: BTreeMap::from([(
+                "cart".to_string(),
+                ServiceStats {
+                    spans: 2,
+                    logs: 1,
+                    last_seen_unix_nano: 50,
+                },
+            )]),
+            operations: BTreeMap::from([("GET".to_string(), BTreeSet::from(["server".into()]))]),
+            events: BTreeMap::from([(
+                "E1".to_string(),
+                EventStats {
+                    count: 1,
+                    first_seen_unix_nano: 10,
+                    last_seen_unix_nano: 10,
+                    services: BTreeSet::from(["cart".into()]),
+                    severities: BTreeSet::from(["info".into()]),
+                },
+            )]),
+        };
+        let part = Aggregated {
+            histogram: vec![[0, 0, 0, 1, 0, 3, 0], [0, 0, 0, 0, 0, 0, 4]],
+            services: BTreeMap::from([(
+                "cart".to_string(),
+                ServiceStats {
+                    spans: 0,
+                    logs: 5,
+                    last_seen_unix_nano: 40,
+                },
+            )]),
+            operations: BTreeMap::from([("GET".to_string(), BTreeSet::from(["client".into()]))]),
+            events: BTreeMap::from([(
+                "E1".to_string(),
+                EventStats {
+                    count: 2,
+                    first_seen_unix_nano: 5,
+                    last_seen_unix_nano: 8,
+                    services: BTreeSet::from(["pay".into()]),
+                    severities: BTreeSet::from(["error".into()]),
+                },
+            )]),
+        };
+        // Through JSON, as an ingest node's part travels.
+        let part: Aggregated =
+            serde_json::from_str(&serde_json::to_string(&part).unwrap()).unwrap();
+        total.merge(part);
+        assert_eq!(
+            total.histogram,
+            [[1, 0, 0, 3, 0, 3, 0], [0, 0, 0, 0, 0, 0, 4]]
+        );
+        assert_eq!(
+            total.services["cart"],
+            ServiceStats {
+                spans: 2,
+                logs: 6,
+                last_seen_unix_nano: 50
+            }
+        );
+        assert_eq!(total.operations["GET"].len(), 2);
+        let e1 = &total.events["E1"];
+        assert_eq!(
+            (e1.count, e1.first_seen_unix_nano, e1.last_seen_unix_nano),
+            (3, 5, 10)
+        );
+        assert_eq!(e1.services.len(), 2);
+        assert_eq!(e1.severities.len(), 2);
+    }
+}
