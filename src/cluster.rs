@@ -71,6 +71,14 @@ impl Cluster {
         &self.me
     }
 
+    /// Writes this node's row once, so that it is listed as soon as it serves; a failure is
+    /// logged, and [`Cluster::run`] goes on trying.
+    pub async fn register(&self) {
+        if let Err(error) = self.postgres.heartbeat(&self.me).await {
+            tracing::warn!(%error, "cannot write this node's heartbeat yet; retrying");
+        }
+    }
+
     /// Writes this node's row every [`HEARTBEAT_INTERVAL`] until `stop`. A failure (PostgreSQL
     /// away) is logged once and retried: the node goes on, and others take it for gone
     /// meanwhile.

@@ -182,6 +182,7 @@ pub struct FanOut {
     cluster: Arc<Cluster>,
     follower: Arc<Follower>,
     client: reqwest::Client,
+    stream_client: reqwest::Client,
 }
 
 impl FanOut {
@@ -196,23 +197,24 @@ impl FanOut {
         tls: Option<&crate::tls::TlsFiles>,
     ) -> anyhow::Result<Self> {
         use anyhow::Context;
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .tls_built_in_root_certs(false);
+        let mut roots = Vec::new();
         if let Some(files) = tls {
             let pem = std::fs::read(&files.cert)
                 .with_context(|| format!("cannot read {}", files.cert.display()))?;
-            for certificate in reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("{} holds no PEM certificates", files.cert.display()))?
-            {
-                builder = builder.add_root_certificate(certificate);
-            }
+            roots = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} holds no PEM certificates", files.cert.display()))?;
         }
-        let client = builder.build()?;
+        let builder = || {
+            roots.iter().fold(
+                reqwest::Client::builder().tls_built_in_root_certs(false),
+                |b, certificate| b.add_root_certificate(certificate.clone()),
+            )
+        };
         Ok(FanOut {
             cluster,
             follower,
-            client,
+            client: builder().timeout(timeout).build()?,
+            stream_client: builder().connect_timeout(timeout).build()?,
         })
     }
 
@@ -297,39 +299,60 @@ impl FanOut {
         gathered
     }
 
+    /// The live ingest nodes other than this one, as (ID, advertised base URL); and the
+    /// ingest nodes that are gone (or, when the metastore cannot be read, a note that says
+    /// so).
+    pub async fn live_ingest_nodes(&self) -> (Vec<(String, String)>, Vec<String>) {
+        let members = match self.cluster.members().await {
+            Ok(members) => members,
+            Err(reason) => {
+                tracing::warn!(%reason, "cannot list the cluster's nodes; answering from splits only");
+                return (
+                    Vec::new(),
+                    vec!["(the node list: the metastore cannot be read)".into()],
+                );
+            }
+        };
+        let now = now_unix_nano();
+        let (mut live, mut gone) = (Vec::new(), Vec::new());
+        for member in members {
+            if member.role == crate::node::Role::Search.name() || member.id == self.cluster.me().id
+            {
+                continue;
+            }
+            if member.alive(now) {
+                live.push((member.id, member.advertise));
+            } else {
+                gone.push(member.id);
+            }
+        }
+        (live, gone)
+    }
+
+    /// The client for streams that last as long as their reader (live tail): it bounds
+    /// connecting, not the whole answer.
+    pub fn stream_client(&self) -> &reqwest::Client {
+        &self.stream_client
+    }
+
     async fn ask_nodes<A: serde::de::DeserializeOwned, T>(
         &self,
         asked: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
         authorization: Option<&str>,
         decode: impl Fn(&str, A) -> Result<T, String>,
     ) -> Gathered<T> {
-        let members = match self.cluster.members().await {
-            Ok(members) => members,
-            Err(reason) => {
-                tracing::warn!(%reason, "cannot list the cluster's nodes; answering from splits only");
-                return Gathered {
-                    answers: Vec::new(),
-                    missing: vec!["(the node list: the metastore cannot be read)".into()],
-                };
-            }
+        let (nodes, missing) = self.live_ingest_nodes().await;
+        let mut gathered = Gathered {
+            answers: Vec::new(),
+            missing,
         };
-        let now = now_unix_nano();
-        let mut gathered = Gathered::default();
         let mut sent = Vec::new();
-        for member in members {
-            if member.role == crate::node::Role::Search.name() || member.id == self.cluster.me().id
-            {
-                continue;
-            }
-            if !member.alive(now) {
-                gathered.missing.push(member.id);
-                continue;
-            }
-            let mut request = asked(&self.client, &member.advertise);
+        for (node, advertise) in nodes {
+            let mut request = asked(&self.client, &advertise);
             if let Some(authorization) = authorization {
                 request = request.header(reqwest::header::AUTHORIZATION, authorization);
             }
-            sent.push((member.id, request.send()));
+            sent.push((node, request.send()));
         }
         let decode = &decode;
         let answers =

@@ -25,7 +25,8 @@
 //!   search node, the follower that reads every node's list instead); `node`: this node's
 //!   name and role; `cluster`: the nodes sharing a PostgreSQL metastore, by heartbeat;
 //!   `fanout`: what a search node asks the live ingest nodes; `aggregation`: the catalogs
-//!   and the histogram, summed over those nodes' parts and the splits.
+//!   and the histogram, summed over those nodes' parts and the splits; `remote_tail`: live
+//!   tail on a search node, the ingest nodes' tails merged.
 //! - `server`: start and graceful stop, used by `main` and by the integration tests.
 //!
 //! Storage and search live in the `weft-index` crate.
@@ -46,6 +47,7 @@ pub mod net;
 pub mod node;
 pub mod normalize;
 pub mod pipeline;
+pub mod remote_tail;
 pub mod server;
 pub mod severity;
 pub mod storage;

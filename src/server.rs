@@ -229,6 +229,9 @@ pub async fn start_with(
         servers.push(tokio::spawn(cluster.clone().run(stop_rx.clone())));
         Some(cluster)
     });
+    if let Some(cluster) = &cluster {
+        cluster.register().await;
+    }
     let mut follower = None;
     let storage_status = match storage {
         Some(setup) if config.role == Role::Search => {

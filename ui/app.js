@@ -476,7 +476,11 @@ function startTail() {
   const controller = new AbortController();
   tail = controller;
   const handle = ({ event, data }) => {
-    if (event === "ready") status.textContent = "Live: waiting for new records";
+    if (event === "ready") {
+      // On a search node, ingest nodes whose tail could not be opened are named.
+      const ready = JSON.parse(data || "{}");
+      status.textContent = "Live: waiting for new records" + (ready.partial ? ` (not from ${ready.missing_nodes.join(", ")}, which did not answer)` : "");
+    }
     else if (event === "log") {
       const row = logRow(JSON.parse(data), mark);
       row.classList.add("fresh");

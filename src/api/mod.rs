@@ -90,6 +90,7 @@ pub fn router(state: ApiState) -> Router {
             axum::routing::post(catalog::internal_aggregate),
         )
         .route("/api/v1/logs/tail", get(tail::tail))
+        .route("/api/v1/internal/tail", get(tail::internal_tail))
         .route("/api/v1/logs/facets", get(peel::log_facets))
         .route("/api/v1/logs/fields", get(peel::log_fields))
         .route("/api/v1/logs/compare", get(peel::log_compare))

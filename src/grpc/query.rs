@@ -176,7 +176,9 @@ impl QueryService for Query {
         &self,
         request: Request<proto::TailRequest>,
     ) -> Result<Response<TailStream>, Status> {
-        let subscription = Subscription::new(&self.0, &request.into_inner().query)?;
+        let authorization = authorization(&request);
+        let subscription =
+            Subscription::open(&self.0, &request.into_inner().query, authorization).await?;
         let stream = futures_util::stream::unfold(subscription, |mut sub| async move {
             let item = match sub.next().await? {
                 TailItem::Log(row) => proto::tail_response::Item::Log(log_record(&row)),

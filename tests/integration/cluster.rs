@@ -381,6 +381,75 @@ async fn long_traces(search: &impl Node, want: usize) -> Value {
     }
 }
 
+/// A live tail (`/api/v1/logs/tail`) read as its events arrive.
+struct Tail {
+    response: reqwest::Response,
+    pending: String,
+    /// The data of its `ready` event.
+    ready: Value,
+}
+
+impl Tail {
+    /// The tail of `q` on `node`, once ready.
+    async fn open(node: &impl Node, q: &str) -> Tail {
+        let response = reqwest::Client::new()
+            .get(format!("http://{}/api/v1/logs/tail", node.http_addr()))
+            .query(&[("q", q)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut tail = Tail {
+            response,
+            pending: String::new(),
+            ready: Value::Null,
+        };
+        let (event, data) = tail.next_event().await;
+        assert_eq!(event, "ready", "{data}");
+        tail.ready = serde_json::from_str(&data).unwrap();
+        tail
+    }
+
+    /// The next event: its name and data.
+    async fn next_event(&mut self) -> (String, String) {
+        let started = Instant::now();
+        loop {
+            if let Some(end) = self.pending.find("\n\n") {
+                let block: String = self.pending.drain(..end + 2).collect();
+                let field = |name: &str| {
+                    block
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name))
+                        .map(|v| v.trim_start().to_string())
+                };
+                if let Some(event) = field("event:") {
+                    return (event, field("data:").unwrap_or_default());
+                }
+                continue;
+            }
+            let left = DEADLINE.saturating_sub(started.elapsed());
+            let chunk = tokio::time::timeout(left, self.response.chunk())
+                .await
+                .expect("an event within the deadline")
+                .unwrap()
+                .expect("the tail goes on");
+            self.pending.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    }
+
+    /// The body of the next record it streams.
+    async fn next_log(&mut self) -> String {
+        loop {
+            let (event, data) = self.next_event().await;
+            if event == "log" {
+                let log: Value = serde_json::from_str(&data).unwrap();
+                return log["body"].as_str().unwrap().to_string();
+            }
+            assert_eq!(event, "missed", "{data}");
+        }
+    }
+}
+
 /// Where the nodes of a cluster of processes keep what they share: PostgreSQL, and the
 /// S3-compatible server when there is one (required in CI), a directory otherwise.
 struct Shared {
@@ -629,6 +698,16 @@ async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_w
         "the debug records were dropped on both nodes"
     );
 
+    // Live tail on the search node streams what either ingest node acknowledges.
+    let mut tail = Tail::open(&search, "service:tailed").await;
+    assert_eq!(tail.ready["partial"], false, "{}", tail.ready);
+    for (server, body) in [(&a, "tailed on a"), (&b, "tailed on b")] {
+        send_logs_at(server, now_nanos(), "tailed", [9; 16], &[body]).await;
+    }
+    let mut tailed = vec![tail.next_log().await, tail.next_log().await];
+    tailed.sort();
+    assert_eq!(tailed, ["tailed on a", "tailed on b"]);
+
     // A row of a past hour is published (and evicted) by its node: read from its split.
     send_logs(&a, "cart", trace, &["a then"]).await;
     wait_until_remote(&a, 1).await;
@@ -650,6 +729,17 @@ async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_w
     tokio::task::spawn_blocking(move || b.kill()).await.unwrap();
     let found = trace_once(&search, trace, (1, 2), true).await;
     assert_eq!(found["missing_nodes"], serde_json::json!(["ingest-b"]));
+    let mut tail_without_b = Tail::open(&search, "service:tailed").await;
+    assert_eq!(
+        tail_without_b.ready["missing_nodes"],
+        serde_json::json!(["ingest-b"]),
+        "{}",
+        tail_without_b.ready
+    );
+    send_logs_at(&a, now_nanos(), "tailed", [9; 16], &["tailed on a alone"]).await;
+    assert_eq!(tail_without_b.next_log().await, "tailed on a alone");
+    // The tail opened before the kill goes on with a's records.
+    assert_eq!(tail.next_log().await, "tailed on a alone");
     let (status, page) = get_json(
         &search,
         "/api/v1/logs",
@@ -677,6 +767,21 @@ async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_w
         newest_first
     );
     assert_eq!(histogram_total(&search, &histogram_range, false).await, 12);
+    // The tail opened before the kill follows b again, at its new address. (Records b takes
+    // before the tail is back are not streamed: a tail shows what arrives while it is open.)
+    let started = Instant::now();
+    loop {
+        send_logs_at(&b, now_nanos(), "tailed", [9; 16], &["tailed on b again"]).await;
+        let next = tokio::time::timeout(Duration::from_millis(500), tail.next_log()).await;
+        if let Ok(body) = next {
+            assert_eq!(body, "tailed on b again");
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the tail never followed b again"
+        );
+    }
     let found = long_traces(&search, 1).await;
     assert_eq!(found["traces"][0]["span_count"], 2, "{found}");
     assert_eq!(found["traces"][0]["log_count"], 1, "{found}");
