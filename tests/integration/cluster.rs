@@ -511,7 +511,8 @@ impl Shared {
 /// reached different nodes is whole on the search node at once, each row once whether
 /// published or not; log search pages across both nodes; a severity rule created on the
 /// search node is enforced by both ingest nodes; after `kill -9` of an ingest node the
-/// answers are partial and name it, and after its restart whole again.
+/// answers are partial and name it, and after its restart whole again; after `kill -9` of
+/// the search node, another answers the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_without_a_node() {
     let Some(shared) = Shared::start().await else {
@@ -786,7 +787,21 @@ async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_w
     assert_eq!(found["traces"][0]["span_count"], 2, "{found}");
     assert_eq!(found["traces"][0]["log_count"], 1, "{found}");
 
-    for node in [search, a, b] {
+    // A search node down: another, started on an empty directory, answers the same; a search
+    // node held nothing of its own to lose.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = shared.spawn(other_dir.path(), "search-2", "search");
+    tokio::task::spawn_blocking(move || search.kill())
+        .await
+        .unwrap();
+    trace_once(&other, trace, (1, 3), false).await;
+    assert_eq!(
+        page_through(&other, "service:paging", "4").await,
+        newest_first
+    );
+    assert_eq!(histogram_total(&other, &histogram_range, false).await, 12);
+
+    for node in [other, a, b] {
         let status = node.terminate().await;
         assert!(status.success(), "{status}");
     }
