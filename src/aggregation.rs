@@ -1,4 +1,5 @@
-//! The catalogs (services, operations, event IDs) and the log histogram, over this node or,
+//! The catalogs (services, operations, event IDs), the log histogram and the counts behind
+//! facets, field lists and comparisons, over this node or,
 //! on a search node, over the whole cluster: each live ingest node adds up its rows not yet
 //! published (`POST /api/v1/internal/aggregate`), the search node the published splits they
 //! do not stand for, and the parts are summed. Counts add; first and last times take the
@@ -8,10 +9,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
-use weft_index::Store;
 use weft_index::aggregate::{EventStats, HistogramBucket, ServiceStats};
+use weft_index::peel::{CountedField, FieldRef, ValueCounts, merge_counted_fields};
 use weft_index::query::parse;
 use weft_index::store::{PartitionRef, Scope};
+use weft_index::{Signal, Store};
 
 use crate::api::{ApiError, ApiState};
 
@@ -43,6 +45,23 @@ pub enum Aggregation {
         start_unix_nano: u64,
         end_unix_nano: u64,
     },
+    /// The rows of `signal` matching `q` (all when empty), and the counts of every value of
+    /// `fields` among them: facets, and a comparison's baseline.
+    ValueCounts {
+        signal: Signal,
+        q: String,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+        fields: Vec<FieldRef>,
+    },
+    /// The rows of `signal` matching `q`, and the fields they hold, counted exactly where a
+    /// field has few values: the field list, and a comparison's selection.
+    Fields {
+        signal: Signal,
+        q: String,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    },
 }
 
 /// An aggregation's answer: the field of its kind holds it.
@@ -60,6 +79,15 @@ pub struct Aggregated {
     /// Event IDs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub events: BTreeMap<String, EventStats>,
+    /// Rows selected (value counts and fields).
+    #[serde(default)]
+    pub total: u64,
+    /// Counts of each field's values, in the order the fields were asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub value_counts: Vec<ValueCounts>,
+    /// Fields held, with their counts where counted exactly.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<CountedField>,
 }
 
 impl Aggregation {
@@ -120,6 +148,44 @@ impl Aggregation {
                 out.events = found;
                 read
             }
+            Aggregation::ValueCounts {
+                signal,
+                q,
+                start_unix_nano,
+                end_unix_nano,
+                fields,
+            } => {
+                let query = parse(q)?;
+                let ((total, counts), read) = store.value_counts_in(
+                    *signal,
+                    query.as_ref(),
+                    *start_unix_nano,
+                    *end_unix_nano,
+                    fields,
+                    scope,
+                )?;
+                out.total = total;
+                out.value_counts = counts;
+                read
+            }
+            Aggregation::Fields {
+                signal,
+                q,
+                start_unix_nano,
+                end_unix_nano,
+            } => {
+                let query = parse(q)?;
+                let ((total, fields), read) = store.fields_with_counts_in(
+                    *signal,
+                    query.as_ref(),
+                    *start_unix_nano,
+                    *end_unix_nano,
+                    scope,
+                )?;
+                out.total = total;
+                out.fields = fields;
+                read
+            }
         };
         Ok((out, read))
     }
@@ -144,6 +210,18 @@ impl Aggregated {
         }
         for (event, stats) in other.events {
             self.events.entry(event).or_default().merge(stats);
+        }
+        self.total += other.total;
+        if self.value_counts.len() < other.value_counts.len() {
+            self.value_counts
+                .resize_with(other.value_counts.len(), ValueCounts::default);
+        }
+        for (total, part) in self.value_counts.iter_mut().zip(other.value_counts) {
+            total.merge(part);
+        }
+        if !other.fields.is_empty() {
+            let fields = std::mem::take(&mut self.fields);
+            self.fields = merge_counted_fields(fields, other.fields);
         }
     }
 
@@ -247,6 +325,7 @@ mod tests {
                     severities: BTreeSet::from(["info".into()]),
                 },
             )]),
+            ..Default::default()
         };
         let part = Aggregated {
             histogram: vec![[0, 0, 0, 1, 0, 3, 0], [0, 0, 0, 0, 0, 0, 4]],
@@ -269,6 +348,7 @@ mod tests {
                     severities: BTreeSet::from(["error".into()]),
                 },
             )]),
+            ..Default::default()
         };
         // Through JSON, as an ingest node's part travels.
         let part: Aggregated =

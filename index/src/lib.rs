@@ -72,7 +72,10 @@ use schema::{LogFields, SpanFields};
 use std::sync::OnceLock;
 
 /// The two kinds of rows weft stores, each in partitions of its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Signal {
     /// Log records.
     Logs,

@@ -24,6 +24,9 @@ use crate::severity::rules::Rule;
 
 const DEFAULT_BUCKETS: usize = 60;
 const MAX_BUCKETS: usize = 1000;
+/// Most fields one aggregation counts the values of (a comparison counts every field of its
+/// selection that has few values).
+const MAX_COUNTED_FIELDS: usize = 10_000;
 
 /// Catalogs cover everything retained unless a range is given.
 fn catalog_range(params: &HashMap<String, String>) -> Result<(u64, u64), ApiError> {
@@ -170,12 +173,18 @@ pub(crate) async fn internal_aggregate(
     State(state): State<ApiState>,
     Json(aggregation): Json<Aggregation>,
 ) -> Result<Json<InternalAnswer<crate::aggregation::Aggregated>>, ApiError> {
-    if let Aggregation::Histogram { buckets, .. } = &aggregation
-        && *buckets > MAX_BUCKETS
-    {
-        return Err(ApiError::BadRequest(format!(
-            "buckets must be at most {MAX_BUCKETS}"
-        )));
+    match &aggregation {
+        Aggregation::Histogram { buckets, .. } if *buckets > MAX_BUCKETS => {
+            return Err(ApiError::BadRequest(format!(
+                "buckets must be at most {MAX_BUCKETS}"
+            )));
+        }
+        Aggregation::ValueCounts { fields, .. } if fields.len() > MAX_COUNTED_FIELDS => {
+            return Err(ApiError::BadRequest(format!(
+                "at most {MAX_COUNTED_FIELDS} fields may be counted at once"
+            )));
+        }
+        _ => {}
     }
     let (value, read) = state
         .run_query(move |store, _| aggregation.run(store, &Scope::Unpublished))

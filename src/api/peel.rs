@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use weft_index::Signal;
 use weft_index::histogram::LatencyHistogram;
@@ -13,7 +14,9 @@ use weft_index::peel::{self, FieldRef, StatsRequest};
 use weft_index::query::{Expr, parse};
 
 use super::params::{limit, time_range};
+use super::traces::authorization;
 use super::{ApiError, ApiState};
+use crate::aggregation::{Aggregation, aggregate};
 
 /// Fields one facets request may name.
 const MAX_FACET_FIELDS: usize = 20;
@@ -94,6 +97,10 @@ pub(crate) struct FacetJson {
 pub(crate) struct FacetsAnswer {
     total: u64,
     facets: Vec<FacetJson>,
+    /// On a search node: ingest nodes that did not answer, whose rows not yet published are
+    /// not counted.
+    partial: bool,
+    missing_nodes: Vec<String>,
     took_ms: u64,
 }
 
@@ -101,9 +108,10 @@ async fn facets(
     signal: Signal,
     state: ApiState,
     params: PeelParams,
+    authorization: Option<String>,
 ) -> Result<Json<FacetsAnswer>, ApiError> {
     let started = Instant::now();
-    let query = parse_query(signal, params.q.as_deref())?;
+    parse_query(signal, params.q.as_deref())?;
     let (start, end) = time_range(params.start.as_deref(), params.end.as_deref())?;
     let fields = match params.fields.as_deref() {
         Some(text) => parse_fields(signal, "fields", text, MAX_FACET_FIELDS)?,
@@ -114,16 +122,22 @@ async fn facets(
         DEFAULT_FACET_VALUES,
         MAX_FACET_VALUES,
     )?;
-    let found = state
-        .run_query(move |store, _| {
-            Ok(store.facets(signal, query.as_ref(), start, end, &fields, limit)?)
-        })
-        .await?;
+    let aggregation = Aggregation::ValueCounts {
+        signal,
+        q: params.q.unwrap_or_default(),
+        start_unix_nano: start,
+        end_unix_nano: end,
+        fields: fields.clone(),
+    };
+    let (found, missing) = aggregate(&state, aggregation, authorization).await?;
+    let mut counts = found.value_counts;
+    counts.resize_with(fields.len(), Default::default);
     Ok(Json(FacetsAnswer {
         total: found.total,
-        facets: found
-            .facets
+        facets: fields
             .into_iter()
+            .zip(counts)
+            .map(|(field, counts)| counts.facet(field, limit))
             .map(|f| FacetJson {
                 field: f.field.to_string(),
                 values: f
@@ -139,6 +153,8 @@ async fn facets(
                 capped: f.capped,
             })
             .collect(),
+        partial: !missing.is_empty(),
+        missing_nodes: missing,
         took_ms: started.elapsed().as_millis() as u64,
     }))
 }
@@ -146,15 +162,17 @@ async fn facets(
 pub(crate) async fn log_facets(
     State(state): State<ApiState>,
     Query(params): Query<PeelParams>,
+    headers: HeaderMap,
 ) -> Result<Json<FacetsAnswer>, ApiError> {
-    facets(Signal::Logs, state, params).await
+    facets(Signal::Logs, state, params, authorization(&headers)).await
 }
 
 pub(crate) async fn span_facets(
     State(state): State<ApiState>,
     Query(params): Query<PeelParams>,
+    headers: HeaderMap,
 ) -> Result<Json<FacetsAnswer>, ApiError> {
-    facets(Signal::Spans, state, params).await
+    facets(Signal::Spans, state, params, authorization(&headers)).await
 }
 
 #[derive(Serialize)]
@@ -170,6 +188,9 @@ pub(crate) struct FieldJson {
 #[derive(Serialize)]
 pub(crate) struct FieldsAnswer {
     fields: Vec<FieldJson>,
+    /// As in [`FacetsAnswer`].
+    partial: bool,
+    missing_nodes: Vec<String>,
     took_ms: u64,
 }
 
@@ -177,23 +198,31 @@ async fn fields(
     signal: Signal,
     state: ApiState,
     params: PeelParams,
+    authorization: Option<String>,
 ) -> Result<Json<FieldsAnswer>, ApiError> {
     let started = Instant::now();
-    let query = parse_query(signal, params.q.as_deref())?;
+    parse_query(signal, params.q.as_deref())?;
     let (start, end) = time_range(params.start.as_deref(), params.end.as_deref())?;
-    let found = state
-        .run_query(move |store, _| Ok(store.field_list(signal, query.as_ref(), start, end)?))
-        .await?;
+    let aggregation = Aggregation::Fields {
+        signal,
+        q: params.q.unwrap_or_default(),
+        start_unix_nano: start,
+        end_unix_nano: end,
+    };
+    let (found, missing) = aggregate(&state, aggregation, authorization).await?;
     Ok(Json(FieldsAnswer {
         fields: found
+            .fields
             .into_iter()
-            .map(|f| FieldJson {
+            .map(|(f, _)| FieldJson {
                 field: f.field.to_string(),
                 distinct: f.distinct,
                 with_field: f.with_field,
                 exact: f.exact,
             })
             .collect(),
+        partial: !missing.is_empty(),
+        missing_nodes: missing,
         took_ms: started.elapsed().as_millis() as u64,
     }))
 }
@@ -201,15 +230,17 @@ async fn fields(
 pub(crate) async fn log_fields(
     State(state): State<ApiState>,
     Query(params): Query<PeelParams>,
+    headers: HeaderMap,
 ) -> Result<Json<FieldsAnswer>, ApiError> {
-    fields(Signal::Logs, state, params).await
+    fields(Signal::Logs, state, params, authorization(&headers)).await
 }
 
 pub(crate) async fn span_fields(
     State(state): State<ApiState>,
     Query(params): Query<PeelParams>,
+    headers: HeaderMap,
 ) -> Result<Json<FieldsAnswer>, ApiError> {
-    fields(Signal::Spans, state, params).await
+    fields(Signal::Spans, state, params, authorization(&headers)).await
 }
 
 #[derive(Serialize)]
@@ -453,6 +484,9 @@ pub(crate) struct CompareAnswer {
     baseline: String,
     fields_compared: Vec<String>,
     findings: Vec<FindingJson>,
+    /// As in [`FacetsAnswer`].
+    partial: bool,
+    missing_nodes: Vec<String>,
     took_ms: u64,
 }
 
@@ -460,6 +494,7 @@ async fn compare(
     signal: Signal,
     state: ApiState,
     params: PeelParams,
+    authorization: Option<String>,
 ) -> Result<Json<CompareAnswer>, ApiError> {
     let started = Instant::now();
     let selection = parse_query(signal, params.q.as_deref())?.ok_or_else(|| {
@@ -475,18 +510,43 @@ async fn compare(
         .clone()
         .filter(|b| !b.trim().is_empty())
         .unwrap_or_else(|| "rest".into());
-    let found = state
-        .run_query(move |store, _| {
-            Ok(store.compare(
-                signal,
-                &selection,
-                baseline.as_ref(),
-                start,
-                end,
-                findings_limit,
-            )?)
-        })
-        .await?;
+    // The selection's fields and their counts; then the baseline's counts of those worth
+    // comparing (without a baseline, every row's: the selection is taken out of them).
+    let (selected, mut missing) = aggregate(
+        &state,
+        Aggregation::Fields {
+            signal,
+            q: params.q.clone().unwrap_or_default(),
+            start_unix_nano: start,
+            end_unix_nano: end,
+        },
+        authorization.clone(),
+    )
+    .await?;
+    let (fields, selected_counts) = peel::comparable_fields(signal, &selection, selected.fields);
+    let (base, base_missing) = aggregate(
+        &state,
+        Aggregation::ValueCounts {
+            signal,
+            q: params.baseline.clone().unwrap_or_default(),
+            start_unix_nano: start,
+            end_unix_nano: end,
+            fields: fields.clone(),
+        },
+        authorization,
+    )
+    .await?;
+    missing.extend(base_missing);
+    missing.sort();
+    missing.dedup();
+    let mut base_counts = base.value_counts;
+    base_counts.resize_with(fields.len(), Default::default);
+    let found = peel::findings(
+        (selected.total, fields, selected_counts),
+        (base.total, base_counts),
+        baseline.is_none(),
+        findings_limit,
+    );
     Ok(Json(CompareAnswer {
         selection_total: found.selection_total,
         baseline_total: found.baseline_total,
@@ -505,6 +565,8 @@ async fn compare(
                 difference: f.difference(),
             })
             .collect(),
+        partial: !missing.is_empty(),
+        missing_nodes: missing,
         took_ms: started.elapsed().as_millis() as u64,
     }))
 }
@@ -512,13 +574,15 @@ async fn compare(
 pub(crate) async fn log_compare(
     State(state): State<ApiState>,
     Query(params): Query<PeelParams>,
+    headers: HeaderMap,
 ) -> Result<Json<CompareAnswer>, ApiError> {
-    compare(Signal::Logs, state, params).await
+    compare(Signal::Logs, state, params, authorization(&headers)).await
 }
 
 pub(crate) async fn span_compare(
     State(state): State<ApiState>,
     Query(params): Query<PeelParams>,
+    headers: HeaderMap,
 ) -> Result<Json<CompareAnswer>, ApiError> {
-    compare(Signal::Spans, state, params).await
+    compare(Signal::Spans, state, params, authorization(&headers)).await
 }

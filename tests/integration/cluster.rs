@@ -580,6 +580,52 @@ async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_w
         ("buckets", "2".to_string()),
     ];
     assert_eq!(histogram_total(&search, &histogram_range, false).await, 12);
+    // Layer peeling counts both nodes' records: facets, the field list, a comparison (against
+    // the rest of the range: b's one record of service pay).
+    let peel_range = [
+        ("start", (now - 1_000).to_string()),
+        ("end", (now + 1_000).to_string()),
+    ];
+    let peel = |path: &'static str, extra: &'static [(&'static str, &'static str)]| {
+        let mut params: Vec<(&str, &str)> =
+            peel_range.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        params.extend_from_slice(extra);
+        let search = &search;
+        async move {
+            let (status, found) = get_json(search, path, &params).await;
+            assert_eq!(status, 200, "{path}: {found}");
+            assert_eq!(found["partial"], false, "{found}");
+            found
+        }
+    };
+    let facets = peel(
+        "/api/v1/logs/facets",
+        &[("q", "service:paging"), ("fields", "service")],
+    )
+    .await;
+    assert_eq!(facets["total"], 12, "{facets}");
+    assert_eq!(
+        facets["facets"][0]["values"],
+        serde_json::json!([{"value": "paging", "count": 12}])
+    );
+    let fields = peel("/api/v1/logs/fields", &[("q", "service:paging")]).await;
+    let service = fields["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["field"] == "service")
+        .cloned();
+    assert_eq!(
+        service.map(|f| f["with_field"].clone()),
+        Some(serde_json::json!(12)),
+        "{fields}"
+    );
+    let compared = peel("/api/v1/logs/compare", &[("q", "service:paging")]).await;
+    assert_eq!(
+        (&compared["selection_total"], &compared["baseline_total"]),
+        (&serde_json::json!(12), &serde_json::json!(1)),
+        "{compared}"
+    );
 
     // Trace search on the whole trace: this one's spans reached both nodes, 1 ms on a and
     // 5 ms on b, 10 ms apart from first start to last end, so only the whole trace passes a
@@ -756,6 +802,22 @@ async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_w
         "a's records: {page}"
     );
     assert_eq!(histogram_total(&search, &histogram_range, true).await, 6);
+    let mut params: Vec<(&str, &str)> = peel_range.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    params.extend([("q", "service:paging"), ("fields", "service")]);
+    let (_, facets) = get_json(&search, "/api/v1/logs/facets", &params).await;
+    assert_eq!(
+        (
+            &facets["total"],
+            &facets["partial"],
+            &facets["missing_nodes"]
+        ),
+        (
+            &serde_json::json!(6),
+            &serde_json::json!(true),
+            &serde_json::json!(["ingest-b"])
+        ),
+        "{facets}"
+    );
     let found = long_traces(&search, 0).await;
     assert_eq!(found["partial"], true, "{found}");
     assert_eq!(found["missing_nodes"], serde_json::json!(["ingest-b"]));

@@ -117,6 +117,8 @@ async fn send(server: &TestServer) -> u64 {
 struct Facets {
     total: u64,
     facets: Vec<Facet>,
+    partial: bool,
+    missing_nodes: Vec<String>,
     took_ms: u64,
 }
 
@@ -141,6 +143,8 @@ struct FacetValue {
 #[serde(deny_unknown_fields)]
 struct Fields {
     fields: Vec<FieldInfo>,
+    partial: bool,
+    missing_nodes: Vec<String>,
     took_ms: u64,
 }
 
@@ -235,6 +239,8 @@ struct Comparison {
     baseline: String,
     fields_compared: Vec<String>,
     findings: Vec<Finding>,
+    partial: bool,
+    missing_nodes: Vec<String>,
     took_ms: u64,
 }
 
@@ -291,6 +297,8 @@ async fn facets_stats_heatmap_and_comparison_point_at_the_slow_host_and_the_fail
     )
     .await;
     assert_eq!(slow.total, PER_HOST);
+    // One node holds everything: nothing is missing.
+    assert_eq!((slow.partial, slow.missing_nodes.len()), (false, 0));
     let hosts = &slow.facets[0];
     assert_eq!(hosts.field, "resource.host.name");
     assert_eq!(
@@ -302,6 +310,7 @@ async fn facets_stats_heatmap_and_comparison_point_at_the_slow_host_and_the_fail
 
     // The field list offers the undeclared resource keys.
     let fields: Fields = get(&server, "/api/v1/logs/fields", &[("q", "severity>=error")]).await;
+    assert_eq!((fields.partial, fields.missing_nodes.len()), (false, 0));
     let kernel = fields
         .fields
         .iter()
@@ -398,6 +407,7 @@ async fn facets_stats_heatmap_and_comparison_point_at_the_slow_host_and_the_fail
     )
     .await;
     assert_eq!(compare.baseline, "rest");
+    assert_eq!((compare.partial, compare.missing_nodes.len()), (false, 0));
     assert_eq!(
         (compare.selection_total, compare.baseline_total),
         (PER_HOST, (HOSTS - 1) * PER_HOST)

@@ -1,7 +1,7 @@
 //! "What is different here": field values over-represented in a selection against a baseline.
 
 use super::FieldInfo;
-use super::facets::ValueCounts;
+use super::facets::{CountedField, ValueCounts};
 use super::fields::FieldRef;
 use crate::Signal;
 use crate::error::IndexError;
@@ -82,68 +82,96 @@ impl Store {
         end: u64,
         limit: usize,
     ) -> Result<Comparison, IndexError> {
-        let mut selected_by = Vec::new();
-        filtered_fields(signal, selection, &mut selected_by);
         // The selection's fields and their counts, in one pass.
         let (selection_total, listed) =
             self.fields_with_counts(signal, Some(selection), start, end)?;
-        let (fields, selected): (Vec<FieldRef>, Vec<ValueCounts>) = listed
-            .into_iter()
-            .filter(|(info, _)| worth_comparing(info) && !selected_by.contains(&info.field))
-            .filter_map(|(info, counts)| Some((info.field, counts?)))
-            .unzip();
-        let (baseline_total, base) = match baseline {
-            Some(baseline) => self.value_counts(signal, Some(baseline), start, end, &fields)?,
-            // The rest: everything less the selection. Counting everything needs no query and
-            // is read from term dictionaries where segments lie wholly inside the range.
-            None => {
-                let (all_total, mut all) = self.value_counts(signal, None, start, end, &fields)?;
-                for (all, selected) in all.iter_mut().zip(&selected) {
-                    for (value, n) in &selected.counts {
-                        if let Some(count) = all.counts.get_mut(value) {
-                            *count = count.saturating_sub(*n);
-                        }
-                    }
-                }
-                (all_total.saturating_sub(selection_total), all)
-            }
-        };
-        let share = |n: u64, total: u64| {
-            if total == 0 {
-                0.0
-            } else {
-                n as f64 / total as f64
-            }
-        };
-        let mut findings = Vec::new();
-        for ((field, selected), base) in fields.iter().zip(selected).zip(base) {
-            for (value, selection_count) in selected.counts {
-                let baseline_count = base.counts.get(&value).copied().unwrap_or(0);
-                let finding = Finding {
-                    field: field.clone(),
-                    value,
-                    selection_count,
-                    baseline_count,
-                    selection_share: share(selection_count, selection_total),
-                    baseline_share: share(baseline_count, baseline_total),
-                };
-                if finding.difference() > 0.0 {
-                    findings.push(finding);
+        let (fields, selected) = comparable_fields(signal, selection, listed);
+        // Without a baseline, everything: the selection is taken out of it below. Counting
+        // everything needs no query and is read from term dictionaries where segments lie
+        // wholly inside the range.
+        let base = self.value_counts(signal, baseline, start, end, &fields)?;
+        Ok(findings(
+            (selection_total, fields, selected),
+            base,
+            baseline.is_none(),
+            limit,
+        ))
+    }
+}
+
+/// The fields of a selection's field list (`listed`, from [`Store::fields_with_counts_in`])
+/// worth comparing, with their counts: not near-unique, and not what the selection filters
+/// on.
+pub fn comparable_fields(
+    signal: Signal,
+    selection: &Expr,
+    listed: Vec<CountedField>,
+) -> (Vec<FieldRef>, Vec<ValueCounts>) {
+    let mut selected_by = Vec::new();
+    filtered_fields(signal, selection, &mut selected_by);
+    listed
+        .into_iter()
+        .filter(|(info, _)| worth_comparing(info) && !selected_by.contains(&info.field))
+        .filter_map(|(info, counts)| Some((info.field, counts?)))
+        .unzip()
+}
+
+/// The comparison of a selection (its total, and the counts of `fields`) with a baseline's
+/// counts of the same fields; when `base_is_everything`, the baseline is every row of the
+/// range and the selection is taken out of it. The `limit` largest differences.
+pub fn findings(
+    (selection_total, fields, selected): (u64, Vec<FieldRef>, Vec<ValueCounts>),
+    (base_total, mut base): (u64, Vec<ValueCounts>),
+    base_is_everything: bool,
+    limit: usize,
+) -> Comparison {
+    let baseline_total = if base_is_everything {
+        for (all, selected) in base.iter_mut().zip(&selected) {
+            for (value, n) in &selected.counts {
+                if let Some(count) = all.counts.get_mut(value) {
+                    *count = count.saturating_sub(*n);
                 }
             }
         }
-        findings.sort_by(|a, b| {
-            b.difference()
-                .total_cmp(&a.difference())
-                .then_with(|| a.field.cmp(&b.field))
-                .then_with(|| a.value.cmp(&b.value))
-        });
-        findings.truncate(limit);
-        Ok(Comparison {
-            selection_total,
-            baseline_total,
-            fields,
-            findings,
-        })
+        base_total.saturating_sub(selection_total)
+    } else {
+        base_total
+    };
+    let share = |n: u64, total: u64| {
+        if total == 0 {
+            0.0
+        } else {
+            n as f64 / total as f64
+        }
+    };
+    let mut findings = Vec::new();
+    for ((field, selected), base) in fields.iter().zip(selected).zip(base) {
+        for (value, selection_count) in selected.counts {
+            let baseline_count = base.counts.get(&value).copied().unwrap_or(0);
+            let finding = Finding {
+                field: field.clone(),
+                value,
+                selection_count,
+                baseline_count,
+                selection_share: share(selection_count, selection_total),
+                baseline_share: share(baseline_count, baseline_total),
+            };
+            if finding.difference() > 0.0 {
+                findings.push(finding);
+            }
+        }
+    }
+    findings.sort_by(|a, b| {
+        b.difference()
+            .total_cmp(&a.difference())
+            .then_with(|| a.field.cmp(&b.field))
+            .then_with(|| a.value.cmp(&b.value))
+    });
+    findings.truncate(limit);
+    Comparison {
+        selection_total,
+        baseline_total,
+        fields,
+        findings,
     }
 }

@@ -9,7 +9,7 @@ use super::fields::{FieldRef, json_keys, segment_counts, segment_within, whole_s
 use crate::aggregate::filtered;
 use crate::error::IndexError;
 use crate::query::Expr;
-use crate::store::Store;
+use crate::store::{PartitionRef, Scope, Store};
 use crate::{Signal, log_fields, span_fields};
 
 /// Distinct values of one field an answer tracks; past it, further values are left out and the
@@ -55,7 +55,7 @@ pub struct Facets {
 }
 
 /// A field present in a selection.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FieldInfo {
     /// The field.
     pub field: FieldRef,
@@ -68,17 +68,32 @@ pub struct FieldInfo {
     pub exact: bool,
 }
 
-/// A field of a selection, with the counts of its values when they were counted exactly.
-pub(crate) type CountedField = (FieldInfo, Option<ValueCounts>);
+/// The rows a query selects, and something for each field of them.
+pub type PerField<T> = (u64, Vec<T>);
 
-/// Counts of every value of one field, merged over segments and partitions.
-#[derive(Default)]
-pub(crate) struct ValueCounts {
-    pub(crate) counts: HashMap<String, u64>,
-    pub(crate) capped: bool,
+/// A field of a selection, with the counts of its values when they were counted exactly.
+pub type CountedField = (FieldInfo, Option<ValueCounts>);
+
+/// Counts of every value of one field, merged over segments and partitions (and, on a
+/// search node, over the nodes' parts).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct ValueCounts {
+    /// Rows per value.
+    pub counts: HashMap<String, u64>,
+    /// More than [`MAX_DISTINCT`] values, or a segment held more than weft reads: the counts
+    /// are lower bounds.
+    pub capped: bool,
 }
 
 impl ValueCounts {
+    /// Adds another part of the data's counts.
+    pub fn merge(&mut self, other: ValueCounts) {
+        self.capped |= other.capped;
+        for (value, count) in other.counts {
+            self.add(&value, count);
+        }
+    }
+
     pub(crate) fn add(&mut self, value: &str, count: u64) {
         if let Some(n) = self.counts.get_mut(value) {
             *n += count;
@@ -89,7 +104,8 @@ impl ValueCounts {
         }
     }
 
-    fn facet(self, field: FieldRef, limit: usize) -> Facet {
+    /// The facet of `field` these counts make: its `limit` most frequent values.
+    pub fn facet(self, field: FieldRef, limit: usize) -> Facet {
         let with_field = self.counts.values().sum();
         let distinct = self.counts.len() as u64;
         let mut values: Vec<FacetValue> = self
@@ -120,10 +136,27 @@ impl Store {
         end: u64,
         fields: &[FieldRef],
     ) -> Result<(u64, Vec<ValueCounts>), IndexError> {
+        Ok(self
+            .value_counts_in(signal, query, start, end, fields, &Scope::All)?
+            .0)
+    }
+
+    /// [`Store::value_counts`] over the partitions `scope` reads, and the local ones read.
+    pub fn value_counts_in(
+        &self,
+        signal: Signal,
+        query: Option<&Expr>,
+        start: u64,
+        end: u64,
+        fields: &[FieldRef],
+        scope: &Scope,
+    ) -> Result<(PerField<ValueCounts>, Vec<PartitionRef>), IndexError> {
         let tantivy_query = filtered(query, signal, start, end)?;
         let mut total = 0u64;
         let mut counts: Vec<ValueCounts> = fields.iter().map(|_| ValueCounts::default()).collect();
-        for partition in self.partitions_matching(signal, start, end, query)? {
+        let partitions = self.partitions_matching_in(signal, start, end, query, scope)?;
+        let read = partitions.local_refs();
+        for partition in partitions {
             let partition = partition?;
             let searcher = partition.searcher();
             let weight = tantivy_query.weight(EnableScoring::disabled_from_searcher(&searcher))?;
@@ -151,7 +184,7 @@ impl Store {
                 }
             }
         }
-        Ok((total, counts))
+        Ok(((total, counts), read))
     }
 
     /// The `limit` most frequent values of each of `fields` among the rows `query` selects in
@@ -198,13 +231,28 @@ impl Store {
         start: u64,
         end: u64,
     ) -> Result<(u64, Vec<CountedField>), IndexError> {
+        Ok(self
+            .fields_with_counts_in(signal, query, start, end, &Scope::All)?
+            .0)
+    }
+
+    /// [`Store::fields_with_counts`] over the partitions `scope` reads, and the local ones
+    /// read.
+    pub fn fields_with_counts_in(
+        &self,
+        signal: Signal,
+        query: Option<&Expr>,
+        start: u64,
+        end: u64,
+        scope: &Scope,
+    ) -> Result<(PerField<CountedField>, Vec<PartitionRef>), IndexError> {
         let (attr, resource) = match signal {
             Signal::Logs => (log_fields().attr, log_fields().resource),
             Signal::Spans => (span_fields().attr, span_fields().resource),
         };
         // Keys and the most distinct values any segment holds for them.
         let mut keys: BTreeMap<FieldRef, u64> = BTreeMap::new();
-        for partition in self.partitions_overlapping(signal, start, end)? {
+        for partition in self.partitions_matching_in(signal, start, end, None, scope)? {
             let partition = partition?;
             for reader in partition.searcher().segment_readers() {
                 for (json, make) in [
@@ -232,7 +280,8 @@ impl Store {
                 });
             }
         }
-        let (total, counts) = self.value_counts(signal, query, start, end, &exact)?;
+        let ((total, counts), read) =
+            self.value_counts_in(signal, query, start, end, &exact, scope)?;
         let mut fields: Vec<CountedField> = exact
             .into_iter()
             .zip(counts)
@@ -248,6 +297,52 @@ impl Store {
             })
             .collect();
         fields.extend(estimated.into_iter().map(|info| (info, None)));
-        Ok((total, fields))
+        Ok(((total, fields), read))
     }
+}
+
+/// The fields of two parts of one selection, as one list: a field counted exactly in both is
+/// counted exactly in the whole; one estimated in either is estimated, by the larger
+/// estimate. Fixed fields come first, then keys in order, as each part lists them.
+pub fn merge_counted_fields(
+    into: Vec<CountedField>,
+    other: Vec<CountedField>,
+) -> Vec<CountedField> {
+    let mut merged: BTreeMap<FieldRef, CountedField> = BTreeMap::new();
+    for (info, counts) in into.into_iter().chain(other) {
+        let field = info.field.clone();
+        match merged.remove(&field) {
+            None => {
+                merged.insert(field, (info, counts));
+            }
+            Some((mut seen, seen_counts)) => {
+                let counts = match (seen_counts, counts) {
+                    (Some(mut a), Some(b)) => {
+                        a.merge(b);
+                        seen.distinct = a.counts.len() as u64;
+                        seen.with_field = Some(a.counts.values().sum());
+                        seen.exact = !a.capped;
+                        Some(a)
+                    }
+                    (a, b) => {
+                        let largest = |c: &Option<ValueCounts>, i: &FieldInfo| {
+                            c.as_ref().map_or(i.distinct, |c| c.counts.len() as u64)
+                        };
+                        seen.distinct = largest(&a, &seen).max(largest(&b, &info));
+                        seen.with_field = None;
+                        seen.exact = false;
+                        None
+                    }
+                };
+                merged.insert(field, (seen, counts));
+            }
+        }
+    }
+    // Exactly counted fields first (the fixed ones lead, as FieldRef orders them), then the
+    // estimated keys, as a single node lists them.
+    let (mut exact, estimated): (Vec<_>, Vec<_>) = merged
+        .into_values()
+        .partition(|(_, counts)| counts.is_some());
+    exact.extend(estimated);
+    exact
 }

@@ -15,7 +15,9 @@ use crate::{Signal, log_fields, span_fields};
 
 /// A field whose values can be counted and grouped by: a fixed field of the signal, or any
 /// attribute or resource attribute key, declared or not.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum FieldRef {
     /// `service`.
     Service,

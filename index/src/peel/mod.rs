@@ -21,8 +21,10 @@ mod facets;
 mod fields;
 mod spans;
 
-pub use compare::{Comparison, Finding};
-pub use facets::{Facet, FacetValue, Facets, FieldInfo};
+pub use compare::{Comparison, Finding, comparable_fields, findings};
+pub use facets::{
+    CountedField, Facet, FacetValue, Facets, FieldInfo, PerField, ValueCounts, merge_counted_fields,
+};
 pub use fields::FieldRef;
 pub use spans::{
     BandExemplar, GroupStats, Heatmap, HeatmapCell, MAX_GROUP_BY, MAX_GROUPS, MAX_TIME_BUCKETS,
