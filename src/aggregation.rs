@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use weft_index::aggregate::{EventStats, HistogramBucket, ServiceStats};
-use weft_index::peel::{CountedField, FieldRef, ValueCounts, merge_counted_fields};
+use weft_index::peel::{
+    CountedField, FieldRef, Heatmap, SpanStats, StatsRequest, ValueCounts, merge_counted_fields,
+};
 use weft_index::query::parse;
 use weft_index::store::{PartitionRef, Scope};
 use weft_index::{Signal, Store};
@@ -62,6 +64,15 @@ pub enum Aggregation {
         start_unix_nano: u64,
         end_unix_nano: u64,
     },
+    /// Span statistics by group.
+    SpanStats { request: StatsRequest },
+    /// The spans matching `q` by time bucket and latency bucket.
+    Heatmap {
+        q: String,
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+        buckets: usize,
+    },
 }
 
 /// An aggregation's answer: the field of its kind holds it.
@@ -88,6 +99,12 @@ pub struct Aggregated {
     /// Fields held, with their counts where counted exactly.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<CountedField>,
+    /// Span statistics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_stats: Option<SpanStats>,
+    /// A latency heatmap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heatmap: Option<Heatmap>,
 }
 
 impl Aggregation {
@@ -186,6 +203,28 @@ impl Aggregation {
                 out.fields = fields;
                 read
             }
+            Aggregation::SpanStats { request } => {
+                let (stats, read) = store.span_stats_in(request, scope)?;
+                out.span_stats = Some(stats);
+                read
+            }
+            Aggregation::Heatmap {
+                q,
+                start_unix_nano,
+                end_unix_nano,
+                buckets,
+            } => {
+                let query = parse(q)?;
+                let (heatmap, read) = store.span_heatmap_in(
+                    query.as_ref(),
+                    *start_unix_nano,
+                    *end_unix_nano,
+                    *buckets,
+                    scope,
+                )?;
+                out.heatmap = Some(heatmap);
+                read
+            }
         };
         Ok((out, read))
     }
@@ -222,6 +261,16 @@ impl Aggregated {
         if !other.fields.is_empty() {
             let fields = std::mem::take(&mut self.fields);
             self.fields = merge_counted_fields(fields, other.fields);
+        }
+        match (&mut self.span_stats, other.span_stats) {
+            (Some(stats), Some(part)) => stats.merge(part),
+            (stats @ None, part) => *stats = part,
+            (Some(_), None) => {}
+        }
+        match (&mut self.heatmap, other.heatmap) {
+            (Some(heatmap), Some(part)) => heatmap.merge(part),
+            (heatmap @ None, part) => *heatmap = part,
+            (Some(_), None) => {}
         }
     }
 

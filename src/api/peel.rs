@@ -284,6 +284,9 @@ pub(crate) struct StatsAnswer {
     limited: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     series_bucket_ns: Option<String>,
+    /// As in [`FacetsAnswer`].
+    partial: bool,
+    missing_nodes: Vec<String>,
     took_ms: u64,
 }
 
@@ -302,6 +305,7 @@ fn ratio(part: u64, whole: u64) -> f64 {
 pub(crate) async fn span_stats(
     State(state): State<ApiState>,
     Query(params): Query<PeelParams>,
+    headers: HeaderMap,
 ) -> Result<Json<StatsAnswer>, ApiError> {
     let started = Instant::now();
     let query = parse_query(Signal::Spans, params.q.as_deref())?;
@@ -325,9 +329,13 @@ pub(crate) async fn span_stats(
         group_by: group_by.clone(),
         series_buckets,
     };
-    let found = state
-        .run_query(move |store, _| Ok(store.span_stats(&request)?))
-        .await?;
+    let (found, missing) = aggregate(
+        &state,
+        Aggregation::SpanStats { request },
+        authorization(&headers),
+    )
+    .await?;
+    let found = found.span_stats.unwrap_or_default();
     let seconds = (end - start) as f64 / 1e9;
     let limited = found.groups_capped || found.groups.len() > groups_limit;
     let groups = found
@@ -370,6 +378,8 @@ pub(crate) async fn span_stats(
         groups,
         limited,
         series_bucket_ns: (found.series_bucket_ns > 0).then(|| found.series_bucket_ns.to_string()),
+        partial: !missing.is_empty(),
+        missing_nodes: missing,
         took_ms: started.elapsed().as_millis() as u64,
     }))
 }
@@ -410,15 +420,19 @@ pub(crate) struct HeatmapAnswer {
     /// The latency buckets that have a cell, lowest first, with their bounds.
     latency_buckets: Vec<LatencyBucketJson>,
     cells: Vec<CellJson>,
+    /// As in [`FacetsAnswer`].
+    partial: bool,
+    missing_nodes: Vec<String>,
     took_ms: u64,
 }
 
 pub(crate) async fn span_heatmap(
     State(state): State<ApiState>,
     Query(params): Query<PeelParams>,
+    headers: HeaderMap,
 ) -> Result<Json<HeatmapAnswer>, ApiError> {
     let started = Instant::now();
-    let query = parse_query(Signal::Spans, params.q.as_deref())?;
+    parse_query(Signal::Spans, params.q.as_deref())?;
     let (start, end) = time_range(params.start.as_deref(), params.end.as_deref())?;
     let buckets = limit(
         params.buckets.as_deref(),
@@ -431,9 +445,14 @@ pub(crate) async fn span_heatmap(
             peel::MAX_TIME_BUCKETS
         ))
     })?;
-    let found = state
-        .run_query(move |store, _| Ok(store.span_heatmap(query.as_ref(), start, end, buckets)?))
-        .await?;
+    let aggregation = Aggregation::Heatmap {
+        q: params.q.unwrap_or_default(),
+        start_unix_nano: start,
+        end_unix_nano: end,
+        buckets,
+    };
+    let (found, missing) = aggregate(&state, aggregation, authorization(&headers)).await?;
+    let found = found.heatmap.unwrap_or_default();
     let mut latency: Vec<u8> = found.cells.iter().map(|c| c.latency_bucket).collect();
     latency.sort_unstable();
     latency.dedup();
@@ -461,6 +480,8 @@ pub(crate) async fn span_heatmap(
                 exemplar_duration_ns: c.exemplar.map(|(_, d)| d.to_string()),
             })
             .collect(),
+        partial: !missing.is_empty(),
+        missing_nodes: missing,
         took_ms: started.elapsed().as_millis() as u64,
     }))
 }

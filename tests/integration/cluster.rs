@@ -651,6 +651,46 @@ async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_w
     assert_eq!(summary["span_count"], 2, "{found}");
     assert_eq!(summary["log_count"], 1, "{found}");
     assert_eq!(summary["services"], serde_json::json!(["cart", "pay"]));
+    // Span statistics and the heatmap count the spans of both nodes: the long trace's two
+    // and the first trace's one.
+    let span_range = [
+        ("start", (now - 1_000).to_string()),
+        ("end", (now + 20_000_000).to_string()),
+        ("group_by", "service".to_string()),
+    ];
+    let span_range: Vec<(&str, &str)> = span_range.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, stats) = get_json(&search, "/api/v1/spans/stats", &span_range).await;
+    assert_eq!(status, 200, "{stats}");
+    let groups: Vec<(String, u64)> = stats["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["key"][0].as_str().unwrap().to_string(),
+                g["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [("cart".to_string(), 2), ("pay".to_string(), 1)],
+        "{stats}"
+    );
+    let (status, heatmap) = get_json(&search, "/api/v1/spans/heatmap", &span_range).await;
+    assert_eq!(status, 200, "{heatmap}");
+    assert_eq!(heatmap["total"], 3, "{heatmap}");
+    let slowest = heatmap["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .max_by_key(|c| c["l"].as_u64().unwrap())
+        .cloned();
+    assert_eq!(
+        slowest.map(|c| c["exemplar"].clone()),
+        Some(serde_json::json!(hex::encode(long))),
+        "the 5 ms span of b: {heatmap}"
+    );
     let (status, jaeger) = get_json(
         &search,
         "/api/traces",

@@ -165,6 +165,8 @@ struct Stats {
     groups: Vec<Group>,
     limited: bool,
     series_bucket_ns: Option<String>,
+    partial: bool,
+    missing_nodes: Vec<String>,
     took_ms: u64,
 }
 
@@ -210,6 +212,8 @@ struct Heatmap {
     buckets: usize,
     latency_buckets: Vec<LatencyBucket>,
     cells: Vec<Cell>,
+    partial: bool,
+    missing_nodes: Vec<String>,
     took_ms: u64,
 }
 
@@ -329,6 +333,7 @@ async fn facets_stats_heatmap_and_comparison_point_at_the_slow_host_and_the_fail
     )
     .await;
     assert_eq!(stats.group_by, ["resource.host.name"]);
+    assert_eq!((stats.partial, stats.missing_nodes.len()), (false, 0));
     assert_eq!(
         (stats.total, stats.groups.len(), stats.limited),
         (HOSTS * PER_HOST, 20, false)
@@ -376,6 +381,7 @@ async fn facets_stats_heatmap_and_comparison_point_at_the_slow_host_and_the_fail
     // The heatmap: the slow band holds h7's spans and its exemplars are h7's traces.
     let heatmap: Heatmap = get(&server, "/api/v1/spans/heatmap", &[("buckets", "12")]).await;
     assert_eq!((heatmap.total, heatmap.buckets), (HOSTS * PER_HOST, 12));
+    assert_eq!((heatmap.partial, heatmap.missing_nodes.len()), (false, 0));
     assert_eq!(
         heatmap.cells.iter().map(|c| c.count).sum::<u64>(),
         HOSTS * PER_HOST

@@ -18,7 +18,7 @@ use crate::format::Format;
 use crate::histogram::LatencyHistogram;
 use crate::query::Expr;
 use crate::schema::column;
-use crate::store::Store;
+use crate::store::{PartitionRef, Scope, Store};
 use crate::{Signal, span_fields};
 
 /// Fields a statistics request may group by.
@@ -32,7 +32,7 @@ pub const MAX_GROUPS: usize = 10_000;
 pub const MAX_TIME_BUCKETS: usize = 500;
 
 /// What to compute.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct StatsRequest {
     /// Spans to count (everything when `None`).
     pub query: Option<Expr>,
@@ -47,7 +47,7 @@ pub struct StatsRequest {
 }
 
 /// One time bucket of a group's series.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SeriesPoint {
     /// Spans.
     pub count: u64,
@@ -58,7 +58,7 @@ pub struct SeriesPoint {
 }
 
 /// A trace that shows one latency band of a group.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct BandExemplar {
     /// `p50`, `p90`, `p99` or `max`: the band's upper percentile.
     pub band: &'static str,
@@ -69,7 +69,7 @@ pub struct BandExemplar {
 }
 
 /// Statistics of one group.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GroupStats {
     /// The group's value of each `group_by` field (`None`: spans without it).
     pub key: Vec<Option<String>>,
@@ -88,7 +88,7 @@ pub struct GroupStats {
 }
 
 /// Statistics of a selection of spans.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SpanStats {
     /// Spans selected.
     pub total: u64,
@@ -103,7 +103,7 @@ pub struct SpanStats {
 }
 
 /// One non-empty cell of a heatmap.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HeatmapCell {
     /// Time bucket index.
     pub time_bucket: u32,
@@ -116,7 +116,7 @@ pub struct HeatmapCell {
 }
 
 /// Time buckets × latency buckets.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Heatmap {
     /// Spans selected.
     pub total: u64,
@@ -126,6 +126,145 @@ pub struct Heatmap {
     pub buckets: usize,
     /// Non-empty cells, by time then latency.
     pub cells: Vec<HeatmapCell>,
+}
+
+/// The latency bands of a group, with the percentile each ends at.
+const BANDS: [(&str, f64); 4] = [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)];
+
+/// A [`BandExemplar`] as another node sends it: its band's name must be one of [`BANDS`]'.
+#[derive(serde::Deserialize)]
+struct BandExemplarWire {
+    band: String,
+    trace_id: [u8; 16],
+    duration_ns: u64,
+}
+
+impl<'de> serde::Deserialize<'de> for BandExemplar {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let wire = BandExemplarWire::deserialize(d)?;
+        let band = BANDS
+            .iter()
+            .map(|(band, _)| *band)
+            .find(|band| *band == wire.band)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!("unknown latency band '{}'", wire.band))
+            })?;
+        Ok(BandExemplar {
+            band,
+            trace_id: wire.trace_id,
+            duration_ns: wire.duration_ns,
+        })
+    }
+}
+
+impl SpanStats {
+    /// Adds the statistics of another part of the data (another node's): groups with the same
+    /// key add up, and each band's exemplar is the slowest of the parts' exemplars that falls
+    /// in or below the band's bucket of the summed histogram.
+    pub fn merge(&mut self, other: SpanStats) {
+        self.total += other.total;
+        self.groups_capped |= other.groups_capped;
+        self.values_capped |= other.values_capped;
+        if self.series_bucket_ns == 0 {
+            self.series_bucket_ns = other.series_bucket_ns;
+        }
+        let mut groups: HashMap<Vec<Option<String>>, GroupStats> = std::mem::take(&mut self.groups)
+            .into_iter()
+            .map(|g| (g.key.clone(), g))
+            .collect();
+        for group in other.groups {
+            if !groups.contains_key(&group.key) && groups.len() >= MAX_GROUPS {
+                self.groups_capped = true;
+                continue;
+            }
+            match groups.get_mut(&group.key) {
+                Some(seen) => seen.merge(group),
+                None => {
+                    groups.insert(group.key.clone(), group);
+                }
+            }
+        }
+        self.groups = groups.into_values().collect();
+        self.groups
+            .sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
+    }
+}
+
+impl GroupStats {
+    fn merge(&mut self, other: GroupStats) {
+        self.count += other.count;
+        self.errors += other.errors;
+        self.histogram.merge(&other.histogram);
+        self.max_ns = self.max_ns.max(other.max_ns);
+        if self.series.len() < other.series.len() {
+            self.series
+                .resize(other.series.len(), SeriesPoint::default());
+        }
+        for (t, s) in self.series.iter_mut().zip(other.series) {
+            t.count += s.count;
+            t.errors += s.errors;
+            t.histogram.merge(&s.histogram);
+        }
+        let mut candidates: Vec<([u8; 16], u64)> = self
+            .exemplars
+            .drain(..)
+            .chain(other.exemplars)
+            .map(|e| (e.trace_id, e.duration_ns))
+            .collect();
+        candidates.sort_by_key(|(_, duration)| *duration);
+        for (band, q) in BANDS {
+            let Some(bucket) = self.histogram.quantile_bucket(q) else {
+                continue;
+            };
+            let Some(&(trace_id, duration_ns)) = candidates
+                .iter()
+                .rev()
+                .find(|(_, d)| LatencyHistogram::bucket(*d) <= bucket)
+            else {
+                continue;
+            };
+            // One trace standing for several bands is listed once, under the highest.
+            if let Some(last) = self.exemplars.last_mut().filter(|e| e.trace_id == trace_id) {
+                last.band = band;
+                continue;
+            }
+            self.exemplars.push(BandExemplar {
+                band,
+                trace_id,
+                duration_ns,
+            });
+        }
+    }
+}
+
+impl Heatmap {
+    /// Adds the heatmap of another part of the data (another node's), of the same range and
+    /// buckets: counts add, and each cell keeps the slower exemplar.
+    pub fn merge(&mut self, other: Heatmap) {
+        self.total += other.total;
+        if self.buckets == 0 {
+            self.bucket_ns = other.bucket_ns;
+            self.buckets = other.buckets;
+        }
+        let mut cells: BTreeMap<(u32, u8), HeatmapCell> = std::mem::take(&mut self.cells)
+            .into_iter()
+            .map(|c| ((c.time_bucket, c.latency_bucket), c))
+            .collect();
+        for cell in other.cells {
+            match cells.get_mut(&(cell.time_bucket, cell.latency_bucket)) {
+                Some(seen) => {
+                    seen.count += cell.count;
+                    if cell.exemplar.map(|(_, d)| d) > seen.exemplar.map(|(_, d)| d) {
+                        seen.exemplar = cell.exemplar;
+                    }
+                }
+                None => {
+                    cells.insert((cell.time_bucket, cell.latency_bucket), cell);
+                }
+            }
+        }
+        self.cells = cells.into_values().collect();
+    }
 }
 
 /// The columns one segment's spans are read from.
@@ -363,7 +502,7 @@ impl Group {
     /// nearest bucket below it.
     fn band_spans(&self) -> Vec<(&'static str, SpanRef, u64)> {
         let mut spans = Vec::new();
-        for (band, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("max", 1.0)] {
+        for (band, q) in BANDS {
             let Some(bucket) = self.histogram.quantile_bucket(q) else {
                 continue;
             };
@@ -406,6 +545,15 @@ impl Group {
 impl Store {
     /// Span statistics per group of `request.group_by` values.
     pub fn span_stats(&self, request: &StatsRequest) -> Result<SpanStats, IndexError> {
+        Ok(self.span_stats_in(request, &Scope::All)?.0)
+    }
+
+    /// [`Store::span_stats`] over the partitions `scope` reads, and the local ones read.
+    pub fn span_stats_in(
+        &self,
+        request: &StatsRequest,
+        scope: &Scope,
+    ) -> Result<(SpanStats, Vec<PartitionRef>), IndexError> {
         if request.group_by.len() > MAX_GROUP_BY {
             return Err(crate::query::QueryError::syntax(
                 0,
@@ -427,12 +575,15 @@ impl Store {
         };
         let mut groups: HashMap<Vec<Option<String>>, Group> = HashMap::new();
         let mut sources = TraceSources::default();
-        for partition in self.partitions_matching(
+        let partitions = self.partitions_matching_in(
             Signal::Spans,
             request.start,
             request.end,
             request.query.as_ref(),
-        )? {
+            scope,
+        )?;
+        let read = partitions.local_refs();
+        for partition in partitions {
             let partition = partition?;
             let searcher = partition.searcher();
             for_each_segment(&searcher, &query, |reader, selected| {
@@ -475,7 +626,7 @@ impl Store {
         answer
             .groups
             .sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.key.cmp(&b.key)));
-        Ok(answer)
+        Ok((answer, read))
     }
 
     /// Span counts per time bucket and latency bucket, with the slowest trace of each cell.
@@ -486,6 +637,20 @@ impl Store {
         end: u64,
         buckets: usize,
     ) -> Result<Heatmap, IndexError> {
+        Ok(self
+            .span_heatmap_in(query, start, end, buckets, &Scope::All)?
+            .0)
+    }
+
+    /// [`Store::span_heatmap`] over the partitions `scope` reads, and the local ones read.
+    pub fn span_heatmap_in(
+        &self,
+        query: Option<&Expr>,
+        start: u64,
+        end: u64,
+        buckets: usize,
+        scope: &Scope,
+    ) -> Result<(Heatmap, Vec<PartitionRef>), IndexError> {
         let tantivy_query = filtered(query, Signal::Spans, start, end)?;
         let time = TimeBuckets::new(start, end, buckets);
         // (time bucket, latency bucket) -> count, and the slowest span's trace and duration.
@@ -493,7 +658,9 @@ impl Store {
         let mut sources = TraceSources::default();
         let mut cells: BTreeMap<(u32, u8), (u64, Exemplar)> = BTreeMap::new();
         let mut total = 0;
-        for partition in self.partitions_matching(Signal::Spans, start, end, query)? {
+        let partitions = self.partitions_matching_in(Signal::Spans, start, end, query, scope)?;
+        let read = partitions.local_refs();
+        for partition in partitions {
             let partition = partition?;
             let searcher = partition.searcher();
             for_each_segment(&searcher, &tantivy_query, |reader, selected| {
@@ -544,7 +711,7 @@ impl Store {
             })?;
         }
         sources.resolve(cells.values().filter_map(|(_, e)| e.map(|(span, _)| span)))?;
-        Ok(Heatmap {
+        let heatmap = Heatmap {
             total,
             bucket_ns: time.width,
             buckets: time.count,
@@ -560,7 +727,8 @@ impl Store {
                     },
                 )
                 .collect(),
-        })
+        };
+        Ok((heatmap, read))
     }
 }
 
@@ -646,4 +814,114 @@ fn group_segment(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(key: &str, durations: &[u64], trace: u8) -> GroupStats {
+        let mut histogram = LatencyHistogram::default();
+        for d in durations {
+            histogram.record(*d);
+        }
+        let slowest = *durations.iter().max().unwrap();
+        let median = durations[durations.len() / 2];
+        let mut exemplars = vec![BandExemplar {
+            band: "max",
+            trace_id: [trace; 16],
+            duration_ns: slowest,
+        }];
+        if median != slowest {
+            exemplars.insert(
+                0,
+                BandExemplar {
+                    band: "p50",
+                    trace_id: [trace + 100; 16],
+                    duration_ns: median,
+                },
+            );
+        }
+        GroupStats {
+            key: vec![Some(key.to_string())],
+            count: durations.len() as u64,
+            errors: 1,
+            histogram,
+            max_ns: slowest,
+            exemplars,
+            series: vec![SeriesPoint {
+                count: durations.len() as u64,
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn statistics_of_two_parts_add_up_and_the_slowest_exemplar_stands_for_max() {
+        let mut stats = SpanStats {
+            total: 3,
+            groups: vec![group("cart", &[1_000, 2_000, 3_000], 1)],
+            ..Default::default()
+        };
+        let part = SpanStats {
+            total: 4,
+            groups: vec![
+                group("cart", &[5_000_000], 2),
+                group("pay", &[10, 20, 30], 3),
+            ],
+            ..Default::default()
+        };
+        let part: SpanStats = serde_json::from_str(&serde_json::to_string(&part).unwrap()).unwrap();
+        stats.merge(part);
+        assert_eq!(stats.total, 7);
+        let cart = &stats.groups[0];
+        assert_eq!(cart.key, [Some("cart".to_string())]);
+        assert_eq!((cart.count, cart.errors, cart.max_ns), (4, 2, 5_000_000));
+        assert_eq!(cart.histogram.count(), 4);
+        assert_eq!(cart.series[0].count, 4);
+        let max = cart.exemplars.iter().find(|e| e.band == "max").unwrap();
+        assert_eq!(max.trace_id, [2; 16]);
+        let p50 = cart.exemplars.iter().find(|e| e.band == "p50").unwrap();
+        assert_eq!(
+            p50.trace_id, [101; 16],
+            "the p50 bucket holds part one's median span"
+        );
+        assert_eq!(stats.groups[1].count, 3);
+    }
+
+    #[test]
+    fn heatmaps_of_two_parts_add_up_cell_by_cell() {
+        let cell = |t, l, count, trace: u8, duration| HeatmapCell {
+            time_bucket: t,
+            latency_bucket: l,
+            count,
+            exemplar: Some(([trace; 16], duration)),
+        };
+        let mut heatmap = Heatmap {
+            total: 3,
+            bucket_ns: 10,
+            buckets: 2,
+            cells: vec![cell(0, 40, 2, 1, 900), cell(1, 41, 1, 1, 1_100)],
+        };
+        heatmap.merge(Heatmap {
+            total: 2,
+            bucket_ns: 10,
+            buckets: 2,
+            cells: vec![cell(0, 40, 1, 2, 950), cell(0, 39, 1, 2, 500)],
+        });
+        assert_eq!(heatmap.total, 5);
+        assert_eq!(
+            heatmap
+                .cells
+                .iter()
+                .map(|c| (
+                    c.time_bucket,
+                    c.latency_bucket,
+                    c.count,
+                    c.exemplar.unwrap().0[0]
+                ))
+                .collect::<Vec<_>>(),
+            [(0, 39, 1, 2), (0, 40, 3, 2), (1, 41, 1, 1)]
+        );
+    }
 }
