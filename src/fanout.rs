@@ -1,10 +1,17 @@
-//! A search node's questions to the ingest nodes of its cluster: each live ingest node
-//! answers with the rows it holds that are not yet in a published split
-//! (`GET /api/v1/internal/trace/{id}`, `GET /api/v1/internal/logs`), and names the
-//! partitions it read, whose published
-//! splits (older versions of them) the search node then leaves out of its own part. So a
-//! row is counted once whether it is published yet or not, and is searchable on a search
-//! node as soon as its ingest node has indexed it.
+//! A search node's questions to the ingest nodes of its cluster. Each live ingest node
+//! answers from what it holds that is not yet in a published split, and names the
+//! partitions it read, whose published splits (older versions of them) the search node then
+//! leaves out of its own part. So a row is counted once whether it is published yet or not,
+//! and is searchable on a search node as soon as its ingest node has indexed it.
+//!
+//! The questions, each answered by the module that serves it:
+//! - `GET /api/v1/internal/trace/{id}` and `GET /api/v1/internal/logs`: rows
+//!   ([`InternalRows`]; `api::traces`, `api::logs`);
+//! - `POST /api/v1/internal/trace-candidates` and `/trace-parts`: a trace search's candidates
+//!   and the parts of their summaries (`api::traces`);
+//! - `POST /api/v1/internal/aggregate`: a part of a catalog, histogram, facet, field list,
+//!   comparison, span statistics or heatmap (`crate::aggregation`);
+//! - `GET /api/v1/internal/tail`: a live tail, followed by `crate::remote_tail`.
 //!
 //! The internal answers travel over the HTTP API every node already serves (its TLS, its
 //! tokens: the caller's token is passed on), at the address each node advertises in the
