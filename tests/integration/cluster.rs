@@ -21,6 +21,8 @@ use crate::common::{
 use crate::dataset::kv;
 use crate::durability::WeftProcess;
 use crate::postgres::PgServer;
+use weft::grpc::proto::query_service_client::QueryServiceClient;
+use weft::grpc::proto::{GetTraceRequest, SearchLogsRequest, SearchTracesRequest};
 
 const HOUR: u64 = 3_600 * 1_000_000_000;
 
@@ -691,6 +693,30 @@ async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_w
         Some(serde_json::json!(hex::encode(long))),
         "the 5 ms span of b: {heatmap}"
     );
+    // gRPC QueryService on the search node goes through the same paths.
+    let mut grpc = QueryServiceClient::connect(format!("http://{}", search.grpc_addr()))
+        .await
+        .unwrap();
+    let traces = grpc
+        .search_traces(SearchTracesRequest {
+            service: "cart".into(),
+            min_duration_ns: 8_000_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(traces.traces.len(), 1, "{traces:?}");
+    assert_eq!(traces.traces[0].span_count, 2);
+    assert_eq!(traces.missing_nodes, Vec::<String>::new());
+    let whole = grpc
+        .get_trace(GetTraceRequest {
+            trace_id: long.to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((whole.spans.len(), whole.logs.len()), (2, 1));
     let (status, jaeger) = get_json(
         &search,
         "/api/traces",
@@ -816,6 +842,23 @@ async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_w
     tokio::task::spawn_blocking(move || b.kill()).await.unwrap();
     let found = trace_once(&search, trace, (1, 2), true).await;
     assert_eq!(found["missing_nodes"], serde_json::json!(["ingest-b"]));
+    let mut grpc = QueryServiceClient::connect(format!("http://{}", search.grpc_addr()))
+        .await
+        .unwrap();
+    let page = grpc
+        .search_logs(SearchLogsRequest {
+            query: "service:paging".into(),
+            start_unix_nano: 1,
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (page.logs.len(), page.missing_nodes),
+        (6, vec!["ingest-b".to_string()])
+    );
     let mut tail_without_b = Tail::open(&search, "service:tailed").await;
     assert_eq!(
         tail_without_b.ready["missing_nodes"],
