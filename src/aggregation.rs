@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use weft_index::aggregate::{EventStats, HistogramBucket, ServiceStats};
+use weft_index::calls::{ANSWER_EXEMPLARS, CallStats, ServiceCall};
 use weft_index::peel::{
     CountedField, FieldRef, Heatmap, SpanStats, StatsRequest, ValueCounts, merge_counted_fields,
 };
@@ -64,6 +65,11 @@ pub enum Aggregation {
         start_unix_nano: u64,
         end_unix_nano: u64,
     },
+    /// Calls between services whose called span started in the range.
+    Calls {
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    },
     /// Span statistics by group.
     SpanStats { request: StatsRequest },
     /// The spans matching `q` by time bucket and latency bucket.
@@ -99,6 +105,9 @@ pub struct Aggregated {
     /// Fields held, with their counts where counted exactly.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<CountedField>,
+    /// Calls between services, by calling then called service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calls: Vec<ServiceCall>,
     /// Span statistics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub span_stats: Option<SpanStats>,
@@ -203,6 +212,14 @@ impl Aggregation {
                 out.fields = fields;
                 read
             }
+            Aggregation::Calls {
+                start_unix_nano,
+                end_unix_nano,
+            } => {
+                let (calls, read) = store.calls_in(*start_unix_nano, *end_unix_nano, scope)?;
+                out.calls = calls;
+                read
+            }
             Aggregation::SpanStats { request } => {
                 let (stats, read) = store.span_stats_in(request, scope)?;
                 out.span_stats = Some(stats);
@@ -261,6 +278,26 @@ impl Aggregated {
         if !other.fields.is_empty() {
             let fields = std::mem::take(&mut self.fields);
             self.fields = merge_counted_fields(fields, other.fields);
+        }
+        if !other.calls.is_empty() {
+            let mut calls: BTreeMap<(String, String), CallStats> = std::mem::take(&mut self.calls)
+                .into_iter()
+                .map(|c| ((c.parent, c.child), c.stats))
+                .collect();
+            for call in other.calls {
+                calls
+                    .entry((call.parent, call.child))
+                    .or_default()
+                    .merge(&call.stats, ANSWER_EXEMPLARS);
+            }
+            self.calls = calls
+                .into_iter()
+                .map(|((parent, child), stats)| ServiceCall {
+                    parent,
+                    child,
+                    stats,
+                })
+                .collect();
         }
         match (&mut self.span_stats, other.span_stats) {
             (Some(stats), Some(part)) => stats.merge(part),
@@ -345,6 +382,22 @@ pub async fn operations(
     };
     let (total, missing) = aggregate(state, aggregation, authorization).await?;
     Ok((total.operations, missing))
+}
+
+/// Calls between services whose called span started in `[start, end)`, summed over the
+/// cluster on a search node (see [`aggregate`]).
+pub async fn calls(
+    state: &ApiState,
+    start_unix_nano: u64,
+    end_unix_nano: u64,
+    authorization: Option<String>,
+) -> Result<(Vec<ServiceCall>, Vec<String>), ApiError> {
+    let aggregation = Aggregation::Calls {
+        start_unix_nano,
+        end_unix_nano,
+    };
+    let (total, missing) = aggregate(state, aggregation, authorization).await?;
+    Ok((total.calls, missing))
 }
 
 #[cfg(test)]

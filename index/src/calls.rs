@@ -56,7 +56,7 @@ pub(crate) struct Call {
 }
 
 /// A trace that shows a call: the called span's trace, duration and outcome.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exemplar {
     /// Trace ID.
     pub trace_id: [u8; 16],
@@ -67,7 +67,7 @@ pub struct Exemplar {
 }
 
 /// What is known about the calls from one service to another over some time.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CallStats {
     /// Calls.
     pub calls: u64,
@@ -118,7 +118,7 @@ impl CallStats {
 }
 
 /// Calls between two services, summed over a time range.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceCall {
     /// The calling service.
     pub parent: String,

@@ -524,14 +524,30 @@ impl Store {
                 partition.sum_calls(start, end, &mut sums);
             }
         }
-        Ok(sums
-            .into_iter()
-            .map(|((parent, child), stats)| ServiceCall {
-                parent,
-                child,
-                stats,
-            })
-            .collect())
+        Ok(service_calls(sums))
+    }
+
+    /// [`Store::calls`] from the span partitions `scope` reads (within an hour of the range,
+    /// where a call of the range is kept), and the local ones read.
+    pub fn calls_in(
+        &self,
+        start: u64,
+        end: u64,
+        scope: &Scope,
+    ) -> Result<(Vec<ServiceCall>, Vec<PartitionRef>), IndexError> {
+        let mut sums = BTreeMap::new();
+        let partitions = self.partitions_matching_in(
+            Signal::Spans,
+            start.saturating_sub(crate::PARTITION_NANOS),
+            end.saturating_add(crate::PARTITION_NANOS),
+            None,
+            scope,
+        )?;
+        let read = partitions.local_refs();
+        for partition in partitions {
+            partition?.sum_calls(start, end, &mut sums);
+        }
+        Ok((service_calls(sums), read))
     }
 
     /// The partition the rows of `hour` (part 0 of it) from the entry at `lsn_start` go to,
@@ -1615,4 +1631,15 @@ fn write_checkpoint(root: &Path, lsn: u64, faults: Option<&Faults>) -> Result<()
     std::fs::rename(&tmp, root.join(CHECKPOINT_FILE))?;
     std::fs::File::open(root)?.sync_all()?;
     Ok(())
+}
+
+/// Summed call statistics as a list of calls, by calling then called service.
+fn service_calls(sums: BTreeMap<(String, String), crate::calls::CallStats>) -> Vec<ServiceCall> {
+    sums.into_iter()
+        .map(|((parent, child), stats)| ServiceCall {
+            parent,
+            child,
+            stats,
+        })
+        .collect()
 }

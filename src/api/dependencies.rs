@@ -7,11 +7,13 @@ use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use serde::Serialize;
 use weft_index::calls::{CALL_BUCKET_NANOS, ServiceCall};
 
 use super::jaeger::JaegerError;
 use super::params::time_range;
+use super::traces::authorization;
 use super::{ApiError, ApiState};
 use crate::pipeline::now_unix_nano;
 
@@ -53,14 +55,13 @@ fn millis(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, J
 pub(crate) async fn jaeger_dependencies(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Result<Json<DependenciesResponse>, JaegerError> {
     let end_ms = millis(&params, "endTs")?.unwrap_or_else(|| now_unix_nano() / 1_000_000);
     let lookback_ms = millis(&params, "lookback")?.unwrap_or(DEFAULT_LOOKBACK_MS);
     let end = end_ms.saturating_mul(1_000_000).saturating_add(1);
     let start = end.saturating_sub(lookback_ms.saturating_mul(1_000_000));
-    let calls = state
-        .run_query(move |store, _| Ok(store.calls(start, end)?))
-        .await?;
+    let (calls, _) = crate::aggregation::calls(&state, start, end, authorization(&headers)).await?;
     let service = params.get("service").filter(|s| !s.is_empty());
     let data: Vec<DependencyLink> = calls
         .into_iter()
@@ -121,6 +122,10 @@ pub(crate) struct ServiceMap {
     end_unix_nano: String,
     services: Vec<MapService>,
     calls: Vec<MapCall>,
+    /// On a search node: ingest nodes that did not answer, whose newest calls and rows are
+    /// not counted.
+    partial: bool,
+    missing_nodes: Vec<String>,
 }
 
 fn map_call(call: ServiceCall, covered_seconds: f64) -> MapCall {
@@ -156,14 +161,19 @@ fn map_call(call: ServiceCall, covered_seconds: f64) -> MapCall {
 pub(crate) async fn service_map(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Result<Json<ServiceMap>, ApiError> {
     let (start, end) = time_range(
         params.get("start").map(String::as_str),
         params.get("end").map(String::as_str),
     )?;
-    let (catalog, calls) = state
-        .run_query(move |store, _| Ok((store.services(start, end)?, store.calls(start, end)?)))
-        .await?;
+    let (catalog, mut missing) =
+        crate::aggregation::services(&state, start, end, authorization(&headers)).await?;
+    let (calls, calls_missing) =
+        crate::aggregation::calls(&state, start, end, authorization(&headers)).await?;
+    missing.extend(calls_missing);
+    missing.sort();
+    missing.dedup();
     // Calls are counted per minute; the rate is over the minutes the range touches.
     let first_minute = start / CALL_BUCKET_NANOS;
     let last_minute = (end - 1) / CALL_BUCKET_NANOS;
@@ -200,5 +210,7 @@ pub(crate) async fn service_map(
             .into_iter()
             .map(|c| map_call(c, covered_seconds))
             .collect(),
+        partial: !missing.is_empty(),
+        missing_nodes: missing,
     }))
 }

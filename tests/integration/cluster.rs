@@ -92,6 +92,28 @@ async fn send_span_at(server: &impl Node, start: u64, service: &str, trace: [u8;
     .await;
 }
 
+/// A span of trace `trace` from service `service`, child of the span of eight `parent`
+/// bytes; its own ID is eight `id` bytes.
+async fn send_child_span(
+    server: &impl Node,
+    service: &str,
+    trace: [u8; 16],
+    (id, parent): (u8, u8),
+    start: u64,
+) {
+    let span = Span {
+        trace_id: trace.to_vec(),
+        span_id: vec![id; 8],
+        parent_span_id: vec![parent; 8],
+        name: "child".into(),
+        kind: 2,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 1_000_000,
+        ..Default::default()
+    };
+    send_spans(server, service, vec![span]).await;
+}
+
 /// A span of trace `trace` from `start` to `end`, from service `service`, with a span ID of
 /// eight `id` bytes and name `name`.
 async fn send_span_between(
@@ -102,6 +124,20 @@ async fn send_span_between(
     start: u64,
     end: u64,
 ) {
+    let span = Span {
+        trace_id: trace.to_vec(),
+        span_id: vec![id; 8],
+        name: name.into(),
+        kind: 2,
+        start_time_unix_nano: start,
+        end_time_unix_nano: end,
+        ..Default::default()
+    };
+    send_spans(server, service, vec![span]).await;
+}
+
+/// `spans` of service `service`, exported to `server`.
+async fn send_spans(server: &impl Node, service: &str, spans: Vec<Span>) {
     let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(Resource {
@@ -109,15 +145,7 @@ async fn send_span_between(
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {
-                spans: vec![Span {
-                    trace_id: trace.to_vec(),
-                    span_id: vec![id; 8],
-                    name: name.into(),
-                    kind: 2,
-                    start_time_unix_nano: start,
-                    end_time_unix_nano: end,
-                    ..Default::default()
-                }],
+                spans,
                 ..Default::default()
             }],
             ..Default::default()
@@ -693,6 +721,40 @@ async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_w
         Some(serde_json::json!(hex::encode(long))),
         "the 5 ms span of b: {heatmap}"
     );
+    // The service map and Jaeger's dependencies sum the calls each node paired: here a call
+    // from shop to bank whose two spans both reached node a.
+    let call = [0x7f; 16];
+    send_span_between(&a, "shop", call, (3, "GET /shop"), now, now + 2_000_000).await;
+    send_child_span(&a, "bank", call, (4, 3), now + 100).await;
+    let started = Instant::now();
+    loop {
+        let (status, map) = get_json(&search, "/api/v1/service-map", &[]).await;
+        assert_eq!(status, 200, "{map}");
+        let calls: Vec<(String, String, u64)> = map["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["parent"].as_str().unwrap().to_string(),
+                    c["child"].as_str().unwrap().to_string(),
+                    c["calls"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        if !calls.is_empty() {
+            assert_eq!(
+                calls,
+                [("shop".to_string(), "bank".to_string(), 1)],
+                "{map}"
+            );
+            assert_eq!(map["partial"], false, "{map}");
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "no call on the map: {map}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // gRPC QueryService on the search node goes through the same paths.
     let mut grpc = QueryServiceClient::connect(format!("http://{}", search.grpc_addr()))
         .await

@@ -15,6 +15,8 @@ struct ServiceMap {
     end_unix_nano: String,
     services: Vec<MapService>,
     calls: Vec<MapCall>,
+    partial: bool,
+    missing_nodes: Vec<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -82,6 +84,7 @@ async fn the_service_map_shows_every_call_with_its_rate_errors_latency_and_trace
     assert_eq!(response.status(), 200);
     let map: ServiceMap = response.json().await.unwrap();
     assert_eq!((map.start_unix_nano, map.end_unix_nano), (start, end));
+    assert_eq!((map.partial, map.missing_nodes.len()), (false, 0));
     let services: Vec<&str> = map.services.iter().map(|s| s.service.as_str()).collect();
     assert_eq!(services, ["checkout", "frontend", "inventory", "payments"]);
     for service in &map.services {
