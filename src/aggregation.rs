@@ -81,7 +81,8 @@ pub enum Aggregation {
     },
 }
 
-/// An aggregation's answer: the field of its kind holds it.
+/// An aggregation's answer: the fields of its kind hold it (`total` with `value_counts` or
+/// `fields`; one field for each other kind).
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Aggregated {
     /// Histogram counts per bucket, per severity band (`weft_index::aggregate::BANDS`).

@@ -190,7 +190,12 @@ pub struct FanOut {
     follower: Arc<Follower>,
     client: reqwest::Client,
     stream_client: reqwest::Client,
+    timeout: Duration,
 }
+
+/// How long a stream (live tail) may go without a byte before it is taken for broken: three
+/// of the keep-alives every node sends on it every 15 seconds.
+const STREAM_SILENCE: Duration = Duration::from_secs(45);
 
 impl FanOut {
     /// Questions from this node (`cluster`, following the splits with `follower`), each
@@ -221,7 +226,11 @@ impl FanOut {
             cluster,
             follower,
             client: builder().timeout(timeout).build()?,
-            stream_client: builder().connect_timeout(timeout).build()?,
+            stream_client: builder()
+                .connect_timeout(timeout)
+                .read_timeout(STREAM_SILENCE)
+                .build()?,
+            timeout,
         })
     }
 
@@ -337,9 +346,14 @@ impl FanOut {
     }
 
     /// The client for streams that last as long as their reader (live tail): it bounds
-    /// connecting, not the whole answer.
+    /// connecting and silence, not the whole answer.
     pub fn stream_client(&self) -> &reqwest::Client {
         &self.stream_client
+    }
+
+    /// How long a node has to answer a question (or to open a stream).
+    pub fn answer_timeout(&self) -> Duration {
+        self.timeout
     }
 
     async fn ask_nodes<A: serde::de::DeserializeOwned, T>(

@@ -2,9 +2,9 @@
 //! streams the rows matching the query as it acknowledges them
 //! (`GET /api/v1/internal/tail`, Server-Sent Events: `ready`, then `row` with a `RowBatch` of
 //! one record, protobuf, base64, and `missed`); the search node follows each stream in a task
-//! of its own, and follows it again a second after it breaks, for as long as its own reader
-//! stays. The tail is ready once every node has said `ready` or failed to; the nodes that
-//! failed are named.
+//! of its own, and follows it again a second after it breaks (or falls silent past the
+//! keep-alives), for as long as its own reader stays. The tail is ready once every node has
+//! said `ready`, failed to, or let the answer timeout pass; the nodes that did not are named.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -74,14 +74,17 @@ pub async fn open(fanout: Arc<FanOut>, q: &str, authorization: Option<&str>) -> 
         followed.insert(node.clone());
         readiness.push((node, ready_rx));
     }
+    // Each node has the answer timeout to say `ready`; one that does not is named missing
+    // (and followed still: its rows stream once it answers).
+    let deadline = tokio::time::Instant::now() + source.fanout.answer_timeout();
     for (node, ready) in readiness {
-        match ready.await {
-            Ok(Ok(())) => {}
-            Ok(Err(reason)) => {
+        match tokio::time::timeout_at(deadline, ready).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(reason))) => {
                 tracing::warn!(%node, %reason, "cannot follow an ingest node's tail");
                 missing.push(node);
             }
-            Err(_) => missing.push(node),
+            Ok(Err(_)) | Err(_) => missing.push(node),
         }
     }
     let supervisor = tokio::spawn(supervise(source, followers, followed));

@@ -274,7 +274,9 @@ async function searchLogs(more) {
     }
     if (gen !== searchGen) return;
     err.hidden = true;
-    showPartial($("#logs-partial"), page, hist);
+    // A later page adds to the notice of the first; it does not clear it.
+    if (!more) showPartial($("#logs-partial"), page, hist);
+    else if (page.partial) showPartial($("#logs-partial"), page);
     const body = $("#logs tbody");
     if (!more) { body.innerHTML = ""; $("#details").hidden = true; $("#log-compare-panel").hidden = true; }
     const mark = highlighter(q);

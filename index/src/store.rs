@@ -95,6 +95,9 @@ pub enum Scope {
     /// All but the followed splits of these partitions, whose nodes answered for them with
     /// their unpublished rows: a search node's own part of a query.
     Except(std::collections::HashSet<SplitOrigin>),
+    /// Only these local partitions: [`Store::unpublished_scope`], fixed once for an answer
+    /// that lists partitions several times, so that every listing is the same.
+    Only(std::collections::HashSet<PartitionRef>),
 }
 
 /// A partition whose only copy is a published split.
@@ -527,27 +530,53 @@ impl Store {
         Ok(service_calls(sums))
     }
 
-    /// [`Store::calls`] from the span partitions `scope` reads (within an hour of the range,
-    /// where a call of the range is kept), and the local ones read.
+    /// [`Store::calls`] from the span partitions `scope` reads, and the local ones read: every
+    /// local one (a call is kept with the span that completed its pair, whenever that came),
+    /// and remote ones within an hour of the range, as [`Store::calls`] reads them.
     pub fn calls_in(
         &self,
         start: u64,
         end: u64,
         scope: &Scope,
     ) -> Result<(Vec<ServiceCall>, Vec<PartitionRef>), IndexError> {
+        if let Scope::All = scope {
+            return Ok((self.calls(start, end)?, Vec::new()));
+        }
+        // Local partitions are all read, as by `calls`; a search node's splits within the
+        // margin.
+        let (from, to) = match scope {
+            Scope::Except(_) => (
+                start.saturating_sub(crate::PARTITION_NANOS),
+                end.saturating_add(crate::PARTITION_NANOS),
+            ),
+            _ => (0, u64::MAX),
+        };
         let mut sums = BTreeMap::new();
-        let partitions = self.partitions_matching_in(
-            Signal::Spans,
-            start.saturating_sub(crate::PARTITION_NANOS),
-            end.saturating_add(crate::PARTITION_NANOS),
-            None,
-            scope,
-        )?;
+        let partitions = self.partitions_matching_in(Signal::Spans, from, to, None, scope)?;
         let read = partitions.local_refs();
         for partition in partitions {
             partition?.sum_calls(start, end, &mut sums);
         }
         Ok((service_calls(sums), read))
+    }
+
+    /// Every local partition holding rows not yet in a published split, as a scope fixed
+    /// now ([`Scope::Only`]), and the list of them: what an ingest node reads and names
+    /// when one answer lists partitions several times (per trace, per span kind).
+    pub fn unpublished_scope(&self) -> (Scope, Vec<PartitionRef>) {
+        let refs: Vec<PartitionRef> = self
+            .partitions
+            .read()
+            .expect("lock poisoned")
+            .iter()
+            .filter(|(_, p)| !p.publication.is_clean())
+            .map(|(key, _)| PartitionRef {
+                signal: key.signal,
+                start_unix_nano: key.start_ns,
+                part: key.part,
+            })
+            .collect();
+        (Scope::Only(refs.iter().cloned().collect()), refs)
     }
 
     /// The partition the rows of `hour` (part 0 of it) from the entry at `lsn_start` go to,
@@ -1445,14 +1474,26 @@ impl Store {
     ) -> Result<Partitions<'_>, IndexError> {
         let in_scope = |remote: &RemoteSplit| match scope {
             Scope::All => true,
-            Scope::Unpublished => false,
+            Scope::Unpublished | Scope::Only(_) => false,
             Scope::Except(answered) => remote.origin.as_ref().is_none_or(|o| !answered.contains(o)),
         };
+        let local_in_scope = |key: &PartitionKey, p: &Partition| match scope {
+            Scope::All | Scope::Except(_) => true,
+            Scope::Unpublished => !p.publication.is_clean(),
+            Scope::Only(refs) => refs.contains(&PartitionRef {
+                signal: key.signal,
+                start_unix_nano: key.start_ns,
+                part: key.part,
+            }),
+        };
+        if keys.start() > keys.end() {
+            return Ok(Partitions::empty(self));
+        }
         let mut listed: Vec<(PartitionKey, Option<Arc<Partition>>)> = {
             let map = self.partitions.read().expect("lock poisoned");
             let remote = self.remote.read().expect("lock poisoned");
             map.range(keys.clone())
-                .filter(|(_, p)| !matches!(scope, Scope::Unpublished) || !p.publication.is_clean())
+                .filter(|(k, p)| local_in_scope(k, p))
                 .map(|(k, p)| (*k, Some(p.clone())))
                 .chain(
                     remote

@@ -11,7 +11,6 @@ use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
 use weft_index::aggregate::BANDS;
 use weft_index::query::parse;
-use weft_index::store::Scope;
 
 use super::traces::authorization;
 use crate::aggregation::{Aggregation, aggregate};
@@ -76,6 +75,8 @@ pub(crate) async fn histogram(
     let buckets: Vec<Value> = found
         .histogram_buckets(start, width)
         .iter()
+        // What a node adds past the buckets asked for is not counted.
+        .take(buckets)
         .map(|b| {
             let counts: Map<String, Value> = BANDS
                 .iter()
@@ -186,8 +187,12 @@ pub(crate) async fn internal_aggregate(
         }
         _ => {}
     }
+    // One listing of the partitions for the whole answer, however often it lists them.
     let (value, read) = state
-        .run_query(move |store, _| aggregation.run(store, &Scope::Unpublished))
+        .run_query(move |store, _| {
+            let (scope, listed) = store.unpublished_scope();
+            Ok((aggregation.run(store, &scope)?.0, listed))
+        })
         .await?;
     let node = state.cluster.as_ref().map(|c| c.me().id.clone());
     Ok(Json(InternalAnswer::new(node, value, &read)))

@@ -377,7 +377,12 @@ pub(crate) async fn find_traces(
         let authorization = authorization(&headers);
         let (found, _) = super::traces::find_traces(&state, search, authorization.clone()).await?;
         let mut out = Vec::new();
+        let deadline = std::time::Instant::now() + state.query_timeout;
         for summary in found.traces {
+            // Hundreds of lookups, each asking every node: stop once nobody waits.
+            if std::time::Instant::now() >= deadline {
+                return Err(ApiError::Timeout(state.query_timeout).into());
+            }
             let (rows, _) =
                 super::traces::trace_rows(&state, summary.trace_id, authorization.clone()).await?;
             out.extend(otlp_resource_spans(&rows.spans, &rows.logs));

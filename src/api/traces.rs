@@ -145,7 +145,10 @@ pub(crate) async fn internal_trace_candidates(
         limit: 0,
     };
     let (found, read) = state
-        .run_query(move |store, _| Ok(store.trace_candidates_in(&search, &Scope::Unpublished)?))
+        .run_query(move |store, _| {
+            let (scope, listed) = store.unpublished_scope();
+            Ok((store.trace_candidates_in(&search, &scope)?.0, listed))
+        })
         .await?;
     let list = CandidateList {
         traces: found
@@ -177,9 +180,15 @@ pub(crate) async fn internal_trace_parts(
         .map(|id| parse_trace_id(id))
         .collect::<Result<Vec<_>, _>>()?;
     let (start, end) = (question.start_unix_nano, question.end_unix_nano);
+    // One listing of the partitions for every trace of the answer: the partitions it names
+    // are exactly those each trace was read from.
     let (parts, read) = state
         .run_query(move |store, deadline| {
-            summary_parts(store, &ids, start, end, &Scope::Unpublished, deadline)
+            let (scope, listed) = store.unpublished_scope();
+            Ok((
+                summary_parts(store, &ids, start, end, &scope, deadline)?.0,
+                listed,
+            ))
         })
         .await?;
     let mut spans = Vec::new();
@@ -260,8 +269,14 @@ pub(crate) async fn find_traces(
     for answer in gathered.answers {
         capped |= answer.value.capped;
         for (id, newest) in answer.value.traces {
+            // A node that names a trace badly is at fault, not the caller: the trace is
+            // left out and said so in the log.
+            let Ok(trace_id) = parse_trace_id(&id) else {
+                tracing::warn!(%id, "an ingest node named a candidate trace badly");
+                continue;
+            };
             candidates.push(TraceCandidate {
-                trace_id: parse_trace_id(&id)?,
+                trace_id,
                 newest_match_unix_nano: newest,
             });
         }
@@ -278,9 +293,19 @@ pub(crate) async fn find_traces(
     let (near_start, near_end) = search.near_range();
     let mut found = TraceSearchResult::default();
     let mut rest = candidates.as_slice();
+    // Without duration filters, every summary fits: enough of them to fill the page and tell
+    // whether there is more. With them, most may not: as many as one question carries.
+    let filtered = search.min_duration_ns.is_some() || search.max_duration_ns.is_some();
+    let deadline = std::time::Instant::now() + state.query_timeout;
     'chunks: while !rest.is_empty() {
-        // Enough summaries to fill the page and tell whether there is more.
-        let wanted = (search.limit + 1).saturating_sub(found.traces.len());
+        if std::time::Instant::now() >= deadline {
+            return Err(ApiError::Timeout(state.query_timeout));
+        }
+        let wanted = if filtered {
+            MAX_PARTS_PER_QUESTION
+        } else {
+            (search.limit + 1).saturating_sub(found.traces.len())
+        };
         let (chunk, tail) = rest.split_at(wanted.clamp(1, MAX_PARTS_PER_QUESTION).min(rest.len()));
         rest = tail;
         let ids: Vec<[u8; 16]> = chunk.iter().map(|c| c.trace_id).collect();

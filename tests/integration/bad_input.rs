@@ -357,3 +357,63 @@ async fn saturation_answers_503_and_unavailable_with_retry_hints() {
     assert!(server.metric("weft_requests_refused_total").await >= 2.0);
     server.stop().await;
 }
+
+/// The questions a search node asks an ingest node are bounded and checked like any other
+/// request: a range whose start is past its end, too many trace IDs, a bad trace ID.
+#[tokio::test]
+async fn internal_questions_with_odd_ranges_or_too_many_ids_are_answered_not_panicked_on() {
+    let server = TestServer::start().await;
+    // A partition to list (an empty store lists nothing, whatever the range).
+    grpc_client(&server)
+        .await
+        .export(logs_request("odd", vec![record("one record", vec![])]))
+        .await
+        .unwrap();
+    server.wait_for_logs("service:odd", 1).await;
+    let hour = 3_600_000_000_000u64;
+    let ask = |path: &'static str, body: serde_json::Value| {
+        let server = &server;
+        async move {
+            let response = server
+                .client
+                .post(server.url(path))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        }
+    };
+    // Start hours after end: nothing is in such a range.
+    for kind in ["services", "events"] {
+        let (status, body) = ask(
+            "/api/v1/internal/aggregate",
+            serde_json::json!({"kind": kind, "start_unix_nano": 10 * hour, "end_unix_nano": hour}),
+        )
+        .await;
+        assert_eq!(status, 200, "{kind}: {body}");
+    }
+    let (status, body) = ask(
+        "/api/v1/internal/trace-candidates",
+        serde_json::json!({"query": null, "start_unix_nano": 10 * hour, "end_unix_nano": hour}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<String> = (0..101).map(|i| format!("{:032x}", i + 1)).collect();
+    let (status, body) = ask(
+        "/api/v1/internal/trace-parts",
+        serde_json::json!({"trace_ids": ids, "start_unix_nano": 0, "end_unix_nano": hour}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("at most 100 trace IDs"), "{body}");
+    let (status, body) = ask(
+        "/api/v1/internal/trace-parts",
+        serde_json::json!({"trace_ids": ["xyz"], "start_unix_nano": 0, "end_unix_nano": hour}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("32 hex characters"), "{body}");
+    server.stop().await;
+}

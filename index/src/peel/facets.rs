@@ -303,7 +303,8 @@ impl Store {
 
 /// The fields of two parts of one selection, as one list: a field counted exactly in both is
 /// counted exactly in the whole; one estimated in either is estimated, by the larger
-/// estimate. Fixed fields come first, then keys in order, as each part lists them.
+/// estimate. Exactly counted fields come first, in [`FieldRef`]'s order (the fixed fields,
+/// then attribute and resource keys by name), then the estimated ones, as one node lists them.
 pub fn merge_counted_fields(
     into: Vec<CountedField>,
     other: Vec<CountedField>,
