@@ -176,8 +176,11 @@ pub fn fixture_rows() -> RowBatch {
     batch
 }
 
-fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/format-v1")
+/// The committed store written by `format`'s code.
+fn fixture_dir(format: Format) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(format!("format-v{}", format.number()))
 }
 
 #[test]
@@ -187,7 +190,7 @@ fn write_fixture() {
         std::env::var_os("WEFT_WRITE_FIXTURE").is_some(),
         "this overwrites the committed fixture; set WEFT_WRITE_FIXTURE=1 to mean it"
     );
-    let dir = fixture_dir();
+    let dir = fixture_dir(Format::CURRENT);
     let _ = std::fs::remove_dir_all(&dir);
     let store = Store::open(&dir).unwrap();
     let batch = fixture_rows();
@@ -208,7 +211,7 @@ fn write_fixture() {
 /// A copy of the fixture to open (opening may write: a new partition's format file, merges).
 fn fixture_copy() -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(&fixture_dir(), copy.path());
+    copy_dir(&fixture_dir(Format::V1), copy.path());
     copy
 }
 
