@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 use process::ServerProcess;
-use traffic::{Generator, TrafficConfig, logs_request, spans_request, word};
+use traffic::{Generator, TrafficConfig, logs_request, spans_request};
 
 /// Options of `weft bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -215,7 +215,8 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
 
     // Queries at the loaded size.
     let sample = trace_sample.lock().await.clone();
-    let query_results = run_queries(&http_client, &http, &sample, args.queries).await?;
+    let query_results =
+        run_queries(&http_client, &http, &sample, args.queries, args.profile).await?;
 
     // Merges go on after the load stops; the figure users compare is the settled one.
     let settled = match &server {
@@ -606,13 +607,19 @@ async fn run_queries(
     http: &str,
     traces: &[String],
     runs: usize,
+    profile: traffic::Profile,
 ) -> anyhow::Result<Value> {
     let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+    // The words of this profile's bodies: the most common, its follower (for a phrase of the
+    // two), and rare ones.
+    let common = traffic::body_word(profile, 0);
+    let phrase = format!("\"{common} {}\"", traffic::body_word(profile, 1));
     let logs_url = format!("http://{http}/api/v1/logs");
     let all_time = [("start", "0")];
     let mut by_id = Vec::new();
     let mut selective = Vec::new();
     let mut broad = Vec::new();
+    let mut phrases = Vec::new();
     let mut trace_search = Vec::new();
     let mut dependencies = Vec::new();
     let mut service_map = Vec::new();
@@ -638,7 +645,7 @@ async fn run_queries(
             .random_range(0..traces.len().max(1))
             .min(traces.len() - 1)];
         by_id.push(timed_get(client, &format!("http://{http}/api/v1/traces/{id}"), &[]).await?);
-        let rare = word(rng.random_range(1000..traffic::VOCABULARY));
+        let rare = traffic::body_word(profile, rng.random_range(1000..traffic::VOCABULARY));
         selective.push(
             timed_get(
                 client,
@@ -647,12 +654,19 @@ async fn run_queries(
             )
             .await?,
         );
-        let common = word(0);
         broad.push(
             timed_get(
                 client,
                 &logs_url,
                 &[("q", common.as_str()), ("limit", "100"), all_time[0]],
+            )
+            .await?,
+        );
+        phrases.push(
+            timed_get(
+                client,
+                &logs_url,
+                &[("q", phrase.as_str()), ("limit", "100"), all_time[0]],
             )
             .await?,
         );
@@ -693,7 +707,22 @@ async fn run_queries(
         .await?;
     let links = links["data"].as_array().cloned().unwrap_or_default();
     let calls: u64 = links.iter().filter_map(|l| l["callCount"].as_u64()).sum();
+    // What the log searches find, so that a fast answer is seen not to be an empty one.
+    let mut found = serde_json::Map::new();
+    for (key, q) in [("broad", common.as_str()), ("phrase", phrase.as_str())] {
+        let answer: Value = client
+            .get(&logs_url)
+            .query(&[("q", q), ("limit", "100"), all_time[0]])
+            .send()
+            .await?
+            .json()
+            .await?;
+        let rows = answer["logs"].as_array().map_or(0, Vec::len);
+        found.insert(key.to_string(), json!(rows));
+    }
     Ok(json!({
+        "log_search_rows": found,
+        "phrase_log_search_newest_100": percentiles(&mut phrases),
         "dependencies_7d": percentiles(&mut dependencies),
         "service_map_7d": percentiles(&mut service_map),
         "dependency_links_7d": links.len(),
@@ -838,6 +867,10 @@ fn print_table(report: &Value) {
             "broad_log_search_newest_100",
         ),
         (
+            "phrase log search, two common words (newest 100)",
+            "phrase_log_search_newest_100",
+        ),
+        (
             "trace search (service + errors + min duration)",
             "trace_search_service_errors_min_duration",
         ),
@@ -850,6 +883,10 @@ fn print_table(report: &Value) {
             f(&q[key]["p99"])
         );
     }
+    println!(
+        "| log rows the broad / phrase searches return (of 100) | {} / {} |",
+        q["log_search_rows"]["broad"], q["log_search_rows"]["phrase"]
+    );
     for (range, peel) in [("last hour", &q["peel_1h"]), ("all data", &q["peel_all"])] {
         for (name, key) in [
             ("log facets, 3 fields", "log_facets_3_fields"),

@@ -49,6 +49,30 @@ pub const VOCABULARY: usize = 5000;
 /// Event IDs in the catalog.
 pub const EVENTS: usize = 300;
 
+/// The peer profile's word of `rank` (0 the most common): rank + 24 in base-24 syllable
+/// digits, two or three syllables, a different spelling for every rank (the top digit is never
+/// the first syllable).
+pub fn short_word(rank: usize) -> String {
+    let mut n = rank + SYLLABLES.len();
+    let mut out = String::with_capacity(9);
+    loop {
+        out.push_str(SYLLABLES[n % SYLLABLES.len()]);
+        n /= SYLLABLES.len();
+        if n == 0 {
+            break;
+        }
+    }
+    out
+}
+
+/// The word of `rank` (0 the most common) in `profile`'s log bodies.
+pub fn body_word(profile: Profile, rank: usize) -> String {
+    match profile {
+        Profile::Default => word(rank),
+        Profile::Peer => short_word(rank),
+    }
+}
+
 /// The `rank`-th word of the vocabulary (rank 0 is the most common).
 pub fn word(rank: usize) -> String {
     let mut n = rank;
@@ -173,16 +197,8 @@ impl Generator {
             if i > 0 {
                 text.push(' ');
             }
-            // Rank + 24 in base-24 syllable digits: two or three syllables, a different
-            // spelling for every rank (the top digit is never the first syllable).
-            let mut n = self.zipf.sample(&mut self.rng) as usize - 1 + SYLLABLES.len();
-            loop {
-                text.push_str(SYLLABLES[n % SYLLABLES.len()]);
-                n /= SYLLABLES.len();
-                if n == 0 {
-                    break;
-                }
-            }
+            let rank = self.zipf.sample(&mut self.rng) as usize - 1;
+            text.push_str(&short_word(rank));
         }
         text
     }
