@@ -16,6 +16,11 @@
 //!   and indexed only by a 12-bit bucket; time kept once in its range column; service,
 //!   resource and scope kept once per segment as one dictionary-encoded "origin" column; the
 //!   stored row holds the rest; no field norms (weft never ranks by relevance).
+//! - **3**: format 2, with span and parent span IDs kept only in their columns (no bucket
+//!   terms: a lookup scans the column, see `ids`); `service`, a log's `event` and resource
+//!   attributes not indexed (their filters scan the string and origin columns, see
+//!   `query::columns`); a log record's event and severity kept only in their columns, not
+//!   again in the stored row.
 
 use std::path::Path;
 
@@ -25,6 +30,9 @@ use tantivy::schema::Schema;
 use crate::Signal;
 use crate::error::IndexError;
 use crate::schema::column;
+
+/// The field of both signals' schemas whose indexing tells format 3 from format 2.
+const SPAN_ID: &str = "span_id";
 
 /// File in a partition directory holding its format number.
 const FORMAT_FILE: &str = "weft-format";
@@ -36,14 +44,16 @@ pub enum Format {
     V1 = 1,
     /// IDs, time and origin in columns; IDs indexed by bucket.
     V2 = 2,
+    /// Format 2 without span ID buckets, with service, event and resource in columns only.
+    V3 = 3,
 }
 
 impl Format {
     /// The format new partitions are written in.
-    pub const CURRENT: Format = Format::V2;
+    pub const CURRENT: Format = Format::V3;
 
     /// Every format this weft reads, oldest first.
-    pub const ALL: [Format; 2] = [Format::V1, Format::V2];
+    pub const ALL: [Format; 3] = [Format::V1, Format::V2, Format::V3];
 
     /// Its number, as the format file holds it.
     pub fn number(self) -> u32 {
@@ -54,11 +64,19 @@ impl Format {
         Format::ALL.into_iter().find(|f| f.number() == number)
     }
 
-    /// The format whose schema `schema` is (same fields, same order), if any.
+    /// The format whose schema `schema` is (same fields, same order, each indexed or not
+    /// alike), if any.
     pub(crate) fn of_schema(signal: Signal, schema: &Schema) -> Option<Format> {
         let names = |s: &Schema| -> Vec<String> {
             s.fields()
-                .map(|(_, entry)| format!("{}:{:?}", entry.name(), entry.field_type().value_type()))
+                .map(|(_, entry)| {
+                    format!(
+                        "{}:{:?}:{}",
+                        entry.name(),
+                        entry.field_type().value_type(),
+                        entry.is_indexed()
+                    )
+                })
                 .collect()
         };
         let found = names(schema);
@@ -70,10 +88,17 @@ impl Format {
     /// The format of an open partition's searcher or segment, from its schema, which
     /// [`Format::of_partition`] has checked is exactly one format's.
     pub(crate) fn of_checked_schema(schema: &Schema) -> Format {
-        if schema.get_field(column::ORIGIN).is_ok() {
+        if schema.get_field(column::ORIGIN).is_err() {
+            return Format::V1;
+        }
+        // Both signals have a `span_id` field; only format 3 leaves it unindexed.
+        let span_id_indexed = schema
+            .get_field(SPAN_ID)
+            .is_ok_and(|field| schema.get_field_entry(field).is_indexed());
+        if span_id_indexed {
             Format::V2
         } else {
-            Format::V1
+            Format::V3
         }
     }
 

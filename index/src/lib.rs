@@ -4,8 +4,8 @@
 //! - [`model`]: the rows (`LogRow`, `SpanRow`) and their JSON view.
 //! - `schema`: tantivy fields per signal and the documents built from rows; `attributes`: OTLP
 //!   attributes handed to tantivy's JSON fields by reference.
-//! - `format`: partition format numbers; `rows`: how format 2 splits a row between the doc
-//!   store and columns, and rebuilds it; `ids`: ID lookups in either format.
+//! - `format`: partition format numbers; `rows`: how formats 2 and 3 split a row between the
+//!   doc store and columns, and rebuild it; `ids`: ID lookups in every format.
 //! - `partition`: one hour of one signal, with the WAL position of its last commit.
 //! - [`store`]: all partitions; writing (within a cap on open writers), commit and checkpoint,
 //!   rollback after a failure, retention; with object storage, sealing, eviction from the
@@ -36,6 +36,7 @@
 pub mod aggregate;
 mod attributes;
 pub mod calls;
+mod column_scan;
 mod error;
 pub mod faults;
 pub mod footprint;

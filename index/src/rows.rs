@@ -17,7 +17,7 @@
 
 use prost::Message;
 use prost::encoding::{WireType, decode_key, decode_varint};
-use tantivy::columnar::{BytesColumn, Column};
+use tantivy::columnar::{BytesColumn, Column, StrColumn};
 use tantivy::schema::Value;
 use tantivy::{DocAddress, DocId, Searcher, SegmentReader, TantivyDocument};
 
@@ -26,6 +26,7 @@ use crate::format::Format;
 use crate::ids::{fnv1a, span_number, trace_halves};
 use crate::model::{LogRow, SpanRow};
 use crate::schema::column;
+use crate::severity::text_for_number;
 use crate::{log_fields, span_fields};
 
 fn trace_bytes(hi: u64, lo: u64) -> Vec<u8> {
@@ -89,6 +90,9 @@ pub(crate) struct LogSplit {
 // Tags of `LogRow` (model.rs).
 const LOG_TIME: u32 = 1;
 const LOG_SERVICE: u32 = 3;
+const LOG_SEVERITY_NUMBER: u32 = 4;
+const LOG_SEVERITY_TEXT: u32 = 5;
+const LOG_EVENT: u32 = 6;
 const LOG_TRACE_ID: u32 = 8;
 const LOG_SPAN_ID: u32 = 9;
 const LOG_RESOURCE: u32 = 11;
@@ -96,14 +100,25 @@ const LOG_SCOPE_NAME: u32 = 12;
 const LOG_SCOPE_VERSION: u32 = 13;
 const LOG_SCOPE_ATTRIBUTES: u32 = 16;
 
-pub(crate) fn split_log(row: &LogRow, encoded: &[u8]) -> LogSplit {
+/// Splits `row` for a partition of `format` (2 or later). Format 3 also leaves out the event
+/// (its column holds it) and, when the severity text is the one its number names (`INFO` for
+/// 9, as weft fills it in when a client sends none), both: the `severity` column holds the
+/// number, and the text follows from it. Any other severity (a text of the client's own, none
+/// at all, a number outside 1–24) stays in the row as it is.
+pub(crate) fn split_log(row: &LogRow, encoded: &[u8], format: Format) -> LogSplit {
     let trace_id = trace_halves(&row.trace_id);
     let span_id = span_number(&row.span_id);
+    let v3 = format >= Format::V3;
+    let severity_in_column = v3
+        && (1..=24).contains(&row.severity_number)
+        && row.severity_text == text_for_number(row.severity_number);
     let mut kept = Vec::with_capacity(encoded.len());
     let mut origin = Vec::new();
     for (tag, bytes) in fields(encoded) {
         match tag {
             LOG_TIME => {}
+            LOG_SEVERITY_NUMBER | LOG_SEVERITY_TEXT if severity_in_column => {}
+            LOG_EVENT if v3 => {}
             LOG_TRACE_ID if trace_id.is_some() => {}
             LOG_SPAN_ID if span_id.is_some() => {}
             LOG_SERVICE | LOG_RESOURCE | LOG_SCOPE_NAME | LOG_SCOPE_VERSION
@@ -174,9 +189,11 @@ pub(crate) fn split_span(row: &SpanRow, encoded: &[u8]) -> SpanSplit {
     }
 }
 
-/// Format 2 columns of one segment of a logs partition.
+/// Format 2 and 3 columns of one segment of a logs partition.
 struct LogColumns {
     time: Option<Column<u64>>,
+    severity: Option<Column<u64>>,
+    event: Option<StrColumn>,
     trace_hi: Option<Column<u64>>,
     trace_lo: Option<Column<u64>>,
     span: Option<Column<u64>>,
@@ -188,6 +205,8 @@ impl LogColumns {
         let fast = reader.fast_fields();
         Ok(LogColumns {
             time: fast.column_opt("time")?,
+            severity: fast.column_opt("severity")?,
+            event: fast.str("event")?,
             trace_hi: fast.column_opt(column::TRACE_HI)?,
             trace_lo: fast.column_opt(column::TRACE_LO)?,
             span: fast.column_opt(column::SPAN)?,
@@ -198,6 +217,21 @@ impl LogColumns {
     fn restore(&self, doc: DocId, row: &mut LogRow, buf: &mut Vec<u8>) -> Result<(), IndexError> {
         merge_origin(self.origin.as_ref(), doc, row, buf)?;
         row.time_unix_nano = first(&self.time, doc).unwrap_or(0);
+        // Format 3 keeps these in columns only (see `split_log`); a row that kept its own, as
+        // every row of format 2 does, has a nonzero number or is of severity 0.
+        if row.severity_number == 0 {
+            let severity = first(&self.severity, doc).unwrap_or(0);
+            row.severity_number = i32::try_from(severity).unwrap_or(0);
+            if row.severity_number != 0 && row.severity_text.is_empty() {
+                row.severity_text = text_for_number(row.severity_number);
+            }
+        }
+        if row.event.is_empty()
+            && let Some(column) = &self.event
+            && let Some(ord) = column.term_ords(doc).next()
+        {
+            column.ord_to_str(ord, &mut row.event)?;
+        }
         if let (Some(hi), Some(lo)) = (first(&self.trace_hi, doc), first(&self.trace_lo, doc)) {
             row.trace_id = trace_bytes(hi, lo);
         }
@@ -379,11 +413,32 @@ mod tests {
             key: "k".into(),
             ..Default::default()
         }];
-        let logs: [(u32, LogRow); 8] = [
+        let logs: [(u32, LogRow); 11] = [
             (
                 LOG_TIME,
                 LogRow {
                     time_unix_nano: 1,
+                    ..Default::default()
+                },
+            ),
+            (
+                LOG_SEVERITY_NUMBER,
+                LogRow {
+                    severity_number: 9,
+                    ..Default::default()
+                },
+            ),
+            (
+                LOG_SEVERITY_TEXT,
+                LogRow {
+                    severity_text: "INFO".into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                LOG_EVENT,
+                LogRow {
+                    event: "e".into(),
                     ..Default::default()
                 },
             ),
@@ -529,7 +584,7 @@ mod tests {
             ..Default::default()
         };
         let encoded = row.encode_to_vec();
-        let split = split_log(&row, &encoded);
+        let split = split_log(&row, &encoded, Format::V2);
         assert_eq!(split.trace_id, None);
         assert_eq!(split.span_id, Some(u64::from_be_bytes([2; 8])));
         let kept = LogRow::decode(split.kept.as_slice()).unwrap();
@@ -537,6 +592,45 @@ mod tests {
         assert!(kept.span_id.is_empty() && kept.service.is_empty() && kept.time_unix_nano == 0);
         let origin = LogRow::decode(split.origin.as_slice()).unwrap();
         assert_eq!(origin.service, "s");
+    }
+
+    #[test]
+    fn format_3_leaves_event_and_a_named_severity_to_the_columns_and_keeps_any_other() {
+        let row = |severity_number, text: &str| LogRow {
+            severity_number,
+            severity_text: text.into(),
+            event: "order.placed".into(),
+            ..Default::default()
+        };
+        // (number, text, what the kept row holds of them)
+        for (number, text, kept) in [
+            (9, "INFO", (0, "")),
+            (10, "INFO2", (0, "")),
+            (9, "Information", (9, "Information")),
+            (9, "", (9, "")),
+            (-3, "INFO", (-3, "INFO")),
+            (0, "", (0, "")),
+            (0, "custom", (0, "custom")),
+        ] {
+            let row = row(number, text);
+            let encoded = row.encode_to_vec();
+            let v3 = LogRow::decode(split_log(&row, &encoded, Format::V3).kept.as_slice()).unwrap();
+            assert_eq!(
+                (v3.severity_number, v3.severity_text.as_str()),
+                kept,
+                "{row:?}"
+            );
+            assert!(v3.event.is_empty());
+            let v2 = LogRow::decode(split_log(&row, &encoded, Format::V2).kept.as_slice()).unwrap();
+            assert_eq!(
+                (
+                    v2.severity_number,
+                    v2.severity_text.as_str(),
+                    v2.event.as_str()
+                ),
+                (number, text, "order.placed")
+            );
+        }
     }
 
     #[test]

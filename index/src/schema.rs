@@ -59,7 +59,7 @@ impl Options {
     fn keyword(&self) -> TextOptions {
         match self.format {
             Format::V1 => STRING,
-            Format::V2 => TextOptions::default().set_indexing_options(
+            Format::V2 | Format::V3 => TextOptions::default().set_indexing_options(
                 TextFieldIndexing::default()
                     .set_tokenizer("raw")
                     .set_index_option(IndexRecordOption::Basic)
@@ -72,12 +72,31 @@ impl Options {
     fn text(&self) -> TextOptions {
         match self.format {
             Format::V1 => TEXT,
-            Format::V2 => TextOptions::default().set_indexing_options(
+            Format::V2 | Format::V3 => TextOptions::default().set_indexing_options(
                 TextFieldIndexing::default()
                     .set_tokenizer("default")
                     .set_index_option(IndexRecordOption::WithFreqsAndPositions)
                     .set_fieldnorms(false),
             ),
+        }
+    }
+
+    /// A field every row of a batch shares (`service`, a log's `event`): a keyword with a
+    /// string column through format 2; format 3 keeps only the column, which its filters scan
+    /// (see `query::columns`).
+    fn shared_keyword(&self) -> TextOptions {
+        match self.format {
+            Format::V1 | Format::V2 => self.keyword() | FAST,
+            Format::V3 => TextOptions::default() | FAST,
+        }
+    }
+
+    /// Resource attributes: indexed through format 2; format 3 answers their filters from the
+    /// origin column, and leaves the field unindexed and empty.
+    fn resource(&self) -> JsonObjectOptions {
+        match self.format {
+            Format::V1 | Format::V2 => self.attributes(),
+            Format::V3 => JsonObjectOptions::default(),
         }
     }
 
@@ -100,6 +119,16 @@ fn id_options() -> BytesOptions {
     BytesOptions::default().set_indexed()
 }
 
+/// A span or parent span ID's field: its bucket is indexed in formats 1 and 2 (the full ID in
+/// 1). Format 3 keeps the field, unused, so that every later field keeps its handle; lookups
+/// scan the ID's column instead.
+fn span_id_options(format: Format) -> BytesOptions {
+    match format {
+        Format::V1 | Format::V2 => id_options(),
+        Format::V3 => BytesOptions::default(),
+    }
+}
+
 fn u64_column() -> NumericOptions {
     NumericOptions::default().set_fast()
 }
@@ -118,7 +147,7 @@ pub struct LogFields {
     pub(crate) body: Field,
     /// Format 1: the full ID. Format 2: its bucket.
     pub(crate) trace_id: Field,
-    /// Format 1: the full ID. Format 2: its bucket.
+    /// Format 1: the full ID. Format 2: its bucket. Format 3: unused (the `span` column).
     pub(crate) span_id: Field,
     pub(crate) scope: Field,
     pub(crate) attr: Field,
@@ -146,15 +175,15 @@ impl LogFields {
         // column; indexing them too would add a term per distinct nanosecond timestamp, the
         // largest and busiest part of the term dictionary, for nothing.
         let time = b.add_u64_field("time", FAST);
-        let service = b.add_text_field("service", o.keyword() | FAST);
+        let service = b.add_text_field("service", o.shared_keyword());
         let severity = b.add_u64_field("severity", FAST);
-        let event = b.add_text_field("event", o.keyword() | FAST);
+        let event = b.add_text_field("event", o.shared_keyword());
         let body = b.add_text_field("body", o.text());
         let trace_id = b.add_bytes_field("trace_id", id_options());
-        let span_id = b.add_bytes_field("span_id", id_options());
+        let span_id = b.add_bytes_field("span_id", span_id_options(format));
         let scope = b.add_text_field("scope", o.keyword());
         let attr = b.add_json_field("attr", o.attributes());
-        let resource = b.add_json_field("resource", o.attributes());
+        let resource = b.add_json_field("resource", o.resource());
         let source = b.add_bytes_field(SOURCE, BytesOptions::default().set_stored());
         // Format 2's columns. The handles of a format 1 build are never used: only its schema
         // is (the crate's handles are the current format's).
@@ -206,7 +235,9 @@ impl LogFields {
             doc.add_text(self.scope, &row.scope_name);
         }
         add_attributes(&mut doc, self.attr, &row.attributes);
-        add_attributes(&mut doc, self.resource, &row.resource);
+        if format < Format::V3 {
+            add_attributes(&mut doc, self.resource, &row.resource);
+        }
         match format {
             Format::V1 => {
                 if !row.trace_id.is_empty() {
@@ -217,8 +248,8 @@ impl LogFields {
                 }
                 doc.add_bytes(self.source, encoded);
             }
-            Format::V2 => {
-                let split = rows::split_log(row, encoded);
+            Format::V2 | Format::V3 => {
+                let split = rows::split_log(row, encoded, format);
                 // An ID of another length than OTLP's stays in the stored row, unindexed: no
                 // query can name it (they take 16 / 8 bytes of hex).
                 if let Some((hi, lo)) = split.trace_id {
@@ -227,7 +258,9 @@ impl LogFields {
                     doc.add_u64(self.trace_lo, lo);
                 }
                 if let Some(span) = split.span_id {
-                    doc.add_bytes(self.span_id, &bucket(&row.span_id));
+                    if format == Format::V2 {
+                        doc.add_bytes(self.span_id, &bucket(&row.span_id));
+                    }
                     doc.add_u64(self.span, span);
                 }
                 doc.add_bytes(self.origin, &split.origin);
@@ -250,9 +283,9 @@ pub struct SpanFields {
     pub(crate) status: Field,
     /// Format 1: the full ID, also a fast column. Format 2: its bucket.
     pub(crate) trace_id: Field,
-    /// Format 1: the full ID. Format 2: its bucket.
+    /// Format 1: the full ID. Format 2: its bucket. Format 3: unused (the `span` column).
     pub(crate) span_id: Field,
-    /// Format 1: the full ID. Format 2: its bucket.
+    /// Format 1: the full ID. Format 2: its bucket. Format 3: unused (the `parent` column).
     pub(crate) parent_span_id: Field,
     pub(crate) scope: Field,
     pub(crate) attr: Field,
@@ -279,7 +312,7 @@ impl SpanFields {
         // Range-filtered only, from the fast column (see the logs schema).
         let start = b.add_u64_field("start", FAST);
         let duration = b.add_u64_field("duration", FAST);
-        let service = b.add_text_field("service", o.keyword() | FAST);
+        let service = b.add_text_field("service", o.shared_keyword());
         let name = b.add_text_field("name", o.keyword() | FAST);
         let text = b.add_text_field("text", o.text());
         let kind = b.add_text_field("kind", o.keyword() | FAST);
@@ -290,14 +323,14 @@ impl SpanFields {
             "trace_id",
             match format {
                 Format::V1 => id_options().set_fast(),
-                Format::V2 => id_options(),
+                Format::V2 | Format::V3 => id_options(),
             },
         );
-        let span_id = b.add_bytes_field("span_id", id_options());
-        let parent_span_id = b.add_bytes_field("parent_span_id", id_options());
+        let span_id = b.add_bytes_field("span_id", span_id_options(format));
+        let parent_span_id = b.add_bytes_field("parent_span_id", span_id_options(format));
         let scope = b.add_text_field("scope", o.keyword());
         let attr = b.add_json_field("attr", o.attributes());
-        let resource = b.add_json_field("resource", o.attributes());
+        let resource = b.add_json_field("resource", o.resource());
         let source = b.add_bytes_field(SOURCE, BytesOptions::default().set_stored());
         // As for logs, a format 1 build serves only its schema.
         let (span, parent, origin, trace) = if format >= Format::V2 {
@@ -363,7 +396,9 @@ impl SpanFields {
             doc.add_text(self.scope, &row.scope_name);
         }
         add_attributes(&mut doc, self.attr, &row.attributes);
-        add_attributes(&mut doc, self.resource, &row.resource);
+        if format < Format::V3 {
+            add_attributes(&mut doc, self.resource, &row.resource);
+        }
         match format {
             Format::V1 => {
                 doc.add_bytes(self.trace_id, &row.trace_id);
@@ -373,18 +408,23 @@ impl SpanFields {
                 }
                 doc.add_bytes(self.source, encoded);
             }
-            Format::V2 => {
+            Format::V2 | Format::V3 => {
                 let split = rows::split_span(row, encoded);
                 if row.trace_id.len() == 16 {
                     doc.add_bytes(self.trace_id, &bucket(&row.trace_id));
                 }
                 doc.add_bytes(self.trace, &row.trace_id);
+                let buckets = format == Format::V2;
                 if let Some(span) = split.span_id {
-                    doc.add_bytes(self.span_id, &bucket(&row.span_id));
+                    if buckets {
+                        doc.add_bytes(self.span_id, &bucket(&row.span_id));
+                    }
                     doc.add_u64(self.span, span);
                 }
                 if let Some(parent) = split.parent_span_id {
-                    doc.add_bytes(self.parent_span_id, &bucket(&row.parent_span_id));
+                    if buckets {
+                        doc.add_bytes(self.parent_span_id, &bucket(&row.parent_span_id));
+                    }
                     doc.add_u64(self.parent, parent);
                 }
                 doc.add_bytes(self.origin, &split.origin);

@@ -81,7 +81,7 @@ fn for_each_trace_id(
                     each(terms.key());
                 }
             }
-            (Format::V2, Signal::Spans) => {
+            (Format::V2 | Format::V3, Signal::Spans) => {
                 // A trace's spans share one dictionary entry: the dictionary is the list.
                 if let Some(ids) = segment.fast_fields().bytes(column::TRACE)? {
                     let mut terms = ids.dictionary().stream()?;
@@ -90,7 +90,7 @@ fn for_each_trace_id(
                     }
                 }
             }
-            (Format::V2, Signal::Logs) => {
+            (Format::V2 | Format::V3, Signal::Logs) => {
                 let fast = segment.fast_fields();
                 let hi: Option<Column<u64>> = fast.column_opt(column::TRACE_HI)?;
                 let lo: Option<Column<u64>> = fast.column_opt(column::TRACE_LO)?;

@@ -287,7 +287,7 @@ impl Store {
             // Format 2 keeps a span's whole trace ID in a column of its own.
             let trace_column = match Format::of_checked_schema(searcher.schema()) {
                 Format::V1 => "trace_id",
-                Format::V2 => column::TRACE,
+                Format::V2 | Format::V3 => column::TRACE,
             };
             let hits = searcher.search(
                 &query,

@@ -1,8 +1,9 @@
 //! Partitions written by an earlier format stay readable.
 //!
 //! `tests/fixtures/format-v1` is a store written by weft's first partition format (commit
-//! ed35a75, before partitions carried a version) from [`fixture_rows`]. These tests open a copy
-//! of it with today's code and check that every row comes back exactly, that every kind of
+//! ed35a75, before partitions carried a version) from [`fixture_rows`], and
+//! `tests/fixtures/format-v2` the same rows written by format 2 (commit 7af0f99). These tests
+//! open a copy of each with today's code and check that every row comes back exactly, that every kind of
 //! query finds what it found then, and that new rows written beside it land in the right
 //! format. To write the fixture again (only ever with the code of the format it is named
 //! after): `WEFT_WRITE_FIXTURE=1 cargo test -p weft-index --test format -- --ignored`.
@@ -208,10 +209,13 @@ fn write_fixture() {
     }
 }
 
-/// A copy of the fixture to open (opening may write: a new partition's format file, merges).
-fn fixture_copy() -> tempfile::TempDir {
+/// The formats a fixture was written in: every format before the current one.
+const OLD_FORMATS: [Format; 2] = [Format::V1, Format::V2];
+
+/// A copy of a fixture to open (opening may write: a new partition's format file, merges).
+fn fixture_copy(format: Format) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(&fixture_dir(Format::V1), copy.path());
+    copy_dir(&fixture_dir(format), copy.path());
     copy
 }
 
@@ -334,6 +338,10 @@ fn queries(batch: &RowBatch) -> (Vec<String>, Vec<(String, usize)>) {
         "service:payments".to_string(),
         "scope:io.weft.fixture".to_string(),
         "event:order.failed".to_string(),
+        "service:pay*".to_string(),
+        "event:order.*".to_string(),
+        "card -resource.host.name:host-1".to_string(),
+        "service:payments OR resource.host.name:host-0".to_string(),
         "severity>=WARN".to_string(),
         "order -retry".to_string(),
     ];
@@ -350,6 +358,8 @@ fn queries(batch: &RowBatch) -> (Vec<String>, Vec<(String, usize)>) {
         ("exception".to_string(), 8),
         ("service:checkout".to_string(), 3),
         ("resource.host.name:host-0".to_string(), 4),
+        ("service:check*".to_string(), 3),
+        ("service:checkout -resource.host.name:host-0".to_string(), 1),
     ];
     (logs, traces)
 }
@@ -379,12 +389,14 @@ fn assert_queries(store: &Store) {
 }
 
 #[test]
-fn the_fixture_is_format_1_and_reads_back_exactly() {
-    let dir = fixture_copy();
-    let store = Store::open(dir.path()).unwrap();
-    assert_eq!(store.partition_formats(), vec![Format::V1; 4]);
-    assert_rows_round_trip(&store);
-    assert_queries(&store);
+fn each_fixture_is_its_format_and_reads_back_exactly() {
+    for format in OLD_FORMATS {
+        let dir = fixture_copy(format);
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.partition_formats(), vec![format; 4]);
+        assert_rows_round_trip(&store);
+        assert_queries(&store);
+    }
 }
 
 #[test]
@@ -393,25 +405,43 @@ fn the_current_format_reads_back_exactly_and_answers_the_same_queries() {
     assert_eq!(store.partition_formats(), vec![Format::CURRENT; 4]);
     assert_rows_round_trip(&store);
     assert_queries(&store);
-    // The same answers as the old format, row for row.
-    let old_dir = fixture_copy();
-    let old = Store::open(old_dir.path()).unwrap();
-    let (logs, trace_queries) = queries(&fixture_rows());
-    for query in logs {
-        assert_eq!(all_logs(&store, &query), all_logs(&old, &query), "{query}");
-    }
-    for (query, _) in trace_queries {
-        assert_eq!(traces(&store, &query), traces(&old, &query), "{query}");
+    // The same answers as each old format, row for row.
+    for format in OLD_FORMATS {
+        let old_dir = fixture_copy(format);
+        let old = Store::open(old_dir.path()).unwrap();
+        let (logs, trace_queries) = queries(&fixture_rows());
+        for query in &logs {
+            assert_eq!(
+                all_logs(&store, query),
+                all_logs(&old, query),
+                "{query} against format {}",
+                format.number()
+            );
+        }
+        for (query, _) in &trace_queries {
+            assert_eq!(
+                traces(&store, query),
+                traces(&old, query),
+                "{query} against format {}",
+                format.number()
+            );
+        }
     }
 }
 
 #[test]
 fn rows_added_to_an_old_partition_keep_its_format_and_a_new_hour_gets_the_current_one() {
-    let dir = fixture_copy();
+    for format in OLD_FORMATS {
+        rows_added_keep_the_partition_format(format);
+    }
+}
+
+fn rows_added_keep_the_partition_format(old: Format) {
+    let dir = fixture_copy(old);
     let store = Store::open(dir.path()).unwrap();
     let mut extra = fixture_rows();
     // One more copy of each row, a millisecond later, half in the fixture's first hour (a
-    // format 1 partition) and half in an hour it does not have.
+    // partition of the old format) and half in an hour it does not have.
     for (i, log) in extra.logs.iter_mut().enumerate() {
         log.time_unix_nano += 1_000_000 + if i % 2 == 0 { 0 } else { 4 * HOUR };
         log.body = text(&format!("added {i}"));
@@ -423,14 +453,7 @@ fn rows_added_to_an_old_partition_keep_its_format_and_a_new_hour_gets_the_curren
     formats.sort();
     assert_eq!(
         formats,
-        vec![
-            Format::V1,
-            Format::V1,
-            Format::V1,
-            Format::V1,
-            Format::V2,
-            Format::V2
-        ]
+        vec![old, old, old, old, Format::CURRENT, Format::CURRENT]
     );
     assert_eq!(all_logs(&store, "added").len(), extra.logs.len());
     let mut want = fixture_rows().logs;
@@ -446,7 +469,7 @@ fn rows_added_to_an_old_partition_keep_its_format_and_a_new_hour_gets_the_curren
 
 #[test]
 fn a_partition_of_an_unknown_format_is_refused_with_a_reason() {
-    let dir = fixture_copy();
+    let dir = fixture_copy(Format::V1);
     let partition = dir.path().join("logs/2026-11-27T10");
     std::fs::write(partition.join("weft-format"), "99\n").unwrap();
     let error = Store::open(dir.path())
@@ -481,7 +504,8 @@ fn a_format_file_that_contradicts_the_schema_is_refused() {
     drop(store);
     let file = dir.path().join("logs/2026-11-27T10/weft-format");
     for (text, reason) in [
-        ("1\n", "says format 1 but its schema is format 2's"),
+        ("1\n", "says format 1 but its schema is format 3's"),
+        ("2\n", "says format 2 but its schema is format 3's"),
         ("0\n", "0 is not a partition format"),
         ("two\n", "holds 'two', not a number"),
     ] {
@@ -544,9 +568,15 @@ fn records_sharing_a_time_and_differing_only_in_origin_page_apart() {
 /// origin, string columns) in format 2 ones: the same rows give the same answers either way.
 #[test]
 fn facets_and_span_statistics_agree_across_formats() {
+    for format in OLD_FORMATS {
+        facets_and_span_statistics_agree_with(format);
+    }
+}
+
+fn facets_and_span_statistics_agree_with(format: Format) {
     use weft_index::Signal;
     use weft_index::peel::{FieldRef, StatsRequest};
-    let copy = fixture_copy();
+    let copy = fixture_copy(format);
     let old = Store::open(copy.path()).unwrap();
     let (_dir, new) = current_store();
     let (start, end) = (0, u64::MAX / 2);
@@ -567,6 +597,16 @@ fn facets_and_span_statistics_agree_across_formats() {
         let a = old.facets(signal, None, start, end, &fields, 100).unwrap();
         let b = new.facets(signal, None, start, end, &fields, 100).unwrap();
         assert_eq!(a, b, "{signal:?} facets");
+        // The field list: attribute and resource keys, and how many values each has.
+        let listed = |store: &Store| store.field_list(signal, None, start, end).unwrap();
+        let (old_fields, new_fields) = (listed(&old), listed(&new));
+        assert!(
+            old_fields
+                .iter()
+                .any(|f| f.field.to_string() == "resource.host.name"),
+            "{old_fields:?}"
+        );
+        assert_eq!(old_fields, new_fields, "{signal:?} field list");
         assert!(
             a.facets
                 .iter()
@@ -605,4 +645,48 @@ fn facets_and_span_statistics_agree_across_formats() {
     let old_groups = summary(&old);
     assert_eq!(old_groups.len(), 6, "{old_groups:?}");
     assert_eq!(old_groups, summary(&new));
+}
+
+#[test]
+fn every_kind_of_severity_and_event_reads_back_exactly() {
+    // Format 3 keeps a named severity and the event in columns only, and anything else in the
+    // stored row: each comes back as it was sent.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let logs: Vec<LogRow> = [
+        (9, "INFO", "order.placed"),
+        (10, "INFO2", ""),
+        (9, "Information", "order.placed"),
+        (9, "", "order.failed"),
+        (-3, "INFO", ""),
+        (0, "", ""),
+        (0, "custom", "e"),
+        (24, "FATAL4", "shutdown"),
+    ]
+    .into_iter()
+    .enumerate()
+    .map(|(i, (severity_number, severity_text, event))| LogRow {
+        time_unix_nano: BASE + i as u64,
+        service: "svc".into(),
+        severity_number,
+        severity_text: severity_text.into(),
+        event: event.into(),
+        body: text(&format!("row {i}")),
+        ..Default::default()
+    })
+    .collect();
+    let batch = RowBatch {
+        logs: logs.clone(),
+        spans: vec![],
+    };
+    store.index_batch(0, 1, &batch).unwrap();
+    store.commit(1).unwrap();
+    assert_eq!(store.partition_formats(), vec![Format::CURRENT]);
+    assert_eq!(all_logs(&store, ""), sorted(logs.clone()));
+    // And the columns answer their filters.
+    let matching = |query: &str| all_logs(&store, query).len();
+    assert_eq!(matching("event:order.placed"), 2);
+    assert_eq!(matching("event:order.*"), 3);
+    assert_eq!(matching("severity:INFO"), 4);
+    assert_eq!(matching("severity>=FATAL"), 1);
 }

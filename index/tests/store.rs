@@ -542,13 +542,27 @@ fn id_lookups_find_exactly_the_id_when_buckets_are_shared() {
             10,
         );
         assert_eq!(by_trace, vec![format!("row{i}")]);
+        // Both at once: the span ID's column is read only where the trace ID's rows are.
+        let both = |span: usize| {
+            search(
+                &store,
+                &format!(
+                    "trace_id:{} span_id:{}",
+                    hex::encode(&logs[i].trace_id),
+                    hex::encode(&logs[span].span_id)
+                ),
+                10,
+            )
+        };
+        assert_eq!(both(i), vec![format!("row{i}")]);
+        assert!(both((i + 1) % logs.len()).is_empty());
         let id: [u8; 16] = logs[i].trace_id.as_slice().try_into().unwrap();
         let trace = store.trace(&id, 10, 10).unwrap();
         assert_eq!(trace.logs, vec![logs[i].clone()]);
         assert_eq!(trace.spans, vec![spans[i].clone()]);
     }
     let absent = search(&store, &format!("span_id:{}", "00".repeat(8)), 10);
-    assert!(absent.is_empty());
+    assert!(absent.is_empty(), "{absent:?}");
 }
 
 #[test]

@@ -4,13 +4,15 @@
 //! (so `resource.<key>` and `scope` cost a column read per row and a decode per distinct
 //! origin). For a large selection this beats intersecting every value's postings with it.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;
 use tantivy::columnar::{BytesColumn, Column};
 use tantivy::{DocId, SegmentReader};
 
 use super::Selected;
-use super::fields::{FieldRef, NONE};
+use super::fields::{FieldRef, MAX_SEGMENT_VALUES, NONE};
 use crate::Signal;
 use crate::error::IndexError;
 use crate::model::{LogRow, SpanRow, any_value_to_json};
@@ -141,6 +143,62 @@ fn for_each_value(column: &Column<u64>, docs: &[DocId], mut f: impl FnMut(u64)) 
         column.first_vals(block, values);
         for value in values.iter().flatten() {
             f(*value);
+        }
+    }
+}
+
+/// The resource attribute keys of a segment's origins (nested lists as dotted paths, as the
+/// JSON index expands them), each with its number of distinct values: format 3's list of
+/// `resource.<key>` fields, which earlier formats read from the resource field's terms. Stops
+/// after [`MAX_SEGMENT_VALUES`] origins.
+pub(crate) fn origin_resource_keys(
+    signal: Signal,
+    reader: &SegmentReader,
+) -> Result<Vec<(String, u64)>, IndexError> {
+    let Some(column) = reader.fast_fields().bytes(column::ORIGIN)? else {
+        return Ok(Vec::new());
+    };
+    let mut values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut stream = column.dictionary().stream()?;
+    let mut walked = 0;
+    while stream.advance() && walked < MAX_SEGMENT_VALUES {
+        walked += 1;
+        let resource = match signal {
+            Signal::Logs => LogRow::decode(stream.key()).map(|row| row.resource),
+            Signal::Spans => SpanRow::decode(stream.key()).map(|row| row.resource),
+        };
+        if let Ok(resource) = resource {
+            collect_paths("", &resource, &mut values);
+        }
+    }
+    Ok(values
+        .into_iter()
+        .map(|(key, distinct)| (key, distinct.len() as u64))
+        .collect())
+}
+
+/// Each attribute's dotted path under `prefix`, with its value's text.
+fn collect_paths(
+    prefix: &str,
+    attributes: &[KeyValue],
+    into: &mut BTreeMap<String, BTreeSet<String>>,
+) {
+    for kv in attributes {
+        let path = if prefix.is_empty() {
+            kv.key.clone()
+        } else {
+            format!("{prefix}.{}", kv.key)
+        };
+        match kv.value.as_ref() {
+            Some(AnyValue {
+                value: Some(any_value::Value::KvlistValue(list)),
+            }) => collect_paths(&path, &list.values, into),
+            Some(value) => {
+                if let Some(text) = value_text(value) {
+                    into.entry(path).or_default().insert(text);
+                }
+            }
+            None => {}
         }
     }
 }

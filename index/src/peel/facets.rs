@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use tantivy::query::{EnableScoring, Query};
 
 use super::Selected;
+use super::columns::origin_resource_keys;
 use super::fields::{FieldRef, json_keys, segment_counts, segment_within, whole_segment_values};
 use crate::aggregate::filtered;
 use crate::error::IndexError;
@@ -259,7 +260,13 @@ impl Store {
                     (attr, FieldRef::Attr as fn(String) -> FieldRef),
                     (resource, FieldRef::Resource),
                 ] {
-                    for (key, distinct) in json_keys(reader, json)? {
+                    // Format 3 keeps resource attributes in the origin column only.
+                    let found = if reader.schema().get_field_entry(json).is_indexed() {
+                        json_keys(reader, json)?
+                    } else {
+                        origin_resource_keys(signal, reader)?
+                    };
+                    for (key, distinct) in found {
                         let entry = keys.entry(make(key)).or_default();
                         *entry = (*entry).max(distinct);
                     }

@@ -160,6 +160,17 @@ enum Source {
     Severity,
 }
 
+impl FieldRef {
+    /// Whether this segment indexes the field's values (format 3 keeps `service`, `event` and
+    /// resource attributes in columns only).
+    pub(crate) fn indexed_in(&self, signal: Signal, reader: &SegmentReader) -> bool {
+        match self.source(signal) {
+            Source::Terms { field, .. } => reader.schema().get_field_entry(field).is_indexed(),
+            Source::Severity => true,
+        }
+    }
+}
+
 /// No value for this document.
 pub(crate) const NONE: u32 = u32::MAX;
 
@@ -292,6 +303,10 @@ pub(crate) fn whole_segment_values(
     reader: &SegmentReader,
     mut found: impl FnMut(&str, u64),
 ) -> Result<bool, IndexError> {
+    if !field.indexed_in(signal, reader) {
+        // Format 3 keeps this field in a column only: count its values there.
+        return segment_counts(signal, field, reader, &Selected::all(reader), found);
+    }
     match field.source(signal) {
         Source::Severity => {
             let column: Column<u64> = reader.fast_fields().u64("severity")?;
@@ -355,6 +370,10 @@ fn walk_terms(
     selected: &Selected,
     mut found: impl FnMut(String, &[u32]),
 ) -> Result<bool, IndexError> {
+    if !reader.schema().get_field_entry(field).is_indexed() {
+        // Format 3's resource field, in a segment without an origin column: no values.
+        return Ok(false);
+    }
     let inverted = reader.inverted_index(field)?;
     let dictionary = inverted.terms();
     let mut range = dictionary.range();

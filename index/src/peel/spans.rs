@@ -280,7 +280,7 @@ impl SpanColumns {
         let fast = reader.fast_fields();
         let trace_column = match Format::of_checked_schema(reader.schema()) {
             Format::V1 => "trace_id",
-            Format::V2 => column::TRACE,
+            Format::V2 | Format::V3 => column::TRACE,
         };
         let mut errors = BitSet::with_max_value(reader.max_doc().max(1));
         let status = span_fields().status;

@@ -10,6 +10,7 @@ use tantivy::query::{
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
 
+use super::columns::{ColumnFilter, ColumnSource, ValueTest};
 use super::{CmpOp, Expr, QueryError};
 use crate::ids::{IdKind, IdQuery};
 use crate::{Signal, log_fields, severity, span_fields};
@@ -200,17 +201,36 @@ fn filter_query(
             Signal::Logs => log_fields().resource,
             Signal::Spans => span_fields().resource,
         };
-        return Ok(json_value_query(json, key, value));
+        return Ok(Box::new(ColumnFilter {
+            field: json,
+            indexed: json_value_query(json, key, value),
+            source: ColumnSource::Origin(signal),
+            test: ValueTest::Resource {
+                key: key.to_string(),
+                value: value.to_string(),
+            },
+        }));
     }
     match (signal, field) {
-        (_, "service") | (_, "scope") | (Signal::Logs, "event") => {
+        (_, "service") | (Signal::Logs, "event") => {
             only_equality(field, op, pos)?;
-            let f = match (signal, field) {
-                (Signal::Logs, "service") => log_fields().service,
-                (Signal::Logs, "scope") => log_fields().scope,
-                (Signal::Logs, _) => log_fields().event,
-                (Signal::Spans, "service") => span_fields().service,
-                (Signal::Spans, _) => span_fields().scope,
+            let (f, column) = match (signal, field) {
+                (Signal::Logs, "service") => (log_fields().service, "service"),
+                (Signal::Logs, _) => (log_fields().event, "event"),
+                (Signal::Spans, _) => (span_fields().service, "service"),
+            };
+            Ok(Box::new(ColumnFilter {
+                field: f,
+                indexed: keyword(f, value, pos)?,
+                source: ColumnSource::Str(column),
+                test: ValueTest::keyword(value),
+            }))
+        }
+        (_, "scope") => {
+            only_equality(field, op, pos)?;
+            let f = match signal {
+                Signal::Logs => log_fields().scope,
+                Signal::Spans => span_fields().scope,
             };
             keyword(f, value, pos)
         }

@@ -126,7 +126,7 @@ fn lookup<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
     None
 }
 
-fn attribute_matches(attributes: &[KeyValue], key: &str, value: &str) -> bool {
+pub(crate) fn attribute_matches(attributes: &[KeyValue], key: &str, value: &str) -> bool {
     let Some(found) = lookup(attributes, key) else {
         return false;
     };

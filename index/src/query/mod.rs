@@ -7,6 +7,7 @@
 //! duration such as `250ms`). `*` in a keyword value is a wildcard (`service:check*`).
 //! `AND`, `OR`, `NOT`/`-` and parentheses combine them.
 
+mod columns;
 mod compile;
 mod matcher;
 mod parse;
