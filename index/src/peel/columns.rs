@@ -79,25 +79,8 @@ pub(crate) fn column_field(
         }
         return Ok(Some(ColumnField { column, table }));
     }
-    let string_column = match (signal, field) {
-        (_, FieldRef::Service) => Some("service"),
-        (Signal::Spans, FieldRef::Name) => Some("name"),
-        (Signal::Spans, FieldRef::Kind) => Some("kind"),
-        (Signal::Logs, FieldRef::Event) => Some("event"),
-        _ => None,
-    };
-    let (column, from_origin) = match string_column {
-        Some(name) => match fast.str(name)? {
-            Some(column) => (BytesColumn::clone(&column), false),
-            None => return Ok(None),
-        },
-        None if matches!(field, FieldRef::Scope | FieldRef::Resource(_)) => {
-            match fast.bytes(column::ORIGIN)? {
-                Some(column) => (column, true),
-                None => return Ok(None),
-            }
-        }
-        None => return Ok(None),
+    let Some((column, from_origin)) = dictionary_column(signal, field, reader)? else {
+        return Ok(None);
     };
     // The ordinals the selection uses, then their values from the column's dictionary in one
     // sorted sweep (reading them one by one would open a compressed dictionary block per value).
@@ -130,6 +113,80 @@ pub(crate) fn column_field(
         column: column.ords().clone(),
         table,
     }))
+}
+
+/// The dictionary-encoded column holding `field` in this segment, and whether it is the origin
+/// column (whose entries are decoded for the field's value) rather than the field's own.
+fn dictionary_column(
+    signal: Signal,
+    field: &FieldRef,
+    reader: &SegmentReader,
+) -> Result<Option<(BytesColumn, bool)>, IndexError> {
+    let fast = reader.fast_fields();
+    let string_column = match (signal, field) {
+        (_, FieldRef::Service) => Some("service"),
+        (Signal::Spans, FieldRef::Name) => Some("name"),
+        (Signal::Spans, FieldRef::Kind) => Some("kind"),
+        (Signal::Logs, FieldRef::Event) => Some("event"),
+        _ => None,
+    };
+    Ok(match string_column {
+        Some(name) => fast
+            .str(name)?
+            .map(|column| (BytesColumn::clone(&column), false)),
+        None if matches!(field, FieldRef::Scope | FieldRef::Resource(_)) => {
+            fast.bytes(column::ORIGIN)?.map(|column| (column, true))
+        }
+        None => None,
+    })
+}
+
+/// Counts of every value of `field` over all of a segment's rows, from its dictionary-encoded
+/// column: one pass over the ordinals, no list of documents. Format 3 reads `service`, `event`
+/// and resource attributes so where earlier formats read their terms' document frequencies.
+/// Only right for a segment without deleted documents. Returns false when no column holds the
+/// field.
+pub(crate) fn whole_column_counts(
+    signal: Signal,
+    field: &FieldRef,
+    reader: &SegmentReader,
+    mut found: impl FnMut(&str, u64),
+) -> Result<bool, IndexError> {
+    let Some((column, from_origin)) = dictionary_column(signal, field, reader)? else {
+        return Ok(false);
+    };
+    let mut counts = vec![0u64; column.num_terms()];
+    // Every row's ordinal, decoded a block at a time (a bitpacked column unpacks a range far
+    // faster than value by value).
+    let values = &column.ords().values;
+    let mut block = [0u64; BLOCK];
+    let mut start = 0u32;
+    while start < values.num_vals() {
+        let n = ((values.num_vals() - start) as usize).min(BLOCK);
+        values.get_range(u64::from(start), &mut block[..n]);
+        for &ord in &block[..n] {
+            if let Some(count) = counts.get_mut(ord as usize) {
+                *count += 1;
+            }
+        }
+        start += n as u32;
+    }
+    let used: Vec<u64> = (0..counts.len() as u64)
+        .filter(|&ord| counts[ord as usize] > 0)
+        .collect();
+    let mut next = used.iter();
+    column.dictionary().sorted_ords_to_term_cb(&used, |bytes| {
+        let Some(&ord) = next.next() else { return };
+        let value = if from_origin {
+            origin_value(signal, field, bytes)
+        } else {
+            String::from_utf8(bytes.to_vec()).ok()
+        };
+        if let Some(value) = value {
+            found(&value, counts[ord as usize]);
+        }
+    })?;
+    Ok(true)
 }
 
 /// Documents whose column values are read at once: several times faster than one by one.

@@ -8,7 +8,7 @@ use tantivy::schema::{Field, IndexRecordOption, Type};
 use tantivy::{DocSet, SegmentReader, TERMINATED, Term};
 
 use super::Selected;
-use super::columns::{BLOCK, ColumnField, column_field};
+use super::columns::{BLOCK, ColumnField, column_field, whole_column_counts};
 use crate::aggregate::{BANDS, band_index};
 use crate::error::IndexError;
 use crate::{Signal, log_fields, span_fields};
@@ -305,7 +305,8 @@ pub(crate) fn whole_segment_values(
 ) -> Result<bool, IndexError> {
     if !field.indexed_in(signal, reader) {
         // Format 3 keeps this field in a column only: count its values there.
-        return segment_counts(signal, field, reader, &Selected::all(reader), found);
+        whole_column_counts(signal, field, reader, found)?;
+        return Ok(false);
     }
     match field.source(signal) {
         Source::Severity => {

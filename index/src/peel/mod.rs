@@ -56,19 +56,6 @@ impl Selected {
         docs.sort_unstable();
         Ok(Selected { docs, set })
     }
-
-    /// Every document of a segment without deletions.
-    pub(crate) fn all(reader: &SegmentReader) -> Self {
-        let max_doc = reader.max_doc();
-        let mut set = BitSet::with_max_value(max_doc.max(1));
-        for doc in 0..max_doc {
-            set.insert(doc);
-        }
-        Selected {
-            docs: (0..max_doc).collect(),
-            set,
-        }
-    }
 }
 
 /// Runs `query` over every segment of `searcher`, handing each segment's selection to `visit`.
