@@ -238,10 +238,18 @@ function enableHistogramZoom() {
 
 // On a search node, an answer without some ingest node's newest rows says so ("partial",
 // "missing_nodes"); the view says it too, naming the nodes.
-function showPartial(el, ...answers) {
+function partialText(...answers) {
   const missing = [...new Set(answers.filter((a) => a && a.partial).flatMap((a) => a.missing_nodes || []))];
-  el.hidden = missing.length === 0;
-  el.textContent = missing.length ? `Partial answer: ${missing.join(", ")} did not answer, so ${missing.length > 1 ? "their" : "its"} newest rows (not yet in object storage) are missing.` : "";
+  return missing.length ? `Partial answer: ${missing.join(", ")} did not answer, so ${missing.length > 1 ? "their" : "its"} newest rows (not yet in object storage) are missing.` : "";
+}
+function showPartial(el, ...answers) {
+  el.textContent = partialText(...answers);
+  el.hidden = !el.textContent;
+}
+// The same notice inside a panel drawn as HTML (facets, a comparison).
+function partialHtml(...answers) {
+  const text = partialText(...answers);
+  return text ? `<div class="partial">${esc(text)}</div>` : "";
 }
 
 async function searchLogs(more) {
@@ -740,7 +748,7 @@ async function drawFacets(el, signal, q, start, end) {
     if (!chosen.length) { if (gen === facetGen[signal]) el.innerHTML = `<div class="muted">nothing matches</div>`; return; }
     const found = await getJSON(`/api/v1/${signal}/facets?` + new URLSearchParams({ q, start, end, fields: chosen.join(","), limit: "6" }));
     if (gen !== facetGen[signal]) return;
-    el.innerHTML = found.facets.map((f) => `<div class="facet" data-field="${esc(f.field)}"><h4 title="${esc(f.field)}">${esc(f.field)} <span class="muted">${f.distinct}</span></h4>` +
+    el.innerHTML = partialHtml(fields, found) + found.facets.map((f) => `<div class="facet" data-field="${esc(f.field)}"><h4 title="${esc(f.field)}">${esc(f.field)} <span class="muted">${f.distinct}</span></h4>` +
       f.values.map((v) => `<button type="button" class="facet-value" data-field="${esc(f.field)}" data-value="${esc(v.value)}" title="${esc(f.field)}=${esc(v.value)}: ${v.count} of ${found.total}. Click: only this; Alt-click: exclude">` +
         `<span class="fill" style="width:${((v.count / Math.max(1, found.total)) * 100).toFixed(1)}%"></span><span class="v">${esc(v.value)}</span><span class="n">${v.count}</span></button>`).join("") +
       `</div>`).join("");
@@ -761,7 +769,7 @@ async function showLogComparison() {
   catch (e) { openPanel($("#log-compare-panel"), `<div class="error">${esc(e.message)}</div>`, opener); return; }
   const rows = c.findings.map((f) => `<tr><td>${esc(f.field)}</td><td><button type="button" class="facet-value" data-field="${esc(f.field)}" data-value="${esc(f.value)}" title="only ${esc(f.field)}=${esc(f.value)}"><span class="v">${esc(f.value)}</span></button></td>` +
     `<td>${fmtRatio(f.selection_share)}</td><td>${fmtRatio(f.baseline_share)}</td></tr>`).join("");
-  openPanel($("#log-compare-panel"), `<h4>What marks these ${c.selection_total} records against the other ${c.baseline_total}</h4>` +
+  openPanel($("#log-compare-panel"), partialHtml(c) + `<h4>What marks these ${c.selection_total} records against the other ${c.baseline_total}</h4>` +
     (rows ? `<table class="kv compare"><tr><th>field</th><th>value</th><th>here</th><th>rest</th></tr>${rows}</table>` : `<div class="muted">nothing stands out</div>`), opener);
 }
 
@@ -781,6 +789,7 @@ async function showHealth() {
   try { stats = await getJSON("/api/v1/spans/stats?" + new URLSearchParams({ group_by: "service,name", series: "30", start: start.toString(), end: end.toString(), limit: "500" })); }
   catch (e) { $("#health-error").hidden = false; $("#health-error").textContent = "service health: " + e.message; return; }
   $("#health-error").hidden = true;
+  showPartial($("#health-partial"), stats);
   healthState = { range };
   const body = $("#health-list tbody");
   body.innerHTML = "";
@@ -829,6 +838,7 @@ async function showHeatmap() {
   try { h = await getJSON("/api/v1/spans/heatmap?" + new URLSearchParams({ q, start: start.toString(), end: end.toString(), buckets: "60" })); }
   catch (e) { $("#heatmap-error").hidden = false; $("#heatmap-error").textContent = "heatmap: " + e.message; $("#heatmap").innerHTML = ""; return; }
   $("#heatmap-error").hidden = true;
+  showPartial($("#heatmap-partial"), h);
   $("#heatmap-count").textContent = `${h.total} spans`;
   heatmapState = { h, q, range, start: BigInt(h.start_unix_nano), width: BigInt(h.bucket_ns) };
   drawHeatmap(h);

@@ -417,7 +417,7 @@ test("an answer without an ingest node's newest rows says so, naming the node; a
   await page.goto(`${weft.url}/#/logs?q=${encodeURIComponent("service:checkout")}`);
   await page.locator("#logs tbody tr").first().waitFor();
   assert.equal(await page.locator("#logs-partial").isHidden(), true, "a whole answer carries no notice");
-  await page.route(/\/api\/v1\/(logs|traces)/, async (route) => {
+  await page.route(/\/api\/v1\/(logs|traces|spans)/, async (route) => {
     const response = await route.fetch();
     const body = await response.json();
     await route.fulfill({ response, json: { ...body, partial: true, missing_nodes: ["ingest-b"] } });
@@ -425,6 +425,18 @@ test("an answer without an ingest node's newest rows says so, naming the node; a
   await page.goto(`${weft.url}/#/logs?q=${encodeURIComponent("service:payments")}`);
   await page.locator("#logs-partial").waitFor({ state: "visible" });
   assert.match(await page.locator("#logs-partial").textContent(), /Partial answer: ingest-b did not answer/);
+  // The facets beside it, the comparison, service health and the heatmap say it too.
+  await page.locator("#log-facets .partial").waitFor({ state: "visible" });
+  assert.match(await page.locator("#log-facets .partial").textContent(), /ingest-b/);
+  await page.locator("#log-compare").click();
+  await page.locator("#log-compare-panel .partial").waitFor({ state: "visible" });
+  assert.match(await page.locator("#log-compare-panel .partial").textContent(), /ingest-b/);
+  await page.goto(`${weft.url}/#/health`);
+  await page.locator("#health-partial").waitFor({ state: "visible" });
+  assert.match(await page.locator("#health-partial").textContent(), /ingest-b/);
+  await page.goto(`${weft.url}/#/heatmap?q=${encodeURIComponent("service:checkout")}`);
+  await page.locator("#heatmap-partial").waitFor({ state: "visible" });
+  assert.match(await page.locator("#heatmap-partial").textContent(), /ingest-b/);
   await page.goto(`${weft.url}/#/traces?service=checkout`);
   await page.locator("#traces-partial").waitFor({ state: "visible" });
   assert.match(await page.locator("#traces-partial").textContent(), /ingest-b/);
