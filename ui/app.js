@@ -745,7 +745,7 @@ async function drawFacets(el, signal, q, start, end) {
   try {
     const fields = await getJSON(`/api/v1/${signal}/fields?` + new URLSearchParams({ q, start, end }));
     const chosen = fields.fields.filter((f) => f.exact && f.distinct <= MAX_FACET_DISTINCT).slice(0, MAX_FACETS).map((f) => f.field);
-    if (!chosen.length) { if (gen === facetGen[signal]) el.innerHTML = `<div class="muted">nothing matches</div>`; return; }
+    if (!chosen.length) { if (gen === facetGen[signal]) el.innerHTML = partialHtml(fields) + `<div class="muted">nothing matches</div>`; return; }
     const found = await getJSON(`/api/v1/${signal}/facets?` + new URLSearchParams({ q, start, end, fields: chosen.join(","), limit: "6" }));
     if (gen !== facetGen[signal]) return;
     el.innerHTML = partialHtml(fields, found) + found.facets.map((f) => `<div class="facet" data-field="${esc(f.field)}"><h4 title="${esc(f.field)}">${esc(f.field)} <span class="muted">${f.distinct}</span></h4>` +

@@ -7,8 +7,10 @@ use tantivy::columnar::Column;
 use tantivy::{DocId, DocSet, TERMINATED};
 
 /// Rows of a segment whose value in a u64 column is in `range` and passes `accept`, read a
-/// window of rows at a time (the column's own range scan), so that a scan joined with a rarer
-/// query (`trace_id:… span_id:…`) reads only the windows the other one lands in.
+/// window of rows at a time (the column's own range scan). It is positioned on its first
+/// match when made, so it reads from the segment's first row up to that match even when
+/// joined with a rarer query (`trace_id:… span_id:…`); after that, a seek past the window
+/// read skips the rows between.
 pub(crate) struct ColumnScan {
     column: Column<u64>,
     range: RangeInclusive<u64>,

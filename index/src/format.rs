@@ -64,17 +64,19 @@ impl Format {
         Format::ALL.into_iter().find(|f| f.number() == number)
     }
 
-    /// The format whose schema `schema` is (same fields, same order, each indexed or not
-    /// alike), if any.
+    /// The format whose schema `schema` is (same fields of the same types in the same order,
+    /// and `span_id` indexed or not alike), if any. Other options are not compared: format 1
+    /// partitions written before time and severity lost their terms (weft of 2026-11-21)
+    /// index them, and stay format 1.
     pub(crate) fn of_schema(signal: Signal, schema: &Schema) -> Option<Format> {
         let names = |s: &Schema| -> Vec<String> {
             s.fields()
                 .map(|(_, entry)| {
+                    let indexed = entry.name() == SPAN_ID && entry.is_indexed();
                     format!(
-                        "{}:{:?}:{}",
+                        "{}:{:?}:{indexed}",
                         entry.name(),
                         entry.field_type().value_type(),
-                        entry.is_indexed()
                     )
                 })
                 .collect()
@@ -180,6 +182,45 @@ impl Format {
                 }
                 Ok(actual)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tantivy::schema::{FAST, FieldEntry, INDEXED};
+
+    use super::*;
+
+    /// Format 1 as weft wrote it before 2026-11-22: time and severity indexed as well as fast.
+    fn early_format_1(signal: Signal) -> Schema {
+        let mut builder = Schema::builder();
+        for (_, entry) in signal.schema(Format::V1).fields() {
+            let entry = match entry.name() {
+                name @ ("time" | "severity" | "start" | "duration") => {
+                    FieldEntry::new_u64(name.to_string(), (INDEXED | FAST).into())
+                }
+                _ => entry.clone(),
+            };
+            builder.add_field(entry);
+        }
+        builder.build()
+    }
+
+    #[test]
+    fn every_format_is_told_apart_and_early_format_1_stays_format_1() {
+        for signal in [Signal::Logs, Signal::Spans] {
+            for format in Format::ALL {
+                assert_eq!(
+                    Format::of_schema(signal, &signal.schema(format)),
+                    Some(format)
+                );
+                assert_eq!(Format::of_checked_schema(&signal.schema(format)), format);
+            }
+            assert_eq!(
+                Format::of_schema(signal, &early_format_1(signal)),
+                Some(Format::V1)
+            );
         }
     }
 }

@@ -6,10 +6,11 @@
 //! bucket's postings (about one row in 4,096 of a segment) and keeps the rows whose column
 //! holds the ID. A span's trace ID, shared by its trace's spans, is checked against its
 //! dictionary-encoded column by ordinal. Format 3 keeps the buckets of trace IDs only: span
-//! and parent span IDs are looked up by scanning their column (`column_scan`), which costs a
-//! read of 8 bytes per row of the segment where their buckets cost 2–2.5 bytes per row on disk
-//! for lookups nothing in weft makes but a user's `span_id:` query. [`IdQuery`] does each, per
-//! segment, from the segment's own schema.
+//! and parent span IDs are looked up by scanning their column (`column_scan`), which reads up
+//! to 8 bytes per row of each segment searched, where their buckets cost 2–2.5 bytes per row
+//! on disk. Only queries make such lookups: a user's `span_id:`, and the UI's link from a span
+//! to its logs (`trace_id:… span_id:…`). [`IdQuery`] does each, per segment, from the
+//! segment's own schema.
 
 use tantivy::query::{ConstScorer, EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::schema::{Field, IndexRecordOption};
