@@ -117,7 +117,58 @@ pub struct Aggregated {
     pub heatmap: Option<Heatmap>,
 }
 
+/// Most histogram buckets one aggregation asks for.
+pub const MAX_BUCKETS: usize = 1000;
+/// Most fields one aggregation counts the values of (a comparison counts every field of its
+/// selection that has few values).
+pub const MAX_COUNTED_FIELDS: usize = 10_000;
+
 impl Aggregation {
+    /// An error when the aggregation asks for more than any answer may hold: the HTTP API
+    /// bounds what users ask, and this bounds what another node asks.
+    pub fn check_bounds(&self) -> Result<(), ApiError> {
+        let too_many = |what: &str, n: usize, max: usize| {
+            Err(ApiError::BadRequest(format!(
+                "{what} must be at most {max}, not {n}"
+            )))
+        };
+        match self {
+            Aggregation::Histogram { buckets, .. } if *buckets > MAX_BUCKETS => {
+                too_many("buckets", *buckets, MAX_BUCKETS)
+            }
+            Aggregation::Heatmap { buckets, .. }
+                if *buckets > weft_index::peel::MAX_TIME_BUCKETS =>
+            {
+                too_many("buckets", *buckets, weft_index::peel::MAX_TIME_BUCKETS)
+            }
+            Aggregation::ValueCounts { fields, .. } if fields.len() > MAX_COUNTED_FIELDS => {
+                too_many(
+                    "the fields counted at once",
+                    fields.len(),
+                    MAX_COUNTED_FIELDS,
+                )
+            }
+            Aggregation::SpanStats { request } => {
+                if request.group_by.len() > weft_index::peel::MAX_GROUP_BY {
+                    too_many(
+                        "group_by",
+                        request.group_by.len(),
+                        weft_index::peel::MAX_GROUP_BY,
+                    )
+                } else if request.series_buckets > weft_index::peel::MAX_TIME_BUCKETS {
+                    too_many(
+                        "series",
+                        request.series_buckets,
+                        weft_index::peel::MAX_TIME_BUCKETS,
+                    )
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// This aggregation over the partitions of `store` that `scope` reads; also the local
     /// partitions it read.
     pub fn run(

@@ -4,183 +4,53 @@
 //! leaves out of its own part. So a row is counted once whether it is published yet or not,
 //! and is searchable on a search node as soon as its ingest node has indexed it.
 //!
-//! The questions, each answered by the module that serves it:
-//! - `GET /api/v1/internal/trace/{id}` and `GET /api/v1/internal/logs`: rows
-//!   ([`InternalRows`]; `api::traces`, `api::logs`);
-//! - `POST /api/v1/internal/trace-candidates` and `/trace-parts`: a trace search's candidates
-//!   and the parts of their summaries (`api::traces`);
-//! - `POST /api/v1/internal/aggregate`: a part of a catalog, histogram, facet, field list,
-//!   comparison, span statistics or heatmap (`crate::aggregation`);
-//! - `GET /api/v1/internal/tail`: a live tail, followed by `crate::remote_tail`.
+//! The questions are [`NodeQueries`](crate::query::node::NodeQueries); [`RemoteNode`] asks
+//! them of one node over HTTP, and [`FanOut`] of every live ingest node at once. A live tail
+//! (`GET /api/v1/internal/tail`) is a stream instead, followed by `crate::remote_tail`.
 //!
 //! The internal answers travel over the HTTP API every node already serves (its TLS, its
 //! tokens: the caller's token is passed on), at the address each node advertises in the
 //! membership table (`crate::cluster`).
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
-use prost::Message;
-use serde::{Deserialize, Serialize};
-use weft_index::store::{PartitionRef, SplitOrigin};
-use weft_index::{LogSearch, RowBatch, Signal};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use weft_index::store::SplitOrigin;
+use weft_index::{Candidates, LogSearch, SummaryPart, TraceSearch};
 
+use crate::aggregation::{Aggregated, Aggregation};
+use crate::api::ApiError;
 use crate::cluster::Cluster;
 use crate::pipeline::now_unix_nano;
+use crate::query::node::{NodeAnswer, NodeQueries, Rows};
+use crate::query::wire::{
+    CandidatesQuestion, LogsQuestion, PartsQuestion, WireAnswer, WireCandidates, WireParts,
+    WireRows,
+};
 use crate::storage::follower::Follower;
 
-/// What a node answers a search node: its rows not yet in a published split.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct InternalRows {
-    /// The node that answers.
-    pub node: Option<String>,
-    /// The rows: a `RowBatch`, protobuf, base64.
-    pub rows: String,
-    /// A trace: more rows than the limits allowed. A log search: more records matched than
-    /// the page holds.
-    pub more: bool,
-    /// The partitions it read.
-    pub covers: Vec<CoveredPartition>,
-}
+/// The largest answer a node may send to one question. A trace answer holds at most 10,000
+/// spans and 50,000 log records; a node that sends more than this is failing, and is taken
+/// for missing rather than let fill the asker's memory.
+pub const MAX_NODE_ANSWER_BYTES: usize = 256 << 20;
 
-/// A partition an answer covers.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct CoveredPartition {
-    /// `logs` or `spans`.
-    pub signal: String,
-    /// The start of its hour.
-    pub start_unix_nano: u64,
-    /// Which part of it.
-    pub part: u32,
-}
-
-impl InternalRows {
-    /// The answer for `rows`, read from `covers`, of node `node`.
-    pub fn new(node: Option<String>, rows: RowBatch, more: bool, covers: &[PartitionRef]) -> Self {
-        InternalRows {
-            node,
-            rows: base64::engine::general_purpose::STANDARD.encode(rows.encode_to_vec()),
-            more,
-            covers: covers.iter().map(CoveredPartition::of).collect(),
-        }
-    }
-}
-
-impl CoveredPartition {
-    fn of(p: &PartitionRef) -> Self {
-        CoveredPartition {
-            signal: p.signal.dir_name().to_string(),
-            start_unix_nano: p.start_unix_nano,
-            part: p.part,
-        }
-    }
-
-    /// The partition as node `node`'s split origin.
-    fn origin(self, node: &str) -> Result<SplitOrigin, String> {
-        let signal = match self.signal.as_str() {
-            "logs" => Signal::Logs,
-            "spans" => Signal::Spans,
-            other => return Err(format!("unknown signal '{other}'")),
-        };
-        Ok(SplitOrigin {
-            node: node.to_string(),
-            partition: PartitionRef {
-                signal,
-                start_unix_nano: self.start_unix_nano,
-                part: self.part,
-            },
-        })
-    }
-}
-
-/// Rows a node answered with.
-pub struct NodeRows {
-    /// Its rows.
-    pub rows: RowBatch,
-    /// More rows than it answered with.
-    pub more: bool,
-    /// The partitions whose published splits its rows stand for.
-    pub covers: Vec<SplitOrigin>,
-}
-
-/// What a node answers a search node other than rows (`T`: its part of an aggregation, its
-/// candidate traces, its parts of trace summaries), over its rows not yet in a published
-/// split.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct InternalAnswer<T> {
-    /// The node that answers.
-    pub node: Option<String>,
-    /// Its part of the answer.
-    pub value: T,
-    /// The partitions it read.
-    pub covers: Vec<CoveredPartition>,
-}
-
-impl<T> InternalAnswer<T> {
-    /// The answer `value`, read from `covers`, of node `node`.
-    pub fn new(node: Option<String>, value: T, covers: &[PartitionRef]) -> Self {
-        InternalAnswer {
-            node,
-            value,
-            covers: covers.iter().map(CoveredPartition::of).collect(),
-        }
-    }
-}
-
-/// A node's part of an answer other than rows.
-pub struct NodeAnswer<T> {
-    /// Its part.
-    pub value: T,
-    /// The partitions whose published splits its part stands for.
-    pub covers: Vec<SplitOrigin>,
-}
-
-/// What the ingest nodes answered (`T`: [`NodeRows`] or a [`NodeAnswer`]), and which did
-/// not.
+/// What the ingest nodes answered, and which did not.
 pub struct Gathered<T> {
     /// Answers.
-    pub answers: Vec<T>,
+    pub answers: Vec<NodeAnswer<T>>,
     /// Ingest nodes that did not answer (gone by their heartbeat, or failing): their rows not
     /// yet published are missing from the answer.
     pub missing: Vec<String>,
 }
 
-impl<T> Default for Gathered<T> {
-    fn default() -> Self {
-        Gathered {
-            answers: Vec::new(),
-            missing: Vec::new(),
-        }
-    }
-}
-
-/// An answer that stands for the published splits of some partitions.
-pub trait Covers {
-    /// Those partitions.
-    fn covers(&self) -> &[SplitOrigin];
-}
-
-impl Covers for NodeRows {
-    fn covers(&self) -> &[SplitOrigin] {
-        &self.covers
-    }
-}
-
-impl<T> Covers for NodeAnswer<T> {
-    fn covers(&self) -> &[SplitOrigin] {
-        &self.covers
-    }
-}
-
-impl<T: Covers> Gathered<T> {
+impl<T> Gathered<T> {
     /// The partitions the answers stand for.
     pub fn covered(&self) -> HashSet<SplitOrigin> {
-        self.answers
-            .iter()
-            .flat_map(|a| a.covers().iter().cloned())
-            .collect()
+        self.answers.iter().flat_map(NodeAnswer::covered).collect()
     }
 }
 
@@ -234,85 +104,92 @@ impl FanOut {
         })
     }
 
-    /// Every live ingest node's rows of trace `id` not yet published; `authorization` is the
-    /// caller's, passed on. Then the list of splits is read again: a split published while
-    /// the nodes answered holds rows they no longer answer for.
-    pub async fn trace(&self, id: &[u8; 16], authorization: Option<&str>) -> Gathered<NodeRows> {
-        let path = format!("/api/v1/internal/trace/{}", hex::encode(id));
-        let asked = |c: &reqwest::Client, base: &str| c.get(format!("{base}{path}"));
-        self.ask(asked, authorization, decode).await
-    }
-
-    /// Every live ingest node's log records matching `search` (whose query text is `query`)
-    /// not yet published, newest first, a page of them each; as [`FanOut::trace`] otherwise.
-    pub async fn logs(
+    /// Asks every live ingest node `ask` (given the node) at once, then reads the list of
+    /// splits again: a split published while the nodes answered holds rows they no longer
+    /// answer for. `authorization` is the caller's, passed on.
+    pub async fn gather<T, F>(
         &self,
-        search: &LogSearch,
-        query: &str,
         authorization: Option<&str>,
-    ) -> Gathered<NodeRows> {
-        let mut params = vec![
-            ("q", query.to_string()),
-            ("start", search.start_unix_nano.to_string()),
-            ("end", search.end_unix_nano.to_string()),
-            ("limit", search.limit.to_string()),
-        ];
-        if let Some(cursor) = search.cursor {
-            params.push(("cursor", cursor.encode()));
+        ask: impl Fn(RemoteNode) -> F,
+    ) -> Gathered<T>
+    where
+        F: Future<Output = Result<NodeAnswer<T>, ApiError>>,
+    {
+        let (nodes, mut missing) = self.live_ingest_nodes().await;
+        let asked = nodes.into_iter().map(|(id, base)| {
+            let node = RemoteNode {
+                id: id.clone(),
+                base,
+                client: self.client.clone(),
+                authorization: authorization.map(str::to_string),
+                max_answer_bytes: MAX_NODE_ANSWER_BYTES,
+            };
+            let answer = ask(node);
+            async move { (id, answer.await) }
+        });
+        let mut answers = Vec::new();
+        for (node, answer) in futures_util::future::join_all(asked).await {
+            match answer {
+                Ok(answer) => answers.push(answer),
+                Err(reason) => {
+                    tracing::warn!(%node, %reason, "an ingest node did not answer");
+                    missing.push(node);
+                }
+            }
         }
-        let asked = |c: &reqwest::Client, base: &str| {
-            c.get(format!("{base}/api/v1/internal/logs")).query(&params)
-        };
-        self.ask(asked, authorization, decode).await
+        if let Err(reason) = self.follower.refresh().await {
+            tracing::warn!(%reason, "cannot read the list of splits; answering from the last one");
+        }
+        Gathered { answers, missing }
     }
 
-    /// Every live ingest node's part of `aggregation` over its rows not yet published; as
-    /// [`FanOut::trace`] otherwise.
-    pub async fn aggregate(
-        &self,
-        aggregation: &crate::aggregation::Aggregation,
-        authorization: Option<&str>,
-    ) -> Gathered<NodeAnswer<crate::aggregation::Aggregated>> {
-        self.post("/api/v1/internal/aggregate", aggregation, authorization)
+    /// Every live ingest node's rows of trace `id` (see [`FanOut::gather`]).
+    pub async fn trace(&self, id: [u8; 16], authorization: Option<&str>) -> Gathered<Rows> {
+        self.gather(authorization, |node| async move { node.trace(id).await })
             .await
     }
 
-    /// Every live ingest node's answer to `POST path` with the JSON body `question`, a
-    /// [`InternalAnswer`] of `T`; as [`FanOut::trace`] otherwise.
-    pub async fn post<Q: Serialize, T: serde::de::DeserializeOwned>(
+    /// Every live ingest node's page of log records matching `search`.
+    pub async fn logs(&self, search: &LogSearch, authorization: Option<&str>) -> Gathered<Rows> {
+        self.gather(authorization, |node| async move { node.logs(search).await })
+            .await
+    }
+
+    /// Every live ingest node's candidate traces of `search`.
+    pub async fn trace_candidates(
         &self,
-        path: &str,
-        question: &Q,
+        search: &TraceSearch,
         authorization: Option<&str>,
-    ) -> Gathered<NodeAnswer<T>> {
-        let asked =
-            |c: &reqwest::Client, base: &str| c.post(format!("{base}{path}")).json(question);
-        self.ask(asked, authorization, |node, answer: InternalAnswer<T>| {
-            Ok(NodeAnswer {
-                value: answer.value,
-                covers: answer
-                    .covers
-                    .into_iter()
-                    .map(|c| c.origin(node))
-                    .collect::<Result<_, String>>()?,
-            })
+    ) -> Gathered<Candidates> {
+        self.gather(authorization, |node| async move {
+            node.trace_candidates(search).await
         })
         .await
     }
 
-    /// Asks every live ingest node the request `asked` builds for the node's base URL, and
-    /// makes its answer (`A`, JSON) a `T` with `decode`; then reads the list of splits again.
-    async fn ask<A: serde::de::DeserializeOwned, T>(
+    /// What every live ingest node holds of each of `ids` in `[start, end)`.
+    pub async fn trace_parts(
         &self,
-        asked: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+        ids: &[[u8; 16]],
+        (start, end): (u64, u64),
         authorization: Option<&str>,
-        decode: impl Fn(&str, A) -> Result<T, String>,
-    ) -> Gathered<T> {
-        let gathered = self.ask_nodes(asked, authorization, decode).await;
-        if let Err(reason) = self.follower.refresh().await {
-            tracing::warn!(%reason, "cannot read the list of splits; answering from the last one");
-        }
-        gathered
+    ) -> Gathered<Vec<SummaryPart>> {
+        self.gather(authorization, |node| async move {
+            node.trace_parts(ids, start, end).await
+        })
+        .await
+    }
+
+    /// Every live ingest node's part of `aggregation`.
+    pub async fn aggregate(
+        &self,
+        aggregation: &Aggregation,
+        authorization: Option<&str>,
+    ) -> Gathered<Aggregated> {
+        self.gather(authorization, |node| async move {
+            node.aggregate(aggregation).await
+        })
+        .await
     }
 
     /// The live ingest nodes other than this one, as (ID, advertised base URL); and the
@@ -355,69 +232,133 @@ impl FanOut {
     pub fn answer_timeout(&self) -> Duration {
         self.timeout
     }
+}
 
-    async fn ask_nodes<A: serde::de::DeserializeOwned, T>(
+/// Another node, asked over HTTP at its advertised address. Any failure (no connection, an
+/// error status, an answer too large or malformed) is an error whose text says which, and
+/// makes the node one that did not answer.
+pub struct RemoteNode {
+    id: String,
+    base: String,
+    client: reqwest::Client,
+    authorization: Option<String>,
+    max_answer_bytes: usize,
+}
+
+impl RemoteNode {
+    /// Node `id` at base URL `base`, asked with `client` (which bounds the time), passing on
+    /// `authorization`; answers larger than `max_answer_bytes` are refused.
+    pub fn new(
+        id: String,
+        base: String,
+        client: reqwest::Client,
+        authorization: Option<String>,
+        max_answer_bytes: usize,
+    ) -> Self {
+        RemoteNode {
+            id,
+            base,
+            client,
+            authorization,
+            max_answer_bytes,
+        }
+    }
+
+    /// `POST path` with `question` as JSON; the answer's part made a `T` by `decode`.
+    async fn ask<Q: Serialize, W: DeserializeOwned, T>(
         &self,
-        asked: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
-        authorization: Option<&str>,
-        decode: impl Fn(&str, A) -> Result<T, String>,
-    ) -> Gathered<T> {
-        let (nodes, missing) = self.live_ingest_nodes().await;
-        let mut gathered = Gathered {
-            answers: Vec::new(),
-            missing,
-        };
-        let mut sent = Vec::new();
-        for (node, advertise) in nodes {
-            let mut request = asked(&self.client, &advertise);
-            if let Some(authorization) = authorization {
-                request = request.header(reqwest::header::AUTHORIZATION, authorization);
-            }
-            sent.push((node, request.send()));
+        path: &str,
+        question: &Q,
+        decode: impl FnOnce(W) -> Result<T, String>,
+    ) -> Result<NodeAnswer<T>, ApiError> {
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(question);
+        if let Some(authorization) = &self.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
         }
-        let decode = &decode;
-        let answers =
-            futures_util::future::join_all(sent.into_iter().map(|(node, sent)| async move {
-                let answer = async {
-                    let response = sent.await.map_err(|e| e.to_string())?;
-                    if !response.status().is_success() {
-                        return Err(format!("answered {}", response.status()));
-                    }
-                    let answer: A = response.json().await.map_err(|e| e.to_string())?;
-                    decode(&node, answer)
-                }
-                .await;
-                (node, answer)
-            }))
-            .await;
-        for (node, answer) in answers {
-            match answer {
-                Ok(rows) => gathered.answers.push(rows),
-                Err(reason) => {
-                    tracing::warn!(%node, %reason, "an ingest node did not answer");
-                    gathered.missing.push(node);
-                }
-            }
+        let failed = |reason: String| ApiError::Busy(format!("node {}: {reason}", self.id));
+        let mut response = request.send().await.map_err(|e| failed(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(failed(format!("answered {}", response.status())));
         }
-        gathered
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| failed(e.to_string()))? {
+            if body.len() + chunk.len() > self.max_answer_bytes {
+                return Err(failed(format!(
+                    "answer larger than {} bytes",
+                    self.max_answer_bytes
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let wire: WireAnswer<W> = serde_json::from_slice(&body)
+            .map_err(|e| failed(format!("answer is not what was asked: {e}")))?;
+        wire.decode(&self.id, decode).map_err(failed)
     }
 }
 
-/// The rows and covered partitions of node `node`'s answer.
-fn decode(node: &str, answer: InternalRows) -> Result<NodeRows, String> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(answer.rows)
-        .map_err(|e| format!("rows are not base64: {e}"))?;
-    let rows =
-        RowBatch::decode(bytes.as_slice()).map_err(|e| format!("rows do not decode: {e}"))?;
-    let covers = answer
-        .covers
-        .into_iter()
-        .map(|c| c.origin(node))
-        .collect::<Result<_, String>>()?;
-    Ok(NodeRows {
-        rows,
-        more: answer.more,
-        covers,
-    })
+impl NodeQueries for RemoteNode {
+    async fn trace(&self, id: [u8; 16]) -> Result<NodeAnswer<Rows>, ApiError> {
+        let path = format!("/api/v1/internal/trace/{}", hex::encode(id));
+        self.ask(&path, &(), |wire: WireRows| Rows::try_from(wire))
+            .await
+    }
+
+    async fn logs(&self, search: &LogSearch) -> Result<NodeAnswer<Rows>, ApiError> {
+        let question = LogsQuestion::from(search);
+        self.ask("/api/v1/internal/logs", &question, |wire: WireRows| {
+            Rows::try_from(wire)
+        })
+        .await
+    }
+
+    async fn trace_candidates(
+        &self,
+        search: &TraceSearch,
+    ) -> Result<NodeAnswer<Candidates>, ApiError> {
+        let question = CandidatesQuestion {
+            query: search.query.clone(),
+            start_unix_nano: search.start_unix_nano,
+            end_unix_nano: search.end_unix_nano,
+        };
+        self.ask(
+            "/api/v1/internal/trace-candidates",
+            &question,
+            |wire: WireCandidates| Candidates::try_from(wire),
+        )
+        .await
+    }
+
+    async fn trace_parts(
+        &self,
+        ids: &[[u8; 16]],
+        start_unix_nano: u64,
+        end_unix_nano: u64,
+    ) -> Result<NodeAnswer<Vec<SummaryPart>>, ApiError> {
+        let question = PartsQuestion {
+            trace_ids: ids.iter().map(hex::encode).collect(),
+            start_unix_nano,
+            end_unix_nano,
+        };
+        self.ask(
+            "/api/v1/internal/trace-parts",
+            &question,
+            |wire: WireParts| wire.parts_of(ids),
+        )
+        .await
+    }
+
+    async fn aggregate(
+        &self,
+        aggregation: &Aggregation,
+    ) -> Result<NodeAnswer<Aggregated>, ApiError> {
+        self.ask(
+            "/api/v1/internal/aggregate",
+            aggregation,
+            Ok::<Aggregated, String>,
+        )
+        .await
+    }
 }

@@ -6,6 +6,9 @@
 //! - `normalize`: OTLP requests → rows (service, event ID, severity, IDs).
 //! - `pipeline`: the write-ahead log (`pipeline::wal`), the group-commit WAL thread → the indexer
 //!   thread, what refuses data while the disk or a thread fails (`pipeline::health`).
+//! - `query`: the query layer every front end shares: log search, traces and trace search over
+//!   one node or a cluster (`query::service`), the questions one node asks another
+//!   (`query::node`) and the typed JSON shapes of answers (`query::answers`).
 //! - `api`: the HTTP query API: weft's (`/api/v1`, with the service map in
 //!   `api::dependencies`), Jaeger's v1 (`api::jaeger`, and `/api/dependencies`) and v3
 //!   (`api::jaeger_v3`), health and metrics; `grpc`: the same queries as
@@ -47,6 +50,7 @@ pub mod net;
 pub mod node;
 pub mod normalize;
 pub mod pipeline;
+pub mod query;
 pub mod remote_tail;
 pub mod server;
 pub mod severity;

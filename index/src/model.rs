@@ -8,7 +8,7 @@
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::span::{Event, Link};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::severity;
 
@@ -204,57 +204,6 @@ impl SpanRow {
     pub fn kind_name(&self) -> &'static str {
         span_kind_name(self.kind)
     }
-
-    /// The span in the shape of the HTTP API.
-    pub fn to_json(&self) -> Value {
-        let status_code = match self.status_code {
-            1 => "ok",
-            2 => "error",
-            _ => "unset",
-        };
-        let events: Vec<Value> = self
-            .events
-            .iter()
-            .map(|e| {
-                json!({
-                    "time_unix_nano": e.time_unix_nano.to_string(),
-                    "name": e.name,
-                    "attributes": attributes_to_json(&e.attributes),
-                })
-            })
-            .collect();
-        let links: Vec<Value> = self
-            .links
-            .iter()
-            .map(|l| {
-                json!({
-                    "trace_id": hex::encode(&l.trace_id),
-                    "span_id": hex::encode(&l.span_id),
-                    "trace_state": l.trace_state,
-                    "attributes": attributes_to_json(&l.attributes),
-                })
-            })
-            .collect();
-        json!({
-            "trace_id": hex::encode(&self.trace_id),
-            "span_id": hex::encode(&self.span_id),
-            "parent_span_id": hex::encode(&self.parent_span_id),
-            "trace_state": self.trace_state,
-            "name": self.name,
-            "kind": self.kind_name(),
-            "service": self.service,
-            "start_time_unix_nano": self.start_time_unix_nano.to_string(),
-            "end_time_unix_nano": self.end_time_unix_nano.to_string(),
-            "duration_ns": self.duration_ns().to_string(),
-            "status": {"code": status_code, "message": self.status_message},
-            "attributes": attributes_to_json(&self.attributes),
-            "resource": attributes_to_json(&self.resource),
-            "scope": scope_to_json(&self.scope_name, &self.scope_version, &self.scope_attributes),
-            "events": events,
-            "links": links,
-            "flags": self.flags,
-        })
-    }
 }
 
 impl LogRow {
@@ -265,30 +214,6 @@ impl LogRow {
             Some(_) => any_value_to_json(self.body.as_ref()).to_string(),
             None => String::new(),
         }
-    }
-
-    /// The record in the shape of the HTTP API.
-    pub fn to_json(&self) -> Value {
-        let body = match self.body.as_ref().and_then(|b| b.value.as_ref()) {
-            Some(any_value::Value::StringValue(s)) => Value::String(s.clone()),
-            None => Value::Null,
-            Some(_) => any_value_to_json(self.body.as_ref()),
-        };
-        json!({
-            "time_unix_nano": self.time_unix_nano.to_string(),
-            "observed_time_unix_nano": self.observed_time_unix_nano.to_string(),
-            "service": self.service,
-            "severity_number": self.severity_number,
-            "severity_text": self.severity_text,
-            "event": self.event,
-            "body": body,
-            "trace_id": hex::encode(&self.trace_id),
-            "span_id": hex::encode(&self.span_id),
-            "attributes": attributes_to_json(&self.attributes),
-            "resource": attributes_to_json(&self.resource),
-            "scope": scope_to_json(&self.scope_name, &self.scope_version, &self.scope_attributes),
-            "flags": self.flags,
-        })
     }
 
     /// Severity band of the record (`"error"`, `"warn"`, …) for summaries.
@@ -307,14 +232,6 @@ pub fn span_kind_name(kind: i32) -> &'static str {
         5 => "consumer",
         _ => "unspecified",
     }
-}
-
-fn scope_to_json(name: &str, version: &str, attributes: &[KeyValue]) -> Value {
-    let mut scope = json!({"name": name, "version": version});
-    if !attributes.is_empty() {
-        scope["attributes"] = attributes_to_json(attributes);
-    }
-    scope
 }
 
 /// OTLP attributes as a JSON object: strings, bools, numbers as themselves, bytes as base64,

@@ -126,22 +126,6 @@ impl TraceSummary {
             logs.iter().map(|l| l.service.clone()),
         )
     }
-
-    /// The summary in the shape of the HTTP API.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "trace_id": hex::encode(self.trace_id),
-            "root_service": self.root_service,
-            "root_name": self.root_name,
-            "start_time_unix_nano": self.start_time_unix_nano.to_string(),
-            "duration_ns": self.duration_ns.to_string(),
-            "span_count": self.span_count,
-            "error_count": self.error_count,
-            "log_count": self.log_count,
-            "services": self.services,
-            "incomplete": self.incomplete,
-        })
-    }
 }
 
 /// A trace search.

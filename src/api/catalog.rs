@@ -13,8 +13,7 @@ use weft_index::aggregate::BANDS;
 use weft_index::query::parse;
 
 use super::traces::authorization;
-use crate::aggregation::{Aggregation, aggregate};
-use crate::fanout::InternalAnswer;
+use crate::aggregation::{Aggregation, MAX_BUCKETS, aggregate};
 
 use super::params::{limit, parse_time, time_range};
 use super::{ApiError, ApiState};
@@ -22,10 +21,6 @@ use crate::pipeline::now_unix_nano;
 use crate::severity::rules::Rule;
 
 const DEFAULT_BUCKETS: usize = 60;
-const MAX_BUCKETS: usize = 1000;
-/// Most fields one aggregation counts the values of (a comparison counts every field of its
-/// selection that has few values).
-const MAX_COUNTED_FIELDS: usize = 10_000;
 
 /// Catalogs cover everything retained unless a range is given.
 fn catalog_range(params: &HashMap<String, String>) -> Result<(u64, u64), ApiError> {
@@ -165,37 +160,6 @@ pub(crate) async fn events(
         "partial": !missing.is_empty(),
         "missing_nodes": missing,
     })))
-}
-
-/// `POST /api/v1/internal/aggregate`: this node's part of an aggregation over its rows not
-/// yet in a published split, and the partitions read, for a search node
-/// (`crate::aggregation`).
-pub(crate) async fn internal_aggregate(
-    State(state): State<ApiState>,
-    Json(aggregation): Json<Aggregation>,
-) -> Result<Json<InternalAnswer<crate::aggregation::Aggregated>>, ApiError> {
-    match &aggregation {
-        Aggregation::Histogram { buckets, .. } if *buckets > MAX_BUCKETS => {
-            return Err(ApiError::BadRequest(format!(
-                "buckets must be at most {MAX_BUCKETS}"
-            )));
-        }
-        Aggregation::ValueCounts { fields, .. } if fields.len() > MAX_COUNTED_FIELDS => {
-            return Err(ApiError::BadRequest(format!(
-                "at most {MAX_COUNTED_FIELDS} fields may be counted at once"
-            )));
-        }
-        _ => {}
-    }
-    // One listing of the partitions for the whole answer, however often it lists them.
-    let (value, read) = state
-        .run_query(move |store, _| {
-            let (scope, listed) = store.unpublished_scope();
-            Ok((aggregation.run(store, &scope)?.0, listed))
-        })
-        .await?;
-    let node = state.cluster.as_ref().map(|c| c.me().id.clone());
-    Ok(Json(InternalAnswer::new(node, value, &read)))
 }
 
 /// The newest unexpired rule that names this event ID.

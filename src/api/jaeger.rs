@@ -16,9 +16,10 @@ use weft_index::model::any_value_to_json;
 use weft_index::query::{CmpOp, Expr};
 use weft_index::{LogRow, SpanRow, TraceSearch};
 
-use super::traces::{MAX_LOGS, MAX_SPANS, authorization, parse_trace_id};
+use super::traces::{authorization, parse_trace_id};
 use super::{ApiError, ApiState};
 use crate::pipeline::now_unix_nano;
+use crate::query::service::{trace_rows, whole_traces};
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 1500;
@@ -27,8 +28,27 @@ const DEFAULT_LOOKBACK_NANOS: u64 = 3_600 * 1_000_000_000;
 /// Largest integer a JavaScript client reads exactly; larger int64 tags go out as strings.
 const MAX_SAFE_INTEGER: i64 = (1 << 53) - 1;
 
-fn envelope(data: Value, total: usize) -> Json<Value> {
-    Json(json!({"data": data, "total": total, "limit": 0, "offset": 0, "errors": null}))
+/// Jaeger's envelope around `data`. On a search node, ingest nodes that did not answer
+/// (`missing`) are named in `errors` beside the data, as Jaeger names the storage errors of
+/// a partial answer: the UI shows the data it has, and a client can tell it is partial.
+fn envelope(data: Value, total: usize, missing: &[String]) -> Json<Value> {
+    let errors = if missing.is_empty() {
+        Value::Null
+    } else {
+        json!([{
+            "code": StatusCode::SERVICE_UNAVAILABLE.as_u16(),
+            "msg": partial_message(missing),
+        }])
+    };
+    Json(json!({"data": data, "total": total, "limit": 0, "offset": 0, "errors": errors}))
+}
+
+/// What a partial answer is missing, for the `errors` of Jaeger's envelopes (v1 and v3).
+pub(crate) fn partial_message(missing: &[String]) -> String {
+    format!(
+        "partial answer: ingest nodes {} did not answer; their records not yet published are missing",
+        missing.join(", ")
+    )
 }
 
 /// Errors in Jaeger's envelope, with the HTTP status in `code`.
@@ -65,14 +85,14 @@ fn all_time() -> (u64, u64) {
 
 pub(crate) async fn services(State(state): State<ApiState>, headers: HeaderMap) -> JaegerResult {
     let (start, end) = all_time();
-    let (found, _) =
+    let (found, missing) =
         crate::aggregation::services(&state, start, end, authorization(&headers)).await?;
     let names: Vec<&String> = found
         .iter()
         .filter(|(_, s)| s.spans > 0)
         .map(|(n, _)| n)
         .collect();
-    Ok(envelope(json!(names), names.len()))
+    Ok(envelope(json!(names), names.len(), &missing))
 }
 
 pub(crate) async fn service_operations(
@@ -81,11 +101,11 @@ pub(crate) async fn service_operations(
     headers: HeaderMap,
 ) -> JaegerResult {
     let (start, end) = all_time();
-    let (found, _) =
+    let (found, missing) =
         crate::aggregation::operations(&state, service, start, end, authorization(&headers))
             .await?;
     let names: Vec<&String> = found.keys().collect();
-    Ok(envelope(json!(names), names.len()))
+    Ok(envelope(json!(names), names.len(), &missing))
 }
 
 pub(crate) async fn operations(
@@ -105,7 +125,7 @@ pub(crate) async fn operations(
         })?;
     let kind = params.get("spanKind").filter(|k| !k.is_empty()).cloned();
     let (start, end) = all_time();
-    let (found, _) =
+    let (found, missing) =
         crate::aggregation::operations(&state, service, start, end, authorization(&headers))
             .await?;
     let mut data = Vec::new();
@@ -118,7 +138,7 @@ pub(crate) async fn operations(
         }
     }
     let total = data.len();
-    Ok(envelope(Value::Array(data), total))
+    Ok(envelope(Value::Array(data), total, &missing))
 }
 
 fn micros(text: &str, name: &str) -> Result<u64, JaegerError> {
@@ -278,30 +298,13 @@ pub(crate) async fn search(
         max_duration_ns: None,
         limit,
     };
-    let traces = if state.fanout.is_none() {
-        state
-            .run_query(move |store, deadline| {
-                let found = store.search_traces(&search)?;
-                let mut out = Vec::with_capacity(found.traces.len());
-                for summary in found.traces {
-                    // Hundreds of lookups: stop once nobody waits for the answer.
-                    deadline.check()?;
-                    let rows = store.trace(&summary.trace_id, MAX_SPANS, MAX_LOGS)?;
-                    out.push(trace_json(&summary.trace_id, &rows.spans, &rows.logs));
-                }
-                Ok(out)
-            })
-            .await?
-    } else {
-        // A search node: each trace is gathered from every node, as its own lookup is.
-        super::traces::whole_traces(&state, search, authorization(&headers))
-            .await?
-            .iter()
-            .map(|(id, rows)| trace_json(id, &rows.spans, &rows.logs))
-            .collect()
-    };
+    let (found, missing) = whole_traces(&state, search, authorization(&headers).as_deref()).await?;
+    let traces: Vec<Value> = found
+        .iter()
+        .map(|(id, rows)| trace_json(id, &rows.spans, &rows.logs))
+        .collect();
     let total = traces.len();
-    Ok(envelope(Value::Array(traces), total))
+    Ok(envelope(Value::Array(traces), total, &missing))
 }
 
 pub(crate) async fn get_trace(
@@ -310,14 +313,14 @@ pub(crate) async fn get_trace(
     headers: axum::http::HeaderMap,
 ) -> JaegerResult {
     let id = parse_trace_id(&trace_id)?;
-    let authorization = super::traces::authorization(&headers);
-    let (rows, _missing) = super::traces::trace_rows(&state, id, authorization).await?;
+    let (rows, missing) = trace_rows(&state, id, authorization(&headers).as_deref()).await?;
     if rows.spans.is_empty() && rows.logs.is_empty() {
         return Err(JaegerError(StatusCode::NOT_FOUND, "trace not found".into()));
     }
     Ok(envelope(
         json!([trace_json(&id, &rows.spans, &rows.logs)]),
         1,
+        &missing,
     ))
 }
 

@@ -9,7 +9,9 @@
 //!
 //! Search parameters take Jaeger's camelCase names (`query.serviceName`, `query.startTimeMin`,
 //! `query.searchDepth`, …) and its older snake_case ones. Errors are Jaeger's
-//! `{"error": {"httpCode", "message"}}`.
+//! `{"error": {"httpCode", "message"}}`. v3's answers have no place for a partial answer's
+//! errors, so on a search node the ingest nodes that did not answer are named in a
+//! `Weft-Missing-Nodes` header.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -25,8 +27,31 @@ use serde::Serialize;
 use weft_index::{LogRow, SpanRow, TraceSearch, TraceSummary};
 
 use super::jaeger::{SearchFilters, go_duration, log_fields, string_value};
-use super::traces::{MAX_LOGS, MAX_SPANS, authorization, parse_trace_id};
+use super::traces::{authorization, parse_trace_id};
 use super::{ApiError, ApiState};
+use crate::query::service::{find_traces as cluster_find_traces, trace_rows, whole_traces};
+
+/// The ingest nodes that did not answer, as a `Weft-Missing-Nodes` header (none when all
+/// did).
+pub(crate) struct MissingNodes(Vec<String>);
+
+impl axum::response::IntoResponseParts for MissingNodes {
+    type Error = std::convert::Infallible;
+
+    fn into_response_parts(
+        self,
+        mut parts: axum::response::ResponseParts,
+    ) -> Result<axum::response::ResponseParts, Self::Error> {
+        // Node IDs are the operator's names; one that is not a valid header value is left
+        // out rather than failing the answer.
+        if let Ok(value) = axum::http::HeaderValue::from_str(&self.0.join(", "))
+            && !self.0.is_empty()
+        {
+            parts.headers_mut().insert("weft-missing-nodes", value);
+        }
+        Ok(parts)
+    }
+}
 
 /// Traces a search returns when it names no depth (Jaeger's default).
 const DEFAULT_SEARCH_DEPTH: usize = 100;
@@ -171,23 +196,23 @@ fn all_time() -> (u64, u64) {
 pub(crate) async fn services(
     State(state): State<ApiState>,
     headers: HeaderMap,
-) -> Result<Json<ServicesResponse>, V3Error> {
+) -> Result<(MissingNodes, Json<ServicesResponse>), V3Error> {
     let (start, end) = all_time();
-    let (found, _) =
+    let (found, missing) =
         crate::aggregation::services(&state, start, end, authorization(&headers)).await?;
     let services = found
         .into_iter()
         .filter(|(_, s)| s.spans > 0)
         .map(|(name, _)| name)
         .collect();
-    Ok(Json(ServicesResponse { services }))
+    Ok((MissingNodes(missing), Json(ServicesResponse { services })))
 }
 
 pub(crate) async fn operations(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Result<Json<OperationsResponse>, V3Error> {
+) -> Result<(MissingNodes, Json<OperationsResponse>), V3Error> {
     let service = params
         .get("service")
         .filter(|s| !s.is_empty())
@@ -195,7 +220,7 @@ pub(crate) async fn operations(
         .ok_or_else(|| V3Error::new(StatusCode::BAD_REQUEST, "parameter service is required"))?;
     let wanted = first(&params, "spanKind", "span_kind").map(|(kind, _)| kind.to_string());
     let (start, end) = all_time();
-    let (found, _) =
+    let (found, missing) =
         crate::aggregation::operations(&state, service, start, end, authorization(&headers))
             .await?;
     // Jaeger names a span of unspecified kind "internal".
@@ -212,15 +237,17 @@ pub(crate) async fn operations(
             }
         }
     }
-    Ok(Json(OperationsResponse {
-        operations: operations
-            .into_iter()
-            .map(|(name, kind)| Operation {
-                name,
-                span_kind: kind.to_string(),
-            })
-            .collect(),
-    }))
+    let operations = operations
+        .into_iter()
+        .map(|(name, kind)| Operation {
+            name,
+            span_kind: kind.to_string(),
+        })
+        .collect();
+    Ok((
+        MissingNodes(missing),
+        Json(OperationsResponse { operations }),
+    ))
 }
 
 /// The value of a parameter under its canonical name, else its older alias, with the name used.
@@ -340,12 +367,16 @@ pub(crate) async fn trace_summaries(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Result<Json<TraceSummariesResponse>, V3Error> {
+) -> Result<(MissingNodes, Json<TraceSummariesResponse>), V3Error> {
     let search = parse_search(&params)?;
-    let (found, _) = super::traces::find_traces(&state, search, authorization(&headers)).await?;
-    Ok(Json(TraceSummariesResponse {
-        summaries: found.traces.into_iter().map(Into::into).collect(),
-    }))
+    let (found, missing) =
+        cluster_find_traces(&state, search, authorization(&headers).as_deref()).await?;
+    Ok((
+        MissingNodes(missing),
+        Json(TraceSummariesResponse {
+            summaries: found.traces.into_iter().map(Into::into).collect(),
+        }),
+    ))
 }
 
 fn no_traces() -> V3Error {
@@ -356,36 +387,22 @@ pub(crate) async fn find_traces(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Result<Json<TracesResponse>, V3Error> {
+) -> Result<(MissingNodes, Json<TracesResponse>), V3Error> {
     let search = parse_search(&params)?;
-    let resource_spans = if state.fanout.is_none() {
-        state
-            .run_query(move |store, deadline| {
-                let found = store.search_traces(&search)?;
-                let mut out = Vec::new();
-                for summary in found.traces {
-                    // Hundreds of lookups: stop once nobody waits for the answer.
-                    deadline.check()?;
-                    let rows = store.trace(&summary.trace_id, MAX_SPANS, MAX_LOGS)?;
-                    out.extend(otlp_resource_spans(&rows.spans, &rows.logs));
-                }
-                Ok(out)
-            })
-            .await?
-    } else {
-        // A search node: each trace is gathered from every node, as its own lookup is.
-        super::traces::whole_traces(&state, search, authorization(&headers))
-            .await?
-            .iter()
-            .flat_map(|(_, rows)| otlp_resource_spans(&rows.spans, &rows.logs))
-            .collect()
-    };
+    let (found, missing) = whole_traces(&state, search, authorization(&headers).as_deref()).await?;
+    let resource_spans: Vec<ResourceSpans> = found
+        .iter()
+        .flat_map(|(_, rows)| otlp_resource_spans(&rows.spans, &rows.logs))
+        .collect();
     if resource_spans.is_empty() {
         return Err(no_traces());
     }
-    Ok(Json(TracesResponse {
-        result: TracesData { resource_spans },
-    }))
+    Ok((
+        MissingNodes(missing),
+        Json(TracesResponse {
+            result: TracesData { resource_spans },
+        }),
+    ))
 }
 
 pub(crate) async fn get_trace(
@@ -393,7 +410,7 @@ pub(crate) async fn get_trace(
     Path(trace_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     headers: axum::http::HeaderMap,
-) -> Result<Json<TracesResponse>, V3Error> {
+) -> Result<(MissingNodes, Json<TracesResponse>), V3Error> {
     let id = parse_trace_id(&trace_id)
         .map_err(|e| V3Error::malformed("trace_id", e.public_message()))?;
     // The bounds only narrow where Jaeger's storage looks; weft finds a trace at any age, so
@@ -406,16 +423,18 @@ pub(crate) async fn get_trace(
     if let Some((raw, name)) = first(&params, "rawTraces", "raw_traces") {
         boolean(raw, name)?;
     }
-    let authorization = super::traces::authorization(&headers);
-    let (rows, _missing) = super::traces::trace_rows(&state, id, authorization).await?;
+    let (rows, missing) = trace_rows(&state, id, authorization(&headers).as_deref()).await?;
     if rows.spans.is_empty() {
         return Err(no_traces());
     }
-    Ok(Json(TracesResponse {
-        result: TracesData {
-            resource_spans: otlp_resource_spans(&rows.spans, &rows.logs),
-        },
-    }))
+    Ok((
+        MissingNodes(missing),
+        Json(TracesResponse {
+            result: TracesData {
+                resource_spans: otlp_resource_spans(&rows.spans, &rows.logs),
+            },
+        }),
+    ))
 }
 
 /// A weft log record as an event of its span, named by its event ID (or "log"), as Jaeger

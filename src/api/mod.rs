@@ -4,12 +4,14 @@
 //! Files: `logs`, `traces`, `tail`, `catalog` (histogram, services, events), `dependencies`
 //! (Jaeger's dependencies, weft's service map), `peel` (facets, span statistics, heatmap,
 //! comparison), `severity` (rules), `cluster` (the nodes sharing the metastore), `jaeger` (v1),
-//! `jaeger_v3`, `params` (time ranges, limits), `error` (status codes and bodies).
+//! `jaeger_v3`, `params` (time ranges, limits), `error` (status codes and bodies),
+//! `internal` (what a search node asks this node: `crate::query::node`).
 
 mod catalog;
 mod cluster;
 mod dependencies;
 mod error;
+mod internal;
 mod jaeger;
 mod jaeger_v3;
 
@@ -35,7 +37,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::sync::{Semaphore, watch};
 use weft_index::Store;
 
@@ -75,20 +77,14 @@ pub struct ApiState {
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/api/v1/logs", get(logs::search))
-        .route("/api/v1/internal/logs", get(logs::internal_search))
+        .route("/api/v1/internal/logs", post(internal::logs))
         .route("/api/v1/logs/histogram", get(catalog::histogram))
         .route(
             "/api/v1/internal/trace-candidates",
-            axum::routing::post(traces::internal_trace_candidates),
+            post(internal::trace_candidates),
         )
-        .route(
-            "/api/v1/internal/trace-parts",
-            axum::routing::post(traces::internal_trace_parts),
-        )
-        .route(
-            "/api/v1/internal/aggregate",
-            axum::routing::post(catalog::internal_aggregate),
-        )
+        .route("/api/v1/internal/trace-parts", post(internal::trace_parts))
+        .route("/api/v1/internal/aggregate", post(internal::aggregate))
         .route("/api/v1/logs/tail", get(tail::tail))
         .route("/api/v1/internal/tail", get(tail::internal_tail))
         .route("/api/v1/logs/facets", get(peel::log_facets))
@@ -101,10 +97,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/spans/compare", get(peel::span_compare))
         .route("/api/v1/traces", get(traces::search))
         .route("/api/v1/traces/{trace_id}", get(traces::get_trace))
-        .route(
-            "/api/v1/internal/trace/{trace_id}",
-            get(traces::internal_trace),
-        )
+        .route("/api/v1/internal/trace/{trace_id}", post(internal::trace))
         .route("/api/v1/services", get(catalog::services))
         .route("/api/v1/events", get(catalog::events))
         .route("/api/v1/service-map", get(dependencies::service_map))
@@ -154,11 +147,11 @@ impl ApiState {
 }
 
 /// When a query's answer is no longer wanted; long loops check it between steps.
-pub(crate) struct Deadline(std::time::Instant, Duration);
+pub struct Deadline(std::time::Instant, Duration);
 
 impl Deadline {
     /// An error once the deadline has passed.
-    pub(crate) fn check(&self) -> Result<(), ApiError> {
+    pub fn check(&self) -> Result<(), ApiError> {
         if std::time::Instant::now() >= self.0 {
             return Err(ApiError::Timeout(self.1));
         }

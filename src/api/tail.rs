@@ -23,6 +23,7 @@ use weft_index::query::{LogMatcher, parse};
 
 use super::traces::authorization;
 use super::{ApiError, ApiState};
+use crate::query::answers::{Completeness, LogRecord};
 use crate::remote_tail::RemoteTail;
 pub(crate) use crate::tail::TailItem;
 
@@ -99,14 +100,14 @@ pub(crate) async fn tail(
     let subscription = Subscription::open(&state, q, authorization(&headers)).await?;
     let missing = subscription.missing_nodes().to_vec();
     let ready = futures_util::stream::once(async move {
-        let data = json!({ "partial": !missing.is_empty(), "missing_nodes": missing });
-        Ok::<_, Infallible>(Event::default().event("ready").data(data.to_string()))
+        let data = serde_json::to_string(&Completeness::of(missing)).unwrap_or_default();
+        Ok::<_, Infallible>(Event::default().event("ready").data(data))
     });
     let items = futures_util::stream::unfold(subscription, |mut sub| async move {
         let event = match sub.next().await? {
             TailItem::Log(row) => Event::default()
                 .event("log")
-                .data(row.to_json().to_string()),
+                .data(serde_json::to_string(&LogRecord::from(&*row)).unwrap_or_default()),
             TailItem::Missed(n) => Event::default()
                 .event("missed")
                 .data(json!({ "missed": n }).to_string()),

@@ -10,9 +10,11 @@ use weft_index::{LogRow, SpanRow, TraceSummary};
 use super::proto;
 use super::proto::query_service_server::{QueryService, QueryServiceServer};
 use crate::api::ApiState;
-use crate::api::logs::{log_page, log_search};
+use crate::api::logs::log_search;
 use crate::api::tail::{Subscription, TailItem};
-use crate::api::traces::{TraceParams, find_traces, trace_rows, trace_search};
+use crate::api::traces::{TraceParams, trace_search};
+use crate::query::answers::{Span, status_code_name};
+use crate::query::service::{find_traces, log_page, trace_rows};
 
 /// The service, ready to add to a tonic server.
 pub fn service(state: ApiState) -> QueryServiceServer<Query> {
@@ -58,7 +60,7 @@ fn log_record(row: &LogRow) -> proto::LogRecord {
 }
 
 fn span(row: &SpanRow) -> proto::Span {
-    let json = row.to_json();
+    let json = Span::from(row);
     proto::Span {
         trace_id: row.trace_id.clone(),
         span_id: row.span_id.clone(),
@@ -68,14 +70,11 @@ fn span(row: &SpanRow) -> proto::Span {
         service: row.service.clone(),
         start_time_unix_nano: row.start_time_unix_nano,
         end_time_unix_nano: row.end_time_unix_nano,
-        status_code: json["status"]["code"]
-            .as_str()
-            .unwrap_or("unset")
-            .to_string(),
+        status_code: status_code_name(row.status_code).to_string(),
         status_message: row.status_message.clone(),
-        attributes_json: json["attributes"].to_string(),
-        resource_json: json["resource"].to_string(),
-        events_json: json["events"].to_string(),
+        attributes_json: json.attributes.to_string(),
+        resource_json: json.resource.to_string(),
+        events_json: serde_json::to_string(&json.events).unwrap_or_default(),
     }
 }
 
@@ -104,7 +103,6 @@ impl QueryService for Query {
     ) -> Result<Response<proto::SearchLogsResponse>, Status> {
         let authorization = authorization(&request);
         let r = request.into_inner();
-        let q = r.query.clone();
         let search = log_search(
             &r.query,
             optional_time(r.start_unix_nano).as_deref(),
@@ -112,7 +110,7 @@ impl QueryService for Query {
             optional_limit(r.limit).as_deref(),
             Some(&r.cursor),
         )?;
-        let (page, missing_nodes) = log_page(&self.0, search, &q, authorization).await?;
+        let (page, missing_nodes) = log_page(&self.0, search, authorization.as_deref()).await?;
         Ok(Response::new(proto::SearchLogsResponse {
             logs: page.logs.iter().map(log_record).collect(),
             next_cursor: page.next_cursor.map(|c| c.encode()).unwrap_or_default(),
@@ -128,7 +126,7 @@ impl QueryService for Query {
         let authorization = authorization(&request);
         let id = <[u8; 16]>::try_from(request.into_inner().trace_id.as_slice())
             .map_err(|_| Status::invalid_argument("trace_id must be 16 bytes"))?;
-        let (rows, missing_nodes) = trace_rows(&self.0, id, authorization).await?;
+        let (rows, missing_nodes) = trace_rows(&self.0, id, authorization.as_deref()).await?;
         if rows.spans.is_empty() && rows.logs.is_empty() {
             return Err(Status::not_found(format!(
                 "trace {} not found",
@@ -162,7 +160,7 @@ impl QueryService for Query {
             max_duration_ns: (r.max_duration_ns != 0).then_some(r.max_duration_ns),
             limit: optional_limit(r.limit).as_deref(),
         })?;
-        let (found, missing_nodes) = find_traces(&self.0, search, authorization).await?;
+        let (found, missing_nodes) = find_traces(&self.0, search, authorization.as_deref()).await?;
         Ok(Response::new(proto::SearchTracesResponse {
             traces: found.traces.iter().map(summary).collect(),
             limited: found.limited,

@@ -415,5 +415,27 @@ async fn internal_questions_with_odd_ranges_or_too_many_ids_are_answered_not_pan
     .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("32 hex characters"), "{body}");
+    // Another node's question is bounded as a user's is.
+    let (status, body) = ask(
+        "/api/v1/internal/aggregate",
+        serde_json::json!({"kind": "heatmap", "q": "", "start_unix_nano": 0,
+            "end_unix_nano": hour, "buckets": 1_000_000}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("buckets must be at most 500"), "{body}");
+    let logs = |limit: u64, cursor: &str| {
+        serde_json::json!({"query": null, "start_unix_nano": 0, "end_unix_nano": u64::MAX,
+            "limit": limit, "cursor": cursor})
+    };
+    let (status, body) = ask("/api/v1/internal/logs", logs(0, "")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("limit must be from 1"), "{body}");
+    let (status, body) = ask("/api/v1/internal/logs", logs(10, "not-a-cursor")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("cursor"), "{body}");
+    let (status, body) = ask("/api/v1/internal/logs", logs(10, "")).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"covers\""), "{body}");
     server.stop().await;
 }

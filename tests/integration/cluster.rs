@@ -966,10 +966,37 @@ async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_w
     let found = long_traces(&search, 0).await;
     assert_eq!(found["partial"], true, "{found}");
     assert_eq!(found["missing_nodes"], serde_json::json!(["ingest-b"]));
+    // Jaeger's APIs say so too: v1 in its envelope's errors, beside the data; v3, whose
+    // answers have no such place, in a header.
+    let (status, jaeger) =
+        get_json(&search, &format!("/api/traces/{}", hex::encode(trace)), &[]).await;
+    assert_eq!(status, 200, "{jaeger}");
+    assert_eq!(jaeger["data"][0]["traceID"], hex::encode(trace), "{jaeger}");
+    let message = jaeger["errors"][0]["msg"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("partial answer: ingest nodes ingest-b"),
+        "{jaeger}"
+    );
+    let v3 = reqwest::get(format!(
+        "http://{}/api/v3/traces/{}",
+        search.http_addr(),
+        hex::encode(trace)
+    ))
+    .await
+    .unwrap();
+    assert_eq!(v3.status(), 200);
+    assert_eq!(
+        v3.headers()
+            .get("weft-missing-nodes")
+            .map(|v| v.to_str().unwrap()),
+        Some("ingest-b")
+    );
 
     // Restarted on its data directory: whole again, nothing lost or doubled.
     let b = shared.spawn(b_dir.path(), "ingest-b", "ingest");
     trace_once(&search, trace, (1, 3), false).await;
+    let (_, jaeger) = get_json(&search, &format!("/api/traces/{}", hex::encode(trace)), &[]).await;
+    assert!(jaeger["errors"].is_null(), "whole again: {jaeger}");
     assert_eq!(
         page_through(&search, "service:paging", "5").await,
         newest_first

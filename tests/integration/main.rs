@@ -11,6 +11,7 @@ mod grpc_query;
 mod jaeger;
 mod jaeger_v3;
 mod limits;
+mod node_queries;
 mod object_storage;
 mod otlp_clients;
 mod peel;
