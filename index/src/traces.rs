@@ -189,6 +189,18 @@ pub struct Candidates {
     pub capped: bool,
 }
 
+impl Candidates {
+    /// Puts the candidates in the order every node shares: newest matching span first, then
+    /// by trace ID, so two stores holding the same spans list the same traces in the same
+    /// order. A trace named twice keeps its newest match, once.
+    pub fn sort(&mut self) {
+        self.traces
+            .sort_by_key(|c| (std::cmp::Reverse(c.newest_match_unix_nano), c.trace_id));
+        let mut seen = std::collections::HashSet::new();
+        self.traces.retain(|c| seen.insert(c.trace_id));
+    }
+}
+
 /// What one part of the data holds of a trace: enough for its summary.
 #[derive(Clone, Debug, Default)]
 pub struct SummaryPart {
@@ -256,7 +268,8 @@ impl Store {
             search.end_unix_nano,
         )?;
         let mut found = Candidates::default();
-        let mut seen = std::collections::HashSet::new();
+        // Each trace's place in `found`, to keep its newest match across partitions.
+        let mut seen = std::collections::HashMap::new();
         let partitions = self.partitions_matching_in(
             Signal::Spans,
             search.start_unix_nano,
@@ -297,18 +310,26 @@ impl Store {
                 let Ok(id) = <[u8; 16]>::try_from(bytes.as_slice()) else {
                     continue;
                 };
-                if seen.insert(id) {
-                    found.traces.push(TraceCandidate {
-                        trace_id: id,
-                        newest_match_unix_nano: start.unwrap_or(0),
-                    });
-                    if found.traces.len() == MAX_CANDIDATE_TRACES {
-                        found.capped = true;
-                        break 'partitions;
-                    }
+                let start = start.unwrap_or(0);
+                if let Some(&at) = seen.get(&id) {
+                    let known: &mut TraceCandidate = &mut found.traces[at];
+                    known.newest_match_unix_nano = known.newest_match_unix_nano.max(start);
+                    continue;
+                }
+                seen.insert(id, found.traces.len());
+                found.traces.push(TraceCandidate {
+                    trace_id: id,
+                    newest_match_unix_nano: start,
+                });
+                if found.traces.len() == MAX_CANDIDATE_TRACES {
+                    found.capped = true;
+                    break 'partitions;
                 }
             }
         }
+        // Partitions of one hour (its parts, or the splits of several nodes) overlap in time,
+        // so the order is made here, once, as a search node makes it over every node's.
+        found.sort();
         Ok((found, read))
     }
 

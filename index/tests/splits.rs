@@ -13,7 +13,7 @@ use weft_index::query::parse;
 use weft_index::store::{PublishedSplit, SealedSnapshot, SplitFetcher};
 use weft_index::{
     IndexError, LogRow, LogSearch, PARTITION_NANOS, RetentionPolicy, RowBatch, Signal, SpanRow,
-    Store, StoreOptions, split,
+    Store, StoreOptions, TraceSearch, split,
 };
 
 const HOUR: u64 = PARTITION_NANOS;
@@ -1245,4 +1245,40 @@ fn a_following_store_reads_the_splits_of_others_and_fetches_their_filters() {
         .expect("filters kept")
         .count();
     assert_eq!(filters, 1);
+}
+
+/// Parts of one hour overlap in time: trace search still lists the newest matching span
+/// first across them, each trace once at its newest, as a search node orders every node's.
+#[test]
+fn trace_search_orders_traces_across_the_parts_of_an_hour() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = open_sealing_at(&tmp.path().join("index"), Some(2));
+    let first = RowBatch {
+        logs: vec![],
+        spans: vec![span(BASE + 10, 0xa, 1), span(BASE + 30, 0xb, 2)],
+    };
+    let second = RowBatch {
+        logs: vec![],
+        spans: vec![span(BASE + 20, 0xc, 3), span(BASE + 5, 0xb, 4)],
+    };
+    store.index_batch(0, 10, &first).expect("indexed");
+    store.index_batch(10, 20, &second).expect("indexed");
+    store.commit(20).expect("committed");
+    assert_eq!(store.partition_count(Signal::Spans), 2, "two parts");
+    let found = store
+        .search_traces(&TraceSearch {
+            query: None,
+            start_unix_nano: BASE,
+            end_unix_nano: BASE + HOUR,
+            min_duration_ns: None,
+            max_duration_ns: None,
+            limit: 10,
+        })
+        .expect("searched");
+    let order: Vec<u8> = found.traces.iter().map(|t| t.trace_id[0]).collect();
+    assert_eq!(order, [0xb, 0xc, 0xa]);
+    assert_eq!(
+        found.traces[0].span_count, 2,
+        "trace b's spans from both parts"
+    );
 }

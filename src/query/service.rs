@@ -5,7 +5,6 @@
 //! that did not answer, whose rows not yet published are then missing from the answer.
 //! `authorization` is the caller's, passed on to the nodes asked.
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use weft_index::store::Scope;
@@ -122,16 +121,15 @@ pub async fn find_traces(
     let (local, _) = state
         .run_query(move |store, _| Ok(store.trace_candidates_in(&local_search, &answered)?))
         .await?;
-    let mut capped = local.capped;
-    let mut candidates = local.traces;
+    let mut all = local;
     for answer in gathered.answers {
-        capped |= answer.value.capped;
-        candidates.extend(answer.value.traces);
+        all.capped |= answer.value.capped;
+        all.traces.extend(answer.value.traces);
     }
-    // Newest matching span first; a trace matched on several nodes comes once, at its newest.
-    candidates.sort_by_key(|c| std::cmp::Reverse(c.newest_match_unix_nano));
-    let mut seen = HashSet::new();
-    candidates.retain(|c| seen.insert(c.trace_id));
+    // In the order one node makes: a trace matched on several nodes comes once, at its newest.
+    all.sort();
+    let mut capped = all.capped;
+    let mut candidates = all.traces;
     if candidates.len() > MAX_CANDIDATE_TRACES {
         candidates.truncate(MAX_CANDIDATE_TRACES);
         capped = true;
