@@ -117,6 +117,14 @@ pub struct Aggregated {
     pub heatmap: Option<Heatmap>,
 }
 
+/// An error naming the first of `fields` whose key is out of bounds.
+fn check_fields(fields: &[FieldRef]) -> Result<(), ApiError> {
+    fields
+        .iter()
+        .try_for_each(FieldRef::check)
+        .map_err(ApiError::BadRequest)
+}
+
 /// Most histogram buckets one aggregation asks for.
 pub const MAX_BUCKETS: usize = 1000;
 /// Most fields one aggregation counts the values of (a comparison counts every field of its
@@ -148,7 +156,9 @@ impl Aggregation {
                     MAX_COUNTED_FIELDS,
                 )
             }
+            Aggregation::ValueCounts { fields, .. } => check_fields(fields),
             Aggregation::SpanStats { request } => {
+                check_fields(&request.group_by)?;
                 if request.group_by.len() > weft_index::peel::MAX_GROUP_BY {
                     too_many(
                         "group_by",

@@ -424,6 +424,17 @@ async fn internal_questions_with_odd_ranges_or_too_many_ids_are_answered_not_pan
     .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("buckets must be at most 500"), "{body}");
+    let (status, body) = ask(
+        "/api/v1/internal/aggregate",
+        serde_json::json!({"kind": "value_counts", "signal": "logs", "q": "",
+            "start_unix_nano": 0, "end_unix_nano": hour, "fields": [{"Attr": "k".repeat(300)}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("needs a key of 1 to 256 characters"),
+        "{body}"
+    );
     let logs = |limit: u64, cursor: &str| {
         serde_json::json!({"query": null, "start_unix_nano": 0, "end_unix_nano": u64::MAX,
             "limit": limit, "cursor": cursor})

@@ -62,18 +62,30 @@ impl FieldRef {
         }
     }
 
+    /// An error unless the field's key (of `attr.` or `resource.`) has 1 to 256 characters,
+    /// as [`FieldRef::parse`] requires. A field that arrives another way (deserialized from
+    /// another node's question) is checked with this.
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            FieldRef::Attr(key) | FieldRef::Resource(key)
+                if key.is_empty() || key.chars().count() > MAX_KEY_CHARS =>
+            {
+                Err(format!(
+                    "field '{self}' needs a key of 1 to {MAX_KEY_CHARS} characters"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Parses a field name as the query language writes it (`service`, `attr.http.route`); the
     /// error says what was expected.
     pub fn parse(signal: Signal, text: &str) -> Result<FieldRef, String> {
         let text = text.trim();
         let keyed = |key: &str, make: fn(String) -> FieldRef| {
-            if key.is_empty() || key.chars().count() > MAX_KEY_CHARS {
-                Err(format!(
-                    "field '{text}' needs a key of 1 to {MAX_KEY_CHARS} characters"
-                ))
-            } else {
-                Ok(make(key.to_string()))
-            }
+            let field = make(key.to_string());
+            field.check()?;
+            Ok(field)
         };
         if let Some(key) = text.strip_prefix("attr.") {
             return keyed(key, FieldRef::Attr);
