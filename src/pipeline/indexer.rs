@@ -1,6 +1,6 @@
 //! The indexer thread: adds each durable WAL entry to its partitions, commits every
-//! `commit_interval` (moving the checkpoint over exactly what was committed), and runs
-//! retention.
+//! `commit_interval` (moving the checkpoint over exactly what was committed), and between
+//! commits runs what removes data from the index (`super::retention`).
 //!
 //! Recovery is one mechanism for every failure, at start-up and later alike: roll every
 //! partition back to its last commit, add every WAL entry from the checkpoint through the last
@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use prost::Message;
+use weft_index::RowBatch;
 use weft_index::faults::Fault;
-use weft_index::{RetentionPolicy, RowBatch};
 
 use super::health::{Condition, DeathWatch};
 use super::wal::{WalError, read_range};
@@ -44,7 +44,6 @@ impl From<weft_index::IndexError> for Failure {
     }
 }
 use super::{IndexJob, Shared, now_unix_nano};
-use crate::storage::publisher::Job;
 
 /// First wait before retrying after a failure; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -135,12 +134,12 @@ impl Indexer {
                 self.recover(reason);
             }
             if self.first_pending.is_none() && Instant::now() >= self.next_seal {
-                self.seal_and_evict();
+                super::retention::seal_and_evict(&self.shared);
                 self.next_seal = Instant::now() + SEAL_CHECK_EVERY;
             }
             let disk_low = self.shared.health.is_set(Condition::DiskLow);
             if Instant::now() >= self.next_retention {
-                self.retention();
+                super::retention::apply_retention(&self.shared);
                 self.next_retention = Instant::now()
                     + if disk_low {
                         LOW_DISK_RETENTION_EVERY.min(config.retention_interval)
@@ -343,71 +342,5 @@ impl Indexer {
             std::thread::sleep(Duration::from_millis(10).min(how_long));
         }
         !self.shared.health.is_set(Condition::Stopping)
-    }
-
-    /// With object storage: hands partitions whose hour (and grace) is over to the publisher,
-    /// and deletes local copies of published ones beyond the cache size. Runs between
-    /// commits, when nothing is pending.
-    fn seal_and_evict(&self) {
-        let Some(sealing) = &self.shared.config.sealing else {
-            return;
-        };
-        let store = &self.shared.store;
-        let sealed_before = now_unix_nano().saturating_sub(sealing.seal_interval.as_nanos() as u64);
-        match store.seal(sealed_before, &sealing.staging) {
-            Ok(snapshots) => {
-                for snapshot in snapshots {
-                    tracing::debug!(dir = %snapshot.dir.display(), "partition sealed");
-                    let _ = sealing.jobs.send(Job::Sealed(snapshot));
-                }
-            }
-            Err(error) => tracing::error!(%error, "sealing partitions failed; retried shortly"),
-        }
-        let storage = &self.shared.metrics.storage;
-        match store.evict(sealing.cache_bytes) {
-            Ok(evicted) => {
-                storage
-                    .evictions
-                    .fetch_add(evicted.partitions as u64, Ordering::Relaxed);
-                if evicted.partitions > 0 {
-                    tracing::info!(
-                        partitions = evicted.partitions,
-                        bytes = evicted.bytes,
-                        "local copies of published partitions deleted (cache_bytes)"
-                    );
-                }
-            }
-            Err(error) => tracing::error!(%error, "evicting partitions failed"),
-        }
-        storage
-            .remote_partitions
-            .store(store.remote_count() as u64, Ordering::Relaxed);
-    }
-
-    fn retention(&self) {
-        let config = &self.shared.config;
-        let min_time = now_unix_nano().saturating_sub(config.retention.as_nanos() as u64);
-        let policy = RetentionPolicy {
-            min_time_unix_nano: min_time,
-            max_disk_bytes: config.max_disk_bytes,
-        };
-        let metrics = &self.shared.metrics;
-        match self.shared.store.apply_retention(&policy) {
-            Ok(removed) => {
-                metrics
-                    .partitions_deleted
-                    .fetch_add(removed.len() as u64, Ordering::Relaxed);
-                let splits: Vec<String> = removed.into_iter().filter_map(|r| r.split_id).collect();
-                if let Some(sealing) = &config.sealing
-                    && !splits.is_empty()
-                {
-                    let _ = sealing.jobs.send(Job::Delete(splits));
-                }
-            }
-            Err(error) => tracing::error!(%error, "retention failed"),
-        }
-        metrics
-            .index_bytes
-            .store(self.shared.store.disk_bytes(), Ordering::Relaxed);
     }
 }

@@ -6,7 +6,9 @@
 //!   └── ack after fsync                                                         commit every interval
 //! ```
 //! - `wal`: the log itself; `wal_writer`: the WAL thread (group commit, the disk watermark);
-//!   `indexer`: the indexer thread (commits, retention, recovery after a failure);
+//!   `indexer`: the indexer thread (commits, recovery after a failure); `retention`: what
+//!   the indexer thread removes between commits (expired partitions; with object storage,
+//!   sealing for the publisher, `crate::storage::publisher`, and eviction of local copies);
 //!   `health`: the conditions under which data is refused; `disk`: the free-space watermark;
 //!   with object storage, the cache thread (`fill_cache` below) brings the hours queries read
 //!   back into the local cache while it has room.
@@ -25,6 +27,7 @@
 mod disk;
 pub mod health;
 mod indexer;
+mod retention;
 pub mod wal;
 mod wal_writer;
 
