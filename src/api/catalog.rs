@@ -8,7 +8,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 use weft_index::aggregate::BANDS;
 use weft_index::query::parse;
 
@@ -18,6 +18,10 @@ use crate::aggregation::{Aggregation, MAX_BUCKETS, aggregate};
 use super::params::{limit, parse_time, time_range};
 use super::{ApiError, ApiState};
 use crate::pipeline::now_unix_nano;
+use crate::query::answers::{
+    Completeness, EventView, EventsAnswer, HistogramAnswer, HistogramBucketView, ServiceView,
+    ServicesAnswer,
+};
 use crate::severity::rules::Rule;
 
 const DEFAULT_BUCKETS: usize = 60;
@@ -44,7 +48,7 @@ pub(crate) async fn histogram(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HistogramAnswer>, ApiError> {
     let started = Instant::now();
     let q = params.get("q").map_or("", String::as_str);
     if let Some(query) = parse(q)? {
@@ -67,66 +71,55 @@ pub(crate) async fn histogram(
     };
     let (found, missing) = aggregate(&state, aggregation, authorization(&headers)).await?;
     let width = (end - start).div_ceil(buckets as u64).max(1);
-    let buckets: Vec<Value> = found
+    let buckets = found
         .histogram_buckets(start, width)
         .iter()
         // What a node adds past the buckets asked for is not counted.
         .take(buckets)
-        .map(|b| {
-            let counts: Map<String, Value> = BANDS
-                .iter()
-                .zip(b.counts)
-                .map(|(band, n)| (band.to_string(), json!(n)))
-                .collect();
-            json!({
-                "start_unix_nano": b.start_unix_nano.to_string(),
-                "counts": counts,
-                "total": b.counts.iter().sum::<u64>(),
-            })
+        .map(|b| HistogramBucketView {
+            start_unix_nano: b.start_unix_nano.to_string(),
+            counts: BANDS.iter().copied().zip(b.counts).collect(),
+            total: b.counts.iter().sum(),
         })
         .collect();
-    Ok(Json(json!({
-        "bucket_ns": width.to_string(),
-        "bands": BANDS,
-        "buckets": buckets,
+    Ok(Json(HistogramAnswer {
+        bucket_ns: width.to_string(),
+        bands: &BANDS,
+        buckets,
         // Ingest nodes that did not answer: their records not yet published are not counted.
-        "partial": !missing.is_empty(),
-        "missing_nodes": missing,
-        "took_ms": started.elapsed().as_millis() as u64,
-    })))
+        completeness: Completeness::of(missing),
+        took_ms: started.elapsed().as_millis() as u64,
+    }))
 }
 
 pub(crate) async fn services(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ServicesAnswer>, ApiError> {
     let (start, end) = catalog_range(&params)?;
     let (found, missing) =
         crate::aggregation::services(&state, start, end, authorization(&headers)).await?;
-    let services: Vec<Value> = found
+    let services = found
         .into_iter()
-        .map(|(name, s)| {
-            json!({
-                "service": name,
-                "span_count": s.spans,
-                "log_count": s.logs,
-                "last_seen_unix_nano": s.last_seen_unix_nano.to_string(),
-            })
+        .map(|(name, s)| ServiceView {
+            service: name,
+            span_count: s.spans,
+            log_count: s.logs,
+            last_seen_unix_nano: s.last_seen_unix_nano.to_string(),
         })
         .collect();
-    Ok(Json(json!({
-        "services": services,
-        "partial": !missing.is_empty(),
-        "missing_nodes": missing,
-    })))
+    Ok(Json(ServicesAnswer {
+        services,
+        completeness: Completeness::of(missing),
+    }))
 }
 
 pub(crate) async fn events(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventsAnswer>, ApiError> {
     let (start, end) = catalog_range(&params)?;
     let service = params.get("service").filter(|s| !s.is_empty()).cloned();
     let aggregation = Aggregation::Events {
@@ -140,26 +133,23 @@ pub(crate) async fn events(
     events.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
     let rules = state.severity.rules();
     let now = state.severity.now();
-    let events: Vec<Value> = events
+    let events = events
         .into_iter()
-        .map(|(event, s)| {
-            json!({
-                "event": event,
-                "services": s.services,
-                "count": s.count,
-                "first_seen_unix_nano": s.first_seen_unix_nano.to_string(),
-                "last_seen_unix_nano": s.last_seen_unix_nano.to_string(),
-                "severities": s.severities,
-                "rule": rule_in_force(&rules, &event, now)
-                    .map_or(Value::Null, |r| state.severity.rule_json(r)),
-            })
+        .map(|(event, s)| EventView {
+            rule: rule_in_force(&rules, &event, now)
+                .map_or(Value::Null, |r| state.severity.rule_json(r)),
+            event,
+            services: s.services,
+            count: s.count,
+            first_seen_unix_nano: s.first_seen_unix_nano.to_string(),
+            last_seen_unix_nano: s.last_seen_unix_nano.to_string(),
+            severities: s.severities,
         })
         .collect();
-    Ok(Json(json!({
-        "events": events,
-        "partial": !missing.is_empty(),
-        "missing_nodes": missing,
-    })))
+    Ok(Json(EventsAnswer {
+        events,
+        completeness: Completeness::of(missing),
+    }))
 }
 
 /// The newest unexpired rule that names this event ID.

@@ -4,6 +4,8 @@
 //! nanoseconds are strings, since JSON numbers lose precision past 2^53.
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use std::collections::{BTreeMap, BTreeSet};
+
 use serde::Serialize;
 use serde_json::Value;
 use weft_index::model::{any_value_to_json, attributes_to_json};
@@ -266,6 +268,69 @@ pub struct TracesAnswer<'a> {
     #[serde(flatten)]
     pub completeness: Completeness,
     pub took_ms: u64,
+}
+
+/// `GET /api/v1/logs/histogram`: log records per time bucket, by severity band.
+#[derive(Debug, Serialize)]
+pub struct HistogramAnswer {
+    /// Each bucket's width.
+    pub bucket_ns: String,
+    /// The severity bands, lowest first (the keys of each bucket's `counts`).
+    pub bands: &'static [&'static str],
+    pub buckets: Vec<HistogramBucketView>,
+    #[serde(flatten)]
+    pub completeness: Completeness,
+    pub took_ms: u64,
+}
+
+/// One bucket of a histogram.
+#[derive(Debug, Serialize)]
+pub struct HistogramBucketView {
+    pub start_unix_nano: String,
+    /// Records per severity band.
+    pub counts: BTreeMap<&'static str, u64>,
+    pub total: u64,
+}
+
+/// `GET /api/v1/services`: every service seen, with its counts.
+#[derive(Debug, Serialize)]
+pub struct ServicesAnswer {
+    pub services: Vec<ServiceView>,
+    #[serde(flatten)]
+    pub completeness: Completeness,
+}
+
+/// A service in the catalog.
+#[derive(Debug, Serialize)]
+pub struct ServiceView {
+    pub service: String,
+    pub span_count: u64,
+    pub log_count: u64,
+    pub last_seen_unix_nano: String,
+}
+
+/// `GET /api/v1/events`: every event ID seen, most frequent first, with the severity rule
+/// in force for it.
+#[derive(Debug, Serialize)]
+pub struct EventsAnswer {
+    pub events: Vec<EventView>,
+    #[serde(flatten)]
+    pub completeness: Completeness,
+}
+
+/// An event ID in the catalog.
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub event: String,
+    pub services: BTreeSet<String>,
+    pub count: u64,
+    pub first_seen_unix_nano: String,
+    pub last_seen_unix_nano: String,
+    /// Severity bands seen.
+    pub severities: BTreeSet<String>,
+    /// The newest unexpired rule that names this event ID, as `/api/v1/severity/rules`
+    /// lists it; `null` when none does.
+    pub rule: Value,
 }
 
 #[cfg(test)]
