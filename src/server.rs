@@ -256,6 +256,7 @@ pub async fn start_with(
                 metrics: metrics.clone(),
                 status: status.clone(),
                 node: setup.node,
+                deletion_grace: config.query_timeout + crate::storage::follower::FOLLOW_INTERVAL,
             };
             servers.push(tokio::spawn(publisher.run(
                 setup.jobs,

@@ -3,8 +3,12 @@
 //!
 //! ```text
 //! indexer thread ── Job::Sealed(snapshot) ──> pack ─> stage ─> upload ─> publish ─> store.mark_published
-//!                ── Job::Delete(ids) ───────> mark for deletion ─> delete object ─> forget
+//!                ── Job::Delete(ids) ───────> mark for deletion ─> (grace) ─> delete object ─> forget
 //! ```
+//! A split marked for deletion (by retention, or replaced by a newer split of its partition)
+//! leaves every node's list at once, but its object stays for [`Publisher::deletion_grace`]:
+//! a search node may have listed it just before, and its query reads it in place. Leftovers of
+//! an earlier run are deleted at once.
 //! Every step is retried with backoff until it succeeds: while object storage or the metastore
 //! is away, partitions stay unpublished (and their WAL entries stay on disk), queries over
 //! local data go on, and `/readyz` and `/metrics` say what fails.
@@ -81,6 +85,16 @@ pub struct Publisher {
     pub status: Arc<StorageStatus>,
     /// This node's name, which its splits carry.
     pub node: String,
+    /// How long a split marked for deletion stays readable: longer than a search node's list
+    /// of splits can be out of date (its refresh interval) plus a query's time limit.
+    pub deletion_grace: Duration,
+}
+
+/// A split marked for deletion, and when its object may go.
+#[derive(Debug)]
+struct Marked {
+    id: String,
+    due: Instant,
 }
 
 impl Publisher {
@@ -93,7 +107,13 @@ impl Publisher {
         mut stop: watch::Receiver<bool>,
     ) {
         let mut sealed: VecDeque<(SealedSnapshot, String)> = VecDeque::new();
-        let mut doomed: Vec<String> = deletions;
+        let mut doomed: Vec<String> = Vec::new();
+        // What an earlier run left staged or marked: no query of this run reads it.
+        let started = Instant::now();
+        let mut marked: Vec<Marked> = deletions
+            .into_iter()
+            .map(|id| Marked { id, due: started })
+            .collect();
         let mut backoff = FIRST_BACKOFF;
         let mut retry_at: Option<Instant> = None;
         loop {
@@ -108,8 +128,10 @@ impl Publisher {
             if retry_at.is_none_or(|at| Instant::now() >= at) {
                 while let Some((snapshot, id)) = sealed.front() {
                     match self.publish(snapshot, id).await {
-                        Ok(()) => {
+                        Ok(replaced) => {
                             sealed.pop_front();
+                            let due = Instant::now() + self.deletion_grace;
+                            marked.extend(replaced.into_iter().map(|id| Marked { id, due }));
                         }
                         Err(reason) => {
                             self.metrics
@@ -122,8 +144,7 @@ impl Publisher {
                     }
                 }
                 if failure.is_none()
-                    && !doomed.is_empty()
-                    && let Err(reason) = self.delete(&mut doomed).await
+                    && let Err(reason) = self.delete(&mut doomed, &mut marked).await
                 {
                     self.metrics
                         .storage
@@ -148,7 +169,12 @@ impl Publisher {
                 .storage
                 .pending_uploads
                 .store(sealed.len() as u64, Ordering::Relaxed);
-            let wait = retry_at
+            let next_due = marked.iter().map(|m| m.due).min();
+            let wake = match (retry_at, next_due) {
+                (Some(at), _) => Some(at),
+                (None, due) => due,
+            };
+            let wait = wake
                 .map(|at| at.saturating_duration_since(Instant::now()))
                 .unwrap_or(Duration::from_secs(3600));
             tokio::select! {
@@ -180,8 +206,9 @@ impl Publisher {
         }
     }
 
-    /// Packs, stages, uploads and publishes one snapshot. Each step may be repeated.
-    async fn publish(&self, snapshot: &SealedSnapshot, id: &str) -> Result<(), String> {
+    /// Packs, stages, uploads and publishes one snapshot; returns the splits it replaced,
+    /// marked for deletion with it. Each step may be repeated.
+    async fn publish(&self, snapshot: &SealedSnapshot, id: &str) -> Result<Vec<String>, String> {
         let id = id.to_string();
         let file = self.staging.join(format!("{id}.split"));
         let bytes = {
@@ -235,24 +262,29 @@ impl Publisher {
         tracing::info!(split = %id, bytes, docs = snapshot.docs, "split published");
         let _ = tokio::fs::remove_file(&file).await;
         let _ = tokio::fs::remove_dir_all(&snapshot.dir).await;
-        // The split it replaces goes the way of every deletion.
-        if !replaces.is_empty() {
-            let mut doomed = replaces;
-            if let Err(reason) = self.delete(&mut doomed).await {
-                tracing::warn!(%reason, "deleting a replaced split failed; retried later");
-            }
-        }
-        Ok(())
+        // Publishing marked the splits it replaces; they go the way of every deletion.
+        Ok(replaces)
     }
 
-    /// Marks `doomed` for deletion, deletes their objects, then their records. What is left
-    /// in `doomed` on failure is what still has to go.
-    async fn delete(&self, doomed: &mut Vec<String>) -> Result<(), String> {
-        self.metastore
-            .mark_for_deletion(doomed)
-            .await
-            .map_err(|e| e.to_string())?;
-        while let Some(id) = doomed.last() {
+    /// Marks `doomed` for deletion (moving them to `marked`, due after the grace), then
+    /// deletes the objects of those in `marked` that are due, then their records. What is
+    /// left on failure is what still has to go.
+    async fn delete(
+        &self,
+        doomed: &mut Vec<String>,
+        marked: &mut Vec<Marked>,
+    ) -> Result<(), String> {
+        if !doomed.is_empty() {
+            self.metastore
+                .mark_for_deletion(doomed)
+                .await
+                .map_err(|e| e.to_string())?;
+            let due = Instant::now() + self.deletion_grace;
+            marked.extend(doomed.drain(..).map(|id| Marked { id, due }));
+        }
+        let now = Instant::now();
+        while let Some(at) = marked.iter().position(|m| m.due <= now) {
+            let id = &marked[at].id;
             self.storage
                 .delete_split(id)
                 .await
@@ -262,7 +294,7 @@ impl Publisher {
                 .await
                 .map_err(|e| e.to_string())?;
             self.metrics.storage.deletes.fetch_add(1, Ordering::Relaxed);
-            doomed.pop();
+            marked.swap_remove(at);
         }
         Ok(())
     }

@@ -395,6 +395,9 @@ async fn retention_deletes_expired_splits_from_object_storage() {
     let mut shorter = config.clone();
     shorter.retention = Duration::from_secs(2 * 3600);
     shorter.retention_interval = Duration::from_millis(100);
+    // A split marked for deletion stays readable for a query's time limit (and a second):
+    // a short limit makes that short.
+    shorter.query_timeout = Duration::from_secs(1);
     let server = TestServer::start_with(dir, |c| *c = config).await;
     send_old_and_new(&server, "expiring", 2).await;
     wait_until_remote(&server, 1).await;
@@ -624,4 +627,76 @@ async fn a_full_partition_is_published_before_its_hour_ends_listed_in_postgres()
         return;
     };
     a_full_partition_is_published_before_its_hour_ends(Some(pg)).await;
+}
+
+/// A late row of a published hour is sealed again into a split that replaces the first. The
+/// replaced split leaves the list at once but its object stays for the deletion grace (a
+/// query's time limit and a second), since a search node may have listed it just before; the
+/// next start deletes what an earlier run marked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_split_stays_readable_for_the_grace_then_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::common::test_config(&dir);
+    let _ = use_object_storage(&mut config, StorageUnderTest::File).await;
+    // Longer than this test takes: the replaced object must still be there at its end.
+    config.query_timeout = Duration::from_secs(3600);
+    let restart_config = config.clone();
+    let server = TestServer::start_with(dir, |c| *c = config).await;
+    send_old_and_new(&server, "replaced", 1).await;
+    wait_until_remote(&server, 1).await;
+    let first = metastore_states(&server);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let first_id = first[0].0.clone();
+
+    send_old_and_new(&server, "replaced", 2).await;
+    let started = Instant::now();
+    let states = loop {
+        let states = metastore_states(&server);
+        let published: Vec<_> = states.iter().filter(|s| s.1 == "published").collect();
+        if published.len() == 1 && published[0].0 != first_id {
+            break states;
+        }
+        assert!(started.elapsed() < DEADLINE, "{states:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let old = states
+        .iter()
+        .find(|s| s.0 == first_id)
+        .expect("still listed");
+    assert_eq!(old.1, "marked_for_deletion", "{states:?}");
+    let splits = server.dir.path().join("bucket").join("splits");
+    let objects = || {
+        let mut names: Vec<String> = std::fs::read_dir(&splits)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    assert!(
+        objects().contains(&format!("{first_id}.split")),
+        "the replaced object stays for the grace: {:?}",
+        objects()
+    );
+    let logs = server.wait_for_all_logs("service:replaced", 5).await;
+    assert_eq!(
+        sealed_bodies(&logs).len(),
+        3,
+        "read from the new split, once each"
+    );
+
+    // The next start deletes what this run marked.
+    let dir = server.stop().await;
+    let server = TestServer::start_with(dir, |c| *c = restart_config).await;
+    let started = Instant::now();
+    loop {
+        let states = metastore_states(&server);
+        if states.len() == 1 && !objects().contains(&format!("{first_id}.split")) {
+            break;
+        }
+        assert!(started.elapsed() < DEADLINE, "{states:?} {:?}", objects());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(objects().len(), 1);
+    server.stop().await;
 }
