@@ -4,7 +4,8 @@
 //! whose row is older than [`GONE_AFTER`] is taken for gone. `/api/v1/cluster` shows the list.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -17,6 +18,10 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// A node whose last heartbeat is older than this is taken for gone: a few missed beats, not
 /// one slow write.
 pub const GONE_AFTER: Duration = Duration::from_secs(5);
+
+/// How long one read of the list answers every caller: live tails, fan-outs and the
+/// cluster page each ask for it, and heartbeats are a second apart anyway.
+pub const MEMBERS_FRESH: Duration = Duration::from_millis(500);
 
 /// One node, as its row says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -44,6 +49,10 @@ impl Member {
 pub struct Cluster {
     postgres: Arc<PostgresMetastore>,
     me: Member,
+    /// The last list read, and when; callers at once wait for one read.
+    last_read: tokio::sync::Mutex<Option<(Instant, Vec<Member>)>>,
+    /// Reads of the list from PostgreSQL.
+    reads: AtomicU64,
 }
 
 impl Cluster {
@@ -63,6 +72,8 @@ impl Cluster {
                 started_unix_nano: crate::pipeline::now_unix_nano(),
                 heartbeat_unix_nano: 0,
             },
+            last_read: tokio::sync::Mutex::new(None),
+            reads: AtomicU64::new(0),
         }
     }
 
@@ -106,8 +117,23 @@ impl Cluster {
         }
     }
 
-    /// Every node with a row, by ID.
+    /// Every node with a row, by ID: read from PostgreSQL at most once per
+    /// [`MEMBERS_FRESH`], however many callers ask. A failed read is not kept.
     pub async fn members(&self) -> Result<Vec<Member>, String> {
-        self.postgres.members().await.map_err(|e| e.to_string())
+        let mut last = self.last_read.lock().await;
+        if let Some((at, members)) = last.as_ref()
+            && at.elapsed() < MEMBERS_FRESH
+        {
+            return Ok(members.clone());
+        }
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        let members = self.postgres.members().await.map_err(|e| e.to_string())?;
+        *last = Some((Instant::now(), members.clone()));
+        Ok(members)
+    }
+
+    /// How often the list was read from PostgreSQL.
+    pub fn membership_reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
     }
 }

@@ -1040,3 +1040,34 @@ async fn a_cluster_of_processes_answers_whole_from_its_search_node_and_partial_w
         assert!(status.success(), "{status}");
     }
 }
+
+/// Live tails, fan-outs and the cluster page all ask for the node list; callers at once share
+/// one read of PostgreSQL instead of each making their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_at_once_share_one_read_of_the_node_list() {
+    let Some(pg) = PgServer::start() else {
+        return;
+    };
+    let postgres = weft::storage::postgres::PostgresMetastore::connect(&pg.url())
+        .await
+        .unwrap();
+    let cluster = weft::cluster::Cluster::new(
+        std::sync::Arc::new(postgres),
+        "search-1".into(),
+        Role::Search,
+        "http://127.0.0.1:1".into(),
+    );
+    cluster.register().await;
+    let lists = futures_util::future::join_all((0..50).map(|_| cluster.members())).await;
+    for list in &lists {
+        let ids: Vec<&str> = list
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| m.id.as_str())
+            .collect();
+        assert_eq!(ids, ["search-1"]);
+    }
+    let reads = cluster.membership_reads();
+    assert!((1..50).contains(&reads), "50 callers made {reads} reads");
+}
