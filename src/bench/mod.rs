@@ -29,15 +29,19 @@ use traffic::{Generator, TrafficConfig, logs_request, spans_request};
 /// Options of `weft bench`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// gRPC address of a running weft (host:port); without it, bench starts its own.
-    #[arg(long, requires = "target_http")]
-    pub target_grpc: Option<String>,
-    /// HTTP address of that weft (host:port).
+    /// gRPC address of a running weft (host:port); without it, bench starts its own. Several,
+    /// comma-separated (the ingest nodes of a cluster): the exporting clients take them in
+    /// turn.
+    #[arg(long, requires = "target_http", value_delimiter = ',')]
+    pub target_grpc: Vec<String>,
+    /// HTTP address of that weft (host:port): freshness probes and queries go there (a
+    /// cluster's search node).
     #[arg(long, requires = "target_grpc")]
     pub target_http: Option<String>,
-    /// Process ID of that weft, to read its CPU time and memory from /proc.
-    #[arg(long)]
-    pub target_pid: Option<u32>,
+    /// Process IDs of the wefts, to read their CPU time and memory from /proc; with several
+    /// `--target-grpc`, one per address in the same order.
+    #[arg(long, value_delimiter = ',')]
+    pub target_pid: Vec<u32>,
     /// Concurrent exporting clients.
     #[arg(long, default_value_t = 4)]
     pub clients: usize,
@@ -145,8 +149,13 @@ pub fn run(mut args: BenchArgs) -> anyhow::Result<()> {
 }
 
 async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
-    let (server, grpc, http, pid) = match (&args.target_grpc, &args.target_http) {
-        (Some(g), Some(h)) => (None, g.clone(), h.clone(), args.target_pid),
+    let (server, targets, http, pids) = match (args.target_grpc.as_slice(), &args.target_http) {
+        ([_, ..], Some(h)) => (
+            None,
+            args.target_grpc.clone(),
+            h.clone(),
+            args.target_pid.clone(),
+        ),
         _ => {
             // Records older than the retention are refused, so a history needs a longer one.
             let env: Vec<(&str, String)> = match args.history {
@@ -156,16 +165,33 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
                 None => Vec::new(),
             };
             let server = ServerProcess::start_with(args.data_dir.clone(), &env)?;
-            let (g, h, p) = (server.grpc.clone(), server.http.clone(), Some(server.pid));
-            (Some(server), g, h, p)
+            let (g, h, p) = (server.grpc.clone(), server.http.clone(), vec![server.pid]);
+            (Some(server), vec![g], h, p)
         }
     };
+    if targets.len() > 1 && !pids.is_empty() && pids.len() != targets.len() {
+        bail!(
+            "--target-pid names {} processes for {} --target-grpc addresses: one per address",
+            pids.len(),
+            targets.len()
+        );
+    }
+    if args.clients < targets.len() {
+        bail!(
+            "{} --clients cannot send to {} --target-grpc addresses",
+            args.clients,
+            targets.len()
+        );
+    }
+    let grpc = targets[0].clone();
     eprintln!(
         "bench: weft at grpc={grpc} http={http}; sending for {:?} with {} clients, {} records per batch",
         args.duration, args.clients, args.batch
     );
     let http_client = reqwest::Client::new();
-    let cpu_before = pid.and_then(process::cpu_seconds);
+    let cpu_before: Vec<Option<f64>> = pids.iter().map(|p| process::cpu_seconds(*p)).collect();
+    // Log records and spans each target acknowledged.
+    let per_target: Vec<Arc<AtomicU64>> = targets.iter().map(|_| Arc::default()).collect();
 
     // Ingest with freshness probes alongside.
     let counters = Arc::new(Counters::default());
@@ -175,11 +201,12 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client in 0..args.clients {
+        let target = client % targets.len();
         tasks.push(tokio::spawn(export_loop(
             client as u64,
-            grpc.clone(),
+            targets[target].clone(),
             args.clone(),
-            counters.clone(),
+            (counters.clone(), per_target[target].clone()),
             latencies.clone(),
             trace_sample.clone(),
             stop.clone(),
@@ -203,7 +230,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
     let send_seconds = started.elapsed().as_secs_f64();
     let freshness = probes.await??;
     wait_for_index(&http_client, &http).await?;
-    let cpu_after = pid.and_then(process::cpu_seconds);
+    let cpu_after: Vec<Option<f64>> = pids.iter().map(|p| process::cpu_seconds(*p)).collect();
 
     let logs = counters.logs.load(Ordering::Relaxed);
     let spans = counters.spans.load(Ordering::Relaxed);
@@ -231,12 +258,40 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         ),
         None => (0, 0, 0),
     };
-    let peak_rss = pid.and_then(process::peak_rss_bytes);
-    let cpu = match (cpu_before, cpu_after) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
+    let cpus: Vec<Option<f64>> = cpu_before
+        .iter()
+        .zip(&cpu_after)
+        .map(|(a, b)| Some((*b)? - (*a)?))
+        .collect();
+    // Every process's CPU together; unknown if any is.
+    let cpu: Option<f64> = match cpus.as_slice() {
+        [] => None,
+        all => all.iter().copied().sum(),
     };
+    let peak_rss = pids
+        .iter()
+        .filter_map(|p| process::peak_rss_bytes(*p))
+        .max();
     let records = logs + spans;
+    // With several processes: each one's records, CPU and memory.
+    let nodes: Vec<Value> = if pids.len() > 1 {
+        pids.iter()
+            .enumerate()
+            .map(|(i, pid)| {
+                let acked = per_target[i].load(Ordering::Relaxed);
+                json!({
+                    "grpc": targets[i],
+                    "pid": pid,
+                    "records": acked,
+                    "cpu_seconds": cpus[i],
+                    "records_per_cpu_second": cpus[i].map(|c| acked as f64 / c),
+                    "peak_rss_bytes": process::peak_rss_bytes(*pid),
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
     let report = json!({
         "machine": process::machine_description(),
         "settings": {
@@ -259,6 +314,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
             "export_latency_ms": percentiles(&mut export_latencies),
             "refusals": counters.refusals.load(Ordering::Relaxed),
             "failures": counters.failures.load(Ordering::Relaxed),
+            "nodes": nodes,
         },
         "freshness_ms": freshness,
         "queries_ms": query_results,
@@ -298,7 +354,7 @@ async fn export_loop(
     client: u64,
     grpc: String,
     args: BenchArgs,
-    counters: Arc<Counters>,
+    (counters, target_records): (Arc<Counters>, Arc<AtomicU64>),
     latencies: Arc<Mutex<Vec<f64>>>,
     trace_sample: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
@@ -391,6 +447,7 @@ async fn export_loop(
             .await?;
             latencies.lock().await.push(latency.as_secs_f64() * 1e3);
             counters.logs.fetch_add(log_count, Ordering::Relaxed);
+            target_records.fetch_add(log_count, Ordering::Relaxed);
             counters.otlp_bytes.fetch_add(log_bytes, Ordering::Relaxed);
             counters.log_bytes.fetch_add(log_bytes, Ordering::Relaxed);
         }
@@ -405,6 +462,7 @@ async fn export_loop(
                 latencies.lock().await.push(latency.as_secs_f64() * 1e3);
             }
             counters.spans.fetch_add(span_count, Ordering::Relaxed);
+            target_records.fetch_add(span_count, Ordering::Relaxed);
             counters.otlp_bytes.fetch_add(span_bytes, Ordering::Relaxed);
         }
         sent += if args.spans_only {
@@ -848,6 +906,18 @@ fn print_table(report: &Value) {
         "| records per weft CPU second | {} |",
         f(&ingest["records_per_weft_cpu_second"])
     );
+    for node in ingest["nodes"].as_array().into_iter().flatten() {
+        println!(
+            "| node {} (pid {}): records, per CPU second, peak RSS MiB | {}, {}, {} |",
+            node["grpc"].as_str().unwrap_or(""),
+            node["pid"],
+            node["records"],
+            f(&node["records_per_cpu_second"]),
+            f(&Value::from(
+                node["peak_rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0
+            ))
+        );
+    }
     println!(
         "| export latency p50 / p99 ms | {} / {} |",
         f(&ingest["export_latency_ms"]["p50"]),
