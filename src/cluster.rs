@@ -23,6 +23,9 @@ pub const GONE_AFTER: Duration = Duration::from_secs(5);
 /// cluster page each ask for it, and heartbeats are a second apart anyway.
 pub const MEMBERS_FRESH: Duration = Duration::from_millis(500);
 
+/// Longest a read of the list may take: a PostgreSQL that hangs must not hold every query.
+pub const MEMBERS_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// One node, as its row says.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Member {
@@ -49,8 +52,10 @@ impl Member {
 pub struct Cluster {
     postgres: Arc<PostgresMetastore>,
     me: Member,
-    /// The last list read, and when; callers at once wait for one read.
-    last_read: tokio::sync::Mutex<Option<(Instant, Vec<Member>)>>,
+    /// The last list read, and when.
+    last_read: std::sync::Mutex<Option<(Instant, Vec<Member>)>>,
+    /// Held while the list is read: callers at once wait for one read.
+    reading: tokio::sync::Mutex<()>,
     /// Reads of the list from PostgreSQL.
     reads: AtomicU64,
 }
@@ -72,7 +77,8 @@ impl Cluster {
                 started_unix_nano: crate::pipeline::now_unix_nano(),
                 heartbeat_unix_nano: 0,
             },
-            last_read: tokio::sync::Mutex::new(None),
+            last_read: std::sync::Mutex::new(None),
+            reading: tokio::sync::Mutex::new(()),
             reads: AtomicU64::new(0),
         }
     }
@@ -118,18 +124,44 @@ impl Cluster {
     }
 
     /// Every node with a row, by ID: read from PostgreSQL at most once per
-    /// [`MEMBERS_FRESH`], however many callers ask. A failed read is not kept.
+    /// [`MEMBERS_FRESH`], however many callers ask. When a read fails or takes longer than
+    /// [`MEMBERS_READ_TIMEOUT`], the last list read is answered while it is younger than
+    /// [`GONE_AFTER`] (it still names who was alive then); after that, the error.
     pub async fn members(&self) -> Result<Vec<Member>, String> {
-        let mut last = self.last_read.lock().await;
-        if let Some((at, members)) = last.as_ref()
-            && at.elapsed() < MEMBERS_FRESH
-        {
-            return Ok(members.clone());
+        if let Some(fresh) = self.cached(MEMBERS_FRESH) {
+            return Ok(fresh);
+        }
+        let _reading = self.reading.lock().await;
+        // Read by another caller while this one waited.
+        if let Some(fresh) = self.cached(MEMBERS_FRESH) {
+            return Ok(fresh);
         }
         self.reads.fetch_add(1, Ordering::Relaxed);
-        let members = self.postgres.members().await.map_err(|e| e.to_string())?;
-        *last = Some((Instant::now(), members.clone()));
-        Ok(members)
+        let reason = match tokio::time::timeout(MEMBERS_READ_TIMEOUT, self.postgres.members()).await
+        {
+            Ok(Ok(members)) => {
+                *self.last_read.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), members.clone()));
+                return Ok(members);
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => format!("no answer within {MEMBERS_READ_TIMEOUT:?}"),
+        };
+        match self.cached(GONE_AFTER) {
+            Some(stale) => {
+                tracing::warn!(%reason, "cannot read the node list; answering with the last one");
+                Ok(stale)
+            }
+            None => Err(reason),
+        }
+    }
+
+    /// The last list read, if younger than `age`.
+    fn cached(&self, age: Duration) -> Option<Vec<Member>> {
+        let last = self.last_read.lock().unwrap_or_else(|p| p.into_inner());
+        last.as_ref()
+            .filter(|(at, _)| at.elapsed() < age)
+            .map(|(_, members)| members.clone())
     }
 
     /// How often the list was read from PostgreSQL.

@@ -295,6 +295,14 @@ impl RemoteNode {
         }
         let wire: WireAnswer<W> = serde_json::from_slice(&body)
             .map_err(|e| failed(format!("answer is not what was asked: {e}")))?;
+        // A node whose advertised address leads to another node would have that node's rows
+        // counted twice, under two names.
+        if !wire.node.is_empty() && wire.node != self.id {
+            return Err(failed(format!(
+                "answered as node {}: its advertised address leads to another node",
+                wire.node
+            )));
+        }
         wire.decode(&self.id, decode).map_err(failed)
     }
 }

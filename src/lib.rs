@@ -8,7 +8,8 @@
 //!   thread, what refuses data while the disk or a thread fails (`pipeline::health`).
 //! - `query`: the query layer every front end shares: log search, traces and trace search over
 //!   one node or a cluster (`query::service`), the questions one node asks another
-//!   (`query::node`) and the typed JSON shapes of answers (`query::answers`).
+//!   (`query::node`, and how they travel: `query::wire`) and the typed JSON shapes of
+//!   answers (`query::answers`).
 //! - `api`: the HTTP query API: weft's (`/api/v1`, with the service map in
 //!   `api::dependencies`), Jaeger's v1 (`api::jaeger`, and `/api/dependencies`) and v3
 //!   (`api::jaeger_v3`), health and metrics; `grpc`: the same queries as

@@ -439,8 +439,9 @@ struct StorageSetup {
     node: String,
     /// Published splits, for the index.
     published: Vec<weft_index::store::PublishedSplit>,
-    /// Splits a previous run left staged or marked for deletion.
-    leftovers: Vec<String>,
+    /// Splits a previous run left staged (never read by anyone), and marked for deletion
+    /// (a search node may still read them for the deletion grace).
+    leftovers: (Vec<String>, Vec<String>),
     staging: std::path::PathBuf,
     sealing: crate::pipeline::Sealing,
     jobs: tokio::sync::mpsc::UnboundedReceiver<crate::storage::publisher::Job>,
@@ -468,7 +469,7 @@ impl StorageSetup {
         };
         let node = crate::node::resolve(&config.data_dir, config.node_id.as_deref())?;
         let mut published = Vec::new();
-        let mut leftovers = Vec::new();
+        let (mut staged, mut marked) = (Vec::new(), Vec::new());
         let mut others = 0;
         for split in metastore
             .list_splits()
@@ -487,7 +488,8 @@ impl StorageSetup {
             match split.published() {
                 Some(split) => published.push(split),
                 // Staged: its upload may or may not have finished, and nothing counts on it.
-                None if split.state != SplitState::Published => leftovers.push(split.id),
+                None if split.state == SplitState::Staged => staged.push(split.id),
+                None if split.state == SplitState::MarkedForDeletion => marked.push(split.id),
                 // Of a signal this weft cannot read.
                 None => others += 1,
             }
@@ -498,7 +500,7 @@ impl StorageSetup {
             storage = %url,
             node = %node,
             published = published.len(),
-            leftovers = leftovers.len(),
+            leftovers = staged.len() + marked.len(),
             other_nodes_splits = others,
             "object storage configured"
         );
@@ -508,7 +510,7 @@ impl StorageSetup {
             postgres,
             node,
             published,
-            leftovers,
+            leftovers: (staged, marked),
             staging: staging.clone(),
             sealing: crate::pipeline::Sealing {
                 seal_interval: config.seal_interval,

@@ -1,11 +1,12 @@
 //! `/api/v1/internal/*`: what a search node asks this node (`crate::fanout::RemoteNode`),
-//! answered by [`LocalNode`] over this node's rows not yet in a published split. Each route
-//! only turns the wire question into a typed one and the typed answer back
-//! (`crate::query::wire`); a live tail (`/api/v1/internal/tail`) is in `super::tail`.
+//! answered by [`LocalNode`] over this node's rows not yet in a published split, which also
+//! checks each question's bounds. Each route only turns the wire question into a typed one
+//! and the typed answer back (`crate::query::wire`); a live tail
+//! (`/api/v1/internal/tail`) is in `super::tail`.
 
 use axum::Json;
 use axum::extract::{Path, State};
-use weft_index::{LogSearch, Signal, TraceSearch};
+use weft_index::{LogSearch, TraceSearch};
 
 use super::traces::parse_trace_id;
 use super::{ApiError, ApiState};
@@ -31,15 +32,6 @@ pub(crate) async fn logs(
     State(state): State<ApiState>,
     Json(question): Json<LogsQuestion>,
 ) -> Result<Json<WireAnswer<WireRows>>, ApiError> {
-    if let Some(q) = &question.query {
-        weft_index::query::compile(q, Signal::Logs)?;
-    }
-    if question.limit == 0 || question.limit > super::limits::MAX_LOGS {
-        return Err(ApiError::BadRequest(format!(
-            "limit must be from 1 to {}",
-            super::limits::MAX_LOGS
-        )));
-    }
     let search = LogSearch {
         query: question.query,
         start_unix_nano: question.start_unix_nano,

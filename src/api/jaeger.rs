@@ -315,7 +315,12 @@ pub(crate) async fn get_trace(
     let id = parse_trace_id(&trace_id)?;
     let (rows, missing) = trace_rows(&state, id, authorization(&headers).as_deref()).await?;
     if rows.spans.is_empty() && rows.logs.is_empty() {
-        return Err(JaegerError(StatusCode::NOT_FOUND, "trace not found".into()));
+        // Jaeger's own words, unless a node that did not answer may hold the trace.
+        let message = match missing.is_empty() {
+            true => "trace not found".to_string(),
+            false => super::traces::not_found_message(id, &missing),
+        };
+        return Err(JaegerError(StatusCode::NOT_FOUND, message));
     }
     Ok(envelope(
         json!([trace_json(&id, &rows.spans, &rows.logs)]),

@@ -29,7 +29,7 @@ use weft_index::{LogRow, SpanRow, TraceSearch, TraceSummary};
 use super::jaeger::{SearchFilters, go_duration, log_fields, string_value};
 use super::traces::{authorization, parse_trace_id};
 use super::{ApiError, ApiState};
-use crate::query::service::{find_traces as cluster_find_traces, trace_rows, whole_traces};
+use crate::query::service::{find_traces as search_traces, trace_rows, whole_traces};
 
 /// The ingest nodes that did not answer, as a `Weft-Missing-Nodes` header (none when all
 /// did).
@@ -370,7 +370,7 @@ pub(crate) async fn trace_summaries(
 ) -> Result<(MissingNodes, Json<TraceSummariesResponse>), V3Error> {
     let search = parse_search(&params)?;
     let (found, missing) =
-        cluster_find_traces(&state, search, authorization(&headers).as_deref()).await?;
+        search_traces(&state, search, authorization(&headers).as_deref()).await?;
     Ok((
         MissingNodes(missing),
         Json(TraceSummariesResponse {
@@ -425,7 +425,11 @@ pub(crate) async fn get_trace(
     }
     let (rows, missing) = trace_rows(&state, id, authorization(&headers).as_deref()).await?;
     if rows.spans.is_empty() {
-        return Err(no_traces());
+        if missing.is_empty() {
+            return Err(no_traces());
+        }
+        let message = super::traces::not_found_message(id, &missing);
+        return Err(V3Error::new(StatusCode::NOT_FOUND, message));
     }
     Ok((
         MissingNodes(missing),

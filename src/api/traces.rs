@@ -50,10 +50,7 @@ pub(crate) async fn get_trace(
     let id = parse_trace_id(&trace_id)?;
     let (rows, missing) = trace_rows(&state, id, authorization(&headers).as_deref()).await?;
     if rows.spans.is_empty() && rows.logs.is_empty() {
-        return Err(ApiError::NotFound(format!(
-            "trace {} not found",
-            hex::encode(id)
-        )));
+        return Err(ApiError::NotFound(not_found_message(id, &missing)));
     }
     let summary = TraceSummary::from_rows(id, &rows.spans, &rows.logs);
     let answer = TraceAnswer {
@@ -66,6 +63,19 @@ pub(crate) async fn get_trace(
         took_ms: started.elapsed().as_millis() as u64,
     };
     Ok(Json(answer).into_response())
+}
+
+/// "trace … not found", and which ingest nodes did not answer: the trace may be among their
+/// rows not yet published.
+pub(crate) fn not_found_message(id: [u8; 16], missing: &[String]) -> String {
+    let mut message = format!("trace {} not found", hex::encode(id));
+    if !missing.is_empty() {
+        message.push_str(&format!(
+            "; ingest nodes {} did not answer, and their records not yet published were not searched",
+            missing.join(", ")
+        ));
+    }
+    message
 }
 
 /// Builds the span query of a trace search from its parameters.

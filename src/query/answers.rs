@@ -26,7 +26,7 @@ pub struct LogRecord<'a> {
     pub span_id: String,
     pub attributes: Value,
     pub resource: Value,
-    pub scope: Scope<'a>,
+    pub scope: InstrumentationScope<'a>,
     pub flags: u32,
 }
 
@@ -44,7 +44,11 @@ impl<'a> From<&'a LogRow> for LogRecord<'a> {
             span_id: hex::encode(&row.span_id),
             attributes: attributes_to_json(&row.attributes),
             resource: attributes_to_json(&row.resource),
-            scope: Scope::new(&row.scope_name, &row.scope_version, &row.scope_attributes),
+            scope: InstrumentationScope::new(
+                &row.scope_name,
+                &row.scope_version,
+                &row.scope_attributes,
+            ),
             flags: row.flags,
         }
     }
@@ -60,7 +64,7 @@ fn body(value: Option<&AnyValue>) -> Value {
 
 /// The instrumentation scope of a row.
 #[derive(Debug, Serialize)]
-pub struct Scope<'a> {
+pub struct InstrumentationScope<'a> {
     pub name: &'a str,
     pub version: &'a str,
     /// Left out when the scope has none.
@@ -68,9 +72,9 @@ pub struct Scope<'a> {
     pub attributes: Option<Value>,
 }
 
-impl<'a> Scope<'a> {
+impl<'a> InstrumentationScope<'a> {
     fn new(name: &'a str, version: &'a str, attributes: &[KeyValue]) -> Self {
-        Scope {
+        InstrumentationScope {
             name,
             version,
             attributes: (!attributes.is_empty()).then(|| attributes_to_json(attributes)),
@@ -96,7 +100,7 @@ pub struct Span<'a> {
     pub status: Status<'a>,
     pub attributes: Value,
     pub resource: Value,
-    pub scope: Scope<'a>,
+    pub scope: InstrumentationScope<'a>,
     pub events: Vec<SpanEvent<'a>>,
     pub links: Vec<SpanLink<'a>>,
     pub flags: u32,
@@ -155,7 +159,11 @@ impl<'a> From<&'a SpanRow> for Span<'a> {
             },
             attributes: attributes_to_json(&row.attributes),
             resource: attributes_to_json(&row.resource),
-            scope: Scope::new(&row.scope_name, &row.scope_version, &row.scope_attributes),
+            scope: InstrumentationScope::new(
+                &row.scope_name,
+                &row.scope_version,
+                &row.scope_attributes,
+            ),
             events: row
                 .events
                 .iter()

@@ -14,9 +14,10 @@ use weft_index::{Candidates, LogSearch, RowBatch, Signal, SummaryPart, TraceRows
 use crate::aggregation::{Aggregated, Aggregation};
 use crate::api::{ApiError, ApiState, Deadline};
 
-/// Most spans and logs one trace answer carries.
-pub const MAX_SPANS: usize = 10_000;
-pub const MAX_LOGS: usize = 50_000;
+/// Most spans and log records one trace answer carries (a page of a log search is bounded
+/// by `crate::api::limits::MAX_LOGS` instead).
+pub const MAX_TRACE_SPANS: usize = 10_000;
+pub const MAX_TRACE_LOGS: usize = 50_000;
 
 /// Most candidate traces one [`NodeQueries::trace_parts`] question names.
 pub const MAX_PARTS_PER_QUESTION: usize = 100;
@@ -56,7 +57,7 @@ pub struct Rows {
 /// What a node answers about its rows not yet in a published split. Every answer names the
 /// partitions it read ([`NodeAnswer::covers`]).
 pub trait NodeQueries: Send + Sync {
-    /// Its rows of trace `id`, at most [`MAX_SPANS`] and [`MAX_LOGS`].
+    /// Its rows of trace `id`, at most [`MAX_TRACE_SPANS`] and [`MAX_TRACE_LOGS`].
     fn trace(
         &self,
         id: [u8; 16],
@@ -117,7 +118,7 @@ impl NodeQueries for LocalNode<'_> {
         let (rows, read) = self
             .state
             .run_query(move |store, _| {
-                Ok(store.trace_in(&id, MAX_SPANS, MAX_LOGS, &Scope::Unpublished)?)
+                Ok(store.trace_in(&id, MAX_TRACE_SPANS, MAX_TRACE_LOGS, &Scope::Unpublished)?)
             })
             .await?;
         let TraceRows {
@@ -133,6 +134,15 @@ impl NodeQueries for LocalNode<'_> {
     }
 
     async fn logs(&self, search: &LogSearch) -> Result<NodeAnswer<Rows>, ApiError> {
+        if let Some(q) = &search.query {
+            weft_index::query::compile(q, Signal::Logs)?;
+        }
+        let max = crate::api::limits::MAX_LOGS;
+        if search.limit == 0 || search.limit > max {
+            return Err(ApiError::BadRequest(format!(
+                "limit must be from 1 to {max}"
+            )));
+        }
         let search = search.clone();
         let (page, listed) = self
             .state

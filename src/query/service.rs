@@ -13,7 +13,7 @@ use weft_index::{
     TraceSearch, TraceSearchResult,
 };
 
-use super::node::{MAX_LOGS, MAX_PARTS_PER_QUESTION, MAX_SPANS, summary_parts};
+use super::node::{MAX_PARTS_PER_QUESTION, MAX_TRACE_LOGS, MAX_TRACE_SPANS, summary_parts};
 use crate::api::{ApiError, ApiState};
 use crate::fanout::FanOut;
 
@@ -82,21 +82,23 @@ pub async fn trace_rows(
 ) -> Result<(TraceRows, Vec<String>), ApiError> {
     let Some(fanout) = state.fanout.clone() else {
         let rows = state
-            .run_query(move |store, _| Ok(store.trace(&id, MAX_SPANS, MAX_LOGS)?))
+            .run_query(move |store, _| Ok(store.trace(&id, MAX_TRACE_SPANS, MAX_TRACE_LOGS)?))
             .await?;
         return Ok((rows, Vec::new()));
     };
     let gathered = fanout.trace(id, authorization).await;
     let answered = Scope::Except(gathered.covered());
     let (mut rows, _) = state
-        .run_query(move |store, _| Ok(store.trace_in(&id, MAX_SPANS, MAX_LOGS, &answered)?))
+        .run_query(move |store, _| {
+            Ok(store.trace_in(&id, MAX_TRACE_SPANS, MAX_TRACE_LOGS, &answered)?)
+        })
         .await?;
     for answer in gathered.answers {
         rows.spans.extend(answer.value.rows.spans);
         rows.logs.extend(answer.value.rows.logs);
         rows.truncated |= answer.value.more;
     }
-    rows.settle(MAX_SPANS, MAX_LOGS);
+    rows.settle(MAX_TRACE_SPANS, MAX_TRACE_LOGS);
     Ok((rows, gathered.missing))
 }
 
@@ -218,7 +220,7 @@ pub async fn whole_traces(
                 for summary in found.traces {
                     // Hundreds of lookups: stop once nobody waits for the answer.
                     deadline.check()?;
-                    let rows = store.trace(&summary.trace_id, MAX_SPANS, MAX_LOGS)?;
+                    let rows = store.trace(&summary.trace_id, MAX_TRACE_SPANS, MAX_TRACE_LOGS)?;
                     out.push((summary.trace_id, rows));
                 }
                 Ok(out)

@@ -7,8 +7,9 @@
 //! ```
 //! A split marked for deletion (by retention, or replaced by a newer split of its partition)
 //! leaves every node's list at once, but its object stays for [`Publisher::deletion_grace`]:
-//! a search node may have listed it just before, and its query reads it in place. Leftovers of
-//! an earlier run are deleted at once.
+//! a search node may have listed it just before, and its query reads it in place. What an
+//! earlier run marked waits out the grace again from the start (the marks are in the
+//! metastore, the times were not); what it left staged was never listed and goes at once.
 //! Every step is retried with backoff until it succeeds: while object storage or the metastore
 //! is away, partitions stay unpublished (and their WAL entries stay on disk), queries over
 //! local data go on, and `/readyz` and `/metrics` say what fails.
@@ -85,8 +86,9 @@ pub struct Publisher {
     pub status: Arc<StorageStatus>,
     /// This node's name, which its splits carry.
     pub node: String,
-    /// How long a split marked for deletion stays readable: longer than a search node's list
-    /// of splits can be out of date (its refresh interval) plus a query's time limit.
+    /// How long a split marked for deletion stays readable: at least as long as a search
+    /// node's list of splits can be out of date (its refresh interval) plus a query's time
+    /// limit.
     pub deletion_grace: Duration,
 }
 
@@ -98,21 +100,25 @@ struct Marked {
 }
 
 impl Publisher {
-    /// Runs until `stop` turns true. `deletions` are splits to delete from the start (what a
-    /// previous run left staged or marked).
+    /// Runs until `stop` turns true. `(staged, marked)` are what a previous run left: staged
+    /// splits (never listed, so never read) are deleted at once, splits marked for deletion
+    /// after the grace (a search node that kept running may still read them).
     pub async fn run(
         self,
         mut jobs: mpsc::UnboundedReceiver<Job>,
-        deletions: Vec<String>,
+        (staged, marked_before): (Vec<String>, Vec<String>),
         mut stop: watch::Receiver<bool>,
     ) {
         let mut sealed: VecDeque<(SealedSnapshot, String)> = VecDeque::new();
         let mut doomed: Vec<String> = Vec::new();
-        // What an earlier run left staged or marked: no query of this run reads it.
-        let started = Instant::now();
-        let mut marked: Vec<Marked> = deletions
+        let now = Instant::now();
+        let mut marked: Vec<Marked> = staged
             .into_iter()
-            .map(|id| Marked { id, due: started })
+            .map(|id| Marked { id, due: now })
+            .chain(marked_before.into_iter().map(|id| Marked {
+                id,
+                due: now + self.deletion_grace,
+            }))
             .collect();
         let mut backoff = FIRST_BACKOFF;
         let mut retry_at: Option<Instant> = None;

@@ -42,11 +42,19 @@ async fn loaded() -> (TestServer, Dataset) {
     (server, data)
 }
 
+/// A client that gives up as a search node does, rather than hang the test.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(DEADLINE)
+        .build()
+        .unwrap()
+}
+
 fn remote(server: &TestServer, max_answer_bytes: usize) -> RemoteNode {
     RemoteNode::new(
         "ingest-1".into(),
         server.url(""),
-        reqwest::Client::new(),
+        client(),
         None,
         max_answer_bytes,
     )
@@ -60,7 +68,6 @@ async fn a_remote_node_answers_what_the_node_answers_its_users() {
     // A trace: the same spans and logs as `/api/v1/traces/{id}`, with the partitions read.
     let id: [u8; 16] = data.cross_hour_trace.as_slice().try_into().unwrap();
     let answer = node.trace(id).await.unwrap();
-    assert_eq!(answer.node, "ingest-1");
     assert!(
         !answer.covers.is_empty(),
         "a trace answer names what it read"
@@ -185,7 +192,7 @@ async fn a_node_answering_too_much_or_wrongly_is_refused() {
     let astray = RemoteNode::new(
         "ingest-2".into(),
         server.url("/nowhere"),
-        reqwest::Client::new(),
+        client(),
         None,
         MAX_NODE_ANSWER_BYTES,
     );
@@ -196,7 +203,7 @@ async fn a_node_answering_too_much_or_wrongly_is_refused() {
     let gone = RemoteNode::new(
         "ingest-3".into(),
         "http://127.0.0.1:1".into(),
-        reqwest::Client::new(),
+        client(),
         None,
         MAX_NODE_ANSWER_BYTES,
     );

@@ -632,7 +632,7 @@ async fn a_full_partition_is_published_before_its_hour_ends_listed_in_postgres()
 /// A late row of a published hour is sealed again into a split that replaces the first. The
 /// replaced split leaves the list at once but its object stays for the deletion grace (a
 /// query's time limit and a second), since a search node may have listed it just before; the
-/// next start deletes what an earlier run marked.
+/// next start waits out the grace again and deletes it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_split_stays_readable_for_the_grace_then_goes() {
     let dir = tempfile::tempdir().unwrap();
@@ -640,7 +640,9 @@ async fn a_replaced_split_stays_readable_for_the_grace_then_goes() {
     let _ = use_object_storage(&mut config, StorageUnderTest::File).await;
     // Longer than this test takes: the replaced object must still be there at its end.
     config.query_timeout = Duration::from_secs(3600);
-    let restart_config = config.clone();
+    let mut restart_config = config.clone();
+    // After the restart, a grace of two seconds.
+    restart_config.query_timeout = Duration::from_secs(1);
     let server = TestServer::start_with(dir, |c| *c = config).await;
     send_old_and_new(&server, "replaced", 1).await;
     wait_until_remote(&server, 1).await;
@@ -685,7 +687,7 @@ async fn a_replaced_split_stays_readable_for_the_grace_then_goes() {
         "read from the new split, once each"
     );
 
-    // The next start deletes what this run marked.
+    // The next start waits out the grace again for what this run marked, then deletes it.
     let dir = server.stop().await;
     let server = TestServer::start_with(dir, |c| *c = restart_config).await;
     let started = Instant::now();

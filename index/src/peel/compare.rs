@@ -111,7 +111,13 @@ pub fn comparable_fields(
     filtered_fields(signal, selection, &mut selected_by);
     listed
         .into_iter()
-        .filter(|(info, _)| worth_comparing(info) && !selected_by.contains(&info.field))
+        // A key longer than a user may name (stored data is not bounded so) cannot be asked
+        // of another node either: it is left out rather than failing the comparison.
+        .filter(|(info, _)| {
+            worth_comparing(info)
+                && !selected_by.contains(&info.field)
+                && info.field.check().is_ok()
+        })
         .filter_map(|(info, counts)| Some((info.field, counts?)))
         .unzip()
 }
@@ -173,5 +179,38 @@ pub fn findings(
         baseline_total,
         fields,
         findings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listed(field: FieldRef) -> CountedField {
+        let info = FieldInfo {
+            field,
+            distinct: 2,
+            with_field: Some(10),
+            exact: true,
+        };
+        (info, Some(ValueCounts::default()))
+    }
+
+    #[test]
+    fn a_key_no_user_could_name_is_not_compared() {
+        let selection = crate::query::parse("severity>=ERROR")
+            .expect("parses")
+            .expect("a query");
+        let (fields, counts) = comparable_fields(
+            Signal::Logs,
+            &selection,
+            vec![
+                listed(FieldRef::Attr("k".repeat(300))),
+                listed(FieldRef::Attr("http.route".into())),
+                listed(FieldRef::Severity),
+            ],
+        );
+        assert_eq!(fields, [FieldRef::Attr("http.route".into())]);
+        assert_eq!(counts.len(), 1);
     }
 }
