@@ -172,17 +172,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<Value> {
     let stop = Arc::new(AtomicBool::new(false));
     let queries = tokio::spawn(query_loop(http.clone(), trace_ids, stop.clone()));
     // Peak anonymous memory, sampled: the process's peak RSS also counts index pages it maps.
-    let anon_peak = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let mut peak = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                peak = peak.max(process::rss_anon_bytes(pid).unwrap_or(0));
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            peak
-        })
-    };
+    let anon_peak = process::sample_peak_anon_rss(vec![pid], stop.clone());
     let client = LogsServiceClient::connect(format!("http://{grpc}")).await?;
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let interval = Duration::from_secs_f64(args.batch as f64 / offered.max(1.0));
