@@ -255,6 +255,13 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         Some(s) => Some(settled_footprint(&s.data_dir.join("index")).await?),
         None => None,
     };
+    // The searches whose tail the load's merges lengthen, again on the store at rest.
+    let settled_searches = match &server {
+        Some(_) => {
+            Some(settled_log_searches(&http_client, &http, args.queries, args.profile).await?)
+        }
+        None => None,
+    };
     let (logs_bytes, spans_bytes, wal_bytes) = match &server {
         Some(s) => (
             process::dir_bytes(&s.data_dir.join("index").join("logs")),
@@ -323,6 +330,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         },
         "freshness_ms": freshness,
         "queries_ms": query_results,
+        "queries_ms_settled": settled_searches,
         "footprint": {
             "index_bytes_logs": logs_bytes,
             "index_bytes_spans": spans_bytes,
@@ -802,6 +810,30 @@ async fn run_queries(
     }))
 }
 
+/// The broad and phrase log searches of [`run_queries`], `runs` times each, once merges have
+/// settled: the same store with no merge competing for the cores.
+async fn settled_log_searches(
+    client: &reqwest::Client,
+    http: &str,
+    runs: usize,
+    profile: traffic::Profile,
+) -> anyhow::Result<Value> {
+    let common = traffic::body_word(profile, 0);
+    let phrase = format!("\"{common} {}\"", traffic::body_word(profile, 1));
+    let logs_url = format!("http://{http}/api/v1/logs");
+    let (mut broad, mut phrases) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        for (q, times) in [(&common, &mut broad), (&phrase, &mut phrases)] {
+            let query = [("q", q.as_str()), ("limit", "100"), ("start", "0")];
+            times.push(timed_get(client, &logs_url, &query).await?);
+        }
+    }
+    Ok(json!({
+        "broad_log_search_newest_100": percentiles(&mut broad),
+        "phrase_log_search_newest_100": percentiles(&mut phrases),
+    }))
+}
+
 /// The layer-peeling queries over `[start, end)`; each entry's percentiles, and how many rows
 /// the range held (so a fast answer is seen to be over all of them).
 async fn run_peel_queries(
@@ -1017,6 +1049,16 @@ fn print_table(report: &Value) {
                 println!("| bytes per {signal} by part | {} |", parts.join(", "));
             }
         }
+    }
+    let settled = &report["queries_ms_settled"];
+    if !settled.is_null() {
+        println!(
+            "| broad / phrase log search once merges settled, p50 / p99 ms | {} / {}, {} / {} |",
+            f(&settled["broad_log_search_newest_100"]["p50"]),
+            f(&settled["broad_log_search_newest_100"]["p99"]),
+            f(&settled["phrase_log_search_newest_100"]["p50"]),
+            f(&settled["phrase_log_search_newest_100"]["p99"])
+        );
     }
     let mib = |v: &Value| {
         v.as_f64()
