@@ -241,8 +241,14 @@ impl Store {
         // page: everything newer than a window's start is inside it, so a full window holds
         // the newest records of the whole range.
         let before_window = hits.len();
+        // Windows count back from the newest record of the range rather than from its end: a
+        // range that ends now holds nothing in its last seconds once ingest pauses, and every
+        // empty window costs a pass over each segment's time column.
+        let anchor = self
+            .newest_log_time(start, end, search.query.as_ref(), scope)?
+            .map_or(end, |newest| newest.saturating_add(1).min(end));
         for window in SEARCH_WINDOWS_NANOS {
-            let window_start = end.saturating_sub(window).max(start);
+            let window_start = anchor.saturating_sub(window).max(start);
             hits.truncate(before_window);
             self.collect_newest(
                 &*matcher,
@@ -269,6 +275,44 @@ impl Store {
             next_cursor,
         };
         Ok((page, listed.into_iter().collect()))
+    }
+
+    /// The time of the newest log record in `[start, end)` by the newest hour's segments'
+    /// time columns (their largest value, kept in each column's header), or `None` when that
+    /// hour's newest is past the range, nothing is there, or the hour is a split read in
+    /// place. Only a hint for where to start looking: any answer leaves the search's result
+    /// the same.
+    fn newest_log_time(
+        &self,
+        start: u64,
+        end: u64,
+        query: Option<&Expr>,
+        scope: &Scope,
+    ) -> Result<Option<u64>, IndexError> {
+        let mut partitions = self.partitions_matching_in(Signal::Logs, start, end, query, scope)?;
+        let Some(hour) = partitions.next_hour() else {
+            return Ok(None);
+        };
+        let mut newest: Option<u64> = None;
+        while partitions.next_hour() == Some(hour) {
+            let Some(partition) = partitions.next() else {
+                break;
+            };
+            let partition = partition?;
+            // A split read in place would fetch each segment's whole time column for this.
+            if partition.is_read_in_place() {
+                return Ok(None);
+            }
+            let searcher = partition.searcher();
+            for reader in searcher.segment_readers() {
+                if reader.num_docs() == 0 {
+                    continue;
+                }
+                let column = reader.fast_fields().u64("time")?;
+                newest = Some(newest.map_or(column.max_value(), |n| n.max(column.max_value())));
+            }
+        }
+        Ok(newest.filter(|&t| t >= start && t < end))
     }
 
     /// Adds the newest hits in `[start, end)` of the partitions `scope` reads until there are
