@@ -233,6 +233,8 @@ impl Store {
                     ties.retain(|h| h.key < cursor);
                     hits.extend(ties);
                 }
+                // The parts of one hour each gave theirs: one order before the page is cut.
+                hits.sort_by_key(|h| std::cmp::Reverse(h.key));
             }
             end = end.min(t);
         }
@@ -244,9 +246,13 @@ impl Store {
         // Windows count back from the newest record of the range rather than from its end: a
         // range that ends now holds nothing in its last seconds once ingest pauses, and every
         // empty window costs a pass over each segment's time column.
-        let anchor = self
-            .newest_log_time(start, end, search.query.as_ref(), scope)?
-            .map_or(end, |newest| newest.saturating_add(1).min(end));
+        let anchor = match hits.len() > search.limit {
+            // The cursor's ties fill the page: no window is searched.
+            true => end,
+            false => self
+                .newest_log_time(start, end, search.query.as_ref(), scope)?
+                .map_or(end, |newest| newest.saturating_add(1).min(end)),
+        };
         for window in SEARCH_WINDOWS_NANOS {
             let window_start = anchor.saturating_sub(window).max(start);
             hits.truncate(before_window);
@@ -289,12 +295,19 @@ impl Store {
         query: Option<&Expr>,
         scope: &Scope,
     ) -> Result<Option<u64>, IndexError> {
+        if start >= end {
+            return Ok(None);
+        }
         let mut partitions = self.partitions_matching_in(Signal::Logs, start, end, query, scope)?;
         let Some(hour) = partitions.next_hour() else {
             return Ok(None);
         };
         let mut newest: Option<u64> = None;
         while partitions.next_hour() == Some(hour) {
+            // A partition only in object storage would be opened (fetched) for this.
+            if !partitions.next_is_local() {
+                return Ok(None);
+            }
             let Some(partition) = partitions.next() else {
                 break;
             };

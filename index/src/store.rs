@@ -1548,6 +1548,15 @@ impl<'a> Partitions<'a> {
             .collect()
     }
 
+    /// Whether the next partition listed has a copy on the local disk (opening it reads
+    /// nothing from object storage).
+    pub(crate) fn next_is_local(&self) -> bool {
+        self.listed
+            .as_slice()
+            .first()
+            .is_some_and(|(_, local)| local.is_some())
+    }
+
     /// The hour of the next partition listed.
     pub(crate) fn next_hour(&self) -> Option<u64> {
         self.listed.as_slice().first().map(|(key, _)| key.start_ns)

@@ -588,3 +588,83 @@ fn a_partition_that_cannot_be_created_is_refused_until_the_disk_recovers() {
     assert_eq!(store.partition_formats(), vec![weft_index::Format::CURRENT]);
     assert_eq!(search(&store, "hour", 10), vec!["in a new hour"]);
 }
+
+/// Log search tries recent time windows first, counted back from the newest record of the
+/// range. Whatever they count back from, a page holds the newest rows of the whole range, and
+/// paging with a cursor walks every row once, in order: here with the range ending a day past
+/// the newest row, rows across two hours and two parts of the newer one, and ties.
+#[test]
+fn pages_are_the_newest_rows_of_the_range_whatever_the_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_with(
+        dir.path(),
+        StoreOptions {
+            object_storage: true,
+            seal_docs: Some(15),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let second = 1_000_000_000;
+    // An older hour, a row a second; the newer hour's rows 30 s apart (wider than the first
+    // window), three of them sharing one time.
+    let mut logs: Vec<LogRow> = (0..40)
+        .map(|i| log(BASE + i * second, &format!("old {i:02}"), 0))
+        .collect();
+    logs.extend((0..20).map(|i| log(BASE + HOUR + i * 30 * second, &format!("new {i:02}"), 0)));
+    logs.extend((0..3).map(|i| log(BASE + HOUR + 95 * second, &format!("tie {i}"), 0)));
+    // Two entries, so that the newer hour fills a part and goes on in a second one.
+    let (first, rest) = logs.split_at(55);
+    for (lsn, part) in [(0, first), (10, rest)] {
+        let batch = RowBatch {
+            logs: part.to_vec(),
+            spans: vec![],
+        };
+        store.index_batch(lsn, lsn + 1, &batch).unwrap();
+    }
+    store.commit(20).unwrap();
+    assert!(
+        store.partition_count(Signal::Logs) >= 3,
+        "two parts of the newer hour"
+    );
+
+    let mut expected: Vec<(u64, String)> = logs
+        .iter()
+        .map(|l| (l.time_unix_nano, l.body_text()))
+        .collect();
+    expected.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let page_through = |q: &str, limit: usize| {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .search_logs(&LogSearch {
+                    query: parse(q).unwrap(),
+                    start_unix_nano: BASE,
+                    end_unix_nano: BASE + 30 * HOUR,
+                    limit,
+                    cursor,
+                })
+                .unwrap();
+            seen.extend(page.logs.iter().map(|l| (l.time_unix_nano, l.body_text())));
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break seen,
+            }
+        }
+    };
+    for limit in [1, 2, 7, 100] {
+        let seen = page_through("", limit);
+        let times: Vec<u64> = seen.iter().map(|(t, _)| *t).collect();
+        let want: Vec<u64> = expected.iter().map(|(t, _)| *t).collect();
+        assert_eq!(times, want, "pages of {limit}");
+        let mut bodies: Vec<&String> = seen.iter().map(|(_, b)| b).collect();
+        bodies.sort();
+        bodies.dedup();
+        assert_eq!(bodies.len(), logs.len(), "each row once, pages of {limit}");
+    }
+    // Only the older hour matches: the newer hour's newest time says nothing of it.
+    let old = page_through("old", 5);
+    assert_eq!(old.len(), 40);
+    assert_eq!(old[0].1, "old 39");
+}

@@ -169,7 +169,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
             (Some(server), vec![g], h, p)
         }
     };
-    if targets.len() > 1 && !pids.is_empty() && pids.len() != targets.len() {
+    if !pids.is_empty() && pids.len() != targets.len() {
         bail!(
             "--target-pid names {} processes for {} --target-grpc addresses: one per address",
             pids.len(),
@@ -198,7 +198,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
     let latencies = Arc::new(Mutex::new(Vec::<f64>::new()));
     let trace_sample = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    // Through the load and the queries.
+    // Through the load, the queries and the settled searches.
     let sampling_done = Arc::new(AtomicBool::new(false));
     let anon_peak = process::sample_peak_anon_rss(pids.clone(), sampling_done.clone());
     let started = Instant::now();
@@ -247,8 +247,6 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
     let sample = trace_sample.lock().await.clone();
     let query_results =
         run_queries(&http_client, &http, &sample, args.queries, args.profile).await?;
-    sampling_done.store(true, Ordering::Relaxed);
-    let anon_peak = anon_peak.await?;
 
     // Merges go on after the load stops; the figure users compare is the settled one.
     let settled = match &server {
@@ -280,6 +278,9 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
         [] => None,
         all => all.iter().copied().sum(),
     };
+    // Both peaks over the same stretch: the load, the queries and the settled searches.
+    sampling_done.store(true, Ordering::Relaxed);
+    let anon_peak = anon_peak.await?;
     let peak_rss = pids
         .iter()
         .filter_map(|p| process::peak_rss_bytes(*p))
@@ -346,7 +347,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<()> {
             "weft_peak_rss_bytes": peak_rss,
             // Heap and stacks only: the peak above also counts mapped index pages, which the
             // kernel drops and rereads at will.
-            "weft_peak_anonymous_rss_bytes": (!pids.is_empty()).then_some(anon_peak),
+            "weft_peak_anonymous_rss_bytes": anon_peak,
         },
     });
     print_table(&report);

@@ -140,17 +140,20 @@ pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
 }
 
 /// Samples the anonymous resident memory of `pids` every 50 ms until `stop`; the task's
-/// result is the most any one of them held. (The kernel keeps a peak only of all resident
-/// memory, which also counts the index pages a process maps.)
+/// result is the most any one of them held, `None` when none could be read. (The kernel
+/// keeps a peak only of all resident memory, which also counts the index pages a process
+/// maps.)
 pub fn sample_peak_anon_rss(
     pids: Vec<u32>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> tokio::task::JoinHandle<u64> {
+) -> tokio::task::JoinHandle<Option<u64>> {
     tokio::spawn(async move {
-        let mut peak = 0u64;
+        let mut peak: Option<u64> = None;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             for pid in &pids {
-                peak = peak.max(rss_anon_bytes(*pid).unwrap_or(0));
+                if let Some(now) = rss_anon_bytes(*pid) {
+                    peak = Some(peak.map_or(now, |p| p.max(now)));
+                }
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
