@@ -55,7 +55,7 @@ fn decode_and_normalize(c: &mut Criterion) {
                 logs: rows.rows,
                 spans: Vec::new(),
             }
-            .encode_to_vec()
+            .encode_packed()
         })
     });
     group.finish();

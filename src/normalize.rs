@@ -9,7 +9,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use weft_index::model::any_value_to_string;
+use weft_index::model::{SharedAttributes, any_value_to_string};
 use weft_index::severity;
 use weft_index::{LogRow, SpanRow};
 
@@ -180,9 +180,13 @@ pub fn severity_pair(number: i32, text: &str) -> (i32, String) {
     }
 }
 
-fn scope_parts(scope: Option<&InstrumentationScope>) -> (String, String, Vec<KeyValue>) {
+fn scope_parts(scope: Option<&InstrumentationScope>) -> (String, String, SharedAttributes) {
     scope.map_or_else(Default::default, |s| {
-        (s.name.clone(), s.version.clone(), s.attributes.clone())
+        (
+            s.name.clone(),
+            s.version.clone(),
+            s.attributes.clone().into(),
+        )
     })
 }
 
@@ -193,7 +197,7 @@ pub fn logs(request: ExportLogsServiceRequest, now_unix_nano: u64) -> Normalized
         let service = service_name(resource_logs.resource.as_ref());
         let resource = resource_logs
             .resource
-            .map(|r| r.attributes)
+            .map(|r| SharedAttributes::from(r.attributes))
             .unwrap_or_default();
         for scope_logs in resource_logs.scope_logs {
             let (scope_name, scope_version, scope_attributes) =
@@ -244,6 +248,7 @@ pub fn logs(request: ExportLogsServiceRequest, now_unix_nano: u64) -> Normalized
                     flags: record.flags,
                     dropped_attributes_count: record.dropped_attributes_count,
                     scope_attributes: scope_attributes.clone(),
+                    origin: 0,
                 });
             }
         }
@@ -258,7 +263,7 @@ pub fn spans(request: ExportTraceServiceRequest) -> Normalized<SpanRow> {
         let service = service_name(resource_spans.resource.as_ref());
         let resource = resource_spans
             .resource
-            .map(|r| r.attributes)
+            .map(|r| SharedAttributes::from(r.attributes))
             .unwrap_or_default();
         for scope_spans in resource_spans.scope_spans {
             let (scope_name, scope_version, scope_attributes) =
@@ -318,6 +323,7 @@ pub fn spans(request: ExportTraceServiceRequest) -> Normalized<SpanRow> {
                     flags: span.flags,
                     scope_attributes: scope_attributes.clone(),
                     dropped_attributes_count: span.dropped_attributes_count,
+                    origin: 0,
                 });
             }
         }
@@ -427,6 +433,20 @@ mod tests {
         assert_eq!(out.rows[0].service, "checkout");
         assert_eq!(out.rows[0].scope_name, "payments");
         assert_eq!(out.rows[0].scope_version, "1.2.0");
+    }
+
+    #[test]
+    fn the_records_of_one_resource_share_its_attributes() {
+        let resource = vec![kv("service.name", s("checkout")), kv("host.name", s("a1"))];
+        let out = logs(
+            logs_request(resource.clone(), vec![LogRecord::default(); 3]),
+            7,
+        );
+        assert_eq!(out.rows.len(), 3);
+        for row in &out.rows {
+            assert_eq!(*row.resource, resource);
+            assert!(row.resource.is_shared_with(&out.rows[0].resource));
+        }
     }
 
     #[test]

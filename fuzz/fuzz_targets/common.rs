@@ -18,18 +18,21 @@ fn window() -> TimeWindow {
     )
 }
 
-/// Checks one batch the way the WAL and the index see it: it encodes, each row's slice of the
-/// encoding is found, it decodes back to itself, and every row renders as JSON.
-fn check_batch(batch: RowBatch) {
-    let payload = batch.encode_to_vec();
+/// Checks one batch the way the WAL and the index see it: it encodes packed, each row's slice of
+/// the encoding is found, it decodes back to itself, packing leaves its rows as they were, and
+/// every row renders as JSON.
+fn check_batch(mut batch: RowBatch) {
+    let plain = batch.encode_to_vec();
+    let payload = batch.encode_packed();
+    // Compared as bytes: a NaN attribute is not equal to itself.
+    assert_eq!(batch.encode_to_vec(), plain, "packing changed the rows");
     let slices = batch
         .row_encodings(&payload)
         .expect("a batch's own encoding has a slice per row");
     assert_eq!(slices.logs.len(), batch.logs.len());
     assert_eq!(slices.spans.len(), batch.spans.len());
-    let back = RowBatch::decode(payload.as_slice()).expect("a batch decodes from its encoding");
-    // Compared as bytes: a NaN attribute is not equal to itself.
-    assert_eq!(back.encode_to_vec(), payload);
+    let back = RowBatch::decode_packed(&payload).expect("a batch decodes from its encoding");
+    assert_eq!(back.encode_to_vec(), plain);
     for row in &batch.logs {
         serde_json::to_string(&LogRecord::from(row)).expect("a log record renders as JSON");
     }

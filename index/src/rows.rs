@@ -99,13 +99,22 @@ const LOG_RESOURCE: u32 = 11;
 const LOG_SCOPE_NAME: u32 = 12;
 const LOG_SCOPE_VERSION: u32 = 13;
 const LOG_SCOPE_ATTRIBUTES: u32 = 16;
+const LOG_ORIGIN: u32 = 17;
 
 /// Splits `row` for a partition of `format` (2 or later). Format 3 also leaves out the event
 /// (its column holds it) and, when the severity text is the one its number names (`INFO` for
 /// 9, as weft fills it in when a client sends none), both: the `severity` column holds the
 /// number, and the text follows from it. Any other severity (a text of the client's own, none
 /// at all, a number outside 1–24) stays in the row as it is.
-pub(crate) fn split_log(row: &LogRow, encoded: &[u8], format: Format) -> LogSplit {
+///
+/// `origins` are the origins of a packed WAL entry ([`crate::RowBatch::encode_packed`]): a row
+/// that names one (`origin`) takes its bytes from there, exactly those it left out.
+pub(crate) fn split_log(
+    row: &LogRow,
+    encoded: &[u8],
+    origins: &[&[u8]],
+    format: Format,
+) -> LogSplit {
     let trace_id = trace_halves(&row.trace_id);
     let span_id = span_number(&row.span_id);
     let v3 = format >= Format::V3;
@@ -123,6 +132,7 @@ pub(crate) fn split_log(row: &LogRow, encoded: &[u8], format: Format) -> LogSpli
             LOG_SPAN_ID if span_id.is_some() => {}
             LOG_SERVICE | LOG_RESOURCE | LOG_SCOPE_NAME | LOG_SCOPE_VERSION
             | LOG_SCOPE_ATTRIBUTES => origin.extend_from_slice(bytes),
+            LOG_ORIGIN => origin.extend_from_slice(named_origin(bytes, origins)),
             _ => kept.extend_from_slice(bytes),
         }
     }
@@ -157,8 +167,10 @@ const SPAN_RESOURCE: u32 = 11;
 const SPAN_SCOPE_NAME: u32 = 12;
 const SPAN_SCOPE_VERSION: u32 = 13;
 const SPAN_SCOPE_ATTRIBUTES: u32 = 19;
+const SPAN_ORIGIN: u32 = 21;
 
-pub(crate) fn split_span(row: &SpanRow, encoded: &[u8]) -> SpanSplit {
+/// Splits a span row as [`split_log`] does a log row.
+pub(crate) fn split_span(row: &SpanRow, encoded: &[u8], origins: &[&[u8]]) -> SpanSplit {
     let trace_in_column = row.trace_id.len() == 16;
     let span_id = span_number(&row.span_id);
     let parent_span_id = span_number(&row.parent_span_id);
@@ -178,6 +190,7 @@ pub(crate) fn split_span(row: &SpanRow, encoded: &[u8]) -> SpanSplit {
             | SPAN_SCOPE_NAME
             | SPAN_SCOPE_VERSION
             | SPAN_SCOPE_ATTRIBUTES => origin.extend_from_slice(bytes),
+            SPAN_ORIGIN => origin.extend_from_slice(named_origin(bytes, origins)),
             _ => kept.extend_from_slice(bytes),
         }
     }
@@ -187,6 +200,19 @@ pub(crate) fn split_span(row: &SpanRow, encoded: &[u8]) -> SpanSplit {
         span_id,
         parent_span_id,
     }
+}
+
+/// The origin a row's `origin` field (`field`, key included) names among `origins`. The
+/// batch's encoding and its rows come from one `encode_packed`, so every name is in range; a
+/// name that is not (never written) stands for no origin.
+fn named_origin<'a>(field: &[u8], origins: &[&'a [u8]]) -> &'a [u8] {
+    let mut rest = field;
+    let index = decode_key(&mut rest)
+        .ok()
+        .and_then(|_| decode_varint(&mut rest).ok())
+        .and_then(|n| usize::try_from(n).ok())
+        .and_then(|n| n.checked_sub(1));
+    index.and_then(|i| origins.get(i).copied()).unwrap_or(&[])
 }
 
 /// Format 2 and 3 columns of one segment of a logs partition.
@@ -403,6 +429,7 @@ pub(crate) fn row_hash(row: &LogRow) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 
     /// The tag constants name the fields `model.rs` declares: a row with only that field set
     /// encodes as one field of that tag.
@@ -413,7 +440,7 @@ mod tests {
             key: "k".into(),
             ..Default::default()
         }];
-        let logs: [(u32, LogRow); 11] = [
+        let logs: [(u32, LogRow); 12] = [
             (
                 LOG_TIME,
                 LogRow {
@@ -466,7 +493,7 @@ mod tests {
             (
                 LOG_RESOURCE,
                 LogRow {
-                    resource: kv.clone(),
+                    resource: kv.clone().into(),
                     ..Default::default()
                 },
             ),
@@ -487,7 +514,14 @@ mod tests {
             (
                 LOG_SCOPE_ATTRIBUTES,
                 LogRow {
-                    scope_attributes: kv.clone(),
+                    scope_attributes: kv.clone().into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                LOG_ORIGIN,
+                LogRow {
+                    origin: 1,
                     ..Default::default()
                 },
             ),
@@ -496,7 +530,7 @@ mod tests {
             let tags: Vec<u32> = fields(&row.encode_to_vec()).map(|(t, _)| t).collect();
             assert_eq!(tags, vec![tag], "{row:?}");
         }
-        let spans: [(u32, SpanRow); 10] = [
+        let spans: [(u32, SpanRow); 11] = [
             (
                 SPAN_TRACE_ID,
                 SpanRow {
@@ -542,7 +576,7 @@ mod tests {
             (
                 SPAN_RESOURCE,
                 SpanRow {
-                    resource: kv.clone(),
+                    resource: kv.clone().into(),
                     ..Default::default()
                 },
             ),
@@ -563,7 +597,14 @@ mod tests {
             (
                 SPAN_SCOPE_ATTRIBUTES,
                 SpanRow {
-                    scope_attributes: kv.clone(),
+                    scope_attributes: kv.clone().into(),
+                    ..Default::default()
+                },
+            ),
+            (
+                SPAN_ORIGIN,
+                SpanRow {
+                    origin: 1,
                     ..Default::default()
                 },
             ),
@@ -571,6 +612,77 @@ mod tests {
         for (tag, row) in spans {
             let tags: Vec<u32> = fields(&row.encode_to_vec()).map(|(t, _)| t).collect();
             assert_eq!(tags, vec![tag], "{row:?}");
+        }
+    }
+
+    #[test]
+    fn a_packed_row_splits_into_the_bytes_its_plain_encoding_does() {
+        let kv = |k: &str, v: &str| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        };
+        let resource = |host: &str| -> crate::model::SharedAttributes {
+            vec![kv("service.name", "checkout"), kv("host.name", host)].into()
+        };
+        let (a, b) = (resource("a1"), resource("b2"));
+        let log = |body: &str, resource: &crate::model::SharedAttributes| LogRow {
+            time_unix_nano: 5,
+            service: "checkout".into(),
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(body.into())),
+            }),
+            trace_id: vec![1; 16],
+            attributes: vec![kv("order.id", body)],
+            resource: resource.clone(),
+            scope_name: "io.weft".into(),
+            scope_attributes: vec![kv("scope.kind", "test")].into(),
+            ..Default::default()
+        };
+        let span = |name: &str, resource: &crate::model::SharedAttributes| SpanRow {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            name: name.into(),
+            service: "checkout".into(),
+            start_time_unix_nano: 5,
+            end_time_unix_nano: 9,
+            resource: resource.clone(),
+            scope_version: "1.0".into(),
+            ..Default::default()
+        };
+        let mut batch = crate::RowBatch {
+            logs: vec![log("x", &a), log("y", &a), log("z", &b), log("w", &a)],
+            spans: vec![span("p", &b), span("q", &b), span("r", &a)],
+        };
+        let plain = batch.encode_to_vec();
+        let packed = batch.encode_packed();
+        assert!(
+            packed.len() < plain.len(),
+            "{} < {}",
+            packed.len(),
+            plain.len()
+        );
+        let plain_rows = batch.row_encodings(&plain).unwrap();
+        let packed_rows = batch.row_encodings(&packed).unwrap();
+        assert!(plain_rows.log_origins.is_empty());
+        assert_eq!(packed_rows.log_origins.len(), 3, "runs a, b, a");
+        assert_eq!(packed_rows.span_origins.len(), 2, "runs b, a");
+        for (i, row) in batch.logs.iter().enumerate() {
+            for format in [Format::V2, Format::V3] {
+                let want = split_log(row, plain_rows.logs[i], &[], format);
+                let got = split_log(row, packed_rows.logs[i], &packed_rows.log_origins, format);
+                assert_eq!(got.kept, want.kept, "log {i}");
+                assert_eq!(got.origin, want.origin, "log {i}");
+                assert!(!got.origin.is_empty());
+            }
+        }
+        for (i, row) in batch.spans.iter().enumerate() {
+            let want = split_span(row, plain_rows.spans[i], &[]);
+            let got = split_span(row, packed_rows.spans[i], &packed_rows.span_origins);
+            assert_eq!(got.kept, want.kept, "span {i}");
+            assert_eq!(got.origin, want.origin, "span {i}");
         }
     }
 
@@ -584,7 +696,7 @@ mod tests {
             ..Default::default()
         };
         let encoded = row.encode_to_vec();
-        let split = split_log(&row, &encoded, Format::V2);
+        let split = split_log(&row, &encoded, &[], Format::V2);
         assert_eq!(split.trace_id, None);
         assert_eq!(split.span_id, Some(u64::from_be_bytes([2; 8])));
         let kept = LogRow::decode(split.kept.as_slice()).unwrap();
@@ -614,14 +726,16 @@ mod tests {
         ] {
             let row = row(number, text);
             let encoded = row.encode_to_vec();
-            let v3 = LogRow::decode(split_log(&row, &encoded, Format::V3).kept.as_slice()).unwrap();
+            let v3 =
+                LogRow::decode(split_log(&row, &encoded, &[], Format::V3).kept.as_slice()).unwrap();
             assert_eq!(
                 (v3.severity_number, v3.severity_text.as_str()),
                 kept,
                 "{row:?}"
             );
             assert!(v3.event.is_empty());
-            let v2 = LogRow::decode(split_log(&row, &encoded, Format::V2).kept.as_slice()).unwrap();
+            let v2 =
+                LogRow::decode(split_log(&row, &encoded, &[], Format::V2).kept.as_slice()).unwrap();
             assert_eq!(
                 (
                     v2.severity_number,
@@ -643,7 +757,7 @@ mod tests {
             ..Default::default()
         };
         let encoded = row.encode_to_vec();
-        let kept = SpanRow::decode(split_span(&row, &encoded).kept.as_slice()).unwrap();
+        let kept = SpanRow::decode(split_span(&row, &encoded, &[]).kept.as_slice()).unwrap();
         assert_eq!(kept.end_time_unix_nano, 4);
         assert_eq!(kept.start_time_unix_nano, 0);
         assert!(kept.trace_id.is_empty() && kept.span_id.is_empty());

@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use prost::Message;
 use tantivy::TantivyDocument;
 use tantivy::schema::{
     BytesOptions, FAST, Field, IndexRecordOption, JsonObjectOptions, NumericOptions, OwnedValue,
@@ -218,8 +219,15 @@ impl LogFields {
     }
 
     /// The document of `row` for a partition of `format`; `encoded` is the row's protobuf
-    /// encoding.
-    pub(crate) fn document(&self, row: &LogRow, encoded: &[u8], format: Format) -> TantivyDocument {
+    /// encoding in its WAL entry, and `origins` that entry's origins (see
+    /// `RowBatch::encode_packed`).
+    pub(crate) fn document(
+        &self,
+        row: &LogRow,
+        encoded: &[u8],
+        origins: &[&[u8]],
+        format: Format,
+    ) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
         doc.add_u64(self.time, row.time_unix_nano);
         doc.add_text(self.service, &row.service);
@@ -246,10 +254,16 @@ impl LogFields {
                 if !row.span_id.is_empty() {
                     doc.add_bytes(self.span_id, &row.span_id);
                 }
-                doc.add_bytes(self.source, encoded);
+                // Format 1 stores the whole row, origin included: from a packed entry, it is
+                // encoded again.
+                if origins.is_empty() {
+                    doc.add_bytes(self.source, encoded);
+                } else {
+                    doc.add_bytes(self.source, &row.encode_to_vec());
+                }
             }
             Format::V2 | Format::V3 => {
-                let split = rows::split_log(row, encoded, format);
+                let split = rows::split_log(row, encoded, origins, format);
                 // An ID of another length than OTLP's stays in the stored row, unindexed: no
                 // query can name it (they take 16 / 8 bytes of hex).
                 if let Some((hi, lo)) = split.trace_id {
@@ -372,6 +386,7 @@ impl SpanFields {
         &self,
         row: &SpanRow,
         encoded: &[u8],
+        origins: &[&[u8]],
         format: Format,
     ) -> TantivyDocument {
         let mut doc = TantivyDocument::default();
@@ -406,10 +421,14 @@ impl SpanFields {
                 if !row.parent_span_id.is_empty() {
                     doc.add_bytes(self.parent_span_id, &row.parent_span_id);
                 }
-                doc.add_bytes(self.source, encoded);
+                if origins.is_empty() {
+                    doc.add_bytes(self.source, encoded);
+                } else {
+                    doc.add_bytes(self.source, &row.encode_to_vec());
+                }
             }
             Format::V2 | Format::V3 => {
-                let split = rows::split_span(row, encoded);
+                let split = rows::split_span(row, encoded, origins);
                 if row.trace_id.len() == 16 {
                     doc.add_bytes(self.trace_id, &bucket(&row.trace_id));
                 }

@@ -413,16 +413,22 @@ impl Store {
             }
             let format = partition.format;
             let mut docs = Vec::with_capacity(rows.logs.len() + rows.spans.len());
-            docs.extend(
-                rows.logs
-                    .into_iter()
-                    .map(|i| log_fields().document(&batch.logs[i], sources.logs[i], format)),
-            );
-            docs.extend(
-                rows.spans
-                    .into_iter()
-                    .map(|i| span_fields().document(&batch.spans[i], sources.spans[i], format)),
-            );
+            docs.extend(rows.logs.into_iter().map(|i| {
+                log_fields().document(
+                    &batch.logs[i],
+                    sources.logs[i],
+                    &sources.log_origins,
+                    format,
+                )
+            }));
+            docs.extend(rows.spans.into_iter().map(|i| {
+                span_fields().document(
+                    &batch.spans[i],
+                    sources.spans[i],
+                    &sources.span_origins,
+                    format,
+                )
+            }));
             groups.push((partition, docs));
         }
         // Partitions whose writer is open go first, so that when one more writer is needed,

@@ -94,7 +94,7 @@ pub fn fixture_rows() -> RowBatch {
                     kv("http.route", &format!("/orders/{s}")),
                     int("n", s as i64),
                 ],
-                resource: resource(service, t % 2),
+                resource: resource(service, t % 2).into(),
                 scope_name: "io.weft.fixture".into(),
                 scope_version: "1.0".into(),
                 events: if s == 2 {
@@ -115,8 +115,9 @@ pub fn fixture_rows() -> RowBatch {
                     String::new()
                 },
                 flags: 1,
-                scope_attributes: vec![kv("scope.kind", "test")],
+                scope_attributes: vec![kv("scope.kind", "test")].into(),
                 dropped_attributes_count: s as u32,
+                origin: 0,
             });
         }
         for l in 0..5u64 {
@@ -161,7 +162,7 @@ pub fn fixture_rows() -> RowBatch {
                     int("http.status_code", [200, 404, 500, 200, 201][l as usize]),
                     kv("order.id", &format!("{}", t * 10 + l)),
                 ],
-                resource: resource(service, t % 2),
+                resource: resource(service, t % 2).into(),
                 scope_name: if l == 1 {
                     String::new()
                 } else {
@@ -170,7 +171,8 @@ pub fn fixture_rows() -> RowBatch {
                 scope_version: "1.0".into(),
                 flags: (l % 2) as u32,
                 dropped_attributes_count: 0,
-                scope_attributes: vec![kv("scope.kind", "test")],
+                scope_attributes: vec![kv("scope.kind", "test")].into(),
+                origin: 0,
             });
         }
     }
@@ -527,7 +529,7 @@ fn records_sharing_a_time_and_differing_only_in_origin_page_apart() {
             time_unix_nano: BASE,
             service: "svc".into(),
             body: text("same words"),
-            resource: resource("svc", host),
+            resource: resource("svc", host).into(),
             ..Default::default()
         })
         .collect();

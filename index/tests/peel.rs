@@ -77,7 +77,7 @@ fn span(host: u64, i: u64) -> SpanRow {
             "http.status_code",
             if i.is_multiple_of(5) { 404 } else { 200 },
         )],
-        resource: resource(host),
+        resource: resource(host).into(),
         ..Default::default()
     }
 }
@@ -95,7 +95,7 @@ fn log(host: u64, i: u64) -> LogRow {
             9
         },
         attributes: vec![string("order.id", &format!("o{n}"))],
-        resource: resource(host),
+        resource: resource(host).into(),
         ..Default::default()
     }
 }

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use serde_json::{Value, json};
-use weft_index::model::any_value_to_json;
+use weft_index::model::{SharedAttributes, any_value_to_json};
 use weft_index::query::{CmpOp, Expr};
 use weft_index::{LogRow, SpanRow, TraceSearch};
 
@@ -394,7 +394,7 @@ fn log_entry(log: &LogRow) -> Value {
 pub(crate) fn trace_json(trace_id: &[u8; 16], spans: &[SpanRow], logs: &[LogRow]) -> Value {
     let trace_hex = hex::encode(trace_id);
     // One process per distinct service + resource.
-    let mut processes: Vec<(String, Vec<KeyValue>)> = Vec::new();
+    let mut processes: Vec<(String, SharedAttributes)> = Vec::new();
     let mut process_of = |row: &SpanRow| -> String {
         let index = processes
             .iter()

@@ -473,7 +473,7 @@ fn otlp_resource_spans(spans: &[SpanRow], logs: &[LogRow]) -> Vec<ResourceSpans>
         let at = match resource_keys.iter().position(|k| *k == key) {
             Some(at) => at,
             None => {
-                let mut attributes = span.resource.clone();
+                let mut attributes = span.resource.to_vec();
                 if !attributes.iter().any(|kv| kv.key == "service.name") {
                     attributes.insert(0, string_value("service.name", &span.service));
                 }
@@ -492,7 +492,7 @@ fn otlp_resource_spans(spans: &[SpanRow], logs: &[LogRow]) -> Vec<ResourceSpans>
         let scope = InstrumentationScope {
             name: span.scope_name.clone(),
             version: span.scope_version.clone(),
-            attributes: span.scope_attributes.clone(),
+            attributes: span.scope_attributes.to_vec(),
             dropped_attributes_count: 0,
         };
         let scope_spans = &mut out[at].scope_spans;

@@ -8,7 +8,6 @@ pub mod http;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use prost::Message;
 use weft_index::{RowBatch, Signal};
 
 use crate::metrics::Metrics;
@@ -76,9 +75,10 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// Wraps normalized rows, encoding them for the WAL.
-    pub fn new(batch: RowBatch, rejected: u64, error_message: String) -> Self {
-        let payload = batch.encode_to_vec();
+    /// Wraps normalized rows, encoding them for the WAL (packed: each run of rows with one
+    /// service, resource and scope holds it once).
+    pub fn new(mut batch: RowBatch, rejected: u64, error_message: String) -> Self {
+        let payload = batch.encode_packed();
         Prepared {
             batch,
             payload,

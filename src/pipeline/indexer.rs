@@ -15,9 +15,9 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use prost::Message;
 use weft_index::RowBatch;
 use weft_index::faults::Fault;
+use weft_index::model::PackedBatchError;
 
 use super::health::{Condition, DeathWatch};
 use super::wal::{WalError, read_range};
@@ -249,7 +249,7 @@ impl Indexer {
             let mut rows_total = 0usize;
             let entries = read_range(&wal_dir, from, through, |start, end, payload| {
                 self.shared.health.indexer_busy(Some(now_unix_nano()));
-                match RowBatch::decode(payload.as_slice()) {
+                match RowBatch::decode_packed(payload.as_slice()) {
                     Ok(batch) => {
                         rows_total += store.index_encoded_batch(start, end, &batch, &payload)?;
                     }
@@ -285,7 +285,7 @@ impl Indexer {
         &self,
         lsn: u64,
         payload: &[u8],
-        error: &prost::DecodeError,
+        error: &PackedBatchError,
     ) -> std::io::Result<()> {
         let dir = self.shared.data_dir.join("wal-quarantine");
         std::fs::create_dir_all(&dir)?;

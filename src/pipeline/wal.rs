@@ -1,7 +1,9 @@
 //! The write-ahead log: where an export request's rows become durable before weft acks them.
 //!
 //! The log is a sequence of segment files named by the position (LSN, a byte offset over the
-//! whole log) of their first byte. Each entry is a frame `[len: u32 LE][crc32: u32 LE][payload]`.
+//! whole log) of their first byte. Each entry is a frame `[len: u32 LE][crc32: u32 LE][payload]`;
+//! the payload is one request's rows, `RowBatch::encode_packed` (each run of rows with one
+//! service, resource and scope holds it once; entries written before packing read the same).
 //! A crash can leave a torn frame at the end of the last segment; opening the log truncates it,
 //! which is safe because a torn frame was never fsynced and so never acknowledged.
 //!

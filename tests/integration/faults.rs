@@ -163,6 +163,26 @@ async fn an_index_failure_refuses_new_data_then_replays_every_acknowledged_row_o
     assert_exactly(&server, "pending", 20).await;
     assert_exactly(&server, "later", 20).await;
     assert_eq!(count(&server, "refused").await, 0);
+    // Rows replayed from the WAL, where a run of rows holds its service and resource once,
+    // come back each with its own, in the answer and in the columns filters read.
+    let (status, body) = server
+        .get(
+            "/api/v1/logs",
+            &[
+                (
+                    "q",
+                    "service:faulty AND resource.service.name:faulty AND \"pending\"",
+                ),
+                ("limit", "1000"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let rows = body["logs"].as_array().unwrap();
+    assert_eq!(rows.len(), 20, "{body}");
+    for row in rows {
+        assert_eq!(row["resource"]["service.name"], "faulty", "{row}");
+    }
     server.stop().await;
 }
 
