@@ -1,8 +1,8 @@
 //! Time-partitioned tantivy storage for weft's logs and spans.
 //!
 //! Layout:
-//! - [`model`]: the rows (`LogRow`, `SpanRow`), their JSON view, and a WAL entry's packed encoding
-//!   (`RowBatch::encode_packed`: each run of rows with one origin holds it once).
+//! - [`model`]: the rows (`LogRow`, `SpanRow`), their JSON view, and a WAL entry's packed
+//!   encoding (`RowBatch::encode_packed`: each run of rows with one origin holds it once).
 //! - `schema`: tantivy fields per signal and the documents built from rows; `attributes`: OTLP
 //!   attributes handed to tantivy's JSON fields by reference.
 //! - `format`: partition format numbers; `rows`: how formats 2 and 3 split a row between the
