@@ -89,7 +89,7 @@ fn index_write(c: &mut Criterion) {
     let store = Store::open(dir.path()).unwrap();
     let mut lsn = 0;
     // As the indexer does: the WAL entry's bytes come along, so rows are not encoded again.
-    let payload = rows.encode_to_vec();
+    let payload = rows.clone().encode_packed();
     group.bench_function("weft_store_1000", |b| {
         b.iter(|| {
             lsn += 1;

@@ -600,10 +600,15 @@ mod tests {
                     ..Default::default()
                 }),
                 scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        attributes: vec![kv("scope.kind", s("http"))],
+                        ..Default::default()
+                    }),
                     spans: vec![
                         span(vec![1; 16], vec![2; 8]),
                         span(vec![0; 16], vec![2; 8]),
                         span(vec![1; 16], vec![2; 4]),
+                        span(vec![1; 16], vec![3; 8]),
                     ],
                     ..Default::default()
                 }],
@@ -611,9 +616,18 @@ mod tests {
             }],
         };
         let out = spans(request);
-        assert_eq!(out.rows.len(), 1);
+        assert_eq!(out.rows.len(), 2);
         assert_eq!(out.rejected, 2);
         assert_eq!(out.rows[0].service, "web");
+        // The spans of one resource and scope share their attributes.
+        assert_eq!(out.rows[0].resource[0].key, "service.name");
+        assert!(out.rows[1].resource.is_shared_with(&out.rows[0].resource));
+        assert_eq!(out.rows[0].scope_attributes[0].key, "scope.kind");
+        assert!(
+            out.rows[1]
+                .scope_attributes
+                .is_shared_with(&out.rows[0].scope_attributes)
+        );
         // An end before the start is clamped rather than producing a negative duration.
         assert_eq!(out.rows[0].duration_ns(), 0);
     }

@@ -282,7 +282,7 @@ macro_rules! has_origin {
 has_origin!(LogRow, SpanRow);
 
 /// The service, resource and scope of a row (what `origin` stands for in a packed batch).
-#[derive(Clone, Default, PartialEq)]
+#[derive(Clone, Default)]
 struct Origin {
     service: String,
     resource: SharedAttributes,
@@ -314,6 +314,21 @@ impl Origin {
         *f.scope_attributes = self.scope_attributes;
     }
 
+    /// Whether a row of `other` may name this origin: the same strings and the very same
+    /// attributes in memory (or none). Attributes equal only by value are not enough: two
+    /// values may compare equal and encode differently (`0.0` and `-0.0`), and each row must
+    /// keep its own bytes.
+    fn same_run(&self, other: &Origin) -> bool {
+        let same = |a: &SharedAttributes, b: &SharedAttributes| {
+            a.is_shared_with(b) || (a.is_empty() && b.is_empty())
+        };
+        self.service == other.service
+            && self.scope_name == other.scope_name
+            && self.scope_version == other.scope_version
+            && same(&self.resource, &other.resource)
+            && same(&self.scope_attributes, &other.scope_attributes)
+    }
+
     /// A row holding this origin and nothing else: its entry in a packed batch.
     fn row<R: HasOrigin>(&self) -> R {
         let mut row = R::default();
@@ -330,7 +345,7 @@ fn pack<R: HasOrigin>(rows: &mut [R]) -> (Vec<Origin>, Vec<Option<Origin>>) {
     let mut taken = Vec::with_capacity(rows.len());
     for row in rows {
         let own = Origin::take(row);
-        if runs.last() == Some(&own) {
+        if runs.last().is_some_and(|run| run.same_run(&own)) {
             taken.push(Some(own));
         } else {
             runs.push(own);
@@ -387,9 +402,13 @@ impl RowBatch {
     }
 
     /// This batch's encoding for the WAL. Rows of one export request mostly share their
-    /// service, resource and scope, a third of a record's bytes: each run of rows with the same
+    /// service, resource and scope, a quarter of a record's WAL bytes: each run of rows with the same
     /// one writes it once, in `log_origins` / `span_origins`, and each row names it by its
-    /// `origin`. The rows are left as they were. [`RowBatch::decode_packed`] reads it back
+    /// `origin`. The rows are left as they were (`origin` 0). Rows form a run when they share
+    /// their attributes in memory, as `normalize` makes the rows of one OTLP resource and scope.
+    ///
+    /// Only [`RowBatch::decode_packed`] reads it back: plain `decode` would skip the origins
+    /// and leave the rows without service, resource and scope. [`RowBatch::decode_packed`] reads it back
     /// (and any unpacked encoding, as `decode` does).
     pub fn encode_packed(&mut self) -> Vec<u8> {
         let (log_runs, log_taken) = pack(&mut self.logs);
@@ -703,6 +722,41 @@ mod tests {
             ),
             "{error}"
         );
+    }
+
+    #[test]
+    fn rows_with_attributes_equal_only_by_value_keep_their_own_bytes() {
+        let zero = |z: f64| -> SharedAttributes {
+            vec![KeyValue {
+                key: "ratio".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::DoubleValue(z)),
+                }),
+                ..Default::default()
+            }]
+            .into()
+        };
+        let (positive, negative) = (zero(0.0), zero(-0.0));
+        assert_eq!(positive, negative, "equal by value");
+        let row = |resource: &SharedAttributes| LogRow {
+            service: "checkout".into(),
+            resource: resource.clone(),
+            ..Default::default()
+        };
+        let mut batch = RowBatch {
+            logs: vec![row(&positive), row(&negative), row(&negative)],
+            spans: Vec::new(),
+        };
+        let plain = batch.encode_to_vec();
+        let packed = batch.encode_packed();
+        let slices = batch.row_encodings(&packed).unwrap();
+        assert_eq!(
+            slices.log_origins.len(),
+            2,
+            "two runs: 0.0, then -0.0 twice"
+        );
+        let back = RowBatch::decode_packed(&packed).unwrap();
+        assert_eq!(back.encode_to_vec(), plain, "every row keeps its own bytes");
     }
 
     #[test]

@@ -628,6 +628,7 @@ mod tests {
             vec![kv("service.name", "checkout"), kv("host.name", host)].into()
         };
         let (a, b) = (resource("a1"), resource("b2"));
+        let scope: crate::model::SharedAttributes = vec![kv("scope.kind", "test")].into();
         let log = |body: &str, resource: &crate::model::SharedAttributes| LogRow {
             time_unix_nano: 5,
             service: "checkout".into(),
@@ -638,7 +639,7 @@ mod tests {
             attributes: vec![kv("order.id", body)],
             resource: resource.clone(),
             scope_name: "io.weft".into(),
-            scope_attributes: vec![kv("scope.kind", "test")].into(),
+            scope_attributes: scope.clone(),
             ..Default::default()
         };
         let span = |name: &str, resource: &crate::model::SharedAttributes| SpanRow {

@@ -18,8 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use prost::Message;
-
 use crate::calls::{CallTracker, ServiceCall};
 use crate::error::IndexError;
 use crate::faults::Faults;
@@ -350,18 +348,22 @@ impl Store {
     /// whose partitions already committed past `lsn_start` are skipped: they are in one of
     /// them already.
     /// A writer closed to make room for another is committed through `lsn_end`.
-    /// Returns how many rows were added.
+    /// Returns how many rows were added. The rows are encoded as the WAL holds them (packed).
     pub fn index_batch(
         &self,
         lsn_start: u64,
         lsn_end: u64,
         batch: &RowBatch,
     ) -> Result<usize, IndexError> {
-        self.index_encoded_batch(lsn_start, lsn_end, batch, &batch.encode_to_vec())
+        let payload = batch.clone().encode_packed();
+        self.index_encoded_batch(lsn_start, lsn_end, batch, &payload)
     }
 
-    /// [`Store::index_batch`] for a batch whose protobuf encoding is at hand (the WAL entry):
-    /// each row's stored source is sliced from `payload` rather than encoded again.
+    /// [`Store::index_batch`] for a batch whose encoding is at hand: the WAL entry, packed
+    /// ([`RowBatch::encode_packed`]) or not, and `batch` the rows it decodes to. Each row's
+    /// stored part is sliced from `payload` rather than encoded again, its origin taken from
+    /// the entry's origins when it names one (a format 1 partition, which stores whole rows,
+    /// encodes a packed row again).
     pub fn index_encoded_batch(
         &self,
         lsn_start: u64,
