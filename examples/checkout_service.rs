@@ -65,6 +65,8 @@ fn main() {
         weft_client::SeverityFilter::builder(&format!("http://{http}"), &service)
             .default_level(tracing::Level::INFO)
             .start();
+    // A copy of the filter, to say when an operator's rule turns DEBUG on or off.
+    let debug_watch = filter.clone();
     tracing_subscriber::registry()
         .with(OpenTelemetryTracingBridge::new(&logger_provider).with_filter(filter))
         .init();
@@ -72,7 +74,15 @@ fn main() {
     let tracer = tracer_provider.tracer("checkout");
     let started = Instant::now();
     let mut seq: u64 = 0;
+    let mut debug_on = false;
     while started.elapsed() < run_for {
+        // Decided before this order's events: once it prints `off at seq N`, no DEBUG event of
+        // seq N or later passes the filter.
+        let on = debug_watch.enabled_for(tracing::Level::DEBUG, "checkout_service");
+        if on != debug_on {
+            println!("debug {} at seq {seq}", if on { "on" } else { "off" });
+            debug_on = on;
+        }
         let span = tracer
             .span_builder("POST /checkout")
             .with_attributes([KeyValue::new("order.seq", seq as i64)])

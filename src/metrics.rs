@@ -90,6 +90,8 @@ pub struct Metrics {
     pub wal_entries_quarantined: AtomicU64,
     /// Partition writers open now.
     pub open_writers: AtomicU64,
+    /// The most partition writers open at once since start.
+    pub open_writers_peak: AtomicU64,
     /// Export requests whose decoding panicked (answered as retryable).
     pub ingest_panics: AtomicU64,
     /// Export requests refused before reading their body, per condition (see
@@ -346,6 +348,12 @@ impl Metrics {
             "gauge",
             "Partition writers open now (at most max_open_partitions).",
             get(&self.open_writers),
+        );
+        family(
+            "weft_index_open_writers_peak",
+            "gauge",
+            "The most partition writers open at once since start, counted as each one opens.",
+            get(&self.open_writers_peak),
         );
         family(
             "weft_ingest_panics_total",

@@ -23,7 +23,7 @@ use crate::pipeline::{Pipeline, PipelineConfig};
 use crate::tls::Alpn;
 
 /// Queries that may run at once; each holds a blocking thread.
-const MAX_CONCURRENT_QUERIES: usize = 32;
+pub const MAX_CONCURRENT_QUERIES: usize = 32;
 /// How often expired severity rules are removed (they stop applying at once regardless).
 const SEVERITY_EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -90,6 +90,7 @@ pub async fn start_with(
     options: StartOptions,
 ) -> anyhow::Result<Running> {
     let StartOptions { clock, faults } = options;
+    let faults_for_queries = faults.clone();
     let grpc_addr = listeners.grpc.local_addr()?;
     let http_addr = listeners.http.local_addr()?;
     std::fs::create_dir_all(&config.data_dir)
@@ -287,6 +288,7 @@ pub async fn start_with(
             _ => None,
         },
         cluster,
+        faults: faults_for_queries,
     };
     let auth = crate::auth::AuthState {
         tokens: Arc::new(config.tokens.clone()),

@@ -1,6 +1,7 @@
 //! Faults on demand, so that every failure path of weft's storage has a test that makes it
 //! happen: a disk that fills up, an fsync that fails, an index directory whose writes fail, a
-//! thread that panics or stalls.
+//! thread that panics or stalls, a query that does not finish. Retry waits can be recorded and
+//! shortened, so a test reads the backoff weft chose without waiting it out.
 //!
 //! One [`Faults`] is shared by the write-ahead log and every partition's tantivy directory.
 //! Nothing is injected unless a test switches it on; the checks are relaxed atomic loads.
@@ -8,8 +9,9 @@
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tantivy::directory::error::{DeleteError, LockError, OpenReadError, OpenWriteError};
 use tantivy::directory::{
@@ -34,6 +36,11 @@ pub struct Faults {
     indexer_stall: AtomicBool,
     /// The WAL thread panics when it next takes a group.
     wal_panic: AtomicBool,
+    /// Every query holds its place without finishing while this is set.
+    query_stall: AtomicBool,
+    /// Retry waits last a millisecond, and the wait asked for is recorded in `pauses`.
+    fast_retries: AtomicBool,
+    pauses: Mutex<Vec<Duration>>,
 }
 
 impl Default for Faults {
@@ -45,6 +52,9 @@ impl Default for Faults {
             indexer_panic: AtomicBool::new(false),
             indexer_stall: AtomicBool::new(false),
             wal_panic: AtomicBool::new(false),
+            query_stall: AtomicBool::new(false),
+            fast_retries: AtomicBool::new(false),
+            pauses: Mutex::new(Vec::new()),
         }
     }
 }
@@ -66,6 +76,10 @@ pub enum Fault {
     IndexerStall,
     /// The WAL thread panics on its next group (once per switch-on).
     WalPanic,
+    /// Queries stall (each keeps its place and its blocking thread) until switched off.
+    QueryStall,
+    /// Retry waits are recorded ([`Faults::pauses`]) and last a millisecond each.
+    FastRetries,
 }
 
 impl Faults {
@@ -81,6 +95,8 @@ impl Faults {
             Fault::IndexerPanic => &self.indexer_panic,
             Fault::IndexerStall => &self.indexer_stall,
             Fault::WalPanic => &self.wal_panic,
+            Fault::QueryStall => &self.query_stall,
+            Fault::FastRetries => &self.fast_retries,
         }
     }
 
@@ -97,6 +113,35 @@ impl Faults {
     /// Switches a one-shot fault off and says whether it was on.
     pub fn take(&self, fault: Fault) -> bool {
         self.flag(fault).swap(false, Ordering::SeqCst)
+    }
+
+    /// How long to wait before a retry that asked for `wanted`: `wanted` itself, unless
+    /// [`Fault::FastRetries`] is on, which records it and answers a millisecond.
+    pub fn retry_wait(&self, wanted: Duration) -> Duration {
+        if !self.is_on(Fault::FastRetries) {
+            return wanted;
+        }
+        self.pauses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(wanted);
+        Duration::from_millis(1)
+    }
+
+    /// The retry waits asked for while [`Fault::FastRetries`] was on, in order.
+    pub fn pauses(&self) -> Vec<Duration> {
+        self.pauses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Holds the calling thread while [`Fault::QueryStall`] is on, as a query stuck in a slow
+    /// read would be.
+    pub fn stall_query(&self) {
+        while self.is_on(Fault::QueryStall) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Lets `bytes` more bytes be written before the emulated disk is full (`None`: no limit).

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
@@ -200,6 +200,9 @@ pub struct Store {
     options: StoreOptions,
     /// Pairs spans with their parents across batches, finding calls between services.
     calls: Mutex<CallTracker>,
+    /// The most writers ever open at once, read right after each one opens (so a batch that
+    /// went over the cap midway shows it, even if it closed writers before returning).
+    peak_open_writers: AtomicUsize,
 }
 
 /// How the store bounds its writers, and the faults it injects (tests only).
@@ -336,6 +339,7 @@ impl Store {
             checkpoint: AtomicU64::new(checkpoint),
             options,
             calls: Mutex::new(CallTracker::default()),
+            peak_open_writers: AtomicUsize::new(0),
         })
     }
 
@@ -439,13 +443,18 @@ impl Store {
         groups.sort_by_key(|(p, _)| !p.has_writer());
         let mut added = 0;
         for i in 0..groups.len() {
-            if !groups[i].0.has_writer() {
+            let opens_a_writer = !groups[i].0.has_writer();
+            if opens_a_writer {
                 let still_needed: Vec<Arc<Partition>> =
                     groups[i..].iter().map(|(p, _)| p.clone()).collect();
                 self.make_room_for_writer(&still_needed, lsn_end)?;
             }
             let docs = std::mem::take(&mut groups[i].1);
             added += groups[i].0.add_documents(docs.into_iter())?;
+            if opens_a_writer {
+                self.peak_open_writers
+                    .fetch_max(self.open_writers(), Ordering::Relaxed);
+            }
         }
         Ok(added)
     }
@@ -483,6 +492,11 @@ impl Store {
             );
         }
         Ok(())
+    }
+
+    /// The most partition writers open at once since the store was opened.
+    pub fn peak_open_writers(&self) -> usize {
+        self.peak_open_writers.load(Ordering::Relaxed)
     }
 
     /// Partition writers open now.

@@ -71,6 +71,8 @@ pub struct ApiState {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// On a search node: asks the ingest nodes for their rows not yet published.
     pub fanout: Option<Arc<crate::fanout::FanOut>>,
+    /// Faults a test injects (a query that stalls); `None` in production.
+    pub faults: Option<Arc<weft_index::faults::Faults>>,
 }
 
 /// Routes of the query API.
@@ -139,7 +141,11 @@ impl ApiState {
         query: impl FnOnce(&Store, &Deadline) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let store = self.store.clone();
+        let faults = self.faults.clone();
         run_gated(&self.query_permits, self.query_timeout, move |deadline| {
+            if let Some(faults) = faults {
+                faults.stall_query();
+            }
             query(&store, deadline)
         })
         .await

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A reason not to take data.
@@ -71,6 +71,9 @@ pub struct Health {
     indexer_busy_since: AtomicU64,
     /// How long the indexer may work on one piece before it counts as stalled (nanoseconds).
     stall_after_nanos: AtomicU64,
+    /// Whether the current stall was logged: a stall is found by whoever asks (an export,
+    /// `/readyz`), so the first to find it logs it and the indexer's next step logs its end.
+    stall_logged: AtomicBool,
 }
 
 impl Health {
@@ -123,13 +126,31 @@ impl Health {
     pub fn indexer_busy(&self, since_unix_nano: Option<u64>) {
         self.indexer_busy_since
             .store(since_unix_nano.unwrap_or(0), Ordering::Relaxed);
+        if self.stall_logged.load(Ordering::Relaxed)
+            && self.stall_logged.swap(false, Ordering::SeqCst)
+        {
+            tracing::info!(
+                condition = Condition::IndexFailing.name(),
+                "condition cleared: the indexer moves again"
+            );
+        }
     }
 
     fn stalled_for(&self, now_unix_nano: u64) -> Option<Duration> {
         let since = self.indexer_busy_since.load(Ordering::Relaxed);
         let stalled = now_unix_nano.saturating_sub(since);
-        (since != 0 && stalled > self.stall_after_nanos.load(Ordering::Relaxed))
-            .then(|| Duration::from_nanos(stalled))
+        let stalled = (since != 0 && stalled > self.stall_after_nanos.load(Ordering::Relaxed))
+            .then(|| Duration::from_nanos(stalled))?;
+        if !self.stall_logged.load(Ordering::Relaxed)
+            && !self.stall_logged.swap(true, Ordering::SeqCst)
+        {
+            tracing::warn!(
+                condition = Condition::IndexFailing.name(),
+                reason = "the indexer makes no progress",
+                "weft refuses new data"
+            );
+        }
+        Some(stalled)
     }
 
     /// Why data is refused now, if it is: the first reason (conditions in declaration order).
@@ -235,6 +256,85 @@ mod tests {
         assert!(r.contains("no progress for 9s"), "{r}");
         health.indexer_busy(None);
         assert_eq!(health.refusal(10_000_000_000), None);
+    }
+
+    /// Captures what `work` logs, one line per event.
+    fn logged(work: impl FnOnce()) -> Vec<String> {
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, work);
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        text.lines().map(str::to_string).collect()
+    }
+
+    /// A condition set again and again (the disk check runs every 250 ms, each time with the
+    /// free space of the moment) is logged once when it starts and once when it clears.
+    #[test]
+    fn a_condition_is_logged_once_when_it_starts_and_once_when_it_clears() {
+        let health = Health::new(Duration::from_secs(5));
+        let lines = logged(|| {
+            for free in 0..100 {
+                health.set(Condition::DiskLow, format!("{free} bytes free"));
+            }
+            for _ in 0..100 {
+                health.clear(Condition::DiskLow);
+            }
+        });
+        let starts = lines
+            .iter()
+            .filter(|l| l.contains("weft refuses new data"))
+            .count();
+        let clears = lines
+            .iter()
+            .filter(|l| l.contains("condition cleared"))
+            .count();
+        assert_eq!((starts, clears), (1, 1), "{lines:#?}");
+        assert!(
+            lines[0].contains("disk_low") && lines[0].contains("0 bytes free"),
+            "{lines:#?}"
+        );
+    }
+
+    /// The indexer's stall is found by whoever asks; it is logged once however often it is
+    /// asked about, and once when the indexer moves again.
+    #[test]
+    fn a_stall_is_logged_once_when_found_and_once_when_it_ends() {
+        let health = Health::new(Duration::from_secs(5));
+        let lines = logged(|| {
+            health.indexer_busy(Some(1_000_000_000));
+            for now in 0..100u64 {
+                assert!(health.refusal(10_000_000_000 + now).is_some());
+                assert_eq!(health.all_reasons(10_000_000_000 + now).len(), 1);
+            }
+            health.indexer_busy(None);
+            health.indexer_busy(Some(20_000_000_000));
+            assert_eq!(health.refusal(20_000_000_001), None);
+        });
+        let starts = lines
+            .iter()
+            .filter(|l| l.contains("weft refuses new data"))
+            .count();
+        let clears = lines
+            .iter()
+            .filter(|l| l.contains("condition cleared"))
+            .count();
+        assert_eq!((starts, clears), (1, 1), "{lines:#?}");
+        assert!(lines[0].contains("index_failing"), "{lines:#?}");
     }
 
     #[test]

@@ -202,10 +202,14 @@ impl Indexer {
             &job.batch,
             &job.payload,
         )?;
-        self.shared
-            .metrics
+        let metrics = &self.shared.metrics;
+        metrics
             .rows_indexed
             .fetch_add(rows as u64, Ordering::Relaxed);
+        metrics.open_writers_peak.store(
+            self.shared.store.peak_open_writers() as u64,
+            Ordering::Relaxed,
+        );
         self.first_pending.get_or_insert_with(Instant::now);
         Ok(())
     }
@@ -324,9 +328,9 @@ impl Indexer {
                 }
                 Err(reason) => {
                     metrics.index_errors.fetch_add(1, Ordering::Relaxed);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                     tracing::warn!(%reason, retry_in_ms = backoff.as_millis() as u64, "index still failing");
                     health.set(Condition::IndexFailing, reason.0);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }
@@ -334,6 +338,10 @@ impl Indexer {
 
     /// Sleeps `how_long` unless weft stops first; returns whether to go on.
     fn pause(&self, how_long: Duration) -> bool {
+        let how_long = match &self.shared.config.faults {
+            Some(faults) => faults.retry_wait(how_long),
+            None => how_long,
+        };
         let until = Instant::now() + how_long;
         while Instant::now() < until {
             if self.shared.health.is_set(Condition::Stopping) {

@@ -150,6 +150,62 @@ async fn malformed_bodies_are_400_with_a_message_in_the_request_format() {
     server.stop().await;
 }
 
+/// An encoding weft cannot undo is a 415 that names it, in the request's format, and nothing
+/// of the body is stored: weft never guesses at bytes it cannot read.
+#[tokio::test]
+async fn an_unknown_content_encoding_is_refused_with_its_name() {
+    let server = TestServer::start().await;
+    let body = logs_request("encoded", vec![record("never stored", vec![])]).encode_to_vec();
+    for encoding in ["br", "zstd", "deflate"] {
+        let response = server
+            .client
+            .post(server.url("/v1/logs"))
+            .header("content-type", "application/x-protobuf")
+            .header("content-encoding", encoding)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 415, "{encoding}");
+        let status = tonic_types::Status::decode(response.bytes().await.unwrap()).unwrap();
+        assert_eq!(
+            status.code,
+            tonic::Code::InvalidArgument as i32,
+            "{encoding}"
+        );
+        assert!(
+            status.message.contains(&format!("'{encoding}'")),
+            "the answer names the encoding: {}",
+            status.message
+        );
+    }
+    let response = server
+        .client
+        .post(server.url("/v1/logs"))
+        .header("content-type", "application/json")
+        .header("content-encoding", "br")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
+    let answer: Value = response.json().await.unwrap();
+    assert!(
+        answer["message"].as_str().unwrap().contains("'br'"),
+        "{answer}"
+    );
+    // The same body without the encoding is taken: only the encoding was refused.
+    let response = post(&server, "/v1/logs", "application/x-protobuf", false, body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        server
+            .metric("weft_records_received_total{signal=\"logs\"}")
+            .await,
+        1.0
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn wrong_length_ids_are_rejected_alone_and_reported() {
     let server = TestServer::start().await;
@@ -448,5 +504,49 @@ async fn internal_questions_with_odd_ranges_or_too_many_ids_are_answered_not_pan
     let (status, body) = ask("/api/v1/internal/logs", logs(10, "")).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"covers\""), "{body}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_queries_are_400_with_position() {
+    let server = TestServer::start().await;
+    for (path, params, position) in [
+        ("/api/v1/logs", vec![("q", "service:a AND (b")], Some(16)),
+        ("/api/v1/logs", vec![("q", "colour:red")], Some(0)),
+        ("/api/v1/logs", vec![("q", "severity>=LOUD")], Some(0)),
+        ("/api/v1/logs", vec![("cursor", "nonsense")], None),
+        ("/api/v1/logs", vec![("limit", "0")], None),
+        ("/api/v1/logs", vec![("start", "yesterday")], None),
+        ("/api/v1/logs/histogram", vec![("q", "\"open")], Some(0)),
+        ("/api/v1/logs/tail", vec![("q", "colour:red")], Some(0)),
+        ("/api/v1/traces", vec![("min_duration", "fast")], None),
+        ("/api/v1/traces", vec![("q", "severity:ERROR")], Some(0)),
+        ("/api/v1/traces", vec![("status", "bad")], None),
+    ] {
+        let (status, body) = server.get(path, &params).await;
+        assert_eq!(status, 400, "{path} {params:?}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
+        assert_eq!(
+            body["position"].as_u64().map(|p| p as usize),
+            position,
+            "{path} {params:?}: {body}"
+        );
+        // A query error comes with the syntax of the signal searched, fields included.
+        if position.is_some() {
+            let help = body["help"].as_str().unwrap_or_default();
+            let field = if path == "/api/v1/traces" {
+                "parent_span_id"
+            } else {
+                "severity"
+            };
+            assert!(
+                help.starts_with("syntax:") && help.contains(field),
+                "{path}: {body}"
+            );
+        }
+    }
     server.stop().await;
 }

@@ -262,18 +262,43 @@ pub fn storage_under_test() -> StorageUnderTest {
     }
 }
 
-/// The server named by the variable `var`, when set; otherwise `None` with a message saying
-/// how to set it (`hint`), or a failure when `required_var=required` (as in CI).
+/// Records that the calling test, or a part of it, is skipped because `what` is missing
+/// (`why` says how to get it): a failure when `required_var=required` (as in CI, which must
+/// run everything); otherwise a marker line `skipped: TEST: WHAT: WHY`, appended to the file
+/// named by `WEFT_TEST_SKIPS`. `scripts/test` prints those lines after each group of tests and
+/// `.ci/run` counts them, so a skip is never counted as a pass (cargo hides a passing test's
+/// own output).
+pub fn skip(required_var: &str, what: &str, why: &str) {
+    assert_ne!(
+        std::env::var(required_var).as_deref(),
+        Ok("required"),
+        "{what} tests are required ({required_var}=required), but: {why}"
+    );
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("unnamed test")
+        .to_string();
+    let line = format!("skipped: {test}: {what}: {why}\n");
+    eprint!("{line}");
+    if let Ok(path) = std::env::var("WEFT_TEST_SKIPS") {
+        use std::io::Write;
+        // One short append per line: tests running at once do not interleave their lines.
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("WEFT_TEST_SKIPS={path}: {e}"));
+        file.write_all(line.as_bytes()).unwrap();
+    }
+}
+
+/// The server named by the variable `var`, when set; otherwise `None` with a skip marker
+/// saying how to set it (`hint`), or a failure when `required_var=required` (as in CI).
 fn test_server_endpoint(var: &str, required_var: &str, what: &str, hint: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(endpoint) if !endpoint.is_empty() => Some(endpoint),
         _ => {
-            assert_ne!(
-                std::env::var(required_var).as_deref(),
-                Ok("required"),
-                "{what} tests are required but {var} is not set"
-            );
-            eprintln!("{what} part skipped: set {var} to {hint}");
+            skip(required_var, what, &format!("set {var} to {hint}"));
             None
         }
     }

@@ -330,11 +330,12 @@ async fn a_dead_wal_thread_stops_acks_readiness_and_liveness() {
 /// `shutdown_timeout` whatever the threads do; the stalled indexer is reported first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_is_bounded_even_with_a_stalled_indexer() {
+    const SHUTDOWN: Duration = Duration::from_secs(2);
     let faults = Faults::none();
     let server = TestServer::start_with_faults(
         tempfile::tempdir().unwrap(),
         |c| {
-            c.shutdown_timeout = Duration::from_secs(2);
+            c.shutdown_timeout = SHUTDOWN;
             c.indexer_stall_timeout = Duration::from_millis(500);
         },
         Some(faults.clone()),
@@ -349,8 +350,16 @@ async fn stopping_is_bounded_even_with_a_stalled_indexer() {
     assert_retryable(&refused);
     // More entries queue behind the stalled one until the WAL thread is blocked too.
     let pipeline = Arc::clone(server.running().pipeline());
+    let stopping = Instant::now();
     let stop = tokio::time::timeout(DEADLINE, server.stop()).await;
+    let took = stopping.elapsed();
     let dir = stop.expect("stop returned while the indexer was stalled");
+    // Bounded by the setting itself: `shutdown_timeout`, plus a second of margin for the
+    // scheduling of a loaded test machine (the pipeline checks its deadline every 5 ms).
+    assert!(
+        took <= SHUTDOWN + Duration::from_secs(1),
+        "the stop took {took:?} with shutdown_timeout {SHUTDOWN:?}"
+    );
     assert!(
         !pipeline.is_stopped(),
         "the stalled indexer is still inside its batch"
@@ -409,5 +418,100 @@ async fn requests_behind_a_stuck_indexer_are_refused_not_left_waiting() {
     for tag in &acked {
         assert_exactly(&server, tag, 5).await;
     }
+    server.stop().await;
+}
+
+/// An entry whose checksum is right but whose rows do not decode (written by a newer weft, or
+/// bytes that went bad before they were checksummed) is copied to `wal-quarantine/` at replay
+/// and skipped; the entries around it are indexed, and the next start does not meet it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_that_does_not_decode_is_quarantined_and_the_rest_replayed() {
+    use weft::pipeline::wal::Wal;
+    use weft_index::RowBatch;
+    let server = TestServer::start().await;
+    let mut client = client(&server).await;
+    export(&mut client, "before", 10).await.unwrap();
+    assert_exactly(&server, "before", 10).await;
+    let dir = server.crash().await;
+
+    // Appended as weft's WAL thread would: a garbage entry, then a good one behind it.
+    let garbage = b"\xffthese bytes are no row batch".to_vec();
+    let records = (0..10)
+        .map(|i| record(&format!("behind n{i}"), vec![]))
+        .collect();
+    let rows = weft::normalize::logs(logs_request("faulty", records), crate::common::now_nanos());
+    let good = RowBatch {
+        logs: rows.rows,
+        spans: vec![],
+    }
+    .encode_packed();
+    {
+        let mut wal = Wal::open(&dir.path().join("wal"), 1 << 20, 0).unwrap();
+        wal.append(&garbage).unwrap();
+        wal.append(&good).unwrap();
+        wal.sync().unwrap();
+    }
+
+    let server = TestServer::start_with(dir, |_| {}).await;
+    assert_exactly(&server, "before", 10).await;
+    assert_exactly(&server, "behind", 10).await;
+    assert_eq!(
+        metric(&server, "weft_wal_entries_quarantined_total").await,
+        1.0
+    );
+    let quarantine = server.dir.path().join("wal-quarantine");
+    let kept: Vec<_> = std::fs::read_dir(&quarantine)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), garbage);
+
+    // Once skipped it stays behind the checkpoint: the next start does not quarantine it again.
+    let dir = server.crash().await;
+    let server = TestServer::start_with(dir, |_| {}).await;
+    assert_exactly(&server, "behind", 10).await;
+    assert_eq!(
+        metric(&server, "weft_wal_entries_quarantined_total").await,
+        0.0
+    );
+    assert_eq!(std::fs::read_dir(&quarantine).unwrap().count(), 1);
+    server.stop().await;
+}
+
+/// While the index keeps failing, the indexer retries after 100 ms, doubling each time up to
+/// 5 s (the waits are recorded, and shortened, by `Fault::FastRetries`), then recovers by
+/// itself once the fault is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_back_off_from_100ms_doubling_to_5s() {
+    let faults = Faults::none();
+    let server =
+        TestServer::start_with_faults(tempfile::tempdir().unwrap(), |_| {}, Some(faults.clone()))
+            .await;
+    let mut client = client(&server).await;
+    faults.set(Fault::FastRetries, true);
+    faults.set(Fault::IndexWriteError, true);
+    export(&mut client, "retried", 10).await.unwrap();
+    let started = Instant::now();
+    while faults.pauses().len() < 9 {
+        assert!(
+            started.elapsed() < DEADLINE,
+            "retries so far: {:?}",
+            faults.pauses()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let millis: Vec<u128> = faults.pauses()[..9]
+        .iter()
+        .map(Duration::as_millis)
+        .collect();
+    assert_eq!(
+        millis,
+        [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000],
+        "the waits between retries"
+    );
+    faults.set(Fault::IndexWriteError, false);
+    wait_for_status(&server, "/readyz", 200).await;
+    assert_exactly(&server, "retried", 10).await;
     server.stop().await;
 }

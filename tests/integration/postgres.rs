@@ -39,13 +39,10 @@ impl PgServer {
     /// failure when `POSTGRES_TESTS=required` (as in CI).
     pub fn start() -> Option<PgServer> {
         let Some(bin) = find_bin() else {
-            assert_ne!(
-                std::env::var("POSTGRES_TESTS").as_deref(),
-                Ok("required"),
-                "PostgreSQL tests are required but initdb is not installed"
-            );
-            eprintln!(
-                "PostgreSQL part skipped: install PostgreSQL (Debian: apt-get install postgresql)"
+            crate::common::skip(
+                "POSTGRES_TESTS",
+                "PostgreSQL",
+                "initdb is not installed (Debian: apt-get install postgresql)",
             );
             return None;
         };

@@ -99,13 +99,18 @@ async fn operator_rules_switch_debug_on_and_off_at_the_source() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let _example = Example(child);
-    let progress = Arc::new(AtomicU64::new(0));
+    // The example prints `debug off at seq N` once its filter lets DEBUG through no more: no
+    // DEBUG event of seq N or later can be emitted after that.
+    let debug_off_at = Arc::new(AtomicU64::new(u64::MAX));
     {
-        let progress = progress.clone();
+        let debug_off_at = debug_off_at.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(n) = line.strip_prefix("seq ").and_then(|n| n.parse().ok()) {
-                    progress.store(n, Ordering::Relaxed);
+                if let Some(n) = line
+                    .strip_prefix("debug off at seq ")
+                    .and_then(|n| n.parse().ok())
+                {
+                    debug_off_at.store(n, Ordering::Relaxed);
                 }
             }
         });
@@ -148,17 +153,19 @@ async fn operator_rules_switch_debug_on_and_off_at_the_source() {
         !events(&server, "CacheProbe").await.is_empty()
     })
     .await;
-    let delay = set_at.elapsed();
-    eprintln!("DEBUG events searchable {delay:?} after `weft severity set`");
-    assert!(
-        delay < Duration::from_secs(2),
-        "DEBUG took {delay:?} to appear"
+    // For the record; `weft bench` measures speed, a test on a busy machine cannot.
+    eprintln!(
+        "DEBUG events searchable {:?} after `weft severity set`",
+        set_at.elapsed()
     );
 
     // Removed: DEBUG stops at the source.
     tokio::task::block_in_place(|| cli(&url, &["rm", &rule_id]));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let after_removal = progress.load(Ordering::Relaxed) as i64;
+    wait_until("the example's filter to turn DEBUG off", || async {
+        debug_off_at.load(Ordering::Relaxed) != u64::MAX
+    })
+    .await;
+    let after_removal = debug_off_at.load(Ordering::Relaxed) as i64;
     wait_until("INFO events well after the removal", || async {
         max_seq(&events(&server, "OrderPlaced").await).is_some_and(|s| s >= after_removal + 10)
     })
