@@ -74,7 +74,7 @@ impl Cluster {
                 id,
                 role: role.name().to_string(),
                 advertise,
-                started_unix_nano: crate::pipeline::now_unix_nano(),
+                started_unix_nano: crate::clock::now_unix_nano(),
                 heartbeat_unix_nano: 0,
             },
             last_read: std::sync::Mutex::new(None),

@@ -764,34 +764,10 @@ fn tls_files(raw: &RawConfig) -> Result<Option<crate::tls::TlsFiles>, ConfigErro
     }
 }
 
-/// Longest duration text accepted.
-const MAX_DURATION_CHARS: usize = 64;
-/// Longest run of digits accepted in a duration.
-const MAX_DURATION_DIGITS: usize = 9;
-
-/// Parses durations such as `500ms`, `15m`, `7d`: weft's one duration parser, for the
-/// configuration, the CLI and every API parameter.
-///
-/// humantime panics when the terms of a duration add up past what `Duration` holds
-/// (`1.5s1.5s018446744073709551611.5s`, found by the `params` fuzz target). Bounding the text
-/// to 64 characters and each number to 9 digits keeps the sum far below that: at most six terms
-/// of 999,999,999 years.
+/// A duration setting: `500ms`, `15m`, `7d` (weft's one duration syntax,
+/// `weft_index::text::duration`, shared with every API parameter and the query language).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let trimmed = text.trim();
-    let longest_number = trimmed
-        .split(|c: char| !c.is_ascii_digit())
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
-    if trimmed.len() > MAX_DURATION_CHARS || longest_number > MAX_DURATION_DIGITS {
-        return Err(format!(
-            "'{}' is not a duration like 500ms, 15m or 7d (at most {MAX_DURATION_CHARS} \
-             characters, numbers of at most {MAX_DURATION_DIGITS} digits)",
-            trimmed.chars().take(MAX_DURATION_CHARS).collect::<String>()
-        ));
-    }
-    humantime::parse_duration(trimmed)
-        .map_err(|e| format!("'{text}' is not a duration like 500ms, 15m or 7d ({e})"))
+    weft_index::text::duration(text)
 }
 
 #[cfg(test)]

@@ -35,14 +35,13 @@
 //!
 //! Storage and search live in the `weft-index` crate.
 
-pub mod aggregation;
 pub mod api;
 pub mod auth;
 pub mod bench;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
-pub mod fanout;
 pub mod grpc;
 pub mod ingest;
 pub mod inspect;
@@ -52,10 +51,8 @@ pub mod node;
 pub mod normalize;
 pub mod pipeline;
 pub mod query;
-pub mod remote_tail;
 pub mod server;
 pub mod severity;
 pub mod storage;
-pub mod tail;
 pub mod tls;
 pub mod ui;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weft_index::faults::Faults;
 use weft_index::{Signal, Store, StoreOptions};
@@ -20,10 +20,9 @@ use crate::metrics::Metrics;
 use crate::net::{Incoming, Peer};
 use crate::node::Role;
 use crate::pipeline::{Pipeline, PipelineConfig};
+use crate::query::{QueryService, QueryServiceParts};
 use crate::tls::Alpn;
 
-/// Queries that may run at once; each holds a blocking thread.
-pub const MAX_CONCURRENT_QUERIES: usize = 32;
 /// How often expired severity rules are removed (they stop applying at once regardless).
 const SEVERITY_EXPIRY_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -268,27 +267,34 @@ pub async fn start_with(
         }
         None => None,
     };
-    let api_state = ApiState {
-        storage_status,
+    let fanout = match (&cluster, follower) {
+        (Some(cluster), Some(follower)) => Some(Arc::new(crate::query::fanout::FanOut::new(
+            cluster.clone(),
+            follower,
+            config.query_timeout,
+            config.tls.as_ref(),
+        )?)),
+        _ => None,
+    };
+    let query = Arc::new(QueryService::new(QueryServiceParts {
         store,
-        metrics,
-        ready: ready.clone(),
-        query_permits: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
-        query_timeout: config.query_timeout,
-        pipeline: pipeline.clone(),
+        timeout: config.query_timeout,
+        fanout,
+        cluster: cluster.clone(),
+        tail: pipeline.tail().clone(),
         shutdown: stop_rx.clone(),
         severity: severity.clone(),
-        fanout: match (&cluster, follower) {
-            (Some(cluster), Some(follower)) => Some(Arc::new(crate::fanout::FanOut::new(
-                cluster.clone(),
-                follower,
-                config.query_timeout,
-                config.tls.as_ref(),
-            )?)),
-            _ => None,
-        },
-        cluster,
         faults: faults_for_queries,
+    }));
+    let api_state = ApiState {
+        query: query.clone(),
+        storage_status,
+        metrics,
+        ready: ready.clone(),
+        pipeline: pipeline.clone(),
+        severity: severity.clone(),
+        cluster,
+        shutdown: stop_rx.clone(),
     };
     let auth = crate::auth::AuthState {
         tokens: Arc::new(config.tokens.clone()),
@@ -316,7 +322,7 @@ pub async fn start_with(
         stop_rx.clone(),
     )?;
 
-    let query_service = crate::grpc::query::service(api_state.clone());
+    let query_service = crate::grpc::query::service(query);
     let severity_service = crate::grpc::severity::service(severity.clone(), stop_rx.clone());
     let http_app = api::router(api_state)
         .merge(ingest::http::router(ingest.clone()))

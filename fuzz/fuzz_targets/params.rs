@@ -1,23 +1,32 @@
-//! Every other text a client sends: times (RFC 3339 or nanoseconds), durations, limits, paging
-//! cursors and configuration durations parse or are refused, never panic.
+//! Every other text a client sends: times (RFC 3339 or nanoseconds), durations (weft's and
+//! Go's), trace and span IDs, status names, limits and paging cursors parse or are refused,
+//! never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use weft::api::params;
+use weft::query::requests;
+use weft_index::text;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
+    let Ok(value) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = params::parse_time("start", text);
-    let _ = params::parse_duration_ns("min_duration", text);
-    let _ = params::limit(Some(text), 100, 1000);
-    if let Ok(Some(cursor)) = params::cursor(Some(text)) {
+    let _ = requests::time("start", value);
+    let _ = requests::duration_ns("min_duration", value);
+    let _ = requests::limit(Some(value), 100, 1000);
+    let _ = requests::trace_id(value);
+    if let Ok(Some(cursor)) = requests::cursor(Some(value)) {
         // A cursor that decodes encodes back to something that decodes to it.
         let again = weft_index::LogCursor::decode(&cursor.encode());
         assert_eq!(again, Some(cursor));
     }
-    let (start, end) = text.split_once('|').unwrap_or((text, ""));
-    let _ = params::time_range(Some(start), Some(end));
-    let _ = weft::config::parse_duration(text);
+    let (start, end) = value.split_once('|').unwrap_or((value, ""));
+    let _ = requests::time_range(Some(start), Some(end));
+    let _ = text::duration(value);
+    let _ = text::go_duration_ns(value);
+    let _ = text::rfc3339_unix_nano(value);
+    let _ = text::span_id(value);
+    if let Ok(code) = text::status_code(value) {
+        assert_eq!(text::status_code(text::status_name(code)), Ok(code));
+    }
 });

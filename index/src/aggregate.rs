@@ -15,15 +15,8 @@ use crate::store::{PartitionRef, Scope, Store};
 use crate::{Signal, log_fields, span_fields};
 
 /// Severity bands of the histogram, in order.
-pub const BANDS: [&str; 7] = [
-    "unspecified",
-    "trace",
-    "debug",
-    "info",
-    "warn",
-    "error",
-    "fatal",
-];
+pub use crate::severity::BAND_NAMES as BANDS;
+pub(crate) use crate::severity::band_index;
 
 /// Span names (operations), each with the span kinds seen ([`SPAN_KINDS`]).
 pub type Operations = BTreeMap<String, BTreeSet<&'static str>>;
@@ -37,14 +30,6 @@ pub const SPAN_KINDS: [&str; 6] = [
     "producer",
     "consumer",
 ];
-
-/// Index into [`BANDS`] of a severity number.
-pub(crate) fn band_index(severity: u64) -> usize {
-    match severity {
-        1..=24 => (severity as usize - 1) / 4 + 1,
-        _ => 0,
-    }
-}
 
 /// Counts in one histogram bucket.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -549,17 +534,4 @@ pub(crate) fn filtered(
         (Occur::Must, matcher),
         (Occur::Must, time_range(time_field, start, end)),
     ]))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::severity;
-
-    #[test]
-    fn bands_follow_the_severity_names() {
-        for n in 0..=24 {
-            assert_eq!(BANDS[band_index(n)], severity::band_name(n as i32));
-        }
-    }
 }

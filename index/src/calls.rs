@@ -179,10 +179,8 @@ impl TryFrom<StoredTable> for CallTable {
             let exemplars = exemplars
                 .into_iter()
                 .map(|(trace, duration_ns, error)| {
-                    let trace_id = hex::decode(&trace)
-                        .ok()
-                        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-                        .ok_or_else(|| format!("exemplar trace ID '{trace}'"))?;
+                    let trace_id = crate::text::trace_id(&trace)
+                        .map_err(|why| format!("exemplar trace ID {why}"))?;
                     Ok(Exemplar {
                         trace_id,
                         duration_ns,

@@ -56,6 +56,7 @@ pub mod severity;
 pub mod split;
 mod split_directory;
 pub mod store;
+pub mod text;
 mod trace_filter;
 mod traces;
 

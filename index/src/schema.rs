@@ -401,12 +401,7 @@ impl SpanFields {
             doc.add_text(self.text, &event.name);
         }
         doc.add_text(self.kind, row.kind_name());
-        let status = match row.status_code {
-            1 => "ok",
-            2 => "error",
-            _ => "unset",
-        };
-        doc.add_text(self.status, status);
+        doc.add_text(self.status, crate::text::status_name(row.status_code));
         if !row.scope_name.is_empty() {
             doc.add_text(self.scope, &row.scope_name);
         }

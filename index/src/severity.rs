@@ -45,17 +45,29 @@ pub fn number_for_text(text: &str) -> Option<i32> {
     Some(base + rank - 1)
 }
 
+/// Lowercase names of the severity bands, `unspecified` (0, or out of range) first: the
+/// histogram's bands and the facets' severities, indexed by [`band_index`].
+pub const BAND_NAMES: [&str; 7] = [
+    "unspecified",
+    "trace",
+    "debug",
+    "info",
+    "warn",
+    "error",
+    "fatal",
+];
+
+/// Index into [`BAND_NAMES`] of a severity number.
+pub fn band_index(number: u64) -> usize {
+    match number {
+        1..=24 => (number as usize - 1) / 4 + 1,
+        _ => 0,
+    }
+}
+
 /// Lowercase band name of a severity number (`"unspecified"` for 0).
 pub fn band_name(number: i32) -> &'static str {
-    match number {
-        1..=4 => "trace",
-        5..=8 => "debug",
-        9..=12 => "info",
-        13..=16 => "warn",
-        17..=20 => "error",
-        21..=24 => "fatal",
-        _ => "unspecified",
-    }
+    BAND_NAMES[band_index(u64::try_from(number).unwrap_or(0))]
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use axum::extract::State;
 use serde::Serialize;
 
 use super::{ApiError, ApiState};
-use crate::pipeline::now_unix_nano;
+use crate::clock::now_unix_nano;
 
 /// The answer.
 #[derive(Serialize)]

@@ -1,5 +1,6 @@
-//! Errors of the query API and their HTTP answers. Clients get a safe message; details of
-//! internal failures go to weft's log.
+//! Errors of the HTTP API and their HTTP answers: the one place a query service error
+//! (`crate::query::Error`) becomes a status. Clients get a safe message; details of internal
+//! failures go to weft's log.
 
 use std::time::Duration;
 
@@ -7,8 +8,10 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use weft_index::Signal;
 use weft_index::query::{QueryError, syntax_help};
-use weft_index::{IndexError, Signal};
+
+use crate::query;
 
 /// What a query can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -42,32 +45,22 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// Query errors found while a search runs are labelled as log queries: span queries are
-/// compiled (and their errors labelled) before they run, in `traces.rs`.
-impl From<IndexError> for ApiError {
-    fn from(error: IndexError) -> Self {
+/// The query service's errors, each to the answer it gets over HTTP.
+impl From<query::Error> for ApiError {
+    fn from(error: query::Error) -> Self {
         match error {
-            IndexError::Query(q) => ApiError::BadQuery(q, Signal::Logs),
-            // Object storage is away: retryable, and the message says which data.
-            IndexError::Remote(reason) => ApiError::Busy(reason),
-            other => ApiError::Internal(other.to_string()),
+            query::Error::BadRequest(m) => ApiError::BadRequest(m),
+            query::Error::BadQuery(q, signal) => ApiError::BadQuery(q, signal),
+            query::Error::NotFound(m) => ApiError::NotFound(m),
+            query::Error::Unavailable(m) => ApiError::Busy(m),
+            query::Error::TooMany(m) => ApiError::TooMany(m),
+            query::Error::Timeout(d) => ApiError::Timeout(d),
+            query::Error::Internal(m) => ApiError::Internal(m),
         }
     }
 }
 
-/// A query error of a log query; span queries say so with [`ApiError::span_query`].
-impl From<QueryError> for ApiError {
-    fn from(error: QueryError) -> Self {
-        ApiError::BadQuery(error, Signal::Logs)
-    }
-}
-
 impl ApiError {
-    /// A query error of a span query.
-    pub(crate) fn span_query(error: QueryError) -> Self {
-        ApiError::BadQuery(error, Signal::Spans)
-    }
-
     /// The HTTP status for this error; every HTTP answer (weft's and Jaeger's) uses it.
     pub(crate) fn status(&self) -> StatusCode {
         match self {
@@ -101,7 +94,7 @@ pub(crate) fn with_retry_after(mut response: Response) -> Response {
     ) {
         response.headers_mut().insert(
             axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(RETRY_AFTER.as_secs()),
+            axum::http::HeaderValue::from(query::RETRY_AFTER.as_secs()),
         );
     }
     response
@@ -119,37 +112,5 @@ impl IntoResponse for ApiError {
             other => json!({"error": other.public_message()}),
         };
         with_retry_after((self.status(), Json(body)).into_response())
-    }
-}
-
-/// How long a client refused for load should wait.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
-
-fn retryable(code: tonic::Code, message: String) -> tonic::Status {
-    use tonic_types::{ErrorDetails, StatusExt};
-    tonic::Status::with_error_details(
-        code,
-        message,
-        ErrorDetails::with_retry_info(Some(RETRY_AFTER)),
-    )
-}
-
-/// The same errors for gRPC clients: one mapping, next to the HTTP one.
-impl From<ApiError> for tonic::Status {
-    fn from(error: ApiError) -> Self {
-        match error {
-            ApiError::BadRequest(m) => tonic::Status::invalid_argument(m),
-            ApiError::BadQuery(q, _) => tonic::Status::invalid_argument(q.to_string()),
-            ApiError::NotFound(m) => tonic::Status::not_found(m),
-            ApiError::Unauthorized(m) => tonic::Status::unauthenticated(m),
-            ApiError::Forbidden(m) => tonic::Status::permission_denied(m),
-            ApiError::Busy(m) => retryable(tonic::Code::Unavailable, m),
-            ApiError::TooMany(m) => retryable(tonic::Code::ResourceExhausted, m),
-            ApiError::Timeout(_) => tonic::Status::deadline_exceeded(error.to_string()),
-            ApiError::Internal(detail) => {
-                tracing::error!(error = %detail, "query failed");
-                tonic::Status::internal("internal error; see weft's log")
-            }
-        }
     }
 }

@@ -1,4 +1,4 @@
-//! `/api/v1/internal/*`: what a search node asks this node (`crate::fanout::RemoteNode`),
+//! `/api/v1/internal/*`: what a search node asks this node (`crate::query::fanout::RemoteNode`),
 //! answered by [`LocalNode`] over this node's rows not yet in a published split, which also
 //! checks each question's bounds. Each route only turns the wire question into a typed one
 //! and the typed answer back (`crate::query::wire`); a live tail
@@ -8,10 +8,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use weft_index::{LogSearch, TraceSearch};
 
-use super::traces::parse_trace_id;
 use super::{ApiError, ApiState};
-use crate::aggregation::{Aggregated, Aggregation};
+use crate::query::aggregation::{Aggregated, Aggregation};
 use crate::query::node::{LocalNode, NodeQueries};
+use crate::query::requests::{cursor, trace_id};
 use crate::query::wire::{
     CandidatesQuestion, LogsQuestion, PartsQuestion, WireAnswer, WireCandidates, WireParts,
     WireRows,
@@ -20,10 +20,10 @@ use crate::query::wire::{
 /// `POST /api/v1/internal/trace/{trace_id}`: this node's rows of a trace.
 pub(crate) async fn trace(
     State(state): State<ApiState>,
-    Path(trace_id): Path<String>,
+    Path(text): Path<String>,
 ) -> Result<Json<WireAnswer<WireRows>>, ApiError> {
-    let id = parse_trace_id(&trace_id)?;
-    let answer = LocalNode::new(&state).trace(id).await?;
+    let id = trace_id(&text)?;
+    let answer = LocalNode::new(&state.query).trace(id).await?;
     Ok(Json(WireAnswer::encode(answer, WireRows::from)))
 }
 
@@ -37,9 +37,9 @@ pub(crate) async fn logs(
         start_unix_nano: question.start_unix_nano,
         end_unix_nano: question.end_unix_nano,
         limit: question.limit,
-        cursor: super::params::cursor(question.cursor.as_deref())?,
+        cursor: cursor(question.cursor.as_deref())?,
     };
-    let answer = LocalNode::new(&state).logs(&search).await?;
+    let answer = LocalNode::new(&state.query).logs(&search).await?;
     Ok(Json(WireAnswer::encode(answer, WireRows::from)))
 }
 
@@ -56,7 +56,9 @@ pub(crate) async fn trace_candidates(
         max_duration_ns: None,
         limit: 0,
     };
-    let answer = LocalNode::new(&state).trace_candidates(&search).await?;
+    let answer = LocalNode::new(&state.query)
+        .trace_candidates(&search)
+        .await?;
     Ok(Json(WireAnswer::encode(answer, WireCandidates::from)))
 }
 
@@ -68,9 +70,9 @@ pub(crate) async fn trace_parts(
     let ids = question
         .trace_ids
         .iter()
-        .map(|id| parse_trace_id(id))
+        .map(|id| trace_id(id))
         .collect::<Result<Vec<_>, _>>()?;
-    let answer = LocalNode::new(&state)
+    let answer = LocalNode::new(&state.query)
         .trace_parts(&ids, question.start_unix_nano, question.end_unix_nano)
         .await?;
     Ok(Json(WireAnswer::encode(answer, WireParts::from)))
@@ -81,6 +83,6 @@ pub(crate) async fn aggregate(
     State(state): State<ApiState>,
     Json(aggregation): Json<Aggregation>,
 ) -> Result<Json<WireAnswer<Aggregated>>, ApiError> {
-    let answer = LocalNode::new(&state).aggregate(&aggregation).await?;
+    let answer = LocalNode::new(&state.query).aggregate(&aggregation).await?;
     Ok(Json(WireAnswer::encode(answer, |value| value)))
 }

@@ -1,8 +1,8 @@
 //! Jaeger query API v1 (JSON), so Grafana's Jaeger data source and the Jaeger UI work against
 //! weft: `/api/services`, `/api/services/{service}/operations`, `/api/operations`,
-//! `/api/traces` and `/api/traces/{id}`, in Jaeger's envelope `{data, total, limit, offset,
-//! errors}`. weft adds the logs of each span to that span's `logs`, so a Jaeger UI shows them
-//! in place.
+//! `/api/traces`, `/api/traces/{id}` and `/api/dependencies`, in Jaeger's envelope `{data,
+//! total, limit, offset, errors}`. weft adds the logs of each span to that span's `logs`, so a
+//! Jaeger UI shows them in place. An adapter: the answers come from `crate::query`.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,15 +11,16 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use serde::Serialize;
 use serde_json::{Value, json};
 use weft_index::model::{SharedAttributes, any_value_to_json};
-use weft_index::query::{CmpOp, Expr};
-use weft_index::{LogRow, SpanRow, TraceSearch};
+use weft_index::{LogRow, SpanRow, TraceSearch, text};
 
-use super::traces::{authorization, parse_trace_id};
-use super::{ApiError, ApiState};
-use crate::pipeline::now_unix_nano;
-use crate::query::service::{trace_rows, whole_traces};
+use super::{ApiError, ApiState, authorization};
+use crate::clock::now_unix_nano;
+use crate::query::requests::{SpanFilters, catalog_range, trace_id};
+use crate::query::service_map::DEFAULT_LOOKBACK_NANOS as DEFAULT_DEPENDENCIES_LOOKBACK;
+use crate::query::traces::not_found_message;
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 1500;
@@ -77,22 +78,39 @@ impl From<ApiError> for JaegerError {
     }
 }
 
+impl From<crate::query::Error> for JaegerError {
+    fn from(error: crate::query::Error) -> Self {
+        ApiError::from(error).into()
+    }
+}
+
 pub(crate) type JaegerResult = Result<Json<Value>, JaegerError>;
 
-fn all_time() -> (u64, u64) {
-    (0, now_unix_nano().saturating_add(3_600_000_000_000))
+/// A time parameter in `unit` since the epoch (Jaeger's microseconds or milliseconds), in
+/// nanoseconds.
+fn epoch(text: &str, name: &str, unit_nanos: u64, unit: &str) -> Result<u64, JaegerError> {
+    text::epoch_units(text, unit_nanos, unit)
+        .map_err(|why| JaegerError::bad_request(format!("{name} {why}")))
+}
+
+/// A duration parameter in Go's form (`100ms`, `1m30s`), in nanoseconds.
+pub(crate) fn go_duration(value: &str, name: &str) -> Result<u64, JaegerError> {
+    text::go_duration_ns(value).map_err(|why| JaegerError::bad_request(format!("{name} {why}")))
 }
 
 pub(crate) async fn services(State(state): State<ApiState>, headers: HeaderMap) -> JaegerResult {
-    let (start, end) = all_time();
-    let (found, missing) =
-        crate::aggregation::services(&state, start, end, authorization(&headers)).await?;
-    let names: Vec<&String> = found
-        .iter()
-        .filter(|(_, s)| s.spans > 0)
-        .map(|(n, _)| n)
-        .collect();
-    Ok(envelope(json!(names), names.len(), &missing))
+    let found = state
+        .query
+        .traced_services(
+            catalog_range(None, None)?,
+            authorization(&headers).as_deref(),
+        )
+        .await?;
+    Ok(envelope(
+        json!(found.value),
+        found.value.len(),
+        &found.missing_nodes,
+    ))
 }
 
 pub(crate) async fn service_operations(
@@ -100,12 +118,16 @@ pub(crate) async fn service_operations(
     Path(service): Path<String>,
     headers: HeaderMap,
 ) -> JaegerResult {
-    let (start, end) = all_time();
-    let (found, missing) =
-        crate::aggregation::operations(&state, service, start, end, authorization(&headers))
-            .await?;
-    let names: Vec<&String> = found.keys().collect();
-    Ok(envelope(json!(names), names.len(), &missing))
+    let found = state
+        .query
+        .operations(
+            &service,
+            catalog_range(None, None)?,
+            authorization(&headers).as_deref(),
+        )
+        .await?;
+    let names: Vec<&String> = found.value.keys().collect();
+    Ok(envelope(json!(names), names.len(), &found.missing_nodes))
 }
 
 pub(crate) async fn operations(
@@ -116,20 +138,18 @@ pub(crate) async fn operations(
     let service = params
         .get("service")
         .filter(|s| !s.is_empty())
-        .cloned()
-        .ok_or_else(|| {
-            JaegerError(
-                StatusCode::BAD_REQUEST,
-                "parameter 'service' is required".into(),
-            )
-        })?;
+        .ok_or_else(|| JaegerError::bad_request("parameter 'service' is required"))?;
     let kind = params.get("spanKind").filter(|k| !k.is_empty()).cloned();
-    let (start, end) = all_time();
-    let (found, missing) =
-        crate::aggregation::operations(&state, service, start, end, authorization(&headers))
-            .await?;
+    let found = state
+        .query
+        .operations(
+            service,
+            catalog_range(None, None)?,
+            authorization(&headers).as_deref(),
+        )
+        .await?;
     let mut data = Vec::new();
-    for (name, kinds) in &found {
+    for (name, kinds) in &found.value {
         for k in kinds {
             let jaeger_kind = if k == "unspecified" { "" } else { k };
             if kind.as_deref().is_none_or(|wanted| wanted == jaeger_kind) {
@@ -138,102 +158,26 @@ pub(crate) async fn operations(
         }
     }
     let total = data.len();
-    Ok(envelope(Value::Array(data), total, &missing))
+    Ok(envelope(Value::Array(data), total, &found.missing_nodes))
 }
 
-fn micros(text: &str, name: &str) -> Result<u64, JaegerError> {
-    text.trim()
-        .parse::<u64>()
-        .map(|us| us.saturating_mul(1000))
-        .map_err(|_| {
-            JaegerError(
-                StatusCode::BAD_REQUEST,
-                format!("{name} must be microseconds since the epoch, not '{text}'"),
-            )
-        })
-}
-
-/// Go-style durations as Jaeger takes them: `1.5s`, `100ms`, `1m30s`, `250us`.
-pub(crate) fn go_duration(text: &str, name: &str) -> Result<u64, JaegerError> {
-    let bad = || {
-        JaegerError(
-            StatusCode::BAD_REQUEST,
-            format!("{name} must be a duration such as 100ms or 1m30s, not '{text}'"),
-        )
+/// Jaeger's tags parameter: a JSON object whose values are strings (or anything, as text).
+fn jaeger_tags(text: Option<&str>) -> Result<BTreeMap<String, String>, JaegerError> {
+    let Some(text) = text else {
+        return Ok(BTreeMap::new());
     };
-    let mut total = 0f64;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let number: f64 = rest[..number_len].parse().map_err(|_| bad())?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        total += number * scale;
-        rest = &rest[unit_len..];
-    }
-    Ok(total as u64)
-}
-
-/// What a Jaeger trace search (API v1 or v3) filters on.
-pub(crate) struct SearchFilters<'a> {
-    pub service: Option<&'a str>,
-    pub operation: Option<&'a str>,
-    /// Tags (v1) or attributes (v3), as strings.
-    pub tags: BTreeMap<String, String>,
-    pub min_duration_ns: Option<u64>,
-    pub max_duration_ns: Option<u64>,
-}
-
-impl SearchFilters<'_> {
-    /// The filters as a query on spans: a trace matches when one of its spans does.
-    pub(crate) fn expr(&self) -> Option<Expr> {
-        let mut parts = Vec::new();
-        if let Some(service) = self.service {
-            parts.push(Expr::filter("service", CmpOp::Eq, service));
-        }
-        if let Some(operation) = self.operation {
-            parts.push(Expr::filter("name", CmpOp::Eq, operation));
-        }
-        for (key, value) in &self.tags {
-            if key == "error" && value == "true" {
-                parts.push(Expr::filter("status", CmpOp::Eq, "error"));
-            } else {
-                // Jaeger matches a span's own tags and its process (resource) tags.
-                parts.push(Expr::Or(vec![
-                    Expr::filter(&format!("attr.{key}"), CmpOp::Eq, value),
-                    Expr::filter(&format!("resource.{key}"), CmpOp::Eq, value),
-                ]));
-            }
-        }
-        // Jaeger's duration filters apply to spans.
-        if let Some(ns) = self.min_duration_ns {
-            parts.push(Expr::filter("duration", CmpOp::Ge, &ns.to_string()));
-        }
-        if let Some(ns) = self.max_duration_ns {
-            parts.push(Expr::filter("duration", CmpOp::Le, &ns.to_string()));
-        }
-        match parts.len() {
-            0 => None,
-            1 => parts.pop(),
-            _ => Some(Expr::And(parts)),
-        }
-    }
+    let map: BTreeMap<String, Value> = serde_json::from_str(text).map_err(|e| {
+        JaegerError::bad_request(format!(
+            "tags must be a JSON object such as {{\"http.status_code\":\"500\"}}: {e}"
+        ))
+    })?;
+    Ok(map
+        .into_iter()
+        .map(|(key, value)| match value {
+            Value::String(s) => (key, s),
+            other => (key, other.to_string()),
+        })
+        .collect())
 }
 
 pub(crate) async fn search(
@@ -242,39 +186,24 @@ pub(crate) async fn search(
     headers: HeaderMap,
 ) -> JaegerResult {
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
-    let tags = match get("tags") {
-        None => BTreeMap::new(),
-        Some(tags) => {
-            let map: BTreeMap<String, Value> = serde_json::from_str(tags).map_err(|e| {
-                JaegerError::bad_request(format!(
-                    "tags must be a JSON object such as {{\"http.status_code\":\"500\"}}: {e}"
-                ))
-            })?;
-            map.into_iter()
-                .map(|(key, value)| match value {
-                    Value::String(s) => (key, s),
-                    other => (key, other.to_string()),
-                })
-                .collect()
-        }
-    };
-    let filters = SearchFilters {
+    let filters = SpanFilters {
         service: get("service"),
         operation: get("operation"),
-        tags,
-        min_duration_ns: get("minDuration")
+        tags: jaeger_tags(get("tags"))?,
+        span_min_duration_ns: get("minDuration")
             .map(|d| go_duration(d, "minDuration"))
             .transpose()?,
-        max_duration_ns: get("maxDuration")
+        span_max_duration_ns: get("maxDuration")
             .map(|d| go_duration(d, "maxDuration"))
             .transpose()?,
+        ..SpanFilters::default()
     };
     let end = match get("end") {
-        Some(e) => micros(e, "end")?,
+        Some(e) => epoch(e, "end", 1000, "microseconds")?,
         None => now_unix_nano().saturating_add(1),
     };
     let start = match get("start") {
-        Some(s) => micros(s, "start")?,
+        Some(s) => epoch(s, "start", 1000, "microseconds")?,
         None => end.saturating_sub(DEFAULT_LOOKBACK_NANOS),
     };
     let limit = match get("limit") {
@@ -283,42 +212,47 @@ pub(crate) async fn search(
             .ok()
             .filter(|n| (1..=MAX_LIMIT).contains(n))
             .ok_or_else(|| {
-                JaegerError(
-                    StatusCode::BAD_REQUEST,
-                    format!("limit must be from 1 to {MAX_LIMIT}"),
-                )
+                JaegerError::bad_request(format!("limit must be from 1 to {MAX_LIMIT}"))
             })?,
         None => DEFAULT_LIMIT,
     };
     let search = TraceSearch {
-        query: filters.expr(),
+        query: filters.query()?,
         start_unix_nano: start,
         end_unix_nano: end.max(start + 1),
         min_duration_ns: None,
         max_duration_ns: None,
         limit,
     };
-    let (found, missing) = whole_traces(&state, search, authorization(&headers).as_deref()).await?;
+    let found = state
+        .query
+        .whole_traces(search, authorization(&headers).as_deref())
+        .await?;
     let traces: Vec<Value> = found
+        .value
         .iter()
         .map(|(id, rows)| trace_json(id, &rows.spans, &rows.logs))
         .collect();
     let total = traces.len();
-    Ok(envelope(Value::Array(traces), total, &missing))
+    Ok(envelope(Value::Array(traces), total, &found.missing_nodes))
 }
 
 pub(crate) async fn get_trace(
     State(state): State<ApiState>,
-    Path(trace_id): Path<String>,
-    headers: axum::http::HeaderMap,
+    Path(text): Path<String>,
+    headers: HeaderMap,
 ) -> JaegerResult {
-    let id = parse_trace_id(&trace_id)?;
-    let (rows, missing) = trace_rows(&state, id, authorization(&headers).as_deref()).await?;
+    let id = trace_id(&text)?;
+    let found = state
+        .query
+        .trace_rows(id, authorization(&headers).as_deref())
+        .await?;
+    let (rows, missing) = (found.value, found.missing_nodes);
     if rows.spans.is_empty() && rows.logs.is_empty() {
         // Jaeger's own words, unless a node that did not answer may hold the trace.
         let message = match missing.is_empty() {
             true => "trace not found".to_string(),
-            false => super::traces::not_found_message(id, &missing),
+            false => not_found_message(id, &missing),
         };
         return Err(JaegerError(StatusCode::NOT_FOUND, message));
     }
@@ -327,6 +261,75 @@ pub(crate) async fn get_trace(
         1,
         &missing,
     ))
+}
+
+/// One edge of Jaeger's dependency graph.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DependencyLink {
+    parent: String,
+    child: String,
+    call_count: u64,
+}
+
+/// Jaeger's envelope around the links.
+#[derive(Debug, Serialize)]
+pub(crate) struct DependenciesResponse {
+    data: Vec<DependencyLink>,
+    total: usize,
+    limit: usize,
+    offset: usize,
+    errors: Option<()>,
+}
+
+/// `GET /api/dependencies?endTs=<ms since the epoch>&lookback=<ms>[&service=]`: calls whose
+/// called span started in `(endTs - lookback, endTs]`; with `service`, those it makes or takes.
+pub(crate) async fn dependencies(
+    State(state): State<ApiState>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Json<DependenciesResponse>, JaegerError> {
+    let get = |k: &str| {
+        params
+            .get(k)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    };
+    let end = match get("endTs") {
+        Some(ms) => epoch(ms, "endTs", 1_000_000, "milliseconds")?,
+        None => now_unix_nano() / 1_000_000 * 1_000_000,
+    }
+    .saturating_add(1);
+    let lookback = match get("lookback") {
+        Some(ms) => epoch(ms, "lookback", 1_000_000, "milliseconds")?,
+        None => DEFAULT_DEPENDENCIES_LOOKBACK,
+    };
+    let start = end.saturating_sub(lookback);
+    let found = state
+        .query
+        .dependencies(
+            (start, end),
+            get("service"),
+            authorization(&headers).as_deref(),
+        )
+        .await?;
+    let data = found
+        .value
+        .into_iter()
+        .map(|(parent, child, call_count)| DependencyLink {
+            parent,
+            child,
+            call_count,
+        })
+        .collect();
+    // Jaeger leaves `total` at 0 in this answer.
+    Ok(Json(DependenciesResponse {
+        total: 0,
+        data,
+        limit: 0,
+        offset: 0,
+        errors: None,
+    }))
 }
 
 /// One typed Jaeger tag.

@@ -26,10 +26,10 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use serde::Serialize;
 use weft_index::{LogRow, SpanRow, TraceSearch, TraceSummary};
 
-use super::jaeger::{SearchFilters, go_duration, log_fields, string_value};
-use super::traces::{authorization, parse_trace_id};
-use super::{ApiError, ApiState};
-use crate::query::service::{find_traces as search_traces, trace_rows, whole_traces};
+use super::jaeger::{log_fields, string_value};
+use super::{ApiError, ApiState, authorization};
+use crate::query::requests::{SpanFilters, catalog_range, trace_id};
+use crate::query::traces::not_found_message;
 
 /// The ingest nodes that did not answer, as a `Weft-Missing-Nodes` header (none when all
 /// did).
@@ -100,6 +100,12 @@ impl IntoResponse for V3Error {
 impl From<ApiError> for V3Error {
     fn from(error: ApiError) -> Self {
         V3Error::new(error.status(), error.public_message())
+    }
+}
+
+impl From<crate::query::Error> for V3Error {
+    fn from(error: crate::query::Error) -> Self {
+        ApiError::from(error).into()
     }
 }
 
@@ -185,27 +191,23 @@ impl From<TraceSummary> for TraceSummaryV3 {
     }
 }
 
-/// Everything since the epoch, and an hour of clock skew ahead.
-fn all_time() -> (u64, u64) {
-    (
-        0,
-        crate::pipeline::now_unix_nano().saturating_add(3_600_000_000_000),
-    )
-}
-
 pub(crate) async fn services(
     State(state): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<(MissingNodes, Json<ServicesResponse>), V3Error> {
-    let (start, end) = all_time();
-    let (found, missing) =
-        crate::aggregation::services(&state, start, end, authorization(&headers)).await?;
-    let services = found
-        .into_iter()
-        .filter(|(_, s)| s.spans > 0)
-        .map(|(name, _)| name)
-        .collect();
-    Ok((MissingNodes(missing), Json(ServicesResponse { services })))
+    let found = state
+        .query
+        .traced_services(
+            catalog_range(None, None)?,
+            authorization(&headers).as_deref(),
+        )
+        .await?;
+    Ok((
+        MissingNodes(found.missing_nodes),
+        Json(ServicesResponse {
+            services: found.value,
+        }),
+    ))
 }
 
 pub(crate) async fn operations(
@@ -219,10 +221,15 @@ pub(crate) async fn operations(
         .cloned()
         .ok_or_else(|| V3Error::new(StatusCode::BAD_REQUEST, "parameter service is required"))?;
     let wanted = first(&params, "spanKind", "span_kind").map(|(kind, _)| kind.to_string());
-    let (start, end) = all_time();
-    let (found, missing) =
-        crate::aggregation::operations(&state, service, start, end, authorization(&headers))
-            .await?;
+    let found = state
+        .query
+        .operations(
+            &service,
+            catalog_range(None, None)?,
+            authorization(&headers).as_deref(),
+        )
+        .await?;
+    let (found, missing) = (found.value, found.missing_nodes);
     // Jaeger names a span of unspecified kind "internal".
     let mut operations = BTreeSet::new();
     for (name, kinds) in found {
@@ -266,10 +273,7 @@ fn first<'a>(
 }
 
 fn rfc3339(value: &str, name: &str) -> Result<u64, V3Error> {
-    let time = time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| V3Error::malformed(name, format!("'{value}' is not RFC 3339: {e}")))?;
-    u64::try_from(time.unix_timestamp_nanos())
-        .map_err(|_| V3Error::malformed(name, format!("'{value}' is before 1970")))
+    weft_index::text::rfc3339_unix_nano(value).map_err(|why| V3Error::malformed(name, why))
 }
 
 fn boolean(value: &str, name: &str) -> Result<bool, V3Error> {
@@ -287,7 +291,7 @@ fn boolean(value: &str, name: &str) -> Result<bool, V3Error> {
 /// before the unit allowed.
 fn duration(value: &str, name: &str) -> Result<u64, V3Error> {
     let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
-    go_duration(&compact, name).map_err(|_| {
+    weft_index::text::go_duration_ns(&compact).map_err(|_| {
         V3Error::malformed(
             name,
             format!("'{value}' is not a duration such as 1.2s, 100ms or 500us"),
@@ -342,19 +346,20 @@ fn parse_search(params: &HashMap<String, String>) -> Result<TraceSearch, V3Error
     if let Some((raw, name)) = first(params, "query.rawTraces", "query.raw_traces") {
         boolean(raw, name)?;
     }
-    let filters = SearchFilters {
+    let filters = SpanFilters {
         service: first(params, "query.serviceName", "query.service_name").map(|(v, _)| v),
         operation: first(params, "query.operationName", "query.operation_name").map(|(v, _)| v),
         tags,
-        min_duration_ns: first(params, "query.durationMin", "query.duration_min")
+        span_min_duration_ns: first(params, "query.durationMin", "query.duration_min")
             .map(|(v, name)| duration(v, name))
             .transpose()?,
-        max_duration_ns: first(params, "query.durationMax", "query.duration_max")
+        span_max_duration_ns: first(params, "query.durationMax", "query.duration_max")
             .map(|(v, name)| duration(v, name))
             .transpose()?,
+        ..SpanFilters::default()
     };
     Ok(TraceSearch {
-        query: filters.expr(),
+        query: filters.query()?,
         start_unix_nano: min,
         end_unix_nano: max,
         min_duration_ns: None,
@@ -369,12 +374,14 @@ pub(crate) async fn trace_summaries(
     headers: HeaderMap,
 ) -> Result<(MissingNodes, Json<TraceSummariesResponse>), V3Error> {
     let search = parse_search(&params)?;
-    let (found, missing) =
-        search_traces(&state, search, authorization(&headers).as_deref()).await?;
+    let found = state
+        .query
+        .find_traces(search, authorization(&headers).as_deref())
+        .await?;
     Ok((
-        MissingNodes(missing),
+        MissingNodes(found.missing_nodes),
         Json(TraceSummariesResponse {
-            summaries: found.traces.into_iter().map(Into::into).collect(),
+            summaries: found.value.traces.into_iter().map(Into::into).collect(),
         }),
     ))
 }
@@ -389,7 +396,11 @@ pub(crate) async fn find_traces(
     headers: HeaderMap,
 ) -> Result<(MissingNodes, Json<TracesResponse>), V3Error> {
     let search = parse_search(&params)?;
-    let (found, missing) = whole_traces(&state, search, authorization(&headers).as_deref()).await?;
+    let found = state
+        .query
+        .whole_traces(search, authorization(&headers).as_deref())
+        .await?;
+    let (found, missing) = (found.value, found.missing_nodes);
     let resource_spans: Vec<ResourceSpans> = found
         .iter()
         .flat_map(|(_, rows)| otlp_resource_spans(&rows.spans, &rows.logs))
@@ -407,12 +418,11 @@ pub(crate) async fn find_traces(
 
 pub(crate) async fn get_trace(
     State(state): State<ApiState>,
-    Path(trace_id): Path<String>,
+    Path(text): Path<String>,
     Query(params): Query<HashMap<String, String>>,
     headers: axum::http::HeaderMap,
 ) -> Result<(MissingNodes, Json<TracesResponse>), V3Error> {
-    let id = parse_trace_id(&trace_id)
-        .map_err(|e| V3Error::malformed("trace_id", e.public_message()))?;
+    let id = trace_id(&text).map_err(|e| V3Error::malformed("trace_id", e.public_message()))?;
     // The bounds only narrow where Jaeger's storage looks; weft finds a trace at any age, so
     // they are checked and otherwise not needed.
     for (canonical, deprecated) in [("startTime", "start_time"), ("endTime", "end_time")] {
@@ -423,12 +433,16 @@ pub(crate) async fn get_trace(
     if let Some((raw, name)) = first(&params, "rawTraces", "raw_traces") {
         boolean(raw, name)?;
     }
-    let (rows, missing) = trace_rows(&state, id, authorization(&headers).as_deref()).await?;
+    let found = state
+        .query
+        .trace_rows(id, authorization(&headers).as_deref())
+        .await?;
+    let (rows, missing) = (found.value, found.missing_nodes);
     if rows.spans.is_empty() {
         if missing.is_empty() {
             return Err(no_traces());
         }
-        let message = super::traces::not_found_message(id, &missing);
+        let message = not_found_message(id, &missing);
         return Err(V3Error::new(StatusCode::NOT_FOUND, message));
     }
     Ok((

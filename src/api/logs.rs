@@ -1,4 +1,5 @@
-//! `GET /api/v1/logs`: log search, newest first.
+//! `GET /api/v1/logs` (log search, newest first) and `GET /api/v1/logs/histogram` (counts per
+//! time bucket by severity band).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -7,39 +8,14 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use weft_index::LogSearch;
-use weft_index::query::parse;
+use weft_index::aggregate::BANDS;
 
-use super::params::{limit, time_range};
-use super::traces::authorization;
-use super::{ApiError, ApiState};
-use crate::query::answers::{Completeness, LogRecord, LogsAnswer};
-use crate::query::service::log_page;
-
-/// A log search from its parameters as text, with the API's defaults and limits; HTTP and
-/// gRPC both build theirs here.
-pub(crate) fn log_search(
-    q: &str,
-    start: Option<&str>,
-    end: Option<&str>,
-    page_size: Option<&str>,
-    cursor: Option<&str>,
-) -> Result<LogSearch, ApiError> {
-    let query = parse(q)?;
-    let (start, end) = time_range(start, end)?;
-    let limit = limit(
-        page_size,
-        super::limits::DEFAULT_LOGS,
-        super::limits::MAX_LOGS,
-    )?;
-    Ok(LogSearch {
-        query,
-        start_unix_nano: start,
-        end_unix_nano: end,
-        limit,
-        cursor: super::params::cursor(cursor)?,
-    })
-}
+use super::{ApiError, ApiState, authorization};
+use crate::query::answers::{
+    Completeness, HistogramAnswer, HistogramBucketView, LogRecord, LogsAnswer,
+};
+use crate::query::logs::HistogramRequest;
+use crate::query::requests::log_search;
 
 pub(crate) async fn search(
     State(state): State<ApiState>,
@@ -48,15 +24,60 @@ pub(crate) async fn search(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let get = |k: &str| params.get(k).map(String::as_str);
-    let q = get("q").unwrap_or("");
-    let search = log_search(q, get("start"), get("end"), get("limit"), get("cursor"))?;
-    let (page, missing) = log_page(&state, search, authorization(&headers).as_deref()).await?;
+    let search = log_search(
+        get("q").unwrap_or(""),
+        get("start"),
+        get("end"),
+        get("limit"),
+        get("cursor"),
+    )?;
+    let found = state
+        .query
+        .search_logs(search, authorization(&headers).as_deref())
+        .await?;
+    let page = found.value;
     let answer = LogsAnswer {
         logs: page.logs.iter().map(LogRecord::from).collect(),
         next_cursor: page.next_cursor.map(|c| c.encode()),
         more: page.more,
-        completeness: Completeness::of(missing),
+        completeness: Completeness::of(found.missing_nodes),
         took_ms: started.elapsed().as_millis() as u64,
     };
     Ok(Json(answer).into_response())
+}
+
+pub(crate) async fn histogram(
+    State(state): State<ApiState>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<Json<HistogramAnswer>, ApiError> {
+    let started = Instant::now();
+    let get = |k: &str| params.get(k).map(String::as_str);
+    let request = HistogramRequest::parse(
+        get("q").unwrap_or(""),
+        get("start"),
+        get("end"),
+        get("buckets"),
+    )?;
+    let found = state
+        .query
+        .log_histogram(&request, authorization(&headers).as_deref())
+        .await?;
+    let buckets = found
+        .value
+        .iter()
+        .map(|b| HistogramBucketView {
+            start_unix_nano: b.start_unix_nano.to_string(),
+            counts: BANDS.iter().copied().zip(b.counts).collect(),
+            total: b.counts.iter().sum(),
+        })
+        .collect();
+    Ok(Json(HistogramAnswer {
+        bucket_ns: request.bucket_ns().to_string(),
+        bands: &BANDS,
+        buckets,
+        // Ingest nodes that did not answer: their records not yet published are not counted.
+        completeness: Completeness::of(found.missing_nodes),
+        took_ms: started.elapsed().as_millis() as u64,
+    }))
 }

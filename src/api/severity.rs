@@ -143,7 +143,8 @@ pub(crate) async fn effective(
     let wait = match params.get("wait") {
         None => Duration::ZERO,
         Some(w) => {
-            let d = crate::config::parse_duration(w).map_err(ApiError::BadRequest)?;
+            let d = weft_index::text::duration(w)
+                .map_err(|why| ApiError::BadRequest(format!("wait {why}")))?;
             if d > MAX_WAIT {
                 return Err(ApiError::BadRequest("wait may be at most 60s".into()));
             }

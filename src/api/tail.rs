@@ -5,7 +5,7 @@
 //! acknowledged records (before filtering) went by unseen. A slow reader never slows ingest.
 //!
 //! On a search node the records come from every live ingest node's
-//! `GET /api/v1/internal/tail` (`crate::remote_tail`), which streams them as protobuf.
+//! `GET /api/v1/internal/tail` (`crate::query::remote_tail`), which streams them as protobuf.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -17,79 +17,11 @@ use base64::Engine;
 use futures_util::Stream;
 use prost::Message;
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
 use weft_index::RowBatch;
-use weft_index::query::{LogMatcher, parse};
 
-use super::traces::authorization;
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, authorization};
 use crate::query::answers::{Completeness, LogRecord};
-use crate::remote_tail::RemoteTail;
-pub(crate) use crate::tail::TailItem;
-
-/// One reader of the live feed: its queue of matching rows, filled by the tail thread, and on
-/// a search node the ingest nodes' tails.
-pub(crate) struct Subscription {
-    items: mpsc::Receiver<TailItem>,
-    remote: Option<RemoteTail>,
-    stop: watch::Receiver<bool>,
-}
-
-impl Subscription {
-    /// Subscribes with a query (validated like a search). Refused when weft is stopping or
-    /// when `max_tail_subscribers` tails are open.
-    pub(crate) fn new(state: &ApiState, q: &str) -> Result<Self, ApiError> {
-        let matcher = LogMatcher::new(parse(q)?)?;
-        if *state.shutdown.borrow() {
-            return Err(ApiError::Busy("weft is shutting down".into()));
-        }
-        let items = state
-            .pipeline
-            .tail()
-            .subscribe(matcher)
-            .map_err(|e| ApiError::TooMany(e.to_string()))?;
-        Ok(Subscription {
-            items,
-            remote: None,
-            stop: state.shutdown.clone(),
-        })
-    }
-
-    /// [`Subscription::new`], and on a search node every live ingest node's tail of `q` too
-    /// (`authorization`, the caller's, passed on).
-    pub(crate) async fn open(
-        state: &ApiState,
-        q: &str,
-        authorization: Option<String>,
-    ) -> Result<Self, ApiError> {
-        let mut subscription = Subscription::new(state, q)?;
-        if let Some(fanout) = &state.fanout {
-            subscription.remote =
-                Some(crate::remote_tail::open(fanout.clone(), q, authorization.as_deref()).await);
-        }
-        Ok(subscription)
-    }
-
-    /// On a search node, the ingest nodes whose tail could not be opened.
-    pub(crate) fn missing_nodes(&self) -> &[String] {
-        self.remote.as_ref().map_or(&[], |r| r.missing.as_slice())
-    }
-
-    /// Next item, or `None` when weft stops.
-    pub(crate) async fn next(&mut self) -> Option<TailItem> {
-        let remote = async {
-            match &mut self.remote {
-                Some(remote) => remote.items.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            item = self.items.recv() => item,
-            Some(item) = remote => Some(item),
-            _ = self.stop.changed() => None,
-        }
-    }
-}
+use crate::query::tail::TailItem;
 
 pub(crate) async fn tail(
     State(state): State<ApiState>,
@@ -97,7 +29,10 @@ pub(crate) async fn tail(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let q = params.get("q").map_or("", String::as_str);
-    let subscription = Subscription::open(&state, q, authorization(&headers)).await?;
+    let subscription = state
+        .query
+        .tail(q, authorization(&headers).as_deref())
+        .await?;
     let missing = subscription.missing_nodes().to_vec();
     let ready = futures_util::stream::once(async move {
         let data = serde_json::to_string(&Completeness::of(missing)).unwrap_or_default();
@@ -117,13 +52,15 @@ pub(crate) async fn tail(
     Ok(Sse::new(futures_util::StreamExt::chain(ready, items)).keep_alive(KeepAlive::default()))
 }
 
-/// `GET /api/v1/internal/tail?q=`: this node's tail for a search node (`crate::remote_tail`):
+/// `GET /api/v1/internal/tail?q=`: this node's tail for a search node (`crate::query::remote_tail`):
 /// `ready`, then `row` per record (a `RowBatch` of it, protobuf, base64) and `missed`.
 pub(crate) async fn internal_tail(
     State(state): State<ApiState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let subscription = Subscription::new(&state, params.get("q").map_or("", String::as_str))?;
+    let subscription = state
+        .query
+        .tail_this_node(params.get("q").map_or("", String::as_str))?;
     let ready = futures_util::stream::once(async {
         Ok::<_, Infallible>(Event::default().event("ready").data("{}"))
     });

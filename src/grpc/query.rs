@@ -1,7 +1,9 @@
-//! `weft.v1.QueryService`: SearchLogs, GetTrace, SearchTraces and a streaming Tail, with the
-//! semantics of the HTTP API (same parser, limits, defaults and errors).
+//! `weft.v1.QueryService`: SearchLogs, GetTrace, SearchTraces and a streaming Tail, an adapter
+//! over `crate::query::QueryService` with the semantics of the HTTP API (the same request
+//! parsers, limits, defaults and errors; the codes in `super::status`).
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::Stream;
 use tonic::{Request, Response, Status};
@@ -9,20 +11,17 @@ use weft_index::{LogRow, SpanRow, TraceSummary};
 
 use super::proto;
 use super::proto::query_service_server::{QueryService, QueryServiceServer};
-use crate::api::ApiState;
-use crate::api::logs::log_search;
-use crate::api::tail::{Subscription, TailItem};
-use crate::api::traces::{TraceParams, trace_search};
-use crate::query::answers::{Span, status_code_name};
-use crate::query::service::{find_traces, log_page, trace_rows};
+use crate::query::answers::Span;
+use crate::query::requests::{SpanFilters, TraceSearchParams, log_search, trace_search};
+use crate::query::tail::TailItem;
 
 /// The service, ready to add to a tonic server.
-pub fn service(state: ApiState) -> QueryServiceServer<Query> {
-    QueryServiceServer::new(Query(state))
+pub fn service(query: Arc<crate::query::QueryService>) -> QueryServiceServer<Query> {
+    QueryServiceServer::new(Query(query))
 }
 
 /// Implementation of `weft.v1.QueryService`.
-pub struct Query(ApiState);
+pub struct Query(Arc<crate::query::QueryService>);
 
 fn optional_time(nanos: u64) -> Option<String> {
     (nanos != 0).then(|| nanos.to_string())
@@ -70,7 +69,7 @@ fn span(row: &SpanRow) -> proto::Span {
         service: row.service.clone(),
         start_time_unix_nano: row.start_time_unix_nano,
         end_time_unix_nano: row.end_time_unix_nano,
-        status_code: status_code_name(row.status_code).to_string(),
+        status_code: weft_index::text::status_name(row.status_code).to_string(),
         status_message: row.status_message.clone(),
         attributes_json: json.attributes.to_string(),
         resource_json: json.resource.to_string(),
@@ -110,7 +109,8 @@ impl QueryService for Query {
             optional_limit(r.limit).as_deref(),
             Some(&r.cursor),
         )?;
-        let (page, missing_nodes) = log_page(&self.0, search, authorization.as_deref()).await?;
+        let found = self.0.search_logs(search, authorization.as_deref()).await?;
+        let (page, missing_nodes) = (found.value, found.missing_nodes);
         Ok(Response::new(proto::SearchLogsResponse {
             logs: page.logs.iter().map(log_record).collect(),
             next_cursor: page.next_cursor.map(|c| c.encode()).unwrap_or_default(),
@@ -126,7 +126,8 @@ impl QueryService for Query {
         let authorization = authorization(&request);
         let id = <[u8; 16]>::try_from(request.into_inner().trace_id.as_slice())
             .map_err(|_| Status::invalid_argument("trace_id must be 16 bytes"))?;
-        let (rows, missing_nodes) = trace_rows(&self.0, id, authorization.as_deref()).await?;
+        let found = self.0.trace_rows(id, authorization.as_deref()).await?;
+        let (rows, missing_nodes) = (found.value, found.missing_nodes);
         if rows.spans.is_empty() && rows.logs.is_empty() {
             return Err(Status::not_found(format!(
                 "trace {} not found",
@@ -149,22 +150,25 @@ impl QueryService for Query {
     ) -> Result<Response<proto::SearchTracesResponse>, Status> {
         let authorization = authorization(&request);
         let r = request.into_inner();
-        let search = trace_search(TraceParams {
-            service: Some(&r.service),
-            operation: Some(&r.operation),
-            q: Some(&r.query),
-            error_only: r.errors_only,
+        let search = trace_search(TraceSearchParams {
+            filters: SpanFilters {
+                service: Some(&r.service),
+                operation: Some(&r.operation),
+                q: Some(&r.query),
+                errors_only: r.errors_only,
+                ..SpanFilters::default()
+            },
             start: optional_time(r.start_unix_nano).as_deref(),
             end: optional_time(r.end_unix_nano).as_deref(),
             min_duration_ns: (r.min_duration_ns != 0).then_some(r.min_duration_ns),
             max_duration_ns: (r.max_duration_ns != 0).then_some(r.max_duration_ns),
             limit: optional_limit(r.limit).as_deref(),
         })?;
-        let (found, missing_nodes) = find_traces(&self.0, search, authorization.as_deref()).await?;
+        let found = self.0.find_traces(search, authorization.as_deref()).await?;
         Ok(Response::new(proto::SearchTracesResponse {
-            traces: found.traces.iter().map(summary).collect(),
-            limited: found.limited,
-            missing_nodes,
+            traces: found.value.traces.iter().map(summary).collect(),
+            limited: found.value.limited,
+            missing_nodes: found.missing_nodes,
         }))
     }
 
@@ -175,8 +179,10 @@ impl QueryService for Query {
         request: Request<proto::TailRequest>,
     ) -> Result<Response<TailStream>, Status> {
         let authorization = authorization(&request);
-        let subscription =
-            Subscription::open(&self.0, &request.into_inner().query, authorization).await?;
+        let subscription = self
+            .0
+            .tail(&request.into_inner().query, authorization.as_deref())
+            .await?;
         let stream = futures_util::stream::unfold(subscription, |mut sub| async move {
             let item = match sub.next().await? {
                 TailItem::Log(row) => proto::tail_response::Item::Log(log_record(&row)),

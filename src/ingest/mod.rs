@@ -157,7 +157,7 @@ impl Ingest {
             rules: self.severity.compiled(),
             rules_now: self.severity.now(),
             window: TimeWindow::around(
-                crate::pipeline::now_unix_nano(),
+                crate::clock::now_unix_nano(),
                 self.limits.retention,
                 self.limits.max_future_skew,
             ),
@@ -268,7 +268,7 @@ pub fn prepare_logs(
     request: opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest,
     context: &RequestContext,
 ) -> Prepared {
-    let mut out = crate::normalize::logs(request, crate::pipeline::now_unix_nano());
+    let mut out = crate::normalize::logs(request, crate::clock::now_unix_nano());
     context.window.apply_to_logs(&mut out);
     let dropped_by_rule = crate::severity::apply(&context.rules, &mut out.rows, context.rules_now);
     let mut prepared = Prepared::new(

@@ -43,7 +43,8 @@ impl From<weft_index::IndexError> for Failure {
         Failure(e.to_string())
     }
 }
-use super::{IndexJob, Shared, now_unix_nano};
+use super::{IndexJob, Shared};
+use crate::clock::now_unix_nano;
 
 /// First wait before retrying after a failure; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);

@@ -28,6 +28,7 @@ mod disk;
 pub mod health;
 mod indexer;
 mod retention;
+pub mod tail;
 pub mod wal;
 mod wal_writer;
 
@@ -45,8 +46,9 @@ pub use disk::free_bytes;
 pub use health::{Condition, Health};
 use wal::{Wal, WalError};
 
+use crate::clock::now_unix_nano;
 use crate::metrics::Metrics;
-use crate::tail::TailHub;
+use tail::TailHub;
 
 /// Budget unit: permits count KiB so that a 64 MiB request fits a u32 permit count.
 const BUDGET_UNIT: usize = 1024;
@@ -268,14 +270,6 @@ pub struct Pipeline {
     budget_units: usize,
     health: Arc<Health>,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
-}
-
-/// Current time as unix nanoseconds.
-pub fn now_unix_nano() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 impl Pipeline {

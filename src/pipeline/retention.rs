@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 
 use weft_index::RetentionPolicy;
 
-use super::{Shared, now_unix_nano};
+use super::Shared;
+use crate::clock::now_unix_nano;
 use crate::storage::publisher::Job;
 
 /// With object storage: hands partitions whose hour (and grace) is over to the publisher,

@@ -16,9 +16,9 @@ use weft_index::faults::Fault;
 
 use super::disk::Watermark;
 use super::health::{Condition, DeathWatch};
+use super::tail::TailFeed;
 use super::wal::Wal;
 use super::{AppendRequest, IndexJob, PipelineError, Shared, WalMessage};
-use crate::tail::TailFeed;
 
 /// Entries written under one fsync at most.
 const MAX_GROUP_ENTRIES: usize = 4096;

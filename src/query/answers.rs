@@ -131,15 +131,6 @@ pub struct SpanLink<'a> {
     pub attributes: Value,
 }
 
-/// The name of an OTLP status code as weft shows it.
-pub fn status_code_name(code: i32) -> &'static str {
-    match code {
-        1 => "ok",
-        2 => "error",
-        _ => "unset",
-    }
-}
-
 impl<'a> From<&'a SpanRow> for Span<'a> {
     fn from(row: &'a SpanRow) -> Self {
         Span {
@@ -154,7 +145,7 @@ impl<'a> From<&'a SpanRow> for Span<'a> {
             end_time_unix_nano: row.end_time_unix_nano.to_string(),
             duration_ns: row.duration_ns().to_string(),
             status: Status {
-                code: status_code_name(row.status_code),
+                code: weft_index::text::status_name(row.status_code),
                 message: &row.status_message,
             },
             attributes: attributes_to_json(&row.attributes),

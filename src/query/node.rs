@@ -1,6 +1,6 @@
 //! The questions a search node asks each ingest node, about the rows the ingest node holds
 //! that are not yet in a published split: [`NodeQueries`]. One question, two answerers:
-//! [`LocalNode`] answers from this node's store, and `crate::fanout::RemoteNode` asks
+//! [`LocalNode`] answers from this node's store, and `super::fanout::RemoteNode` asks
 //! another node over HTTP, whose `/api/v1/internal/*` routes (`crate::api::internal`) hand
 //! the question to its own `LocalNode`. So a search node's merge sees the same typed answer
 //! whichever way it came, and the wire format (`super::wire`) is the adapters' business.
@@ -11,13 +11,9 @@ use std::future::Future;
 use weft_index::store::{PartitionRef, Scope, SplitOrigin};
 use weft_index::{Candidates, LogSearch, RowBatch, Signal, SummaryPart, TraceRows, TraceSearch};
 
-use crate::aggregation::{Aggregated, Aggregation};
-use crate::api::{ApiError, ApiState, Deadline};
-
-/// Most spans and log records one trace answer carries (a page of a log search is bounded
-/// by `crate::api::limits::MAX_LOGS` instead).
-pub const MAX_TRACE_SPANS: usize = 10_000;
-pub const MAX_TRACE_LOGS: usize = 50_000;
+use super::aggregation::{Aggregated, Aggregation};
+use super::requests::limits::{MAX_LOGS, MAX_TRACE_LOGS, MAX_TRACE_SPANS};
+use super::{Deadline, Error, QueryService};
 
 /// Most candidate traces one [`NodeQueries::trace_parts`] question names.
 pub const MAX_PARTS_PER_QUESTION: usize = 100;
@@ -58,23 +54,20 @@ pub struct Rows {
 /// partitions it read ([`NodeAnswer::covers`]).
 pub trait NodeQueries: Send + Sync {
     /// Its rows of trace `id`, at most [`MAX_TRACE_SPANS`] and [`MAX_TRACE_LOGS`].
-    fn trace(
-        &self,
-        id: [u8; 16],
-    ) -> impl Future<Output = Result<NodeAnswer<Rows>, ApiError>> + Send;
+    fn trace(&self, id: [u8; 16]) -> impl Future<Output = Result<NodeAnswer<Rows>, Error>> + Send;
 
     /// Its page of log records matching `search`, newest first, from the search's cursor on.
     fn logs(
         &self,
         search: &LogSearch,
-    ) -> impl Future<Output = Result<NodeAnswer<Rows>, ApiError>> + Send;
+    ) -> impl Future<Output = Result<NodeAnswer<Rows>, Error>> + Send;
 
     /// The traces with a span matching `search`'s query and range (its duration filters and
     /// limit are the asker's), newest matching span first.
     fn trace_candidates(
         &self,
         search: &TraceSearch,
-    ) -> impl Future<Output = Result<NodeAnswer<Candidates>, ApiError>> + Send;
+    ) -> impl Future<Output = Result<NodeAnswer<Candidates>, Error>> + Send;
 
     /// What it holds of each of `ids` (at most [`MAX_PARTS_PER_QUESTION`]) in `[start, end)`,
     /// in their order.
@@ -83,30 +76,29 @@ pub trait NodeQueries: Send + Sync {
         ids: &[[u8; 16]],
         start_unix_nano: u64,
         end_unix_nano: u64,
-    ) -> impl Future<Output = Result<NodeAnswer<Vec<SummaryPart>>, ApiError>> + Send;
+    ) -> impl Future<Output = Result<NodeAnswer<Vec<SummaryPart>>, Error>> + Send;
 
     /// Its part of `aggregation`.
     fn aggregate(
         &self,
         aggregation: &Aggregation,
-    ) -> impl Future<Output = Result<NodeAnswer<Aggregated>, ApiError>> + Send;
+    ) -> impl Future<Output = Result<NodeAnswer<Aggregated>, Error>> + Send;
 }
 
 /// This node answering from its own store.
 pub struct LocalNode<'a> {
-    state: &'a ApiState,
+    service: &'a QueryService,
 }
 
 impl<'a> LocalNode<'a> {
-    /// This node, answering with `state`'s store, permits and timeout.
-    pub fn new(state: &'a ApiState) -> Self {
-        LocalNode { state }
+    /// This node, answering with `service`'s store, permits and timeout.
+    pub fn new(service: &'a QueryService) -> Self {
+        LocalNode { service }
     }
 
     fn answer<T>(&self, value: T, covers: Vec<PartitionRef>) -> NodeAnswer<T> {
-        let node = self.state.cluster.as_ref();
         NodeAnswer {
-            node: node.map(|c| c.me().id.clone()).unwrap_or_default(),
+            node: self.service.node_id(),
             value,
             covers,
         }
@@ -114,9 +106,9 @@ impl<'a> LocalNode<'a> {
 }
 
 impl NodeQueries for LocalNode<'_> {
-    async fn trace(&self, id: [u8; 16]) -> Result<NodeAnswer<Rows>, ApiError> {
+    async fn trace(&self, id: [u8; 16]) -> Result<NodeAnswer<Rows>, Error> {
         let (rows, read) = self
-            .state
+            .service
             .run_query(move |store, _| {
                 Ok(store.trace_in(&id, MAX_TRACE_SPANS, MAX_TRACE_LOGS, &Scope::Unpublished)?)
             })
@@ -133,19 +125,18 @@ impl NodeQueries for LocalNode<'_> {
         Ok(self.answer(rows, read))
     }
 
-    async fn logs(&self, search: &LogSearch) -> Result<NodeAnswer<Rows>, ApiError> {
+    async fn logs(&self, search: &LogSearch) -> Result<NodeAnswer<Rows>, Error> {
         if let Some(q) = &search.query {
             weft_index::query::compile(q, Signal::Logs)?;
         }
-        let max = crate::api::limits::MAX_LOGS;
-        if search.limit == 0 || search.limit > max {
-            return Err(ApiError::BadRequest(format!(
-                "limit must be from 1 to {max}"
+        if search.limit == 0 || search.limit > MAX_LOGS {
+            return Err(Error::BadRequest(format!(
+                "limit must be from 1 to {MAX_LOGS}"
             )));
         }
         let search = search.clone();
         let (page, listed) = self
-            .state
+            .service
             .run_query(move |store, _| Ok(store.search_logs_in(&search, &Scope::Unpublished)?))
             .await?;
         let rows = Rows {
@@ -161,13 +152,13 @@ impl NodeQueries for LocalNode<'_> {
     async fn trace_candidates(
         &self,
         search: &TraceSearch,
-    ) -> Result<NodeAnswer<Candidates>, ApiError> {
+    ) -> Result<NodeAnswer<Candidates>, Error> {
         if let Some(q) = &search.query {
-            weft_index::query::compile(q, Signal::Spans).map_err(ApiError::span_query)?;
+            weft_index::query::compile(q, Signal::Spans).map_err(Error::span_query)?;
         }
         let search = search.clone();
         let (found, read) = self
-            .state
+            .service
             .run_query(move |store, _| {
                 let (scope, listed) = store.unpublished_scope();
                 Ok((store.trace_candidates_in(&search, &scope)?.0, listed))
@@ -181,9 +172,9 @@ impl NodeQueries for LocalNode<'_> {
         ids: &[[u8; 16]],
         start: u64,
         end: u64,
-    ) -> Result<NodeAnswer<Vec<SummaryPart>>, ApiError> {
+    ) -> Result<NodeAnswer<Vec<SummaryPart>>, Error> {
         if ids.len() > MAX_PARTS_PER_QUESTION {
-            return Err(ApiError::BadRequest(format!(
+            return Err(Error::BadRequest(format!(
                 "at most {MAX_PARTS_PER_QUESTION} trace IDs per question, not {}",
                 ids.len()
             )));
@@ -192,7 +183,7 @@ impl NodeQueries for LocalNode<'_> {
         // One listing of the partitions for every trace of the answer: the partitions it
         // names are exactly those each trace was read from.
         let (parts, read) = self
-            .state
+            .service
             .run_query(move |store, deadline| {
                 let (scope, listed) = store.unpublished_scope();
                 Ok((
@@ -204,15 +195,12 @@ impl NodeQueries for LocalNode<'_> {
         Ok(self.answer(parts, read))
     }
 
-    async fn aggregate(
-        &self,
-        aggregation: &Aggregation,
-    ) -> Result<NodeAnswer<Aggregated>, ApiError> {
+    async fn aggregate(&self, aggregation: &Aggregation) -> Result<NodeAnswer<Aggregated>, Error> {
         aggregation.check_bounds()?;
         let aggregation = aggregation.clone();
         // One listing of the partitions for the whole answer, however often it lists them.
         let (value, read) = self
-            .state
+            .service
             .run_query(move |store, _| {
                 let (scope, listed) = store.unpublished_scope();
                 Ok((aggregation.run(store, &scope)?.0, listed))
@@ -231,7 +219,7 @@ pub(crate) fn summary_parts(
     end: u64,
     scope: &Scope,
     deadline: &Deadline,
-) -> Result<(Vec<SummaryPart>, Vec<PartitionRef>), ApiError> {
+) -> Result<(Vec<SummaryPart>, Vec<PartitionRef>), Error> {
     let mut parts = Vec::with_capacity(ids.len());
     let mut read = HashSet::new();
     for id in ids {

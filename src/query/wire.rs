@@ -1,5 +1,5 @@
 //! How the answers of [`super::node::NodeQueries`] travel between nodes: JSON over the HTTP
-//! API every node already serves (`crate::api::internal` answers, `crate::fanout::RemoteNode`
+//! API every node already serves (`crate::api::internal` answers, `super::fanout::RemoteNode`
 //! asks). Rows go as a protobuf `RowBatch` in base64, the same lossless encoding as the WAL.
 //! Both ends convert here, so the two stay one format.
 
@@ -199,10 +199,7 @@ impl TryFrom<WireCandidates> for Candidates {
 }
 
 fn trace_id(text: &str) -> Result<[u8; 16], String> {
-    hex::decode(text)
-        .ok()
-        .and_then(|b| <[u8; 16]>::try_from(b).ok())
-        .ok_or_else(|| format!("'{text}' is not a trace ID"))
+    weft_index::text::trace_id(text)
 }
 
 /// The parts of some traces asked for on the wire (`POST /api/v1/internal/trace-parts`).

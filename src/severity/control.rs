@@ -19,7 +19,7 @@ pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// The system clock.
 pub fn system_clock() -> Clock {
-    Arc::new(crate::pipeline::now_unix_nano)
+    Arc::new(crate::clock::now_unix_nano)
 }
 
 /// Why a change was refused.
@@ -266,7 +266,8 @@ impl SeverityControl {
                 ));
             }
             (Some(ttl), None) => {
-                let ttl = crate::config::parse_duration(ttl).map_err(SeverityError::Invalid)?;
+                let ttl = weft_index::text::duration(ttl)
+                    .map_err(|why| SeverityError::Invalid(format!("ttl {why}")))?;
                 if ttl.is_zero() {
                     return Err(SeverityError::Invalid(
                         "a rule needs a TTL greater than zero; every rule expires".into(),
@@ -276,12 +277,8 @@ impl SeverityControl {
                 now + ttl.as_nanos() as u64
             }
             (None, Some(at)) => {
-                let at =
-                    time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-                        .map_err(|_| {
-                            SeverityError::Invalid(format!("expires_at '{at}' is not RFC 3339"))
-                        })?;
-                let at = u64::try_from(at.unix_timestamp_nanos()).unwrap_or(0);
+                let at = weft_index::text::rfc3339_unix_nano(at)
+                    .map_err(|why| SeverityError::Invalid(format!("expires_at {why}")))?;
                 if at <= now {
                     return Err(SeverityError::Invalid("expires_at is in the past".into()));
                 }

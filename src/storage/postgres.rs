@@ -346,7 +346,7 @@ fn state_name(state: SplitState) -> &'static str {
 }
 
 fn now_unix_nano() -> i64 {
-    crate::pipeline::now_unix_nano().min(i64::MAX as u64) as i64
+    crate::clock::now_unix_nano().min(i64::MAX as u64) as i64
 }
 
 #[async_trait::async_trait]

@@ -63,7 +63,7 @@ impl StorageStatus {
                 let since = failing
                     .as_ref()
                     .map(|(_, since)| *since)
-                    .unwrap_or_else(crate::pipeline::now_unix_nano);
+                    .unwrap_or_else(crate::clock::now_unix_nano);
                 *failing = Some((reason, since));
             }
         }

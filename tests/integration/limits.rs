@@ -396,7 +396,7 @@ async fn a_body_that_never_finishes_is_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_past_the_limit_or_the_timeout_are_refused_retryably() {
     use tonic_types::StatusExt;
-    use weft::server::MAX_CONCURRENT_QUERIES;
+    use weft::query::MAX_CONCURRENT_QUERIES;
     use weft_index::faults::{Fault, Faults};
     let faults = Faults::none();
     let server = TestServer::start_with_faults(

@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use weft::aggregation::Aggregation;
-use weft::fanout::{MAX_NODE_ANSWER_BYTES, RemoteNode};
+use weft::query::aggregation::Aggregation;
+use weft::query::fanout::{MAX_NODE_ANSWER_BYTES, RemoteNode};
 use weft::query::node::NodeQueries;
 use weft_index::{LogSearch, TraceSearch};
 

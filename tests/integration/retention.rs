@@ -121,7 +121,10 @@ async fn retention_runs_sooner_while_the_disk_is_low() {
         if bodies(&body).len() == 2 {
             break;
         }
-        assert!(started.elapsed() < DEADLINE, "records not searchable: {body}");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "records not searchable: {body}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The old hour exists and nothing deleted it: retention's next turn is an hour away.

@@ -238,14 +238,22 @@ fn filter_query(
             only_equality(field, op, pos)?;
             keyword(span_fields().name, value, pos)
         }
-        (Signal::Spans, "kind") | (Signal::Spans, "status") => {
+        (Signal::Spans, "kind") => {
             only_equality(field, op, pos)?;
-            let f = if field == "kind" {
-                span_fields().kind
+            keyword(span_fields().kind, &value.to_ascii_lowercase(), pos)
+        }
+        (Signal::Spans, "status") => {
+            only_equality(field, op, pos)?;
+            // A name is checked (a misspelt one would match nothing, silently); a wildcard
+            // matches the names it matches.
+            let value = if value.contains('*') {
+                value.to_ascii_lowercase()
             } else {
-                span_fields().status
+                let code = crate::text::status_code(value)
+                    .map_err(|why| QueryError::syntax(pos, format!("status {why}")))?;
+                crate::text::status_name(code).to_string()
             };
-            keyword(f, &value.to_ascii_lowercase(), pos)
+            keyword(span_fields().status, &value, pos)
         }
         (_, "trace_id") => {
             only_equality(field, op, pos)?;
@@ -310,12 +318,8 @@ fn range_bounds(signal: Signal, expr: &Expr) -> Result<Option<Range>, QueryError
 }
 
 fn duration_value(value: &str, pos: usize) -> Result<u64, QueryError> {
-    parse_duration_ns(value).ok_or_else(|| {
-        QueryError::syntax(
-            pos,
-            format!("expected a duration such as 250ms or 2s, found '{value}'"),
-        )
-    })
+    crate::text::duration_ns(value)
+        .map_err(|why| QueryError::syntax(pos, format!("duration {why}")))
 }
 
 fn id_query(
@@ -325,13 +329,13 @@ fn id_query(
     value: &str,
     pos: usize,
 ) -> Result<Box<dyn Query>, QueryError> {
-    let bytes = if kind == IdKind::Trace { 16 } else { 8 };
-    match hex::decode(value) {
-        Ok(id) if id.len() == bytes => Ok(Box::new(IdQuery::new(signal, kind, &id))),
-        _ => Err(QueryError::syntax(
-            pos,
-            format!("{name} must be {} hex characters", bytes * 2),
-        )),
+    let id = match kind {
+        IdKind::Trace => crate::text::trace_id(value).map(|id| id.to_vec()),
+        _ => crate::text::span_id(value).map(|id| id.to_vec()),
+    };
+    match id {
+        Ok(id) => Ok(Box::new(IdQuery::new(signal, kind, &id))),
+        Err(why) => Err(QueryError::syntax(pos, format!("{name} {why}"))),
     }
 }
 
@@ -421,27 +425,6 @@ fn json_value_query(field: Field, key: &str, value: &str) -> Box<dyn Query> {
     Box::new(BooleanQuery::new(clauses))
 }
 
-/// `250ms`, `1.5s`, `2m`, `100us`, `42ns`, `1h`; a bare number is nanoseconds.
-pub(crate) fn parse_duration_ns(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let scale = match unit {
-        "" | "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        "m" => 60e9,
-        "h" => 3600e9,
-        _ => return None,
-    };
-    let nanos = number * scale;
-    (nanos.is_finite() && nanos >= 0.0).then_some(nanos as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -490,16 +473,6 @@ mod tests {
         ] {
             compile_str(q, Signal::Spans).unwrap_or_else(|e| panic!("{q}: {e}"));
         }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ns("250ms"), Some(250_000_000));
-        assert_eq!(parse_duration_ns("1.5s"), Some(1_500_000_000));
-        assert_eq!(parse_duration_ns("42"), Some(42));
-        assert_eq!(parse_duration_ns("2m"), Some(120_000_000_000));
-        assert_eq!(parse_duration_ns("1x"), None);
-        assert_eq!(parse_duration_ns("ms"), None);
     }
 
     #[test]

@@ -4,9 +4,9 @@
 //! leaves out of its own part. So a row is counted once whether it is published yet or not,
 //! and is searchable on a search node as soon as its ingest node has indexed it.
 //!
-//! The questions are [`NodeQueries`](crate::query::node::NodeQueries); [`RemoteNode`] asks
+//! The questions are [`NodeQueries`](super::node::NodeQueries); [`RemoteNode`] asks
 //! them of one node over HTTP, and [`FanOut`] of every live ingest node at once. A live tail
-//! (`GET /api/v1/internal/tail`) is a stream instead, followed by `crate::remote_tail`.
+//! (`GET /api/v1/internal/tail`) is a stream instead, followed by `super::remote_tail`.
 //!
 //! The internal answers travel over the HTTP API every node already serves (its TLS, its
 //! tokens: the caller's token is passed on), at the address each node advertises in the
@@ -22,15 +22,15 @@ use serde::de::DeserializeOwned;
 use weft_index::store::SplitOrigin;
 use weft_index::{Candidates, LogSearch, SummaryPart, TraceSearch};
 
-use crate::aggregation::{Aggregated, Aggregation};
-use crate::api::ApiError;
-use crate::cluster::Cluster;
-use crate::pipeline::now_unix_nano;
-use crate::query::node::{NodeAnswer, NodeQueries, Rows};
-use crate::query::wire::{
+use super::Error;
+use super::aggregation::{Aggregated, Aggregation};
+use super::node::{NodeAnswer, NodeQueries, Rows};
+use super::wire::{
     CandidatesQuestion, LogsQuestion, PartsQuestion, WireAnswer, WireCandidates, WireParts,
     WireRows,
 };
+use crate::clock::now_unix_nano;
+use crate::cluster::Cluster;
 use crate::storage::follower::Follower;
 
 /// The largest answer a node may send to one question. A trace answer holds at most 10,000
@@ -113,7 +113,7 @@ impl FanOut {
         ask: impl Fn(RemoteNode) -> F,
     ) -> Gathered<T>
     where
-        F: Future<Output = Result<NodeAnswer<T>, ApiError>>,
+        F: Future<Output = Result<NodeAnswer<T>, Error>>,
     {
         let (nodes, mut missing) = self.live_ingest_nodes().await;
         let asked = nodes.into_iter().map(|(id, base)| {
@@ -270,7 +270,7 @@ impl RemoteNode {
         path: &str,
         question: &Q,
         decode: impl FnOnce(W) -> Result<T, String>,
-    ) -> Result<NodeAnswer<T>, ApiError> {
+    ) -> Result<NodeAnswer<T>, Error> {
         let mut request = self
             .client
             .post(format!("{}{path}", self.base))
@@ -278,7 +278,7 @@ impl RemoteNode {
         if let Some(authorization) = &self.authorization {
             request = request.header(reqwest::header::AUTHORIZATION, authorization);
         }
-        let failed = |reason: String| ApiError::Busy(format!("node {}: {reason}", self.id));
+        let failed = |reason: String| Error::Unavailable(format!("node {}: {reason}", self.id));
         let mut response = request.send().await.map_err(|e| failed(e.to_string()))?;
         if !response.status().is_success() {
             return Err(failed(format!("answered {}", response.status())));
@@ -308,13 +308,13 @@ impl RemoteNode {
 }
 
 impl NodeQueries for RemoteNode {
-    async fn trace(&self, id: [u8; 16]) -> Result<NodeAnswer<Rows>, ApiError> {
+    async fn trace(&self, id: [u8; 16]) -> Result<NodeAnswer<Rows>, Error> {
         let path = format!("/api/v1/internal/trace/{}", hex::encode(id));
         self.ask(&path, &(), |wire: WireRows| Rows::try_from(wire))
             .await
     }
 
-    async fn logs(&self, search: &LogSearch) -> Result<NodeAnswer<Rows>, ApiError> {
+    async fn logs(&self, search: &LogSearch) -> Result<NodeAnswer<Rows>, Error> {
         let question = LogsQuestion::from(search);
         self.ask("/api/v1/internal/logs", &question, |wire: WireRows| {
             Rows::try_from(wire)
@@ -325,7 +325,7 @@ impl NodeQueries for RemoteNode {
     async fn trace_candidates(
         &self,
         search: &TraceSearch,
-    ) -> Result<NodeAnswer<Candidates>, ApiError> {
+    ) -> Result<NodeAnswer<Candidates>, Error> {
         let question = CandidatesQuestion {
             query: search.query.clone(),
             start_unix_nano: search.start_unix_nano,
@@ -344,7 +344,7 @@ impl NodeQueries for RemoteNode {
         ids: &[[u8; 16]],
         start_unix_nano: u64,
         end_unix_nano: u64,
-    ) -> Result<NodeAnswer<Vec<SummaryPart>>, ApiError> {
+    ) -> Result<NodeAnswer<Vec<SummaryPart>>, Error> {
         let question = PartsQuestion {
             trace_ids: ids.iter().map(hex::encode).collect(),
             start_unix_nano,
@@ -358,10 +358,7 @@ impl NodeQueries for RemoteNode {
         .await
     }
 
-    async fn aggregate(
-        &self,
-        aggregation: &Aggregation,
-    ) -> Result<NodeAnswer<Aggregated>, ApiError> {
+    async fn aggregate(&self, aggregation: &Aggregation) -> Result<NodeAnswer<Aggregated>, Error> {
         self.ask(
             "/api/v1/internal/aggregate",
             aggregation,

@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use weft_index::RowBatch;
 
-use crate::fanout::FanOut;
-use crate::tail::TailItem;
+use super::fanout::FanOut;
+use crate::pipeline::tail::TailItem;
 
 /// Rows from the ingest nodes waiting for this reader; beyond them, rows are counted missed.
 const QUEUE: usize = 1024;

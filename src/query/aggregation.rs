@@ -18,7 +18,7 @@ use weft_index::query::parse;
 use weft_index::store::{PartitionRef, Scope};
 use weft_index::{Signal, Store};
 
-use crate::api::{ApiError, ApiState};
+use super::{Answer, Error, QueryService};
 
 /// An aggregation, as a search node asks an ingest node for its part.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -118,11 +118,11 @@ pub struct Aggregated {
 }
 
 /// An error naming the first of `fields` whose key is out of bounds.
-fn check_fields(fields: &[FieldRef]) -> Result<(), ApiError> {
+fn check_fields(fields: &[FieldRef]) -> Result<(), Error> {
     fields
         .iter()
         .try_for_each(FieldRef::check)
-        .map_err(ApiError::BadRequest)
+        .map_err(Error::BadRequest)
 }
 
 /// Most histogram buckets one aggregation asks for.
@@ -134,9 +134,9 @@ pub const MAX_COUNTED_FIELDS: usize = 10_000;
 impl Aggregation {
     /// An error when the aggregation asks for more than any answer may hold: the HTTP API
     /// bounds what users ask, and this bounds what another node asks.
-    pub fn check_bounds(&self) -> Result<(), ApiError> {
+    pub fn check_bounds(&self) -> Result<(), Error> {
         let too_many = |what: &str, n: usize, max: usize| {
-            Err(ApiError::BadRequest(format!(
+            Err(Error::BadRequest(format!(
                 "{what} must be at most {max}, not {n}"
             )))
         };
@@ -185,7 +185,7 @@ impl Aggregation {
         &self,
         store: &Store,
         scope: &Scope,
-    ) -> Result<(Aggregated, Vec<PartitionRef>), ApiError> {
+    ) -> Result<(Aggregated, Vec<PartitionRef>), Error> {
         let mut out = Aggregated::default();
         let read = match self {
             Aggregation::Histogram {
@@ -386,80 +386,31 @@ impl Aggregated {
     }
 }
 
-/// `aggregation` over this node, or over the whole cluster on a search node; and the ingest
-/// nodes that did not answer (their rows not yet published are not counted).
-/// `authorization` (the caller's) is passed on to them.
-pub async fn aggregate(
-    state: &ApiState,
-    aggregation: Aggregation,
-    authorization: Option<String>,
-) -> Result<(Aggregated, Vec<String>), ApiError> {
-    let Some(fanout) = state.fanout.clone() else {
-        let (total, _) = state
-            .run_query(move |store, _| aggregation.run(store, &Scope::All))
+impl QueryService {
+    /// `aggregation` over this node, or over the whole cluster on a search node, missing the
+    /// ingest nodes that did not answer (their rows not yet published are not counted).
+    /// `authorization` (the caller's) is passed on to them.
+    pub(crate) async fn aggregate(
+        &self,
+        aggregation: Aggregation,
+        authorization: Option<&str>,
+    ) -> Result<Answer<Aggregated>, Error> {
+        let Some(fanout) = self.fanout().cloned() else {
+            let (total, _) = self
+                .run_query(move |store, _| aggregation.run(store, &Scope::All))
+                .await?;
+            return Ok(Answer::whole(total));
+        };
+        let gathered = fanout.aggregate(&aggregation, authorization).await;
+        let answered = Scope::Except(gathered.covered());
+        let (mut total, _) = self
+            .run_query(move |store, _| aggregation.run(store, &answered))
             .await?;
-        return Ok((total, Vec::new()));
-    };
-    let gathered = fanout
-        .aggregate(&aggregation, authorization.as_deref())
-        .await;
-    let answered = Scope::Except(gathered.covered());
-    let (mut total, _) = state
-        .run_query(move |store, _| aggregation.run(store, &answered))
-        .await?;
-    for answer in gathered.answers {
-        total.merge(answer.value);
+        for answer in gathered.answers {
+            total.merge(answer.value);
+        }
+        Ok(Answer::missing(total, gathered.missing))
     }
-    Ok((total, gathered.missing))
-}
-
-/// Services seen in `[start, end)`, cluster-wide on a search node (see [`aggregate`]).
-pub async fn services(
-    state: &ApiState,
-    start_unix_nano: u64,
-    end_unix_nano: u64,
-    authorization: Option<String>,
-) -> Result<(BTreeMap<String, ServiceStats>, Vec<String>), ApiError> {
-    let aggregation = Aggregation::Services {
-        start_unix_nano,
-        end_unix_nano,
-    };
-    let (total, missing) = aggregate(state, aggregation, authorization).await?;
-    Ok((total.services, missing))
-}
-
-/// `service`'s span names in `[start, end)` with their span kinds, cluster-wide on a search
-/// node (see [`aggregate`]).
-pub async fn operations(
-    state: &ApiState,
-    service: String,
-    start_unix_nano: u64,
-    end_unix_nano: u64,
-    authorization: Option<String>,
-) -> Result<(BTreeMap<String, BTreeSet<String>>, Vec<String>), ApiError> {
-    let aggregation = Aggregation::Operations {
-        service,
-        start_unix_nano,
-        end_unix_nano,
-    };
-    let (total, missing) = aggregate(state, aggregation, authorization).await?;
-    Ok((total.operations, missing))
-}
-
-/// Calls between services whose called span started in `[start, end)`, summed over the
-/// cluster on a search node (see [`aggregate`]).
-pub async fn calls(
-    state: &ApiState,
-    start_unix_nano: u64,
-    end_unix_nano: u64,
-    authorization: Option<String>,
-) -> Result<(Vec<ServiceCall>, Vec<String>), ApiError> {
-    let aggregation = Aggregation::Calls {
-        start_unix_nano,
-        end_unix_nano,
-    };
-    let (total, missing) = aggregate(state, aggregation, authorization).await?;
-    Ok((total.calls, missing))
 }
 
 #[cfg(test)]

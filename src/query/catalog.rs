@@ -1,0 +1,112 @@
+//! The catalogs: services (span and log counts, last seen), a service's operations (span names
+//! with their kinds), and event IDs (with the severity rule in force for each). Counted from the
+//! index's columns, summed over the cluster on a search node (`super::aggregation`), so a
+//! service or an event seen only in an ingest node's newest rows is listed within a second of
+//! its ack.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use weft_index::aggregate::{EventStats, ServiceStats};
+
+use super::aggregation::Aggregation;
+use super::{Answer, Error, QueryService};
+use crate::severity::rules::Rule;
+
+/// An event ID in the catalog, with the newest unexpired rule that names it.
+#[derive(Debug)]
+pub struct CatalogEvent {
+    pub event: String,
+    pub stats: EventStats,
+    pub rule: Option<Rule>,
+}
+
+impl QueryService {
+    /// Services seen in `[start, end)`.
+    pub async fn services(
+        &self,
+        (start, end): (u64, u64),
+        authorization: Option<&str>,
+    ) -> Result<Answer<BTreeMap<String, ServiceStats>>, Error> {
+        let aggregation = Aggregation::Services {
+            start_unix_nano: start,
+            end_unix_nano: end,
+        };
+        let found = self.aggregate(aggregation, authorization).await?;
+        Ok(Answer::missing(found.value.services, found.missing_nodes))
+    }
+
+    /// Services with spans in `[start, end)` (the services a trace search can name).
+    pub async fn traced_services(
+        &self,
+        range: (u64, u64),
+        authorization: Option<&str>,
+    ) -> Result<Answer<Vec<String>>, Error> {
+        let found = self.services(range, authorization).await?;
+        let names = found
+            .value
+            .into_iter()
+            .filter(|(_, s)| s.spans > 0)
+            .map(|(name, _)| name)
+            .collect();
+        Ok(Answer::missing(names, found.missing_nodes))
+    }
+
+    /// `service`'s span names in `[start, end)`, each with its span kinds (`server`, `client`,
+    /// …, `unspecified`).
+    pub async fn operations(
+        &self,
+        service: &str,
+        (start, end): (u64, u64),
+        authorization: Option<&str>,
+    ) -> Result<Answer<BTreeMap<String, BTreeSet<String>>>, Error> {
+        let aggregation = Aggregation::Operations {
+            service: service.to_string(),
+            start_unix_nano: start,
+            end_unix_nano: end,
+        };
+        let found = self.aggregate(aggregation, authorization).await?;
+        Ok(Answer::missing(found.value.operations, found.missing_nodes))
+    }
+
+    /// Event IDs seen in `[start, end)` (of `service`, or of all), most frequent first, each
+    /// with the severity rule in force for it.
+    pub async fn events(
+        &self,
+        service: Option<&str>,
+        (start, end): (u64, u64),
+        authorization: Option<&str>,
+    ) -> Result<Answer<Vec<CatalogEvent>>, Error> {
+        let aggregation = Aggregation::Events {
+            service: service.map(str::to_string),
+            start_unix_nano: start,
+            end_unix_nano: end,
+        };
+        let found = self.aggregate(aggregation, authorization).await?;
+        let mut events: Vec<(String, EventStats)> = found.value.events.into_iter().collect();
+        events.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
+        let rules = self.severity.rules();
+        let now = self.severity.now();
+        let events = events
+            .into_iter()
+            .map(|(event, stats)| CatalogEvent {
+                rule: rule_in_force(&rules, &event, now).cloned(),
+                event,
+                stats,
+            })
+            .collect();
+        Ok(Answer::missing(events, found.missing_nodes))
+    }
+
+    /// The runtime severity rules, to render a catalog's rules as the severity API lists them.
+    pub fn severity(&self) -> &crate::severity::SeverityControl {
+        &self.severity
+    }
+}
+
+/// The newest unexpired rule that names this event ID.
+fn rule_in_force<'a>(rules: &'a [Rule], event: &str, now: u64) -> Option<&'a Rule> {
+    rules
+        .iter()
+        .filter(|r| r.selector.event.as_deref() == Some(event) && r.expires_at > now)
+        .max_by_key(|r| r.created_at)
+}
