@@ -23,10 +23,6 @@ pub struct Connection {
     pub ca_file: Option<std::path::PathBuf>,
 }
 
-/// The environment variables of `weft severity`, which `weft serve`'s configuration accepts
-/// (and ignores) so that a shell set up for one can run the other.
-pub const CLIENT_ENV: [&str; 3] = ["WEFT_URL", "WEFT_TOKEN", "WEFT_CA_FILE"];
-
 fn http_client(connection: &Connection) -> anyhow::Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder();
     if let Some(path) = &connection.ca_file {

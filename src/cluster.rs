@@ -7,17 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::storage::postgres::PostgresMetastore;
+use crate::metastore::postgres::PostgresMetastore;
 
 /// How often a node writes its row.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A node whose last heartbeat is older than this is taken for gone: a few missed beats, not
-/// one slow write.
-pub const GONE_AFTER: Duration = Duration::from_secs(5);
+pub use crate::metastore::GONE_AFTER;
 
 /// How long one read of the list answers every caller: live tails, fan-outs and the
 /// cluster page each ask for it, and heartbeats are a second apart anyway.
@@ -26,27 +23,7 @@ pub const MEMBERS_FRESH: Duration = Duration::from_millis(500);
 /// Longest a read of the list may take: a PostgreSQL that hangs must not hold every query.
 pub const MEMBERS_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One node, as its row says.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Member {
-    /// Its `node_id`.
-    pub id: String,
-    /// `all`, `ingest` or `search`.
-    pub role: String,
-    /// Where other nodes reach its HTTP API (`advertise`).
-    pub advertise: String,
-    /// When it started (unix ns).
-    pub started_unix_nano: u64,
-    /// Its last heartbeat (unix ns; its own clock).
-    pub heartbeat_unix_nano: u64,
-}
-
-impl Member {
-    /// Whether its last heartbeat is recent at `now_unix_nano`.
-    pub fn alive(&self, now_unix_nano: u64) -> bool {
-        now_unix_nano.saturating_sub(self.heartbeat_unix_nano) <= GONE_AFTER.as_nanos() as u64
-    }
-}
+pub use crate::metastore::Member;
 
 /// This node's place in the cluster.
 pub struct Cluster {

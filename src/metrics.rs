@@ -1,6 +1,9 @@
 //! weft's own counters, rendered as Prometheus text at `/metrics`.
 //!
 //! Plain atomics: every label value is fixed (signal names), so there is no registry to grow.
+//! A leaf: it names no other module. The pipeline's conditions (`crate::pipeline::health`) and
+//! the refusals of the auth layer (`crate::auth::RefusalCounters`) render their own families
+//! beside these.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,11 +97,6 @@ pub struct Metrics {
     pub open_writers_peak: AtomicU64,
     /// Export requests whose decoding panicked (answered as retryable).
     pub ingest_panics: AtomicU64,
-    /// Export requests refused before reading their body, per condition (see
-    /// [`crate::pipeline::Condition::ALL`]).
-    pub refused_by_condition: [AtomicU64; 6],
-    /// Requests refused for want of a token, or of the right one.
-    pub auth_refused: crate::auth::RefusalCounters,
     /// TLS configurations taken from changed files (or on SIGHUP).
     pub tls_reloads: AtomicU64,
     /// Reloads refused (unreadable or mismatched files); the previous configuration stays.
@@ -374,71 +372,5 @@ impl Metrics {
             get(&self.tls_reload_errors),
         );
         out
-    }
-
-    /// The conditions under which weft refuses data: whether each holds now, and how many
-    /// requests each refused.
-    pub fn render_conditions(
-        &self,
-        health: &crate::pipeline::Health,
-        now_unix_nano: u64,
-    ) -> String {
-        use crate::pipeline::Condition;
-        let mut out = String::with_capacity(1024);
-        let holding: Vec<Condition> = health
-            .all_reasons(now_unix_nano)
-            .into_iter()
-            .map(|(c, _)| c)
-            .collect();
-        let _ = writeln!(
-            out,
-            "# HELP weft_condition Whether a condition that refuses new data holds (1) or not (0).\n# TYPE weft_condition gauge"
-        );
-        for c in Condition::ALL {
-            let _ = writeln!(
-                out,
-                "weft_condition{{condition=\"{}\"}} {}",
-                c.name(),
-                u8::from(holding.contains(&c))
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP weft_requests_refused_by_condition_total Export requests refused because a condition held.\n# TYPE weft_requests_refused_by_condition_total counter"
-        );
-        for (i, c) in Condition::ALL.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "weft_requests_refused_by_condition_total{{condition=\"{}\"}} {}",
-                c.name(),
-                get(&self.refused_by_condition[i])
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP weft_auth_refused_total Requests refused for want of a token or of the right one, by the role needed and why.\n# TYPE weft_auth_refused_total counter"
-        );
-        for role in crate::auth::Role::ALL {
-            for reason in crate::auth::Reason::ALL {
-                let _ = writeln!(
-                    out,
-                    "weft_auth_refused_total{{role=\"{}\",reason=\"{}\"}} {}",
-                    role.name(),
-                    reason.name(),
-                    self.auth_refused.get(role, reason)
-                );
-            }
-        }
-        out
-    }
-
-    /// Counts a request refused because `condition` held.
-    pub fn count_refusal(&self, condition: crate::pipeline::Condition) {
-        if let Some(i) = crate::pipeline::Condition::ALL
-            .iter()
-            .position(|c| *c == condition)
-        {
-            self.refused_by_condition[i].fetch_add(1, Ordering::Relaxed);
-        }
     }
 }

@@ -294,11 +294,12 @@ pub async fn start_with(
         pipeline: pipeline.clone(),
         severity: severity.clone(),
         cluster,
+        auth_refused: Arc::new(crate::auth::RefusalCounters::default()),
         shutdown: stop_rx.clone(),
     };
     let auth = crate::auth::AuthState {
         tokens: Arc::new(config.tokens.clone()),
-        metrics: api_state.metrics.clone(),
+        refused: api_state.auth_refused.clone(),
     };
     let tls = match &config.tls {
         Some(files) => {
@@ -440,9 +441,9 @@ pub async fn start_with(
 /// published.
 struct StorageSetup {
     storage: crate::storage::ObjectStorage,
-    metastore: Arc<dyn crate::storage::metastore::Metastore>,
+    metastore: Arc<dyn crate::metastore::Metastore>,
     /// The metastore again when it is PostgreSQL, which also keeps the severity rules.
-    postgres: Option<Arc<crate::storage::postgres::PostgresMetastore>>,
+    postgres: Option<Arc<crate::metastore::postgres::PostgresMetastore>>,
     /// This node's name, which its splits carry.
     node: String,
     /// Published splits, for the index.
@@ -457,12 +458,12 @@ struct StorageSetup {
 
 impl StorageSetup {
     async fn open(config: &Config, url: &crate::storage::StorageUrl) -> anyhow::Result<Self> {
-        use crate::storage::metastore::{EmbeddedMetastore, Metastore, SplitState};
+        use crate::metastore::{EmbeddedMetastore, Metastore, SplitState};
         let storage = crate::storage::ObjectStorage::open(url, &config.storage_env)
             .map_err(anyhow::Error::msg)?;
         let postgres = match &config.metastore {
             Some(url) => Some(Arc::new(
-                crate::storage::postgres::PostgresMetastore::connect(url)
+                crate::metastore::postgres::PostgresMetastore::connect(url)
                     .await
                     .context("cannot open the PostgreSQL metastore")?,
             )),

@@ -56,6 +56,8 @@ pub struct ApiState {
     pub storage_status: Option<Arc<crate::storage::publisher::StorageStatus>>,
     /// With a PostgreSQL metastore: this node among the others on it.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Refusals of the auth layer (rendered at `/metrics`; the severity routes count theirs).
+    pub auth_refused: Arc<crate::auth::RefusalCounters>,
     /// Turns true when weft stops, ending long polls.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
 }
@@ -174,10 +176,7 @@ async fn readyz(State(state): State<ApiState>) -> Response {
 async fn metrics(State(state): State<ApiState>) -> Response {
     let now = now_unix_nano();
     let mut text = state.metrics.render(now);
-    text.push_str(
-        &state
-            .metrics
-            .render_conditions(state.pipeline.health(), now),
-    );
+    text.push_str(&state.pipeline.health().render_metrics(now));
+    text.push_str(&state.auth_refused.render_metrics());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

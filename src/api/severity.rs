@@ -36,7 +36,7 @@ fn admitted(
         ));
     };
     if let Err(denied) = principal.check_scope(service) {
-        state.metrics.auth_refused.count(&denied);
+        state.auth_refused.count(&denied);
         return Err(ApiError::Forbidden(denied.message));
     }
     Ok(principal)

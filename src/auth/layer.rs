@@ -13,7 +13,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::{Denied, Principal, Tokens, policy};
-use crate::metrics::Metrics;
 use crate::net::Peer;
 
 /// The text after `Bearer ` in `Authorization` (the scheme is case-insensitive).
@@ -31,7 +30,7 @@ pub struct AuthState {
     /// The configured tokens.
     pub tokens: Arc<Tokens>,
     /// Where refusals are counted (`weft_auth_refused_total`).
-    pub metrics: Arc<Metrics>,
+    pub refused: Arc<super::RefusalCounters>,
 }
 
 impl AuthState {
@@ -44,7 +43,7 @@ impl AuthState {
         self.tokens
             .authorize(access, peer, bearer(headers))
             .inspect_err(|denied| {
-                self.metrics.auth_refused.count(denied);
+                self.refused.count(denied);
                 tracing::debug!(
                     role = denied.role.name(),
                     reason = denied.reason.name(),
@@ -69,7 +68,7 @@ pub fn http_refusal(denied: &Denied, path: &str, headers: &HeaderMap) -> Respons
         } else {
             tonic::Code::PermissionDenied
         };
-        crate::ingest::http::status_response(status, code, denied.message.clone(), headers)
+        crate::otlp_status::status_response(status, code, denied.message.clone(), headers)
     } else {
         (
             status,

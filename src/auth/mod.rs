@@ -421,6 +421,26 @@ impl RefusalCounters {
         self.0[role][reason].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The counts as Prometheus text (`weft_auth_refused_total`).
+    pub fn render_metrics(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::from(
+            "# HELP weft_auth_refused_total Requests refused for want of a token or of the right one, by the role needed and why.\n# TYPE weft_auth_refused_total counter\n",
+        );
+        for role in Role::ALL {
+            for reason in Reason::ALL {
+                let _ = writeln!(
+                    out,
+                    "weft_auth_refused_total{{role=\"{}\",reason=\"{}\"}} {}",
+                    role.name(),
+                    reason.name(),
+                    self.get(role, reason)
+                );
+            }
+        }
+        out
+    }
+
     /// Refusals so far of `role` for `reason`.
     pub fn get(&self, role: Role, reason: Reason) -> u64 {
         let r = Role::ALL.iter().position(|x| *x == role).unwrap_or(0);

@@ -15,24 +15,8 @@ use weft_index::Signal;
 
 use super::admission::{DECODE_FACTOR, gunzip, read_body};
 use super::{Accepted, Ingest, IngestError, Prepared, prepare_logs, prepare_spans};
-
-/// The body formats OTLP/HTTP allows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    /// `application/x-protobuf`.
-    Protobuf,
-    /// `application/json` (OTLP JSON encoding).
-    Json,
-}
-
-impl Format {
-    fn content_type(self) -> &'static str {
-        match self {
-            Format::Protobuf => "application/x-protobuf",
-            Format::Json => "application/json",
-        }
-    }
-}
+pub use crate::otlp_status::Format;
+use crate::otlp_status::encoded_status;
 
 /// Routes for OTLP over HTTP.
 pub fn router(ingest: Ingest) -> Router {
@@ -43,23 +27,7 @@ pub fn router(ingest: Ingest) -> Router {
 }
 
 fn request_format(headers: &HeaderMap) -> Result<Format, IngestError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let media_type = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match media_type.as_str() {
-        "application/x-protobuf" | "application/protobuf" => Ok(Format::Protobuf),
-        "application/json" => Ok(Format::Json),
-        _ => Err(IngestError::Unsupported(format!(
-            "unsupported content type '{content_type}'; send application/x-protobuf or application/json"
-        ))),
-    }
+    crate::otlp_status::request_format(headers).map_err(IngestError::Unsupported)
 }
 
 fn content_encoding(headers: &HeaderMap) -> Result<bool, IngestError> {
@@ -285,43 +253,6 @@ pub fn error_response(error: &IngestError, format: Format) -> Response {
         );
     }
     response
-}
-
-/// A refusal decided before the body is read (authentication): a `google.rpc.Status` in the
-/// request's format, JSON when the content type is not one OTLP allows.
-pub fn status_response(
-    status: StatusCode,
-    code: tonic::Code,
-    message: String,
-    headers: &HeaderMap,
-) -> Response {
-    let format = request_format(headers).unwrap_or(Format::Json);
-    encoded_status(status, code, message, format)
-}
-
-fn encoded_status(
-    status: StatusCode,
-    code: tonic::Code,
-    message: String,
-    format: Format,
-) -> Response {
-    let body = match format {
-        Format::Protobuf => tonic_types::Status {
-            code: code as i32,
-            message,
-            details: Vec::new(),
-        }
-        .encode_to_vec(),
-        Format::Json => json!({"code": code as i32, "message": message})
-            .to_string()
-            .into_bytes(),
-    };
-    (
-        status,
-        [(header::CONTENT_TYPE, format.content_type())],
-        body,
-    )
-        .into_response()
 }
 
 #[cfg(test)]

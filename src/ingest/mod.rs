@@ -257,7 +257,7 @@ impl Ingest {
             .requests_refused
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let PipelineError::Unavailable { condition, .. } = error {
-            self.metrics.count_refusal(*condition);
+            self.pipeline.health().count_refusal(*condition);
         }
     }
 }

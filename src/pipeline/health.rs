@@ -74,6 +74,8 @@ pub struct Health {
     /// Whether the current stall was logged: a stall is found by whoever asks (an export,
     /// `/readyz`), so the first to find it logs it and the indexer's next step logs its end.
     stall_logged: AtomicBool,
+    /// Export requests refused because a condition held, per condition (as [`Condition::ALL`]).
+    refused: [AtomicU64; Condition::ALL.len()],
 }
 
 impl Health {
@@ -182,6 +184,50 @@ impl Health {
             ));
         }
         all
+    }
+
+    /// Counts a request refused because `condition` held.
+    pub fn count_refusal(&self, condition: Condition) {
+        if let Some(i) = Condition::ALL.iter().position(|c| *c == condition) {
+            self.refused[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The conditions as Prometheus text: whether each holds now (`weft_condition`), and how
+    /// many requests each refused (`weft_requests_refused_by_condition_total`).
+    pub fn render_metrics(&self, now_unix_nano: u64) -> String {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(1024);
+        let holding: Vec<Condition> = self
+            .all_reasons(now_unix_nano)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        let _ = writeln!(
+            out,
+            "# HELP weft_condition Whether a condition that refuses new data holds (1) or not (0).\n# TYPE weft_condition gauge"
+        );
+        for c in Condition::ALL {
+            let _ = writeln!(
+                out,
+                "weft_condition{{condition=\"{}\"}} {}",
+                c.name(),
+                u8::from(holding.contains(&c))
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP weft_requests_refused_by_condition_total Export requests refused because a condition held.\n# TYPE weft_requests_refused_by_condition_total counter"
+        );
+        for (c, refused) in Condition::ALL.iter().zip(&self.refused) {
+            let _ = writeln!(
+                out,
+                "weft_requests_refused_by_condition_total{{condition=\"{}\"}} {}",
+                c.name(),
+                refused.load(Ordering::Relaxed)
+            );
+        }
+        out
     }
 
     /// Whether a thread weft cannot do without has died (for `/healthz`).

@@ -19,8 +19,8 @@ use serde::{Deserialize, Serialize};
 use super::SeverityError;
 use super::control::AuditEntry;
 use super::rules::{Action, Rule, Selector};
-use crate::storage::metastore::MetastoreError;
-use crate::storage::postgres::PostgresMetastore;
+use crate::metastore::MetastoreError;
+use crate::metastore::postgres::PostgresMetastore;
 
 /// The stored form of a rule.
 #[derive(Clone, Debug, Serialize, Deserialize)]

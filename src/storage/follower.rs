@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use weft_index::Store;
 
-use super::metastore::Metastore;
 use super::publisher::StorageStatus;
+use crate::metastore::Metastore;
 use crate::metrics::Metrics;
 
 /// How often the list is read again: a split is searchable on a search node within this of

@@ -3,10 +3,7 @@
 //! - this file: [`StorageUrl`] (the `storage` setting) and [`ObjectStorage`], which puts, gets
 //!   and deletes split files through the `object_store` crate, and fetches splits for the index
 //!   (`SplitFetcher`).
-//! - `metastore`: the list of splits and their state (staged, published, marked for deletion);
-//!   the embedded implementation keeps it in one file under the data directory.
-//! - `postgres`: the metastore on PostgreSQL, with its migrations (`migrations/postgres`); it
-//!   also keeps the severity rules of every node on it (`severity::store`).
+//! - the list of splits and their state lives in the metastore (`crate::metastore`).
 //! - `publisher`: the task that packs sealed partitions, uploads them, publishes them, and
 //!   deletes what retention or a newer split replaced.
 //! - `follower`: a search node's task that keeps its index's remote partitions the splits
@@ -17,8 +14,6 @@
 //! split is published, so the row exists on the local disk until it is in object storage.
 
 pub mod follower;
-pub mod metastore;
-pub mod postgres;
 pub mod publisher;
 
 use std::path::Path;
@@ -31,84 +26,13 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use tokio::io::AsyncWriteExt;
 
+use crate::config::StorageKind;
+pub use crate::config::StorageUrl;
+
 /// Largest split sent in one PUT; larger ones go in parts of this size.
 const PART_BYTES: usize = 8 << 20;
 /// Longest one download of a split may take before the query asking for it gives up.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Where splits are kept: the `storage` setting, checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StorageUrl {
-    url: String,
-    kind: StorageKind,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum StorageKind {
-    S3,
-    Gcs,
-    Azure,
-    /// A local directory (or a mounted file system); the path.
-    File(std::path::PathBuf),
-}
-
-impl StorageUrl {
-    /// Parses `s3://bucket[/prefix]`, `gs://bucket[/prefix]`, `az://container[/prefix]` or
-    /// `file:///absolute/path`.
-    pub fn parse(text: &str) -> Result<StorageUrl, String> {
-        let (scheme, rest) = text
-            .split_once("://")
-            .ok_or_else(|| format!("'{text}' is not a URL like s3://bucket/prefix"))?;
-        let first = rest.split('/').next().unwrap_or_default();
-        let kind = match scheme {
-            "s3" | "gs" => {
-                if first.is_empty() {
-                    return Err(format!(
-                        "'{text}' names no bucket ({scheme}://bucket/prefix)"
-                    ));
-                }
-                if scheme == "s3" {
-                    StorageKind::S3
-                } else {
-                    StorageKind::Gcs
-                }
-            }
-            "az" => {
-                if first.is_empty() || first.contains('@') {
-                    return Err(format!(
-                        "'{text}' names no container (az://container/prefix; the account \
-                         comes from AZURE_STORAGE_ACCOUNT_NAME)"
-                    ));
-                }
-                StorageKind::Azure
-            }
-            "file" => {
-                if !rest.starts_with('/') {
-                    return Err(format!(
-                        "'{text}' needs an absolute path (file:///var/lib/weft-splits)"
-                    ));
-                }
-                StorageKind::File(std::path::PathBuf::from(rest))
-            }
-            other => {
-                return Err(format!(
-                    "unknown storage scheme '{other}://'; use s3://bucket/prefix, \
-                     gs://bucket/prefix, az://container/prefix or file:///path"
-                ));
-            }
-        };
-        Ok(StorageUrl {
-            url: text.to_string(),
-            kind,
-        })
-    }
-}
-
-impl std::fmt::Display for StorageUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.url)
-    }
-}
 
 /// Split files in object storage, under `splits/` of the configured prefix.
 #[derive(Clone, Debug)]
@@ -149,7 +73,7 @@ impl ObjectStorage {
                 })
         }
         let fail = |e: object_store::Error| format!("storage {url}: {e}");
-        let rest = url.url.split_once("://").map_or("", |(_, rest)| rest);
+        let rest = url.as_str().split_once("://").map_or("", |(_, rest)| rest);
         let prefix = ObjectPath::from(rest.split_once('/').map(|(_, p)| p).unwrap_or_default());
         // The three cloud builders share no trait, but the same four calls: settings, retry,
         // URL, build.
@@ -161,13 +85,13 @@ impl ObjectStorage {
                 }
                 let store = builder
                     .with_retry(retry)
-                    .with_url(url.url.clone())
+                    .with_url(url.as_str().to_string())
                     .build()
                     .map_err(fail)?;
                 (Arc::new(store) as Arc<dyn ObjectStore>, prefix)
             }};
         }
-        let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match &url.kind {
+        let (store, prefix): (Arc<dyn ObjectStore>, ObjectPath) = match url.kind() {
             StorageKind::S3 => cloud_store!(object_store::aws::AmazonS3Builder, "AWS_"),
             StorageKind::Gcs => {
                 cloud_store!(object_store::gcp::GoogleCloudStorageBuilder, "GOOGLE_")
@@ -292,7 +216,7 @@ impl ObjectStorage {
     /// or two where the service takes no suffix range (Azure Blob): its size, then the range.
     pub async fn read_split_tail(&self, id: &str, len: u64) -> Result<(Vec<u8>, u64), String> {
         let location = self.split_path(id);
-        if self.url.kind != StorageKind::Azure {
+        if *self.url.kind() != StorageKind::Azure {
             let options = object_store::GetOptions::new()
                 .with_range(Some(object_store::GetRange::Suffix(len)));
             let result = self

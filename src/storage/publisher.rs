@@ -25,7 +25,7 @@ use weft_index::Store;
 use weft_index::store::SealedSnapshot;
 
 use super::ObjectStorage;
-use super::metastore::{Metastore, SplitRecord, SplitState};
+use crate::metastore::{Metastore, SplitRecord, SplitState};
 use crate::metrics::Metrics;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);

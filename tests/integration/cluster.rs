@@ -1048,7 +1048,7 @@ async fn callers_at_once_share_one_read_of_the_node_list() {
     let Some(pg) = PgServer::start() else {
         return;
     };
-    let postgres = weft::storage::postgres::PostgresMetastore::connect(&pg.url())
+    let postgres = weft::metastore::postgres::PostgresMetastore::connect(&pg.url())
         .await
         .unwrap();
     let cluster = weft::cluster::Cluster::new(

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
-use super::metastore::{Metastore, MetastoreError, SplitRecord, SplitState};
+use super::{Member, Metastore, MetastoreError, SplitRecord, SplitState};
 
 /// The schema, oldest first: (version, SQL). Shipped inside the binary.
 const MIGRATIONS: &[(i32, &str)] = &[
@@ -195,7 +195,7 @@ impl PostgresMetastore {
     }
 
     /// Records that `member` is alive now (its row, written anew).
-    pub async fn heartbeat(&self, member: &crate::cluster::Member) -> Result<(), MetastoreError> {
+    pub async fn heartbeat(&self, member: &Member) -> Result<(), MetastoreError> {
         let started = to_i64("start", member.started_unix_nano)?;
         self.execute(
             "heartbeat",
@@ -217,7 +217,7 @@ impl PostgresMetastore {
     }
 
     /// Every node that ever wrote a heartbeat here, by ID.
-    pub async fn members(&self) -> Result<Vec<crate::cluster::Member>, MetastoreError> {
+    pub async fn members(&self) -> Result<Vec<Member>, MetastoreError> {
         self.in_transaction("list nodes", async |tx| {
             let rows = tx
                 .query(
@@ -228,7 +228,7 @@ impl PostgresMetastore {
                 .await?;
             Ok(rows
                 .iter()
-                .map(|row| crate::cluster::Member {
+                .map(|row| Member {
                     id: row.get(0),
                     role: row.get(1),
                     advertise: row.get(2),

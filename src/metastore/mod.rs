@@ -8,14 +8,45 @@
 //! sealed again), a marked one is deleted.
 //!
 //! [`EmbeddedMetastore`] keeps the list in one JSON file under the data directory, replaced
-//! atomically on every change; one node needs nothing else. `storage::postgres` keeps it in
-//! PostgreSQL (`metastore = "postgres://…"`).
+//! atomically on every change; one node needs nothing else. `postgres` keeps it in PostgreSQL
+//! (`metastore = "postgres://…"`), and with it the cluster's membership ([`Member`], one row
+//! per node with its heartbeat) and every node's severity rules.
+//!
+//! Below storage, the cluster and severity rules, which all keep their state here; it names
+//! only the clock.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 use weft_index::Signal;
+
+pub mod postgres;
+
+/// A node whose heartbeat is older than this is taken for gone.
+pub const GONE_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One node of a cluster, as its membership row says.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Member {
+    /// Its `node_id`.
+    pub id: String,
+    /// `all`, `ingest` or `search`.
+    pub role: String,
+    /// Where other nodes reach its HTTP API (`advertise`).
+    pub advertise: String,
+    /// When it started (unix ns).
+    pub started_unix_nano: u64,
+    /// Its last heartbeat (unix ns; its own clock).
+    pub heartbeat_unix_nano: u64,
+}
+
+impl Member {
+    /// Whether its last heartbeat is recent at `now_unix_nano`.
+    pub fn alive(&self, now_unix_nano: u64) -> bool {
+        now_unix_nano.saturating_sub(self.heartbeat_unix_nano) <= GONE_AFTER.as_nanos() as u64
+    }
+}
 
 /// Where a split is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
