@@ -45,7 +45,7 @@ pub enum IndexError {
 /// what it is, object storage that cannot be read now.
 impl From<std::io::Error> for IndexError {
     fn from(error: std::io::Error) -> Self {
-        match crate::split_directory::remote_read_reason(&error) {
+        match remote_read_reason(&error) {
             Some(reason) => IndexError::Remote(reason),
             None => IndexError::Io(error),
         }
@@ -63,9 +63,29 @@ impl From<tantivy::TantivyError> for IndexError {
             }
             _ => None,
         };
-        match io_error.and_then(crate::split_directory::remote_read_reason) {
+        match io_error.and_then(remote_read_reason) {
             Some(reason) => IndexError::Remote(reason),
             None => IndexError::Tantivy(error),
         }
     }
+}
+
+/// Why a ranged read of a split failed (object storage away, a timeout).
+#[derive(Debug)]
+pub(crate) struct RemoteReadError(pub(crate) String);
+
+impl std::fmt::Display for RemoteReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RemoteReadError {}
+
+/// The reason of a failed ranged read, when `error` is one.
+pub(crate) fn remote_read_reason(error: &std::io::Error) -> Option<String> {
+    error
+        .get_ref()?
+        .downcast_ref::<RemoteReadError>()
+        .map(|e| e.0.clone())
 }

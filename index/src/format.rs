@@ -29,7 +29,6 @@ use tantivy::schema::Schema;
 
 use crate::Signal;
 use crate::error::IndexError;
-use crate::schema::column;
 
 /// The field of both signals' schemas whose indexing tells format 3 from format 2.
 const SPAN_ID: &str = "span_id";
@@ -223,4 +222,22 @@ mod tests {
             );
         }
     }
+}
+
+/// Names of format 2's columns.
+pub(crate) mod column {
+    /// High 8 bytes of a 16-byte trace ID (big-endian).
+    pub const TRACE_HI: &str = "trace_hi";
+    /// Low 8 bytes of a 16-byte trace ID.
+    pub const TRACE_LO: &str = "trace_lo";
+    /// An 8-byte span ID.
+    pub const SPAN: &str = "span";
+    /// An 8-byte parent span ID (spans).
+    pub const PARENT: &str = "parent";
+    /// A span's whole trace ID, dictionary-encoded (a trace's spans share one entry); trace
+    /// search reads candidate traces from it.
+    pub const TRACE: &str = "trace";
+    /// Service, resource and scope of a row, encoded; dictionary-encoded per segment, so each
+    /// distinct origin is stored once per segment however many rows share it.
+    pub const ORIGIN: &str = "origin";
 }

@@ -18,7 +18,7 @@ use tantivy::{DocId, DocSet, Score, SegmentReader, TERMINATED, TantivyError, Ter
 
 use crate::column_scan::ColumnScan;
 use crate::format::Format;
-use crate::schema::column;
+use crate::format::column;
 use crate::{Signal, log_fields, span_fields};
 
 /// Bits of an ID's hash that its format 2 term keeps.

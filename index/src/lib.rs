@@ -1,34 +1,45 @@
 //! Time-partitioned tantivy storage for weft's logs and spans.
 //!
-//! Layout:
+//! Layout, from a row to an answer:
 //! - [`model`]: the rows (`LogRow`, `SpanRow`), their JSON view, and a WAL entry's packed
 //!   encoding (`RowBatch::encode_packed`: each run of rows with one origin holds it once).
 //! - `schema`: tantivy fields per signal and the documents built from rows; `attributes`: OTLP
 //!   attributes handed to tantivy's JSON fields by reference.
-//! - `format`: partition format numbers; `rows`: how formats 2 and 3 split a row between the
-//!   doc store and columns, and rebuild it; `ids`: ID lookups in every format.
-//! - `partition`: one hour of one signal, with the WAL position of its last commit.
-//! - [`store`]: all partitions; writing (within a cap on open writers), commit and checkpoint,
-//!   rollback after a failure, retention; with object storage, sealing, eviction from the
-//!   local cache and fetching back (the storage itself is the caller's, behind
-//!   [`store::SplitFetcher`]).
+//! - `format`: partition format numbers and the names of their columns; `rows`: how formats 2
+//!   and 3 split a row between the doc store and columns, and rebuild it; `ids`: ID lookups in
+//!   every format; `column_scan`: scanning a column for IDs.
+//! - `partition`: one hour of one signal, with the WAL position of its last commit; `merge`:
+//!   how its segments grow (the merge policy and its cap).
+//! - [`store`]: all partitions, by job: writing (within a cap on open writers), commit and
+//!   checkpoint, rollback after a failure (`store/write.rs`); retention (`store/retention.rs`);
+//!   with object storage, sealing, publishing, eviction and fetching back
+//!   (`store/splits.rs`; the storage itself is the caller's, behind [`store::SplitFetcher`]);
+//!   which partitions a read opens (`store/read.rs`); calls (`store/calls.rs`).
 //! - [`split`]: a sealed partition packed into one file (files + hot cache + footer), and
-//!   unpacked; `hot_cache`: which byte ranges opening a partition reads, recorded at packing;
-//!   `split_directory`: a split in object storage read in place by ranged reads, for queries;
+//!   unpacked; `split::hot_cache`: which byte ranges opening a partition reads, recorded at
+//!   packing; `split::directory`: a split in object storage read in place by ranged reads;
 //!   `trace_filter`: the trace IDs a sealed partition holds, so that a trace lookup fetches
 //!   only the splits that may have the trace.
-//! - [`faults`]: faults on demand for tests (full disk, failing writes), and the tantivy
-//!   directory that injects them.
 //! - [`query`]: the query language (`service:checkout severity>=WARN "card declined"`), parsed
-//!   into an expression and compiled per signal into tantivy queries.
-//! - `search`: log search with cursors, trace assembly; `traces`: summaries and trace search;
-//!   [`aggregate`]: histogram and catalogs from fast fields.
+//!   into an expression and compiled per signal into tantivy queries; [`text`]: the one parser
+//!   of each kind of value (durations, times, IDs, status names); [`severity`]: severity names.
+//! - The questions, each an `impl Store` block beside its algorithm: `search` (log search with
+//!   cursors), `lookup` (a trace's rows in one searcher) and `traces` (a trace, summaries, trace
+//!   search), [`aggregate`] (histogram and catalogs from fast fields), [`peel`] (facets of any
+//!   field, span statistics by any fields, the latency heatmap, what is over-represented in a
+//!   selection).
 //! - [`calls`]: calls between services, paired while indexing and committed with each span
 //!   partition (the dependency graph, the service map); [`histogram`]: mergeable latencies.
-//! - [`peel`]: layer peeling — facets of any field (attribute keys included), span statistics
-//!   grouped by any fields, the latency heatmap, and what is over-represented in a selection.
-//! - [`footprint`]: where the bytes go, per part of tantivy's format and per field
-//!   (`weft inspect`).
+//! - [`faults`]: faults on demand for tests (full disk, failing writes), and the tantivy
+//!   directory that injects them; [`footprint`]: where the bytes go, per part of tantivy's
+//!   format and per field (`weft inspect`).
+//!
+//! One circle among these modules is kept on purpose: `error` wraps the query language's
+//! errors (`query::QueryError`), the query compiler builds ID lookups (`ids`), which read the
+//! partition format (`format`), whose checks fail with `error::IndexError`. Each error type
+//! stays with its module and [`IndexError`] wraps them, as tantivy's own error does; breaking
+//! the circle would mean an error type that knows no module. `scripts/modgraph.py index/src`
+//! lists the modules and what each uses.
 //!
 //! The crate is synchronous and knows nothing of HTTP or gRPC; weft calls it from dedicated
 //! threads.
@@ -43,8 +54,9 @@ pub mod faults;
 pub mod footprint;
 mod format;
 pub mod histogram;
-mod hot_cache;
 mod ids;
+mod lookup;
+mod merge;
 pub mod model;
 mod partition;
 pub mod peel;
@@ -54,7 +66,6 @@ mod schema;
 mod search;
 pub mod severity;
 pub mod split;
-mod split_directory;
 pub mod store;
 pub mod text;
 mod trace_filter;
@@ -62,9 +73,11 @@ mod traces;
 
 pub use error::IndexError;
 pub use format::Format;
+pub use lookup::TraceRows;
+pub use merge::SEGMENT_MAX_DOCS;
 pub use model::{LogRow, RowBatch, SpanRow};
-pub use partition::{PARTITION_NANOS, SEGMENT_MAX_DOCS, partition_start};
-pub use search::{LogCursor, LogPage, LogSearch, TraceRows};
+pub use partition::{PARTITION_NANOS, partition_start};
+pub use search::{LogCursor, LogPage, LogSearch};
 pub use store::{CommitStats, RetentionPolicy, Store, StoreOptions};
 pub use traces::{
     Candidates, MAX_CANDIDATE_TRACES, SummaryPart, TraceCandidate, TraceSearch, TraceSearchResult,

@@ -23,9 +23,9 @@ use tantivy::{DocAddress, DocId, Searcher, SegmentReader, TantivyDocument};
 
 use crate::error::IndexError;
 use crate::format::Format;
+use crate::format::column;
 use crate::ids::{fnv1a, span_number, trace_halves};
 use crate::model::{LogRow, SpanRow};
-use crate::schema::column;
 use crate::severity::text_for_number;
 use crate::{log_fields, span_fields};
 

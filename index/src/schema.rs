@@ -22,30 +22,13 @@ use tantivy::schema::{
 
 use crate::attributes::{AttributeValue, has_bytes};
 use crate::format::Format;
+pub(crate) use crate::format::column;
 use crate::ids::bucket;
 use crate::model::{LogRow, SpanRow, any_value_to_json};
 use crate::rows;
 
 /// Name of the stored field that holds the encoded row.
 const SOURCE: &str = "source";
-
-/// Names of format 2's columns.
-pub(crate) mod column {
-    /// High 8 bytes of a 16-byte trace ID (big-endian).
-    pub const TRACE_HI: &str = "trace_hi";
-    /// Low 8 bytes of a 16-byte trace ID.
-    pub const TRACE_LO: &str = "trace_lo";
-    /// An 8-byte span ID.
-    pub const SPAN: &str = "span";
-    /// An 8-byte parent span ID (spans).
-    pub const PARENT: &str = "parent";
-    /// A span's whole trace ID, dictionary-encoded (a trace's spans share one entry); trace
-    /// search reads candidate traces from it.
-    pub const TRACE: &str = "trace";
-    /// Service, resource and scope of a row, encoded; dictionary-encoded per segment, so each
-    /// distinct origin is stored once per segment however many rows share it.
-    pub const ORIGIN: &str = "origin";
-}
 
 /// The handle of a field a format does not have.
 const UNUSED: Field = Field::from_field_id(u32::MAX);

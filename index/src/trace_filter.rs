@@ -29,8 +29,8 @@ use tantivy::columnar::Column;
 
 use crate::error::IndexError;
 use crate::format::Format;
+use crate::format::column;
 use crate::ids::fnv1a;
-use crate::schema::column;
 use crate::{Signal, log_fields, span_fields};
 
 /// The filter's name inside a partition directory (and its split).

@@ -13,11 +13,11 @@ use tantivy::query::Query;
 use crate::aggregate::filtered;
 use crate::error::IndexError;
 use crate::format::Format;
+use crate::format::column;
 use crate::ids::{IdKind, IdQuery};
 use crate::partition::PARTITION_NANOS;
 use crate::query::Expr;
 use crate::rows::RowReader;
-use crate::schema::column;
 use crate::store::{PartitionRef, Scope, Store};
 use crate::{LogRow, Signal, SpanRow};
 

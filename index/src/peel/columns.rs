@@ -15,8 +15,8 @@ use super::Selected;
 use super::fields::{FieldRef, MAX_SEGMENT_VALUES, NONE};
 use crate::Signal;
 use crate::error::IndexError;
+use crate::format::column;
 use crate::model::{LogRow, SpanRow, any_value_to_json};
-use crate::schema::column;
 use crate::severity::band_name;
 
 /// A column serving one field in one segment: each document's column value (a severity number,

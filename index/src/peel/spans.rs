@@ -15,9 +15,9 @@ use super::{Selected, for_each_segment};
 use crate::aggregate::filtered;
 use crate::error::IndexError;
 use crate::format::Format;
+use crate::format::column;
 use crate::histogram::LatencyHistogram;
 use crate::query::Expr;
-use crate::schema::column;
 use crate::store::{PartitionRef, Scope, Store};
 use crate::{Signal, span_fields};
 

@@ -18,8 +18,8 @@ use tantivy::{DocId, DocSet, Score, SegmentReader, TantivyError};
 use super::matcher::{attribute_matches, glob_match};
 use crate::Signal;
 use crate::column_scan::ColumnScan;
+use crate::format::column;
 use crate::model::{LogRow, SpanRow};
-use crate::schema::column;
 
 /// Where a filter's values are in a format 3 segment.
 #[derive(Clone, Copy, Debug)]

@@ -12,10 +12,13 @@
 //! The hot cache holds copies of the byte ranges tantivy reads to open the partition and look
 //! a term up (file footers, term dictionary indexes, column tables; see `hot_cache`), and the
 //! small files whole. It sits right before the footer, so one ranged read of a split's end
-//! brings both, and a searcher opens a remote split without another request
-//! (`split_directory`). Splits packed before it existed have none and still open, with a few
-//! more reads. The footer also lists, without copying them, the ranges a trace lookup reads
-//! whatever the trace (`SplitFooter::lookup`), so that a reader asks for them all at once.
+//! brings both, and a searcher opens a remote split without another request (`directory`).
+//! Splits packed before it existed have none and still open, with a few more reads. The footer
+//! also lists, without copying them, the ranges a trace lookup reads whatever the trace
+//! (`SplitFooter::lookup`), so that a reader asks for them all at once.
+//!
+//! Files: this one (packing, the footer, unpacking), `hot_cache` (which ranges are copied, and
+//! which a lookup reads), `directory` (a tantivy `Directory` over a split read in place).
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -24,6 +27,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::IndexError;
+
+pub(crate) mod directory;
+pub(crate) mod hot_cache;
 
 /// The last 8 bytes of every split.
 const MAGIC: &[u8; 8] = b"WEFTSPL1";
@@ -132,7 +138,7 @@ pub fn pack(dir: &Path, out: &Path) -> Result<u64, IndexError> {
         offset += len;
     }
     let mut hot = Vec::new();
-    for (name, range) in crate::hot_cache::ranges(dir, &files) {
+    for (name, range) in crate::split::hot_cache::ranges(dir, &files) {
         let mut file = File::open(dir.join(&name))?;
         file.seek(SeekFrom::Start(range.start))?;
         let len = range.end - range.start;
@@ -148,7 +154,7 @@ pub fn pack(dir: &Path, out: &Path) -> Result<u64, IndexError> {
         });
         offset += len;
     }
-    let lookup = crate::hot_cache::lookup_ranges(dir, &files, &hot)
+    let lookup = crate::split::hot_cache::lookup_ranges(dir, &files, &hot)
         .into_iter()
         .map(|(file, range)| LookupRange {
             file,
@@ -167,7 +173,7 @@ pub fn pack(dir: &Path, out: &Path) -> Result<u64, IndexError> {
 }
 
 /// Merges the segments of the index in `dir` (a snapshot of hard links), in place, into as
-/// few as hold at most [`SEGMENT_MAX_DOCS`](crate::partition::SEGMENT_MAX_DOCS) documents each,
+/// few as hold at most [`SEGMENT_MAX_DOCS`](crate::merge::SEGMENT_MAX_DOCS) documents each,
 /// and writes its trace filter again for the segments it now has.
 ///
 /// A partition written by half-second commits holds tens of segments, and every segment costs
@@ -199,14 +205,14 @@ pub fn merge_segments(dir: &Path) -> Result<(), IndexError> {
     let mut groups = Vec::new();
     let mut rest = &segments[..];
     while let Some(group) =
-        crate::partition::cap_group(rest.iter().copied(), crate::partition::SEGMENT_MAX_DOCS)
+        crate::merge::cap_group(rest.iter().copied(), crate::merge::SEGMENT_MAX_DOCS)
     {
         rest = &rest[group.len()..];
         groups.push(group);
     }
     if !groups.is_empty() {
         let mut writer: tantivy::IndexWriter =
-            index.writer_with_num_threads(1, crate::partition::MIN_WRITER_MEMORY_BYTES)?;
+            index.writer_with_num_threads(1, crate::merge::MIN_WRITER_MEMORY_BYTES)?;
         writer.set_merge_policy(Box::new(tantivy::indexer::NoMergePolicy));
         for group in groups {
             writer.merge(&group).wait()?;
@@ -214,7 +220,7 @@ pub fn merge_segments(dir: &Path) -> Result<(), IndexError> {
         writer.garbage_collect_files().wait()?;
         writer.wait_merging_threads()?;
     }
-    let (signal, searcher) = crate::hot_cache::signal_and_searcher(&index)?;
+    let (signal, searcher) = crate::split::hot_cache::signal_and_searcher(&index)?;
     crate::trace_filter::write(
         &searcher,
         signal,

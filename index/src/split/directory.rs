@@ -25,10 +25,9 @@ use tantivy::directory::{
 };
 use tantivy::{Directory, HasLen};
 
-use crate::error::IndexError;
-use crate::hot_cache::segment_of;
+use crate::error::{IndexError, RemoteReadError, remote_read_reason};
+use crate::split::hot_cache::segment_of;
 use crate::split::{self, SplitFile, TRAILER_LEN};
-use crate::store::SplitFetcher;
 
 /// How much of a split's end the first read asks for: the footer and the hot cache of an
 /// hour's partition fit in it; when they do not, a second read brings the rest.
@@ -43,24 +42,16 @@ const PREFETCH_READERS: usize = 8;
 /// The most a split's lookup ranges may add up to: they must stay in memory together.
 pub(crate) const MAX_LOOKUP_BYTES: u64 = FETCHED_CAP_BYTES / 2;
 
-/// Why a ranged read of a split failed (object storage away, a timeout).
-#[derive(Debug)]
-pub(crate) struct RemoteReadError(pub(crate) String);
-
-impl std::fmt::Display for RemoteReadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RemoteReadError {}
-
-/// The reason of a failed ranged read, when `error` is one.
-pub(crate) fn remote_read_reason(error: &io::Error) -> Option<String> {
-    error
-        .get_ref()?
-        .downcast_ref::<RemoteReadError>()
-        .map(|e| e.0.clone())
+/// Reads splits from object storage; weft's storage layer implements it. Each error says
+/// why it could not.
+pub trait SplitFetcher: Send + Sync {
+    /// Writes the split `id` to the file `dest`: a late row for a partition kept only in
+    /// object storage brings the whole of it back.
+    fn fetch(&self, id: &str, dest: &Path) -> Result<(), String>;
+    /// Bytes `range` of split `id`: queries read splits in place.
+    fn read_range(&self, id: &str, range: std::ops::Range<u64>) -> Result<Vec<u8>, String>;
+    /// The last `len` bytes of split `id` (all of it, when it is shorter), and its size.
+    fn read_tail(&self, id: &str, len: u64) -> Result<(Vec<u8>, u64), String>;
 }
 
 /// Byte ranges of files held in memory: per file, `(start, bytes)` sorted by start.

@@ -124,7 +124,7 @@ pub(crate) fn lookup_ranges(
         match coalesced.last_mut() {
             Some((last, previous))
                 if *last == name
-                    && range.start - previous.end < crate::split_directory::READ_ALIGN_BYTES =>
+                    && range.start - previous.end < crate::split::directory::READ_ALIGN_BYTES =>
             {
                 previous.end = range.end;
             }
@@ -137,7 +137,7 @@ pub(crate) fn lookup_ranges(
     for (name, range) in coalesced {
         let total = totals.entry(segment_of(&name).to_string()).or_default();
         *total += range.end - range.start;
-        if *total <= crate::split_directory::MAX_LOOKUP_BYTES {
+        if *total <= crate::split::directory::MAX_LOOKUP_BYTES {
             kept.push((name, range));
         }
     }
@@ -197,7 +197,7 @@ fn record_lookup(dir: &Path) -> Result<Vec<(PathBuf, Range<u64>)>, crate::IndexE
             };
             // Reading the row was only the way to a trace ID: only the lookup's reads count.
             log.lock().unwrap_or_else(|p| p.into_inner()).clear();
-            crate::search::trace_rows_in(&searcher, Some(&only), signal, &trace_id, (16, 16))?;
+            crate::lookup::trace_rows_in(&searcher, Some(&only), signal, &trace_id, (16, 16))?;
             reads.append(&mut log.lock().unwrap_or_else(|p| p.into_inner()));
         }
     }
