@@ -75,6 +75,20 @@ def strip_comments_and_strings(text):
     return "".join(out)
 
 
+def matching_brace(code, open_at):
+    """Offset of the `}` closing the `{` at `open_at` (the end of `code` if none does)."""
+    depth, k = 0, open_at
+    while k < len(code):
+        if code[k] == "{":
+            depth += 1
+        elif code[k] == "}":
+            depth -= 1
+            if depth == 0:
+                return k
+        k += 1
+    return k
+
+
 def test_ranges(code):
     """Offsets [start, end) of items annotated #[cfg(test)]."""
     ranges = []
@@ -86,16 +100,7 @@ def test_ranges(code):
         if semi != -1 and (brace == -1 or semi < brace):
             ranges.append((m.start(), semi + 1))
             continue
-        depth, k = 0, brace
-        while k < len(code):
-            if code[k] == "{":
-                depth += 1
-            elif code[k] == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            k += 1
-        ranges.append((m.start(), k + 1))
+        ranges.append((m.start(), matching_brace(code, brace) + 1))
     return ranges
 
 
@@ -188,15 +193,7 @@ def scan(src):
             if m.group(2) != "{":
                 paths = [(prefix + m.group(2), m.start())]
             else:
-                j, depth = m.end() - 1, 0
-                while j < len(code):
-                    if code[j] == "{":
-                        depth += 1
-                    elif code[j] == "}":
-                        depth -= 1
-                        if depth == 0:
-                            break
-                    j += 1
+                j = matching_brace(code, m.end() - 1)
                 paths = []
                 pos = m.end()
                 for leaf in expand_tree(code[m.end():j]):

@@ -109,21 +109,21 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let env: HashMap<String, String> = std::env::vars().collect();
-    let overrides = Overrides {
-        data_dir: args.data_dir,
-        grpc_listen: args.grpc_listen,
-        http_listen: args.http_listen,
-        log_level: args.log_level,
-        tls_cert: args.tls_cert,
-        tls_key: args.tls_key,
-        storage: args.storage,
-        metastore: args.metastore,
-        node_id: args.node_id,
-        role: args.role,
-        advertise: args.advertise,
-    };
+    let path = |p: Option<PathBuf>| p.map(|p| p.to_string_lossy().into_owned());
+    let overrides = Overrides::default()
+        .set_some("data_dir", path(args.data_dir))
+        .set_some("grpc_listen", args.grpc_listen)
+        .set_some("http_listen", args.http_listen)
+        .set_some("log_level", args.log_level)
+        .set_some("tls_cert", path(args.tls_cert))
+        .set_some("tls_key", path(args.tls_key))
+        .set_some("storage", args.storage)
+        .set_some("metastore", args.metastore)
+        .set_some("node_id", args.node_id)
+        .set_some("role", args.role)
+        .set_some("advertise", args.advertise);
     let config = Config::load(args.config.as_deref(), &env, &overrides)?;
-    init_logging(&config, &env, overrides.log_level.is_some());
+    init_logging(&config, &env, overrides.has("log_level"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("weft-rt")

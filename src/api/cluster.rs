@@ -41,10 +41,9 @@ pub(super) async fn cluster(
             nodes: Vec::new(),
         }));
     };
-    let members = cluster
-        .members()
-        .await
-        .map_err(|reason| ApiError::Busy(format!("the metastore cannot be read: {reason}")))?;
+    let members = cluster.members().await.map_err(|reason| {
+        ApiError::unavailable(format!("the metastore cannot be read: {reason}"))
+    })?;
     let now = now_unix_nano();
     Ok(Json(ClusterAnswer {
         shared: true,

@@ -2,85 +2,71 @@
 //! (`crate::query::Error`) becomes a status. Clients get a safe message; details of internal
 //! failures go to weft's log.
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use weft_index::Signal;
-use weft_index::query::{QueryError, syntax_help};
+use weft_index::query::syntax_help;
 
 use crate::query;
 
-/// What a query can fail with.
+/// What an HTTP request can fail with: what the query service refused (its own error, also
+/// used by the adapters' parameter parsers), or what the auth checks of a route refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// A parameter is wrong.
-    #[error("{0}")]
-    BadRequest(String),
-    /// The query text (of logs, or of spans) is wrong at a position.
-    #[error("{0}")]
-    BadQuery(QueryError, Signal),
-    /// Nothing has that ID.
-    #[error("{0}")]
-    NotFound(String),
+    /// A question the query service refused or could not answer.
+    #[error(transparent)]
+    Query(#[from] query::Error),
     /// A change without valid credentials.
     #[error("{0}")]
     Unauthorized(String),
     /// A change from where changes are not accepted.
     #[error("{0}")]
     Forbidden(String),
-    /// Too many queries at once, or shutting down.
-    #[error("{0}")]
-    Busy(String),
-    /// A limit on how many of something a client may hold open (live tails) is reached.
-    #[error("{0}")]
-    TooMany(String),
-    /// The query ran past its time limit.
-    #[error("query did not finish within {0:?}; narrow the time range or the query")]
-    Timeout(Duration),
-    /// Something failed inside weft.
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-/// The query service's errors, each to the answer it gets over HTTP.
-impl From<query::Error> for ApiError {
-    fn from(error: query::Error) -> Self {
-        match error {
-            query::Error::BadRequest(m) => ApiError::BadRequest(m),
-            query::Error::BadQuery(q, signal) => ApiError::BadQuery(q, signal),
-            query::Error::NotFound(m) => ApiError::NotFound(m),
-            query::Error::Unavailable(m) => ApiError::Busy(m),
-            query::Error::TooMany(m) => ApiError::TooMany(m),
-            query::Error::Timeout(d) => ApiError::Timeout(d),
-            query::Error::Internal(m) => ApiError::Internal(m),
-        }
-    }
 }
 
 impl ApiError {
+    /// A parameter is wrong; the message says which and why.
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::Query(query::Error::BadRequest(message.into()))
+    }
+
+    /// Nothing has that ID.
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        ApiError::Query(query::Error::NotFound(message.into()))
+    }
+
+    /// Retry later (a dependency away, too busy).
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::Query(query::Error::Unavailable(message.into()))
+    }
+
+    /// Something failed inside weft.
+    pub(crate) fn internal(detail: impl Into<String>) -> Self {
+        ApiError::Query(query::Error::Internal(detail.into()))
+    }
+
     /// The HTTP status for this error; every HTTP answer (weft's and Jaeger's) uses it.
     pub(crate) fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::BadQuery(..) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Query(error) => match error {
+                query::Error::BadRequest(_) | query::Error::BadQuery(..) => StatusCode::BAD_REQUEST,
+                query::Error::NotFound(_) => StatusCode::NOT_FOUND,
+                query::Error::Unavailable(_) | query::Error::Timeout(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+                query::Error::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+                query::Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::Busy(_) | ApiError::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     /// The message a client may see; internal details go to weft's log instead.
     pub(crate) fn public_message(&self) -> String {
         match self {
-            ApiError::Internal(detail) => {
-                tracing::error!(error = %detail, "query failed");
-                "internal error; see weft's log".to_string()
-            }
+            ApiError::Query(error) => error.public_message(),
             other => other.to_string(),
         }
     }
@@ -103,7 +89,7 @@ pub(crate) fn with_retry_after(mut response: Response) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = match &self {
-            ApiError::BadQuery(q, signal) => json!({
+            ApiError::Query(query::Error::BadQuery(q, signal)) => json!({
                 "error": q.to_string(),
                 "message": q.message(),
                 "position": q.position(),

@@ -139,24 +139,21 @@ pub(crate) async fn operations(
         .get("service")
         .filter(|s| !s.is_empty())
         .ok_or_else(|| JaegerError::bad_request("parameter 'service' is required"))?;
-    let kind = params.get("spanKind").filter(|k| !k.is_empty()).cloned();
+    let kind = params.get("spanKind").filter(|k| !k.is_empty());
     let found = state
         .query
-        .operations(
+        .operation_kinds(
             service,
-            catalog_range(None, None)?,
+            kind.map(String::as_str),
+            "",
             authorization(&headers).as_deref(),
         )
         .await?;
-    let mut data = Vec::new();
-    for (name, kinds) in &found.value {
-        for k in kinds {
-            let jaeger_kind = if k == "unspecified" { "" } else { k };
-            if kind.as_deref().is_none_or(|wanted| wanted == jaeger_kind) {
-                data.push(json!({"name": name, "spanKind": jaeger_kind}));
-            }
-        }
-    }
+    let data: Vec<Value> = found
+        .value
+        .iter()
+        .map(|(name, kind)| json!({"name": name, "spanKind": kind}))
+        .collect();
     let total = data.len();
     Ok(envelope(Value::Array(data), total, &found.missing_nodes))
 }

@@ -13,7 +13,7 @@
 //! errors, so on a search node the ingest nodes that did not answer are named in a
 //! `Weft-Missing-Nodes` header.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -220,36 +220,21 @@ pub(crate) async fn operations(
         .filter(|s| !s.is_empty())
         .cloned()
         .ok_or_else(|| V3Error::new(StatusCode::BAD_REQUEST, "parameter service is required"))?;
-    let wanted = first(&params, "spanKind", "span_kind").map(|(kind, _)| kind.to_string());
+    let wanted = first(&params, "spanKind", "span_kind").map(|(kind, _)| kind);
+    // Jaeger names a span of unspecified kind "internal".
     let found = state
         .query
-        .operations(
+        .operation_kinds(
             &service,
-            catalog_range(None, None)?,
+            wanted,
+            "internal",
             authorization(&headers).as_deref(),
         )
         .await?;
     let (found, missing) = (found.value, found.missing_nodes);
-    // Jaeger names a span of unspecified kind "internal".
-    let mut operations = BTreeSet::new();
-    for (name, kinds) in found {
-        for kind in kinds {
-            let kind = if kind == "unspecified" {
-                "internal".to_string()
-            } else {
-                kind
-            };
-            if wanted.as_deref().is_none_or(|w| w == kind) {
-                operations.insert((name.clone(), kind));
-            }
-        }
-    }
-    let operations = operations
+    let operations = found
         .into_iter()
-        .map(|(name, kind)| Operation {
-            name,
-            span_kind: kind.to_string(),
-        })
+        .map(|(name, span_kind)| Operation { name, span_kind })
         .collect();
     Ok((
         MissingNodes(missing),

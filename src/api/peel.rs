@@ -1,119 +1,44 @@
 //! Layer peeling over HTTP: `GET /api/v1/{logs,spans}/facets`, `/api/v1/{logs,spans}/fields`,
-//! `/api/v1/spans/stats`, `/api/v1/spans/heatmap` and `/api/v1/{logs,spans}/compare`, each
+//! `/api/v1/{logs,spans}/compare`, `/api/v1/spans/stats` and `/api/v1/spans/heatmap`, each
 //! answered by `crate::query::peel` from the parameters every one of them shares.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use weft_index::Signal;
 
 use super::{ApiError, ApiState, authorization};
-use crate::query::peel::{
-    CompareAnswer, FacetsAnswer, FieldsAnswer, HeatmapAnswer, PeelParams, StatsAnswer,
-};
+use crate::query::peel::PeelParams;
 
-type Answer<T> = Result<Json<T>, ApiError>;
-
-pub(crate) async fn log_facets(
+/// `GET /api/v1/{signal}/{question}`: the question a path names, of the signal it names.
+pub(crate) async fn peel(
     State(state): State<ApiState>,
+    Path((name, question)): Path<(String, String)>,
     Query(params): Query<PeelParams>,
     headers: HeaderMap,
-) -> Answer<FacetsAnswer> {
+) -> Result<Response, ApiError> {
     let who = authorization(&headers);
-    Ok(Json(
-        state
-            .query
-            .facets(Signal::Logs, params, who.as_deref())
-            .await?,
-    ))
+    let who = who.as_deref();
+    let signal = match name.as_str() {
+        "logs" => Signal::Logs,
+        "spans" => Signal::Spans,
+        _ => return Err(not_found(&name, &question)),
+    };
+    let query = &state.query;
+    Ok(match (signal, question.as_str()) {
+        (_, "facets") => Json(query.facets(signal, params, who).await?).into_response(),
+        (_, "fields") => Json(query.fields(signal, params, who).await?).into_response(),
+        (_, "compare") => Json(query.compare(signal, params, who).await?).into_response(),
+        (Signal::Spans, "stats") => Json(query.span_stats(params, who).await?).into_response(),
+        (Signal::Spans, "heatmap") => Json(query.span_heatmap(params, who).await?).into_response(),
+        _ => return Err(not_found(&name, &question)),
+    })
 }
 
-pub(crate) async fn span_facets(
-    State(state): State<ApiState>,
-    Query(params): Query<PeelParams>,
-    headers: HeaderMap,
-) -> Answer<FacetsAnswer> {
-    let who = authorization(&headers);
-    Ok(Json(
-        state
-            .query
-            .facets(Signal::Spans, params, who.as_deref())
-            .await?,
-    ))
-}
-
-pub(crate) async fn log_fields(
-    State(state): State<ApiState>,
-    Query(params): Query<PeelParams>,
-    headers: HeaderMap,
-) -> Answer<FieldsAnswer> {
-    let who = authorization(&headers);
-    Ok(Json(
-        state
-            .query
-            .fields(Signal::Logs, params, who.as_deref())
-            .await?,
-    ))
-}
-
-pub(crate) async fn span_fields(
-    State(state): State<ApiState>,
-    Query(params): Query<PeelParams>,
-    headers: HeaderMap,
-) -> Answer<FieldsAnswer> {
-    let who = authorization(&headers);
-    Ok(Json(
-        state
-            .query
-            .fields(Signal::Spans, params, who.as_deref())
-            .await?,
-    ))
-}
-
-pub(crate) async fn span_stats(
-    State(state): State<ApiState>,
-    Query(params): Query<PeelParams>,
-    headers: HeaderMap,
-) -> Answer<StatsAnswer> {
-    let who = authorization(&headers);
-    Ok(Json(state.query.span_stats(params, who.as_deref()).await?))
-}
-
-pub(crate) async fn span_heatmap(
-    State(state): State<ApiState>,
-    Query(params): Query<PeelParams>,
-    headers: HeaderMap,
-) -> Answer<HeatmapAnswer> {
-    let who = authorization(&headers);
-    Ok(Json(
-        state.query.span_heatmap(params, who.as_deref()).await?,
-    ))
-}
-
-pub(crate) async fn log_compare(
-    State(state): State<ApiState>,
-    Query(params): Query<PeelParams>,
-    headers: HeaderMap,
-) -> Answer<CompareAnswer> {
-    let who = authorization(&headers);
-    Ok(Json(
-        state
-            .query
-            .compare(Signal::Logs, params, who.as_deref())
-            .await?,
-    ))
-}
-
-pub(crate) async fn span_compare(
-    State(state): State<ApiState>,
-    Query(params): Query<PeelParams>,
-    headers: HeaderMap,
-) -> Answer<CompareAnswer> {
-    let who = authorization(&headers);
-    Ok(Json(
-        state
-            .query
-            .compare(Signal::Spans, params, who.as_deref())
-            .await?,
+fn not_found(signal: &str, question: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "no such question /api/v1/{signal}/{question}; ask facets, fields or compare of logs \
+         or spans, stats or heatmap of spans"
     ))
 }

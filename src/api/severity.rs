@@ -45,10 +45,10 @@ fn admitted(
 impl From<SeverityError> for ApiError {
     fn from(error: SeverityError) -> Self {
         match error {
-            SeverityError::Invalid(m) => ApiError::BadRequest(m),
-            SeverityError::NotFound(_) => ApiError::NotFound(error.to_string()),
-            SeverityError::Io(e) => ApiError::Internal(e.to_string()),
-            SeverityError::Unavailable(_) => ApiError::Busy(error.to_string()),
+            SeverityError::Invalid(m) => ApiError::bad_request(m),
+            SeverityError::NotFound(_) => ApiError::not_found(error.to_string()),
+            SeverityError::Io(e) => ApiError::internal(e.to_string()),
+            SeverityError::Unavailable(_) => ApiError::unavailable(error.to_string()),
         }
     }
 }
@@ -69,12 +69,12 @@ pub(crate) async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request: CreateRule = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::BadRequest(format!("body is not a valid rule: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("body is not a valid rule: {e}")))?;
     let by = admitted(&state, principal, request.selector.service.as_deref())?.name;
     let control = state.severity.clone();
     let rule = tokio::task::spawn_blocking(move || control.create(request, &by))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+        .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok((StatusCode::CREATED, Json(state.severity.rule_json(&rule))).into_response())
 }
 
@@ -88,7 +88,7 @@ pub(crate) async fn delete(
     let control = state.severity.clone();
     tokio::task::spawn_blocking(move || control.refresh())
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+        .map_err(|e| ApiError::internal(e.to_string()))??;
     let service = state
         .severity
         .rules()
@@ -102,7 +102,7 @@ pub(crate) async fn delete(
     let control = state.severity.clone();
     let rule = tokio::task::spawn_blocking(move || control.delete(&id, &by, &reason))
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+        .map_err(|e| ApiError::internal(e.to_string()))??;
     Ok(Json(state.severity.rule_json(&rule)))
 }
 
@@ -110,7 +110,7 @@ pub(crate) async fn audit(State(state): State<ApiState>) -> Result<Json<Value>, 
     let control = state.severity.clone();
     let mut entries = tokio::task::spawn_blocking(move || control.audit_log())
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))??;
+        .map_err(|e| ApiError::internal(e.to_string()))??;
     entries.reverse();
     let entries: Vec<Value> = entries
         .into_iter()
@@ -139,14 +139,14 @@ pub(crate) async fn effective(
         .get("service")
         .filter(|s| !s.is_empty())
         .cloned()
-        .ok_or_else(|| ApiError::BadRequest("parameter 'service' is required".into()))?;
+        .ok_or_else(|| ApiError::bad_request("parameter 'service' is required"))?;
     let wait = match params.get("wait") {
         None => Duration::ZERO,
         Some(w) => {
             let d = weft_index::text::duration(w)
-                .map_err(|why| ApiError::BadRequest(format!("wait {why}")))?;
+                .map_err(|why| ApiError::bad_request(format!("wait {why}")))?;
             if d > MAX_WAIT {
-                return Err(ApiError::BadRequest("wait may be at most 60s".into()));
+                return Err(ApiError::bad_request("wait may be at most 60s"));
             }
             d
         }

@@ -32,7 +32,7 @@ pub(crate) async fn get_trace(
         .await?;
     let rows = found.value;
     if rows.spans.is_empty() && rows.logs.is_empty() {
-        return Err(ApiError::NotFound(not_found_message(
+        return Err(ApiError::not_found(not_found_message(
             id,
             &found.missing_nodes,
         )));

@@ -71,31 +71,30 @@ pub enum ConfigError {
     },
 }
 
-/// Values given on the command line; they win over everything else.
+/// Values given on the command line, by key; they win over everything else.
 #[derive(Debug, Default, Clone)]
-pub struct Overrides {
-    /// `--data-dir`.
-    pub data_dir: Option<PathBuf>,
-    /// `--grpc-listen`.
-    pub grpc_listen: Option<String>,
-    /// `--http-listen`.
-    pub http_listen: Option<String>,
-    /// `--log-level`.
-    pub log_level: Option<String>,
-    /// `--tls-cert`.
-    pub tls_cert: Option<PathBuf>,
-    /// `--tls-key`.
-    pub tls_key: Option<PathBuf>,
-    /// `--storage`.
-    pub storage: Option<String>,
-    /// `--metastore`.
-    pub metastore: Option<String>,
-    /// `--node-id`.
-    pub node_id: Option<String>,
-    /// `--role`.
-    pub role: Option<String>,
-    /// `--advertise`.
-    pub advertise: Option<String>,
+pub struct Overrides(Vec<(&'static str, String)>);
+
+impl Overrides {
+    /// `key` set to `value` (the text a flag took).
+    pub fn set(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        debug_assert!(keys::find(key).is_some(), "{key} is not a key");
+        self.0.push((key, value.into()));
+        self
+    }
+
+    /// `key` set to `value` when there is one.
+    pub fn set_some(self, key: &'static str, value: Option<impl Into<String>>) -> Self {
+        match value {
+            Some(value) => self.set(key, value),
+            None => self,
+        }
+    }
+
+    /// Whether `key` was given.
+    pub fn has(&self, key: &str) -> bool {
+        self.0.iter().any(|(k, _)| *k == key)
+    }
 }
 
 /// Validated configuration.
@@ -286,23 +285,8 @@ impl Values {
 
     /// Takes the flags given.
     fn read_flags(&mut self, overrides: &Overrides) {
-        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.to_string_lossy().into_owned());
-        for (name, value) in [
-            ("data_dir", path(&overrides.data_dir)),
-            ("grpc_listen", overrides.grpc_listen.clone()),
-            ("http_listen", overrides.http_listen.clone()),
-            ("log_level", overrides.log_level.clone()),
-            ("tls_cert", path(&overrides.tls_cert)),
-            ("tls_key", path(&overrides.tls_key)),
-            ("storage", overrides.storage.clone()),
-            ("metastore", overrides.metastore.clone()),
-            ("node_id", overrides.node_id.clone()),
-            ("role", overrides.role.clone()),
-            ("advertise", overrides.advertise.clone()),
-        ] {
-            if let Some(value) = value {
-                self.0.insert(name, Value::Text(value));
-            }
+        for (name, value) in &overrides.0 {
+            self.0.insert(name, Value::Text(value.clone()));
         }
     }
 
@@ -564,6 +548,13 @@ mod tests {
             .collect()
     }
 
+    /// The error of loading with these variables only, as text.
+    fn refused(vars: &[(&str, &str)]) -> String {
+        Config::load(None, &env(vars), &Overrides::default())
+            .unwrap_err()
+            .to_string()
+    }
+
     fn file(text: &str) -> tempfile::NamedTempFile {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), text).unwrap();
@@ -593,9 +584,7 @@ mod tests {
 
     #[test]
     fn unknown_env_is_rejected_by_name() {
-        let err = Config::load(None, &env(&[("WEFT_DATADIR", "/x")]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
+        let err = refused(&[("WEFT_DATADIR", "/x")]);
         assert!(err.contains("WEFT_DATADIR"), "{err}");
         assert!(err.contains("WEFT_DATA_DIR"), "{err}");
     }
@@ -608,10 +597,7 @@ mod tests {
             ("WEFT_DATA_DIR", "/from/env"),
             ("WEFT_GRPC_LISTEN", "127.0.0.1:2"),
         ]);
-        let o = Overrides {
-            grpc_listen: Some("127.0.0.1:3".into()),
-            ..Default::default()
-        };
+        let o = Overrides::default().set("grpc_listen", "127.0.0.1:3");
         let c = Config::load(Some(f.path()), &e, &o).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/from/env"));
         assert_eq!(c.retention, Duration::from_secs(2 * 86_400));
@@ -624,10 +610,7 @@ mod tests {
             Config::load(
                 None,
                 &env(vars),
-                &Overrides {
-                    role: role.map(str::to_string),
-                    ..Default::default()
-                },
+                &Overrides::default().set_some("role", role),
             )
         };
         assert_eq!(load(&[], None).unwrap().role, crate::node::Role::All);
@@ -695,22 +678,14 @@ mod tests {
                 "postgres://",
             ),
         ] {
-            let err = Config::load(None, &env(&vars), &Overrides::default())
-                .unwrap_err()
-                .to_string();
+            let err = refused(&vars);
             assert!(err.contains(says), "{vars:?}: {err}");
         }
     }
 
     #[test]
     fn bad_values_say_which_key() {
-        let err = Config::load(
-            None,
-            &env(&[("WEFT_RETENTION", "forever")]),
-            &Overrides::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = refused(&[("WEFT_RETENTION", "forever")]);
         assert!(err.contains("retention"), "{err}");
         let f = file("max_body_bytes = 0\n");
         let err = Config::load(Some(f.path()), &HashMap::new(), &Overrides::default())
@@ -752,13 +727,7 @@ mod tests {
         assert!(b.check_scope(Some("cart")).is_ok());
         assert!(b.check_scope(Some("payments")).is_err());
         assert!(c.tokens.has(Role::Read));
-        let err = Config::load(
-            None,
-            &env(&[("WEFT_ADMIN_TOKENS", "a=short")]),
-            &Overrides::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = refused(&[("WEFT_ADMIN_TOKENS", "a=short")]);
         assert!(err.contains("8 characters"), "{err}");
     }
 
@@ -782,30 +751,16 @@ mod tests {
 
     #[test]
     fn tls_needs_both_files() {
-        let err = Config::load(
-            None,
-            &env(&[("WEFT_TLS_CERT", "/etc/weft/cert.pem")]),
-            &Overrides::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = refused(&[("WEFT_TLS_CERT", "/etc/weft/cert.pem")]);
         assert!(err.contains("tls_key") && err.contains("both"), "{err}");
-        let o = Overrides {
-            tls_cert: Some("/c.pem".into()),
-            tls_key: Some("/k.pem".into()),
-            ..Default::default()
-        };
+        let o = Overrides::default()
+            .set("tls_cert", "/c.pem")
+            .set("tls_key", "/k.pem");
         let c = Config::load(None, &env(&[("WEFT_TLS_CLIENT_CA", "/ca.pem")]), &o).unwrap();
         let tls = c.tls.unwrap();
         assert_eq!(tls.cert, PathBuf::from("/c.pem"));
         assert_eq!(tls.client_ca, Some(PathBuf::from("/ca.pem")));
-        let err = Config::load(
-            None,
-            &env(&[("WEFT_TLS_CLIENT_CA", "/ca.pem")]),
-            &Overrides::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = refused(&[("WEFT_TLS_CLIENT_CA", "/ca.pem")]);
         assert!(err.contains("tls_client_ca"), "{err}");
     }
 
@@ -819,17 +774,9 @@ mod tests {
             err.contains("commit_intervall") && err.contains("did you mean commit_interval?"),
             "{err}"
         );
-        let err = Config::load(
-            None,
-            &env(&[("WEFT_RETENSION", "1d")]),
-            &Overrides::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let err = refused(&[("WEFT_RETENSION", "1d")]);
         assert!(err.contains("did you mean WEFT_RETENTION?"), "{err}");
-        let err = Config::load(None, &env(&[("WEFT_ZZZ", "1")]), &Overrides::default())
-            .unwrap_err()
-            .to_string();
+        let err = refused(&[("WEFT_ZZZ", "1")]);
         assert!(!err.contains("did you mean"), "nothing is near: {err}");
         // The client's variables are left alone.
         Config::load(

@@ -328,6 +328,12 @@ mod tests {
         text.lines().map(str::to_string).collect()
     }
 
+    /// How many lines say a condition started, and how many that one cleared.
+    fn starts_and_clears(lines: &[String]) -> (usize, usize) {
+        let count = |text: &str| lines.iter().filter(|l| l.contains(text)).count();
+        (count("weft refuses new data"), count("condition cleared"))
+    }
+
     /// A condition set again and again (the disk check runs every 250 ms, each time with the
     /// free space of the moment) is logged once when it starts and once when it clears.
     #[test]
@@ -341,15 +347,7 @@ mod tests {
                 health.clear(Condition::DiskLow);
             }
         });
-        let starts = lines
-            .iter()
-            .filter(|l| l.contains("weft refuses new data"))
-            .count();
-        let clears = lines
-            .iter()
-            .filter(|l| l.contains("condition cleared"))
-            .count();
-        assert_eq!((starts, clears), (1, 1), "{lines:#?}");
+        assert_eq!(starts_and_clears(&lines), (1, 1), "{lines:#?}");
         assert!(
             lines[0].contains("disk_low") && lines[0].contains("0 bytes free"),
             "{lines:#?}"
@@ -371,15 +369,7 @@ mod tests {
             health.indexer_busy(Some(20_000_000_000));
             assert_eq!(health.refusal(20_000_000_001), None);
         });
-        let starts = lines
-            .iter()
-            .filter(|l| l.contains("weft refuses new data"))
-            .count();
-        let clears = lines
-            .iter()
-            .filter(|l| l.contains("condition cleared"))
-            .count();
-        assert_eq!((starts, clears), (1, 1), "{lines:#?}");
+        assert_eq!(starts_and_clears(&lines), (1, 1), "{lines:#?}");
         assert!(lines[0].contains("index_failing"), "{lines:#?}");
     }
 

@@ -31,8 +31,10 @@ impl QueryService {
             start_unix_nano: start,
             end_unix_nano: end,
         };
-        let found = self.aggregate(aggregation, authorization).await?;
-        Ok(Answer::missing(found.value.services, found.missing_nodes))
+        Ok(self
+            .aggregate(aggregation, authorization)
+            .await?
+            .map(|found| found.services))
     }
 
     /// Services with spans in `[start, end)` (the services a trace search can name).
@@ -42,13 +44,13 @@ impl QueryService {
         authorization: Option<&str>,
     ) -> Result<Answer<Vec<String>>, Error> {
         let found = self.services(range, authorization).await?;
-        let names = found
-            .value
-            .into_iter()
-            .filter(|(_, s)| s.spans > 0)
-            .map(|(name, _)| name)
-            .collect();
-        Ok(Answer::missing(names, found.missing_nodes))
+        Ok(found.map(|services| {
+            services
+                .into_iter()
+                .filter(|(_, s)| s.spans > 0)
+                .map(|(name, _)| name)
+                .collect()
+        }))
     }
 
     /// `service`'s span names in `[start, end)`, each with its span kinds (`server`, `client`,
@@ -64,8 +66,36 @@ impl QueryService {
             start_unix_nano: start,
             end_unix_nano: end,
         };
-        let found = self.aggregate(aggregation, authorization).await?;
-        Ok(Answer::missing(found.value.operations, found.missing_nodes))
+        Ok(self
+            .aggregate(aggregation, authorization)
+            .await?
+            .map(|found| found.operations))
+    }
+
+    /// `service`'s operations ever seen, as (span name, span kind) pairs, sorted: of kind
+    /// `wanted` only, when given. Jaeger names the unspecified kind differently in each API
+    /// (v1 `""`, v3 `"internal"`): `unspecified` is named so.
+    pub async fn operation_kinds(
+        &self,
+        service: &str,
+        wanted: Option<&str>,
+        unspecified: &str,
+        authorization: Option<&str>,
+    ) -> Result<Answer<Vec<(String, String)>>, Error> {
+        let range = super::requests::catalog_range(None, None)?;
+        let found = self.operations(service, range, authorization).await?;
+        Ok(found.map(|operations| {
+            let pairs: BTreeSet<(String, String)> = operations
+                .into_iter()
+                .flat_map(|(name, kinds)| kinds.into_iter().map(move |k| (name.clone(), k)))
+                .map(|(name, kind)| match kind.as_str() {
+                    "unspecified" => (name, unspecified.to_string()),
+                    _ => (name, kind),
+                })
+                .filter(|(_, kind)| wanted.is_none_or(|w| w == kind))
+                .collect();
+            pairs.into_iter().collect()
+        }))
     }
 
     /// Event IDs seen in `[start, end)` (of `service`, or of all), most frequent first, each

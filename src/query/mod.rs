@@ -77,6 +77,14 @@ impl<T> Answer<T> {
         }
     }
 
+    /// The answer turned into another, missing what this one misses.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Answer<U> {
+        Answer {
+            value: f(self.value),
+            missing_nodes: self.missing_nodes,
+        }
+    }
+
     /// An answer missing the parts of `missing_nodes`.
     pub fn missing(value: T, mut missing_nodes: Vec<String>) -> Self {
         missing_nodes.sort();

@@ -100,8 +100,10 @@ impl QueryService {
             start_unix_nano: start,
             end_unix_nano: end,
         };
-        let found = self.aggregate(aggregation, authorization).await?;
-        Ok(Answer::missing(found.value.calls, found.missing_nodes))
+        Ok(self
+            .aggregate(aggregation, authorization)
+            .await?
+            .map(|found| found.calls))
     }
 
     /// Jaeger's dependencies: the calls whose called span started in `[start, end)`, each as
@@ -113,13 +115,13 @@ impl QueryService {
         authorization: Option<&str>,
     ) -> Result<Answer<Vec<(String, String, u64)>>, Error> {
         let calls = self.calls((start, end), authorization).await?;
-        let links = calls
-            .value
-            .into_iter()
-            .filter(|c| service.is_none_or(|s| c.parent == s || c.child == s))
-            .map(|c| (c.parent, c.child, c.stats.calls))
-            .collect();
-        Ok(Answer::missing(links, calls.missing_nodes))
+        Ok(calls.map(|calls| {
+            calls
+                .into_iter()
+                .filter(|c| service.is_none_or(|s| c.parent == s || c.child == s))
+                .map(|c| (c.parent, c.child, c.stats.calls))
+                .collect()
+        }))
     }
 }
 

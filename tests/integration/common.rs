@@ -107,6 +107,48 @@ impl TestServer {
         }
     }
 
+    /// A server in a new directory whose faults the test switches on and off.
+    pub async fn faulty(tweak: impl FnOnce(&mut Config)) -> (TestServer, Arc<Faults>) {
+        let faults = Faults::none();
+        let server =
+            Self::start_with_faults(tempfile::tempdir().unwrap(), tweak, Some(faults.clone()))
+                .await;
+        (server, faults)
+    }
+
+    /// Exports `records` of `service` over OTLP/gRPC and returns weft's answer.
+    pub async fn export_logs(
+        &self,
+        service: &str,
+        records: Vec<opentelemetry_proto::tonic::logs::v1::LogRecord>,
+    ) -> opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse {
+        use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+        LogsServiceClient::connect(format!("http://{}", self.grpc))
+            .await
+            .unwrap()
+            .export(crate::bad_input::logs_request(service, records))
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// Polls `/api/v1/logs?{query}` until the bodies found, newest first, are `want`.
+    pub async fn wait_for_bodies(&self, query: &[(&str, &str)], want: &[&str]) {
+        let started = Instant::now();
+        loop {
+            let (status, body) = self.get("/api/v1/logs", query).await;
+            assert_eq!(status, 200, "{body}");
+            if bodies(&body["logs"]) == want {
+                return;
+            }
+            assert!(
+                started.elapsed() < DEADLINE,
+                "{query:?}: wanted {want:?}, found {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
     /// The running weft (its pipeline, for tests that look inside).
     pub fn running(&self) -> &Running {
         self.running.as_ref().expect("running until stopped")
@@ -231,6 +273,15 @@ pub async fn wait_for_status(server: &TestServer, path: &str, status: u16) -> St
     }
 }
 
+/// The bodies of a list of log records, in order.
+pub fn bodies(logs: &Value) -> Vec<String> {
+    logs.as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["body"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub fn now_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -265,7 +316,7 @@ pub fn storage_under_test() -> StorageUnderTest {
 /// Records that the calling test, or a part of it, is skipped because `what` is missing
 /// (`why` says how to get it): a failure when `required_var=required` (as in CI, which must
 /// run everything); otherwise a marker line `skipped: TEST: WHAT: WHY`, appended to the file
-/// named by `WEFT_TEST_SKIPS`. `scripts/test` prints those lines after each group of tests and
+/// named by `TEST_SKIPS_FILE`. `scripts/test` prints those lines after each group of tests and
 /// `.ci/run` counts them, so a skip is never counted as a pass (cargo hides a passing test's
 /// own output).
 pub fn skip(required_var: &str, what: &str, why: &str) {
@@ -280,14 +331,14 @@ pub fn skip(required_var: &str, what: &str, why: &str) {
         .to_string();
     let line = format!("skipped: {test}: {what}: {why}\n");
     eprint!("{line}");
-    if let Ok(path) = std::env::var("WEFT_TEST_SKIPS") {
+    if let Ok(path) = std::env::var("TEST_SKIPS_FILE") {
         use std::io::Write;
         // One short append per line: tests running at once do not interleave their lines.
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
-            .unwrap_or_else(|e| panic!("WEFT_TEST_SKIPS={path}: {e}"));
+            .unwrap_or_else(|e| panic!("TEST_SKIPS_FILE={path}: {e}"));
         file.write_all(line.as_bytes()).unwrap();
     }
 }

@@ -22,6 +22,18 @@ fn attr(key: &str, value: i64) -> KeyValue {
     }
 }
 
+/// Posts an OTLP/HTTP protobuf export of `body` to the weft at `http`; it must be acknowledged.
+async fn post_batch(client: &reqwest::Client, http: SocketAddr, body: Vec<u8>) {
+    let response = client
+        .post(format!("http://{http}/v1/logs"))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
 /// One batch of `size` records tagged with run, client and batch numbers.
 pub(crate) fn tagged_batch(run: i64, client: i64, batch: i64, size: usize) -> Vec<u8> {
     let records = (0..size)
@@ -43,14 +55,7 @@ async fn graceful_restart_keeps_data_and_commit_position() {
     let server = TestServer::start().await;
     let client = server.client.clone();
     for batch in 0..5 {
-        let response = client
-            .post(server.url("/v1/logs"))
-            .header("content-type", "application/x-protobuf")
-            .body(tagged_batch(1, 0, batch, 10))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        post_batch(&client, server.http, tagged_batch(1, 0, batch, 10)).await;
     }
     server.wait_for_logs("service:crashtest", 50).await;
     let dir = server.stop().await;
@@ -67,14 +72,7 @@ async fn graceful_restart_keeps_data_and_commit_position() {
     assert_eq!(server.metric("weft_index_lag_bytes").await, 0.0);
     assert_eq!(server.metric("weft_rows_indexed_total").await, 0.0);
 
-    let response = client
-        .post(server.url("/v1/logs"))
-        .header("content-type", "application/x-protobuf")
-        .body(tagged_batch(1, 0, 99, 10))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    post_batch(&client, server.http, tagged_batch(1, 0, 99, 10)).await;
     let logs = server.wait_for_logs("service:crashtest", 60).await;
     assert_eq!(logs.len(), 60);
     server.stop().await;
@@ -352,15 +350,13 @@ async fn sigkill_at_random_moments_loses_no_acknowledged_record_and_duplicates_n
     }
 }
 
+/// SIGTERM (an orchestrator) and SIGINT (Ctrl-C in a terminal): the same orderly stop, with
+/// everything acknowledged committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_commits_and_exits_cleanly() {
-    a_stop_signal_commits_and_exits_cleanly(libc::SIGTERM).await;
-}
-
-/// Ctrl-C in a terminal: the same orderly stop as SIGTERM.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigint_commits_and_exits_cleanly() {
-    a_stop_signal_commits_and_exits_cleanly(libc::SIGINT).await;
+async fn sigterm_and_sigint_commit_and_exit_cleanly() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        a_stop_signal_commits_and_exits_cleanly(signal).await;
+    }
 }
 
 async fn a_stop_signal_commits_and_exits_cleanly(signal: libc::c_int) {
@@ -368,14 +364,7 @@ async fn a_stop_signal_commits_and_exits_cleanly(signal: libc::c_int) {
     let client = reqwest::Client::new();
     let process = WeftProcess::spawn(dir.path());
     for batch in 0..3 {
-        let response = client
-            .post(format!("http://{}/v1/logs", process.http))
-            .header("content-type", "application/x-protobuf")
-            .body(tagged_batch(7, 0, batch, 20))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        post_batch(&client, process.http, tagged_batch(7, 0, batch, 20)).await;
     }
     let status = process.signal(signal).await;
     assert!(status.success(), "weft exited with {status}");
@@ -383,18 +372,8 @@ async fn a_stop_signal_commits_and_exits_cleanly(signal: libc::c_int) {
     // Everything was committed before exit: the restarted weft has nothing to replay.
     let process = WeftProcess::spawn(dir.path());
     assert_eq!(count(&client, process.http, "attr.run:7").await, 60);
-    let metrics = client
-        .get(format!("http://{}/metrics", process.http))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("\nweft_rows_indexed_total 0\n"),
-        "{metrics}"
-    );
+    let replayed = crate::common::metric_at(&client, process.http, "weft_rows_indexed_total").await;
+    assert_eq!(replayed, 0.0, "rows indexed again at the restart");
     process.kill();
 }
 

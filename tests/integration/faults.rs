@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use tonic_types::StatusExt;
-use weft_index::faults::{Fault, Faults};
+use weft_index::faults::Fault;
 
 use crate::bad_input::{logs_request, record};
 use crate::common::{DEADLINE, TestServer, wait_for_status};
@@ -77,10 +77,7 @@ async fn metric(server: &TestServer, line_prefix: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_wal_fsync_refuses_retryably_and_recovers_by_itself() {
-    let faults = Faults::none();
-    let server =
-        TestServer::start_with_faults(tempfile::tempdir().unwrap(), |_| {}, Some(faults.clone()))
-            .await;
+    let (server, faults) = TestServer::faulty(|_| {}).await;
     let mut client = client(&server).await;
     export(&mut client, "before", 10).await.unwrap();
 
@@ -129,13 +126,7 @@ async fn a_failing_wal_fsync_refuses_retryably_and_recovers_by_itself() {
 /// again from the WAL once the fault is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_failure_refuses_new_data_then_replays_every_acknowledged_row_once() {
-    let faults = Faults::none();
-    let server = TestServer::start_with_faults(
-        tempfile::tempdir().unwrap(),
-        |c| c.wal_segment_bytes = 4096,
-        Some(faults.clone()),
-    )
-    .await;
+    let (server, faults) = TestServer::faulty(|c| c.wal_segment_bytes = 4096).await;
     let mut client = client(&server).await;
     export(&mut client, "committed", 20).await.unwrap();
     assert_exactly(&server, "committed", 20).await;
@@ -191,12 +182,9 @@ async fn an_index_failure_refuses_new_data_then_replays_every_acknowledged_row_o
 /// next start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_that_fills_midway_through_an_append_loses_nothing_acknowledged() {
-    let faults = Faults::none();
-    let server = TestServer::start_with_faults(
-        tempfile::tempdir().unwrap(),
+    let (server, faults) = TestServer::faulty(
         // The watermark would refuse before the disk is full; this test is about the writes.
         |c| c.min_free_disk_bytes = 0,
-        Some(faults.clone()),
     )
     .await;
     let mut client = client(&server).await;
@@ -243,13 +231,7 @@ async fn a_disk_that_fills_midway_through_an_append_loses_nothing_acknowledged()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn below_the_free_space_watermark_data_is_refused_until_space_returns() {
-    let faults = Faults::none();
-    let server = TestServer::start_with_faults(
-        tempfile::tempdir().unwrap(),
-        |c| c.min_free_disk_bytes = 1 << 20,
-        Some(faults.clone()),
-    )
-    .await;
+    let (server, faults) = TestServer::faulty(|c| c.min_free_disk_bytes = 1 << 20).await;
     let mut client = client(&server).await;
     export(&mut client, "roomy", 10).await.unwrap();
     faults.set_space_left(Some(512 << 10));
@@ -277,10 +259,7 @@ async fn below_the_free_space_watermark_data_is_refused_until_space_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_the_indexer_is_survived_without_losing_rows() {
-    let faults = Faults::none();
-    let server =
-        TestServer::start_with_faults(tempfile::tempdir().unwrap(), |_| {}, Some(faults.clone()))
-            .await;
+    let (server, faults) = TestServer::faulty(|_| {}).await;
     let mut client = client(&server).await;
     faults.set(Fault::IndexerPanic, true);
     export(&mut client, "through a panic", 30).await.unwrap();
@@ -296,10 +275,7 @@ async fn a_panic_in_the_indexer_is_survived_without_losing_rows() {
 /// 200. A dead WAL thread now stops acknowledgement, readiness and liveness alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_wal_thread_stops_acks_readiness_and_liveness() {
-    let faults = Faults::none();
-    let server =
-        TestServer::start_with_faults(tempfile::tempdir().unwrap(), |_| {}, Some(faults.clone()))
-            .await;
+    let (server, faults) = TestServer::faulty(|_| {}).await;
     let mut client = client(&server).await;
     export(&mut client, "alive", 10).await.unwrap();
     faults.set(Fault::WalPanic, true);
@@ -331,15 +307,10 @@ async fn a_dead_wal_thread_stops_acks_readiness_and_liveness() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_is_bounded_even_with_a_stalled_indexer() {
     const SHUTDOWN: Duration = Duration::from_secs(2);
-    let faults = Faults::none();
-    let server = TestServer::start_with_faults(
-        tempfile::tempdir().unwrap(),
-        |c| {
-            c.shutdown_timeout = SHUTDOWN;
-            c.indexer_stall_timeout = Duration::from_millis(500);
-        },
-        Some(faults.clone()),
-    )
+    let (server, faults) = TestServer::faulty(|c| {
+        c.shutdown_timeout = SHUTDOWN;
+        c.indexer_stall_timeout = Duration::from_millis(500);
+    })
     .await;
     let mut client = client(&server).await;
     faults.set(Fault::IndexerStall, true);
@@ -382,13 +353,8 @@ async fn stopping_is_bounded_even_with_a_stalled_indexer() {
 /// now, and the acknowledged ones are all there once the indexer moves again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_behind_a_stuck_indexer_are_refused_not_left_waiting() {
-    let faults = Faults::none();
-    let server = TestServer::start_with_faults(
-        tempfile::tempdir().unwrap(),
-        |c| c.indexer_stall_timeout = Duration::from_millis(300),
-        Some(faults.clone()),
-    )
-    .await;
+    let (server, faults) =
+        TestServer::faulty(|c| c.indexer_stall_timeout = Duration::from_millis(300)).await;
     faults.set(Fault::IndexerStall, true);
     let mut tasks = Vec::new();
     for i in 0..40 {
@@ -484,10 +450,7 @@ async fn an_entry_that_does_not_decode_is_quarantined_and_the_rest_replayed() {
 /// itself once the fault is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_back_off_from_100ms_doubling_to_5s() {
-    let faults = Faults::none();
-    let server =
-        TestServer::start_with_faults(tempfile::tempdir().unwrap(), |_| {}, Some(faults.clone()))
-            .await;
+    let (server, faults) = TestServer::faulty(|_| {}).await;
     let mut client = client(&server).await;
     faults.set(Fault::FastRetries, true);
     faults.set(Fault::IndexWriteError, true);

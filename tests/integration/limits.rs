@@ -7,6 +7,21 @@ use weft::grpc::proto::{SearchLogsRequest, TailRequest};
 use crate::bad_input::{logs_request, record};
 use crate::common::TestServer;
 
+/// `weft.v1.QueryService/SearchLogs` of `q`.
+async fn search_logs_over_grpc(
+    server: &TestServer,
+    q: &str,
+) -> Result<tonic::Response<weft::grpc::proto::SearchLogsResponse>, tonic::Status> {
+    QueryServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap()
+        .search_logs(SearchLogsRequest {
+            query: q.to_string(),
+            ..Default::default()
+        })
+        .await
+}
+
 /// Asks `q` of every query path (three HTTP searches, the tail, gRPC's search and tail) and
 /// checks each refuses it as bad input whose message contains `names`.
 async fn refused_everywhere(server: &TestServer, q: &str, names: &str) {
@@ -30,26 +45,19 @@ async fn refused_everywhere(server: &TestServer, q: &str, names: &str) {
         "tail: {body}"
     );
 
-    let mut client = QueryServiceClient::connect(format!("http://{}", server.grpc))
+    let searched = search_logs_over_grpc(server, q).await.unwrap_err();
+    let tailed = QueryServiceClient::connect(format!("http://{}", server.grpc))
         .await
-        .unwrap();
-    let status = client
-        .search_logs(SearchLogsRequest {
-            query: q.to_string(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    assert!(status.message().contains(names), "{status:?}");
-    let status = client
+        .unwrap()
         .tail(TailRequest {
             query: q.to_string(),
         })
         .await
         .unwrap_err();
-    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    assert!(status.message().contains(names), "{status:?}");
+    for status in [searched, tailed] {
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(names), "{status:?}");
+    }
 }
 
 /// weft still takes data after a hostile query.
@@ -236,11 +244,8 @@ async fn a_body_declared_too_large_is_refused_before_it_is_read() {
 async fn server_holding_one_export(
     tweak: impl FnOnce(&mut weft::config::Config),
 ) -> (TestServer, std::sync::Arc<weft_index::faults::Faults>) {
-    use weft_index::faults::{Fault, Faults};
-    let faults = Faults::none();
-    let server =
-        TestServer::start_with_faults(tempfile::tempdir().unwrap(), tweak, Some(faults.clone()))
-            .await;
+    use weft_index::faults::Fault;
+    let (server, faults) = TestServer::faulty(tweak).await;
     faults.set(Fault::IndexerStall, true);
     let mut ingest = opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient::connect(format!("http://{}", server.grpc)).await.unwrap();
     let records = (0..2000)
@@ -397,14 +402,9 @@ async fn a_body_that_never_finishes_is_cut_off() {
 async fn queries_past_the_limit_or_the_timeout_are_refused_retryably() {
     use tonic_types::StatusExt;
     use weft::query::MAX_CONCURRENT_QUERIES;
-    use weft_index::faults::{Fault, Faults};
-    let faults = Faults::none();
-    let server = TestServer::start_with_faults(
-        tempfile::tempdir().unwrap(),
-        |c| c.query_timeout = std::time::Duration::from_secs(1),
-        Some(faults.clone()),
-    )
-    .await;
+    use weft_index::faults::Fault;
+    let (server, faults) =
+        TestServer::faulty(|c| c.query_timeout = std::time::Duration::from_secs(1)).await;
     faults.set(Fault::QueryStall, true);
     let asked = (0..=MAX_CONCURRENT_QUERIES).map(|i| {
         let request = server
@@ -449,16 +449,7 @@ async fn queries_past_the_limit_or_the_timeout_are_refused_retryably() {
         body["error"].as_str().unwrap().contains("too many queries"),
         "{body}"
     );
-    let mut client = QueryServiceClient::connect(format!("http://{}", server.grpc))
-        .await
-        .unwrap();
-    let refused = client
-        .search_logs(SearchLogsRequest {
-            query: "later".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let refused = search_logs_over_grpc(&server, "later").await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     assert!(refused.get_details_retry_info().is_some(), "{refused:?}");
 

@@ -8,7 +8,7 @@ use weft_index::aggregate::BANDS;
 
 use crate::bad_input::{logs_request, record};
 use crate::common::{
-    DEADLINE, StorageUnderTest, TestServer, storage_under_test, use_object_storage,
+    DEADLINE, StorageUnderTest, TestServer, bodies, storage_under_test, use_object_storage,
     wait_until_remote,
 };
 use crate::dataset::Dataset;
@@ -65,14 +65,6 @@ fn q<'a>(
     let mut params: Vec<(&str, &str)> = data.iter().map(|(k, v)| (*k, v.as_str())).collect();
     params.extend_from_slice(extra);
     params
-}
-
-fn bodies(logs: &Value) -> Vec<String> {
-    logs.as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["body"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

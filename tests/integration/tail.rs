@@ -9,16 +9,21 @@ use serde_json::Value;
 use crate::bad_input::{logs_request, record};
 use crate::common::{DEADLINE, TestServer};
 
+/// `GET /api/v1/logs/tail?q=`: the answer, its events to come.
+async fn open_tail(server: &TestServer, q: &str) -> reqwest::Response {
+    server
+        .client
+        .get(server.url("/api/v1/logs/tail"))
+        .query(&[("q", q)])
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tail_streams_new_matching_records() {
     let server = TestServer::start().await;
-    let response = server
-        .client
-        .get(server.url("/api/v1/logs/tail"))
-        .query(&[("q", "service:tailing severity>=WARN")])
-        .send()
-        .await
-        .unwrap();
+    let response = open_tail(&server, "service:tailing severity>=WARN").await;
     assert_eq!(response.status(), 200);
     let mut stream = response;
     let mut buffer = String::new();
@@ -39,19 +44,11 @@ async fn tail_streams_new_matching_records() {
             warn.severity_number = 13;
             let mut error = record("disk full", vec![]);
             error.severity_number = 17;
-            let mut client = opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient::connect(format!("http://{}", server.grpc)).await.unwrap();
-            client
-                .export(logs_request("tailing", vec![info, warn]))
-                .await
-                .unwrap();
-            client
-                .export(logs_request("other", vec![record("other service", vec![])]))
-                .await
-                .unwrap();
-            client
-                .export(logs_request("tailing", vec![error]))
-                .await
-                .unwrap();
+            server.export_logs("tailing", vec![info, warn]).await;
+            server
+                .export_logs("other", vec![record("other service", vec![])])
+                .await;
+            server.export_logs("tailing", vec![error]).await;
             sent = true;
         }
     }
@@ -123,13 +120,7 @@ async fn read_events(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_tail_reader_is_told_what_it_missed_and_ingest_goes_on() {
     let server = TestServer::start().await;
-    let mut response = server
-        .client
-        .get(server.url("/api/v1/logs/tail"))
-        .query(&[("q", "service:flood")])
-        .send()
-        .await
-        .unwrap();
+    let mut response = open_tail(&server, "service:flood").await;
     let mut buffer = String::new();
     read_events(&mut response, &mut buffer, |e| {
         e.iter().any(|(n, _)| n == "ready")
