@@ -16,11 +16,18 @@ pub const DURATION_FORM: &str = "a duration such as 250ms, 1.5s, 15m or 7d";
 
 /// weft's durations: `250ms`, `1.5s`, `1h30m`, `7d` (humantime's units: ns, us/µs, ms, s,
 /// m, h, d, w and their long names), or a bare number of nanoseconds. Surrounding spaces are
-/// ignored. At most 64 characters and 9 digits per number: humantime panics when terms add up
+/// ignored. With units, at most 64 characters and 9 digits per number: humantime panics when terms add up
 /// past what `Duration` holds (found by the `params` fuzz target), and these bounds keep the
 /// sum far below that.
 pub fn duration(text: &str) -> Result<Duration, String> {
     let trimmed = text.trim();
+    // A bare number of nanoseconds: any that fits (the UI and scripts send exact bounds).
+    if !trimmed.is_empty() && trimmed.len() <= 20 && trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        let nanos: u64 = trimmed
+            .parse()
+            .map_err(|_| format!("must be {DURATION_FORM}, not '{trimmed}'"))?;
+        return Ok(Duration::from_nanos(nanos));
+    }
     let longest_number = trimmed
         .split(|c: char| !c.is_ascii_digit())
         .map(str::len)
@@ -32,12 +39,6 @@ pub fn duration(text: &str) -> Result<Duration, String> {
              {MAX_DURATION_DIGITS} digits), not '{}'",
             trimmed.chars().take(MAX_DURATION_CHARS).collect::<String>()
         ));
-    }
-    if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit()) {
-        let nanos: u64 = trimmed
-            .parse()
-            .map_err(|_| format!("must be {DURATION_FORM}, not '{trimmed}'"))?;
-        return Ok(Duration::from_nanos(nanos));
     }
     humantime::parse_duration(trimmed)
         .map_err(|e| format!("must be {DURATION_FORM}, not '{trimmed}' ({e})"))
@@ -185,6 +186,9 @@ mod tests {
             ("100µs", 100_000),
             ("42", 42),
             ("0", 0),
+            // Bare nanoseconds of any size (the UI's exact latency bounds).
+            ("1500000000", 1_500_000_000),
+            ("18446744073709551615", u64::MAX),
         ] {
             assert_eq!(duration_ns(text), Ok(nanos), "{text:?}");
         }
