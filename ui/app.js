@@ -318,6 +318,23 @@ function loadMoreIfVisible() {
 // ---------- one trace ----------
 // The waterfall renders thousands of rows at once, so rows are built as one HTML string and
 // clicks are handled by one listener on the container.
+
+// A clock, marking what was moved for a skewed clock (drawn, not a font glyph).
+const CLOCK_ICON = '<svg class="clock" viewBox="0 0 12 12" aria-label="clock adjusted"><circle cx="6" cy="6" r="5"/><path d="M6 3v3.2l2.2 1.3"/></svg>';
+
+// A time axis over `total` nanoseconds: a tick every 1, 2 or 5 × 10^k ns, 4 to 10 of them,
+// each labelled with its time from the trace's start.
+function timeAxis(total) {
+  let step = 1;
+  for (let i = 0; total / step > 10; i++) step *= [2, 2.5, 2][i % 3];
+  const ticks = [];
+  // The last label would run off the right edge: ticks past 92 % are drawn without one.
+  for (let ns = 0; ns <= total; ns += step) {
+    if (ns > 0 && ns / total > 0.92) { ticks.push(`<div class="tick" style="left:${((ns / total) * 100).toFixed(3)}%"></div>`); continue; }
+    ticks.push(`<div class="tick" style="left:${((ns / total) * 100).toFixed(3)}%"><span>${ns === 0 ? "0" : fmtDur(ns)}</span></div>`);
+  }
+  return `<div class="timeaxis" aria-hidden="true"><div class="muted">time from the trace's start</div><div class="bar-area">${ticks.join("")}</div></div>`;
+}
 let traceState = null;
 
 async function showTrace(id, params) {
@@ -334,8 +351,26 @@ async function showTrace(id, params) {
   summary.innerHTML = `<b>${esc(s.root_service)}: ${esc(s.root_name)}</b> — ${fmtDur(s.duration_ns)}, ${s.span_count} spans, ` +
     `${s.error_count} errors, ${s.log_count} logs${s.incomplete ? " — <b>root span missing</b>" : ""}${t.truncated ? " — <b>truncated</b>" : ""} ` +
     `<a class="id" href="#/logs?${new URLSearchParams({ q: "trace_id:" + t.trace_id, range: "604800" })}">logs of this trace</a>`;
-  const t0 = BigInt(s.start_time_unix_nano), total = Math.max(1, Number(s.duration_ns));
-  const pct = (ns) => ((Number(BigInt(ns) - t0) / total) * 100).toFixed(3);
+  // Times are drawn on the trace's clock: each span and log moved by its service's clock
+  // adjustment (0 unless weft found that service's clock skewed in this trace).
+  const adj = (row) => BigInt(row.clock_adjustment_ns || "0");
+  const at = (ns, row) => BigInt(ns) + adj(row);
+  let t0 = null, t1 = null;
+  for (const sp of t.spans) {
+    const a = at(sp.start_time_unix_nano, sp), b = at(sp.end_time_unix_nano, sp);
+    if (t0 === null || a < t0) t0 = a;
+    if (t1 === null || b > t1) t1 = b;
+  }
+  if (t0 === null) { t0 = BigInt(s.start_time_unix_nano); t1 = t0 + BigInt(s.duration_ns); }
+  const total = Math.max(1, Number(t1 - t0));
+  const pct = (ns, row) => ((Number(at(ns, row) - t0) / total) * 100).toFixed(3);
+  // A moved row's mark: a clock with the adjustment; the recorded time on hover.
+  const skewMark = (row, ns) => {
+    const a = adj(row);
+    if (a === 0n) return "";
+    const sign = a > 0n ? "+" : "−", by = fmtDur((a < 0n ? -a : a).toString());
+    return `<span class="skewmark" title="moved ${sign}${by} for the clock of ${esc(row.service)}; recorded at ${fmtTime(ns)}">${CLOCK_ICON}${sign}${by}</span> `;
+  };
   const byId = new Map(t.spans.map((sp) => [sp.span_id, sp]));
   const children = new Map();
   const roots = [];
@@ -362,25 +397,35 @@ async function showTrace(id, params) {
     for (const i of indexes || []) {
       const l = t.logs[i], b = band(l.severity_number);
       html.push(`<div class="row logrow${highlightLog === l.time_unix_nano ? " highlight" : ""}" tabindex="0" data-log="${i}">` +
-        `<div class="label" style="padding-left:${depth * 12 + 14}px"><span class="sev-${b}">${esc(l.severity_text || b)}</span> ${esc(l.event)} ${esc(bodyText(l.body))}</div>` +
-        `<div class="bar-area"><div class="logmark" style="left:${pct(l.time_unix_nano)}%;background:var(--${b === "unspecified" ? "muted" : b})"></div></div></div>`);
+        `<div class="label" style="padding-left:${depth * 12 + 14}px">${skewMark(l, l.time_unix_nano)}<span class="sev-${b}">${esc(l.severity_text || b)}</span> ${esc(l.event)} ${esc(bodyText(l.body))}</div>` +
+        `<div class="bar-area"><div class="logmark" style="left:${pct(l.time_unix_nano, l)}%;background:var(--${b === "unspecified" ? "muted" : b})"></div></div></div>`);
     }
   };
   const addSpan = (sp, depth) => {
-    const left = pct(sp.start_time_unix_nano), width = Math.max(0.2, (Number(sp.duration_ns) / total) * 100).toFixed(3);
+    const left = pct(sp.start_time_unix_nano, sp), width = Math.max(0.2, (Number(sp.duration_ns) / total) * 100).toFixed(3);
     const color = serviceColor(sp.service);
-    const events = sp.events.map((e) => `<div class="eventmark" title="${esc(e.name)}" style="left:${pct(e.time_unix_nano)}%"></div>`).join("");
+    const events = sp.events.map((e) => `<div class="eventmark" title="${esc(e.name)}" style="left:${pct(e.time_unix_nano, sp)}%"></div>`).join("");
     html.push(`<div class="row span${sp.status.code === "error" ? " failed" : ""}" tabindex="0" data-span="${esc(sp.span_id)}">` +
       `<div class="label" style="padding-left:${depth * 12}px;border-left:3px solid ${color}">` +
-      `${sp.status.code === "error" ? '<span class="errmark" title="error">!</span> ' : ""}${esc(sp.service)} <b>${esc(sp.name)}</b> <span class="muted">${fmtDur(sp.duration_ns)}</span></div>` +
+      `${sp.status.code === "error" ? '<span class="errmark" title="error">!</span> ' : ""}${skewMark(sp, sp.start_time_unix_nano)}${esc(sp.service)} <b>${esc(sp.name)}</b> <span class="muted">${fmtDur(sp.duration_ns)}</span></div>` +
       `<div class="bar-area"><div class="bar${sp.status.code === "error" ? " error" : ""}${critical.has(sp.span_id) ? " critical" : ""}" ` +
       `style="left:${left}%;width:${width}%;background:${color}"></div>${events}</div></div>`);
     addLogs(logsBySpan.get(sp.span_id), depth + 1);
     for (const c of (children.get(sp.span_id) || []).sort(byStart)) addSpan(c, depth + 1);
   };
+  html.push(timeAxis(total));
   addLogs(logsBySpan.get(""), 0);
-  for (const r of roots.sort(byStart)) addSpan(r, 0);
+  for (const r of roots.sort((a, b) => (at(a.start_time_unix_nano, a) < at(b.start_time_unix_nano, b) ? -1 : 1))) addSpan(r, 0);
   fall.innerHTML = html.join("");
+  const skewed = t.clock_skew || [];
+  const notice = $("#trace-skew");
+  notice.hidden = skewed.length === 0;
+  notice.innerHTML = skewed.map((k) => {
+    const ahead = BigInt(k.offset_ns) >= 0n, by = fmtDur((ahead ? BigInt(k.offset_ns) : -BigInt(k.offset_ns)).toString());
+    return `the clock of <b>${esc(k.service)}</b> runs ${by} ${ahead ? "ahead" : "behind"}`;
+  }).join("; ") + (skewed.length ? `: its spans and logs (marked ${CLOCK_ICON}) are moved to fit their callers; hover a mark for the time it recorded.` : "");
+  // The trace's length on its clock, beside the recorded one when a clock was off.
+  if (skewed.length) $("#trace-summary b").insertAdjacentHTML("afterend", ` <span class="muted">(${fmtDur(total)} on the trace's clock)</span>`);
   traceState = { trace: t, byId, logsBySpan };
   const hl = fall.querySelector(".highlight");
   if (hl) { hl.scrollIntoView({ block: "center" }); hl.focus({ preventScroll: true }); }
@@ -818,13 +863,13 @@ function onHealthActivate(e) {
 }
 
 // ---------- latency heatmap ----------
-// Latency buckets are weft's histogram buckets: bucket 4e+k starts at 2^e × 2^(k/4) ns (the
-// fraction rounded up in 65536ths, as the server computes it).
-const QUARTERS = [0n, 12400n, 27146n, 44682n];
-function bucketStart(b) {
-  if (b <= 0) return 0n;
-  const e = BigInt(Math.floor(b / 4)), num = (65536n + QUARTERS[b % 4]) << e;
-  return (num + 65535n) / 65536n;
+// Heatmap rows are four of weft's latency buckets, which hold one duration each below 64 ns and
+// cut each doubling into 64 above it: a row is a sixteenth of a doubling (LatencyHistogram::
+// heatmap_row on the server). The start of row r is the start of bucket 4r.
+function bucketStart(row) {
+  const b = BigInt(Math.max(0, row) * 4);
+  if (b < 64n) return b;
+  return (64n + ((b - 64n) % 64n)) << ((b - 64n) / 64n);
 }
 let heatmapState = null;
 async function showHeatmap() {

@@ -20,7 +20,8 @@ use super::{ApiError, ApiState, authorization};
 use crate::clock::now_unix_nano;
 use crate::query::requests::{SpanFilters, catalog_range, trace_id};
 use crate::query::service_map::DEFAULT_LOOKBACK_NANOS as DEFAULT_DEPENDENCIES_LOOKBACK;
-use crate::query::traces::not_found_message;
+use crate::query::skew::adjusted;
+use crate::query::traces::{Trace, not_found_message};
 
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 1500;
@@ -228,7 +229,7 @@ pub(crate) async fn search(
     let traces: Vec<Value> = found
         .value
         .iter()
-        .map(|(id, rows)| trace_json(id, &rows.spans, &rows.logs))
+        .map(|(id, trace)| trace_json(id, trace))
         .collect();
     let total = traces.len();
     Ok(envelope(Value::Array(traces), total, &found.missing_nodes))
@@ -242,10 +243,10 @@ pub(crate) async fn get_trace(
     let id = trace_id(&text)?;
     let found = state
         .query
-        .trace_rows(id, authorization(&headers).as_deref())
+        .trace(id, authorization(&headers).as_deref())
         .await?;
-    let (rows, missing) = (found.value, found.missing_nodes);
-    if rows.spans.is_empty() && rows.logs.is_empty() {
+    let (trace, missing) = (found.value, found.missing_nodes);
+    if trace.rows.spans.is_empty() && trace.rows.logs.is_empty() {
         // Jaeger's own words, unless a node that did not answer may hold the trace.
         let message = match missing.is_empty() {
             true => "trace not found".to_string(),
@@ -253,11 +254,7 @@ pub(crate) async fn get_trace(
         };
         return Err(JaegerError(StatusCode::NOT_FOUND, message));
     }
-    Ok(envelope(
-        json!([trace_json(&id, &rows.spans, &rows.logs)]),
-        1,
-        &missing,
-    ))
+    Ok(envelope(json!([trace_json(&id, &trace)]), 1, &missing))
 }
 
 /// One edge of Jaeger's dependency graph.
@@ -385,13 +382,14 @@ pub(crate) fn log_fields(log: &LogRow) -> Vec<KeyValue> {
     fields
 }
 
-/// A weft log record as a Jaeger span log.
-fn log_entry(log: &LogRow) -> Value {
-    json!({"timestamp": log.time_unix_nano / 1000, "fields": tags(&log_fields(log))})
+/// A weft log record as a Jaeger span log, at `time` (adjusted for clock skew).
+fn log_entry(log: &LogRow, time: u64) -> Value {
+    json!({"timestamp": time / 1000, "fields": tags(&log_fields(log))})
 }
 
 /// A trace in Jaeger's JSON model.
-pub(crate) fn trace_json(trace_id: &[u8; 16], spans: &[SpanRow], logs: &[LogRow]) -> Value {
+pub(crate) fn trace_json(trace: &[u8; 16], Trace { rows, skew }: &Trace) -> Value {
+    let (trace_id, spans, logs) = (trace, &rows.spans, &rows.logs);
     let trace_hex = hex::encode(trace_id);
     // One process per distinct service + resource.
     let mut processes: Vec<(String, SharedAttributes)> = Vec::new();
@@ -449,20 +447,24 @@ pub(crate) fn trace_json(trace_id: &[u8; 16], spans: &[SpanRow], logs: &[LogRow]
         if !span.status_message.is_empty() {
             span_tags.push(string_tag("otel.status_description", &span.status_message));
         }
+        // Jaeger's answer carries the times adjusted for clock skew (the trace's `warnings`
+        // say which services moved and by how much).
+        let adjustment = skew.adjustment(&span.service);
         let mut span_logs: Vec<(u64, Value)> = span
             .events
             .iter()
             .map(|e| {
                 let mut fields = vec![string_tag("event", &e.name)];
                 fields.extend(tags(&e.attributes));
-                (
-                    e.time_unix_nano,
-                    json!({"timestamp": e.time_unix_nano / 1000, "fields": fields}),
-                )
+                let time = adjusted(e.time_unix_nano, adjustment);
+                (time, json!({"timestamp": time / 1000, "fields": fields}))
             })
             .collect();
         if let Some(own) = logs_by_span.get(span.span_id.as_slice()) {
-            span_logs.extend(own.iter().map(|l| (l.time_unix_nano, log_entry(l))));
+            span_logs.extend(own.iter().map(|l| {
+                let time = adjusted(l.time_unix_nano, skew.adjustment(&l.service));
+                (time, log_entry(l, time))
+            }));
         }
         span_logs.sort_by_key(|(t, _)| *t);
         jaeger_spans.push(json!({
@@ -470,7 +472,7 @@ pub(crate) fn trace_json(trace_id: &[u8; 16], spans: &[SpanRow], logs: &[LogRow]
             "spanID": hex::encode(&span.span_id),
             "operationName": span.name,
             "references": references,
-            "startTime": span.start_time_unix_nano / 1000,
+            "startTime": adjusted(span.start_time_unix_nano, adjustment) / 1000,
             "duration": span.duration_ns() / 1000,
             "tags": span_tags,
             "logs": span_logs.into_iter().map(|(_, v)| v).collect::<Vec<_>>(),
@@ -493,12 +495,27 @@ pub(crate) fn trace_json(trace_id: &[u8; 16], spans: &[SpanRow], logs: &[LogRow]
             )
         })
         .collect();
+    let warnings: Vec<String> = skew.services().map(|(s, o)| skew_warning(s, o)).collect();
     json!({
         "traceID": trace_hex,
         "spans": jaeger_spans,
         "processes": processes,
-        "warnings": null,
+        "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
     })
+}
+
+/// What a Jaeger UI shows of a service whose spans were moved for clock skew.
+pub(crate) fn skew_warning(service: &str, offset_ns: i64) -> String {
+    let (way, by) = if offset_ns >= 0 {
+        ("ahead", offset_ns.unsigned_abs())
+    } else {
+        ("behind", offset_ns.unsigned_abs())
+    };
+    format!(
+        "clock skew: {service}'s clock runs {:.3} s {way}; its spans and logs were moved by {:.3} s",
+        by as f64 / 1e9,
+        -(offset_ns as f64) / 1e9
+    )
 }
 
 #[cfg(test)]

@@ -19,17 +19,20 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{
+    AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value,
+};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::span::Event;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, TracesData};
 use serde::Serialize;
-use weft_index::{LogRow, SpanRow, TraceSearch, TraceSummary};
+use weft_index::{LogRow, TraceSearch, TraceSummary};
 
-use super::jaeger::{log_fields, string_value};
+use super::jaeger::{log_fields, skew_warning, string_value};
 use super::{ApiError, ApiState, authorization};
 use crate::query::requests::{SpanFilters, catalog_range, trace_id};
-use crate::query::traces::not_found_message;
+use crate::query::skew::adjusted;
+use crate::query::traces::{Trace, not_found_message};
 
 /// The ingest nodes that did not answer, as a `Weft-Missing-Nodes` header (none when all
 /// did).
@@ -388,7 +391,7 @@ pub(crate) async fn find_traces(
     let (found, missing) = (found.value, found.missing_nodes);
     let resource_spans: Vec<ResourceSpans> = found
         .iter()
-        .flat_map(|(_, rows)| otlp_resource_spans(&rows.spans, &rows.logs))
+        .flat_map(|(_, trace)| otlp_resource_spans(trace))
         .collect();
     if resource_spans.is_empty() {
         return Err(no_traces());
@@ -420,10 +423,10 @@ pub(crate) async fn get_trace(
     }
     let found = state
         .query
-        .trace_rows(id, authorization(&headers).as_deref())
+        .trace(id, authorization(&headers).as_deref())
         .await?;
-    let (rows, missing) = (found.value, found.missing_nodes);
-    if rows.spans.is_empty() {
+    let (trace, missing) = (found.value, found.missing_nodes);
+    if trace.rows.spans.is_empty() {
         if missing.is_empty() {
             return Err(no_traces());
         }
@@ -434,7 +437,7 @@ pub(crate) async fn get_trace(
         MissingNodes(missing),
         Json(TracesResponse {
             result: TracesData {
-                resource_spans: otlp_resource_spans(&rows.spans, &rows.logs),
+                resource_spans: otlp_resource_spans(&trace),
             },
         }),
     ))
@@ -456,7 +459,11 @@ fn log_event(log: &LogRow) -> Event {
 }
 
 /// One trace's spans in OTLP's shape: grouped by resource, then by instrumentation scope.
-fn otlp_resource_spans(spans: &[SpanRow], logs: &[LogRow]) -> Vec<ResourceSpans> {
+/// The times are adjusted for clock skew (`crate::query::skew`); a span that moved carries the
+/// attribute `weft.clock_adjustment_ns`, and its warning in `@jaeger@warnings` (a list of
+/// strings), the attribute where Jaeger v2 keeps a span's warnings.
+fn otlp_resource_spans(Trace { rows, skew }: &Trace) -> Vec<ResourceSpans> {
+    let (spans, logs) = (&rows.spans, &rows.logs);
     let mut logs_by_span: HashMap<&[u8], Vec<&LogRow>> = HashMap::new();
     for log in logs {
         logs_by_span
@@ -509,10 +516,37 @@ fn otlp_resource_spans(spans: &[SpanRow], logs: &[LogRow]) -> Vec<ResourceSpans>
                 scope_spans.len() - 1
             }
         };
+        let adjustment = skew.adjustment(&span.service);
         let mut events = span.events.clone();
+        for event in &mut events {
+            event.time_unix_nano = adjusted(event.time_unix_nano, adjustment);
+        }
         if let Some(own) = logs_by_span.get(span.span_id.as_slice()) {
-            events.extend(own.iter().map(|l| log_event(l)));
+            events.extend(own.iter().map(|l| {
+                let mut event = log_event(l);
+                event.time_unix_nano = adjusted(l.time_unix_nano, skew.adjustment(&l.service));
+                event
+            }));
             events.sort_by_key(|e| e.time_unix_nano);
+        }
+        let mut attributes = span.attributes.clone();
+        if adjustment != 0 {
+            attributes.push(string_value(
+                "weft.clock_adjustment_ns",
+                &adjustment.to_string(),
+            ));
+            let warning = skew_warning(&span.service, skew.offset(&span.service));
+            attributes.push(KeyValue {
+                key: "@jaeger@warnings".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::ArrayValue(ArrayValue {
+                        values: vec![AnyValue {
+                            value: Some(any_value::Value::StringValue(warning)),
+                        }],
+                    })),
+                }),
+                ..KeyValue::default()
+            });
         }
         scope_spans[at].spans.push(Span {
             trace_id: span.trace_id.clone(),
@@ -522,9 +556,9 @@ fn otlp_resource_spans(spans: &[SpanRow], logs: &[LogRow]) -> Vec<ResourceSpans>
             flags: span.flags,
             name: span.name.clone(),
             kind: span.kind,
-            start_time_unix_nano: span.start_time_unix_nano,
-            end_time_unix_nano: span.end_time_unix_nano,
-            attributes: span.attributes.clone(),
+            start_time_unix_nano: adjusted(span.start_time_unix_nano, adjustment),
+            end_time_unix_nano: adjusted(span.end_time_unix_nano, adjustment),
+            attributes,
             dropped_attributes_count: span.dropped_attributes_count,
             events,
             dropped_events_count: 0,

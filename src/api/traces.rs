@@ -12,12 +12,13 @@ use weft_index::TraceSummary;
 
 use super::{ApiError, ApiState, authorization};
 use crate::query::answers::{
-    Completeness, LogRecord, Span, TraceAnswer, TraceSummaryView, TracesAnswer,
+    Adjusted, Completeness, LogRecord, ServiceSkew, Span, TraceAnswer, TraceSummaryView,
+    TracesAnswer,
 };
 use crate::query::requests::{
     SpanFilters, TraceSearchParams, duration_ns, errors_only, trace_id, trace_search,
 };
-use crate::query::traces::not_found_message;
+use crate::query::traces::{Trace, not_found_message};
 
 pub(crate) async fn get_trace(
     State(state): State<ApiState>,
@@ -28,9 +29,9 @@ pub(crate) async fn get_trace(
     let id = trace_id(&text)?;
     let found = state
         .query
-        .trace_rows(id, authorization(&headers).as_deref())
+        .trace(id, authorization(&headers).as_deref())
         .await?;
-    let rows = found.value;
+    let Trace { rows, skew } = found.value;
     if rows.spans.is_empty() && rows.logs.is_empty() {
         return Err(ApiError::not_found(not_found_message(
             id,
@@ -40,10 +41,31 @@ pub(crate) async fn get_trace(
     let summary = TraceSummary::from_rows(id, &rows.spans, &rows.logs);
     let answer = TraceAnswer {
         trace_id: hex::encode(id),
-        spans: rows.spans.iter().map(Span::from).collect(),
-        logs: rows.logs.iter().map(LogRecord::from).collect(),
+        spans: rows
+            .spans
+            .iter()
+            .map(|s| Adjusted {
+                clock_adjustment_ns: skew.adjustment(&s.service).to_string(),
+                row: Span::from(s),
+            })
+            .collect(),
+        logs: rows
+            .logs
+            .iter()
+            .map(|l| Adjusted {
+                clock_adjustment_ns: skew.adjustment(&l.service).to_string(),
+                row: LogRecord::from(l),
+            })
+            .collect(),
         summary: TraceSummaryView::from(&summary),
         truncated: rows.truncated,
+        clock_skew: skew
+            .services()
+            .map(|(service, offset)| ServiceSkew {
+                service: service.to_string(),
+                offset_ns: offset.to_string(),
+            })
+            .collect(),
         completeness: Completeness::of(found.missing_nodes),
         took_ms: started.elapsed().as_millis() as u64,
     };

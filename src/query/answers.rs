@@ -248,14 +248,35 @@ pub struct LogsAnswer<'a> {
 #[derive(Debug, Serialize)]
 pub struct TraceAnswer<'a> {
     pub trace_id: String,
-    pub spans: Vec<Span<'a>>,
-    pub logs: Vec<LogRecord<'a>>,
+    pub spans: Vec<Adjusted<Span<'a>>>,
+    pub logs: Vec<Adjusted<LogRecord<'a>>>,
     pub summary: TraceSummaryView<'a>,
     /// More spans or logs than one answer carries.
     pub truncated: bool,
+    /// The services whose clocks were found skewed in this trace, and how far each is ahead
+    /// (negative: behind); their spans and logs carry the adjustment.
+    pub clock_skew: Vec<ServiceSkew>,
     #[serde(flatten)]
     pub completeness: Completeness,
     pub took_ms: u64,
+}
+
+/// A span or log record of a trace as stored (its times as its service's clock gave them), and
+/// what to add to those times to place it on the trace's clock: a signed integer as a string,
+/// `"0"` when its service's clock agrees.
+#[derive(Debug, Serialize)]
+pub struct Adjusted<T> {
+    #[serde(flatten)]
+    pub row: T,
+    pub clock_adjustment_ns: String,
+}
+
+/// A service whose clock was found skewed in a trace.
+#[derive(Debug, Serialize)]
+pub struct ServiceSkew {
+    pub service: String,
+    /// How far its clock is ahead, in nanoseconds as a string (negative: behind).
+    pub offset_ns: String,
 }
 
 /// `GET /api/v1/traces`: the traces a search found, newest matching span first.

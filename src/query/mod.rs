@@ -6,7 +6,8 @@
 //!
 //! Files, by question:
 //! - `logs`: log search, newest first, and the log histogram.
-//! - `traces`: a trace by ID, trace search, and whole traces (for Jaeger's searches).
+//! - `traces`: a trace by ID, trace search, and whole traces (for Jaeger's searches);
+//!   `skew`: the clock skew of a trace's services, and how far to move their spans and logs.
 //! - `catalog`: services, operations, event IDs (with the severity rule in force).
 //! - `peel`: facets, field lists, span statistics, the latency heatmap, comparisons.
 //! - `service_map`: calls between services (weft's service map, Jaeger's dependencies).
@@ -37,6 +38,7 @@ pub mod peel;
 pub mod remote_tail;
 pub mod requests;
 pub mod service_map;
+pub mod skew;
 pub mod tail;
 pub mod traces;
 pub mod wire;

@@ -370,7 +370,7 @@ fn series_error(name: &str, text: &str) -> Error {
 
 #[derive(Serialize)]
 pub struct LatencyBucketJson {
-    bucket: u8,
+    bucket: u16,
     low_ns: String,
     high_ns: String,
 }
@@ -379,8 +379,8 @@ pub struct LatencyBucketJson {
 pub struct CellJson {
     /// Index into `time_buckets`.
     t: u32,
-    /// Latency bucket number (see `latency_buckets`).
-    l: u8,
+    /// Latency row number (see `latency_buckets`).
+    l: u16,
     count: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     exemplar: Option<String>,
@@ -434,7 +434,7 @@ impl QueryService {
         let missing = found.missing_nodes;
         let found = found.value;
         let found = found.heatmap.unwrap_or_default();
-        let mut latency: Vec<u8> = found.cells.iter().map(|c| c.latency_bucket).collect();
+        let mut latency: Vec<u16> = found.cells.iter().map(|c| c.latency_bucket).collect();
         latency.sort_unstable();
         latency.dedup();
         Ok(HeatmapAnswer {
@@ -444,10 +444,14 @@ impl QueryService {
             buckets: found.buckets,
             latency_buckets: latency
                 .into_iter()
-                .map(|b| LatencyBucketJson {
-                    bucket: b,
-                    low_ns: LatencyHistogram::lower_bound(b).to_string(),
-                    high_ns: LatencyHistogram::upper_bound(b).to_string(),
+                .map(|row| {
+                    let (low, high) = LatencyHistogram::heatmap_row_bounds(row);
+                    LatencyBucketJson {
+                        bucket: row,
+                        low_ns: low.to_string(),
+                        // The next row's start, as before: the bound is exclusive.
+                        high_ns: high.saturating_add(1).to_string(),
+                    }
                 })
                 .collect(),
             cells: found

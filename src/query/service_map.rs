@@ -40,7 +40,8 @@ pub struct MapCall {
     error_ratio: f64,
     /// Calls per second over the one-minute buckets the range touches.
     rate_per_second: f64,
-    /// Latency of the called spans, from a log-scaled histogram (within 19 %).
+    /// Latency of the called spans, from a log-linear histogram (within 1 %, inside the
+    /// fastest and slowest call).
     p50_ns: String,
     p99_ns: String,
     /// Traces that show the call: failed ones first, then the slowest.

@@ -11,7 +11,24 @@ use weft_index::{MAX_CANDIDATE_TRACES, SummaryPart, TraceRows, TraceSearch, Trac
 use super::fanout::FanOut;
 use super::node::{MAX_PARTS_PER_QUESTION, summary_parts};
 use super::requests::limits::{MAX_TRACE_LOGS, MAX_TRACE_SPANS};
+use super::skew::{TraceSkew, trace_skew};
 use super::{Answer, Error, QueryService};
+
+/// A trace's rows, and the clock skew of its services.
+#[derive(Debug, Default)]
+pub struct Trace {
+    pub rows: TraceRows,
+    pub skew: TraceSkew,
+}
+
+impl From<TraceRows> for Trace {
+    fn from(rows: TraceRows) -> Self {
+        Trace {
+            skew: trace_skew(&rows.spans),
+            rows,
+        }
+    }
+}
 
 /// "trace … not found", and which ingest nodes did not answer: the trace may be among their
 /// rows not yet published.
@@ -27,6 +44,16 @@ pub fn not_found_message(id: [u8; 16], missing: &[String]) -> String {
 }
 
 impl QueryService {
+    /// Trace `id`: its rows from wherever they are (see [`QueryService::trace_rows`]) and the
+    /// clock skew of its services.
+    pub async fn trace(
+        &self,
+        id: [u8; 16],
+        authorization: Option<&str>,
+    ) -> Result<Answer<Trace>, Error> {
+        Ok(self.trace_rows(id, authorization).await?.map(Trace::from))
+    }
+
     /// The rows of trace `id`. On a search node, the live ingest nodes give their rows not yet
     /// published and the splits the rest.
     pub async fn trace_rows(
@@ -165,7 +192,7 @@ impl QueryService {
         &self,
         search: TraceSearch,
         authorization: Option<&str>,
-    ) -> Result<Answer<Vec<([u8; 16], TraceRows)>>, Error> {
+    ) -> Result<Answer<Vec<([u8; 16], Trace)>>, Error> {
         if self.fanout().is_none() {
             let found = self
                 .run_query(move |store, deadline| {
@@ -176,7 +203,7 @@ impl QueryService {
                         deadline.check()?;
                         let rows =
                             store.trace(&summary.trace_id, MAX_TRACE_SPANS, MAX_TRACE_LOGS)?;
-                        out.push((summary.trace_id, rows));
+                        out.push((summary.trace_id, Trace::from(rows)));
                     }
                     Ok(out)
                 })
@@ -196,8 +223,7 @@ impl QueryService {
             }
             let rows = self.trace_rows(summary.trace_id, authorization).await?;
             missing.extend(rows.missing_nodes);
-            let rows = rows.value;
-            out.push((summary.trace_id, rows));
+            out.push((summary.trace_id, Trace::from(rows.value)));
         }
         Ok(Answer::missing(out, missing))
     }

@@ -464,6 +464,49 @@ test("a trace whose root span never arrived still renders, marked incomplete", a
     ["c0ffee0000000001", "c0ffee0000000002", "WARN Retry retrying charge"]);
 });
 
+test("a trace with a skewed service: a time axis, the moved spans and logs marked, and a notice naming the service", async () => {
+  const ms = 1_000_000n, t0 = BigInt(Date.now()) * ms - 20_000n * ms;
+  const traceId = "5ce4".padEnd(32, "0");
+  // payments' clock runs 3 s ahead: its call (really +100..+700 ms) and its log are recorded 3 s late.
+  await sendOtlp(weft, [
+    { service: "checkout", traceId, spanId: "5ce4000000000001", name: "POST /checkout", start: t0, end: t0 + 1000n * ms },
+    { service: "payments", traceId, spanId: "5ce4000000000002", parentSpanId: "5ce4000000000001", name: "charge", start: t0 + 3100n * ms, end: t0 + 3700n * ms },
+    { service: "ledger", traceId, spanId: "5ce4000000000003", parentSpanId: "5ce4000000000002", name: "append", start: t0 + 200n * ms, end: t0 + 300n * ms },
+  ], [{ service: "payments", time: t0 + 3400n * ms, severity: 9, severityText: "INFO", event: "Charged", body: "card charged", traceId, spanId: "5ce4000000000002" }]);
+  await eventually("the skewed trace", async () => {
+    const t = await api(`/api/v1/traces/${traceId}`);
+    return t.spans.length === 3 && t.logs.length === 1;
+  });
+  await page.goto(`${weft.url}/#/trace/${traceId}`);
+  await waitForTrace(traceId);
+  // The notice names the service and how far its clock is off.
+  const notice = page.locator("#trace-skew");
+  assert.equal(await notice.isVisible(), true);
+  // The midpoint rule centres the call in its caller: 2.9 s, as the call was 100 ms off centre.
+  assert.match(await notice.textContent(), /the clock of payments runs 2\.90 s ahead/);
+  // The axis: labelled ticks from 0 across the trace.
+  const ticks = await page.locator("#waterfall .timeaxis .tick span").allTextContents();
+  assert.ok(ticks.length >= 4 && ticks.length <= 11, `${ticks}`);
+  assert.match(await page.locator("#trace-summary").textContent(), /1\.00 s on the trace's clock/);
+  assert.equal(ticks[0], "0");
+  assert.match(ticks[1], /ms$/);
+  // The moved span and log carry a clock mark with the adjustment and, on hover, the time recorded.
+  const marks = page.locator("#waterfall .skewmark");
+  assert.equal(await marks.count(), 2, "the payments span and its log");
+  assert.match(await marks.first().textContent(), /^−2\.90 s$/);
+  assert.equal(await marks.first().locator("svg.clock").count(), 1, "a clock icon");
+  assert.match(await marks.first().getAttribute("title"), /recorded at/);
+  // Moved back, the charge bar lies inside the checkout bar, and the ledger's (unmoved) inside it.
+  const bars = await page.evaluate(() => Object.fromEntries([...document.querySelectorAll("#waterfall .row.span")].map((r) => {
+    const bar = r.querySelector(".bar").getBoundingClientRect();
+    return [r.querySelector(".label b").textContent, [bar.left, bar.right]];
+  })));
+  const inside = (inner, outer) => inner[0] >= outer[0] - 1 && inner[1] <= outer[1] + 1;
+  assert.ok(inside(bars.charge, bars["POST /checkout"]), JSON.stringify(bars));
+  assert.ok(inside(bars.append, bars.charge), JSON.stringify(bars));
+  await screenshot(page, "trace-skew");
+});
+
 test("a 2,000-span trace with 5,000 logs renders, and paging scrolls through its logs", async () => {
   const big = bigTrace(2000, 5000);
   await sendOtlp(weft, big.spans, big.logs);

@@ -220,7 +220,7 @@ struct Heatmap {
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 struct LatencyBucket {
-    bucket: u8,
+    bucket: u16,
     low_ns: String,
     high_ns: String,
 }
@@ -229,7 +229,7 @@ struct LatencyBucket {
 #[serde(deny_unknown_fields)]
 struct Cell {
     t: u32,
-    l: u8,
+    l: u16,
     count: u64,
     exemplar: Option<String>,
     exemplar_duration_ns: Option<String>,
@@ -386,7 +386,7 @@ async fn facets_stats_heatmap_and_comparison_point_at_the_slow_host_and_the_fail
         heatmap.cells.iter().map(|c| c.count).sum::<u64>(),
         HOSTS * PER_HOST
     );
-    let slow_buckets: Vec<u8> = heatmap
+    let slow_buckets: Vec<u16> = heatmap
         .latency_buckets
         .iter()
         .filter(|b| b.low_ns.parse::<u64>().unwrap() >= 500 * MS)

@@ -107,8 +107,9 @@ pub struct SpanStats {
 pub struct HeatmapCell {
     /// Time bucket index.
     pub time_bucket: u32,
-    /// Latency bucket, as [`LatencyHistogram::bucket`] numbers them.
-    pub latency_bucket: u8,
+    /// Latency row, as [`LatencyHistogram::heatmap_row`] numbers them (a sixteenth of a
+    /// doubling).
+    pub latency_bucket: u16,
     /// Spans in the cell.
     pub count: u64,
     /// The slowest span's trace, and its duration.
@@ -219,7 +220,7 @@ impl GroupStats {
             let Some(&(trace_id, duration_ns)) = candidates
                 .iter()
                 .rev()
-                .find(|(_, d)| LatencyHistogram::bucket(*d) <= bucket)
+                .find(|(_, d)| LatencyHistogram::heatmap_row(*d) <= bucket / 4)
             else {
                 continue;
             };
@@ -246,7 +247,7 @@ impl Heatmap {
             self.bucket_ns = other.bucket_ns;
             self.buckets = other.buckets;
         }
-        let mut cells: BTreeMap<(u32, u8), HeatmapCell> = std::mem::take(&mut self.cells)
+        let mut cells: BTreeMap<(u32, u16), HeatmapCell> = std::mem::take(&mut self.cells)
             .into_iter()
             .map(|c| ((c.time_bucket, c.latency_bucket), c))
             .collect();
@@ -395,32 +396,40 @@ impl TimeBuckets {
 
 /// A group of one segment as it is counted: plain arrays indexed by latency bucket, so a span
 /// costs a few array writes. They cover only the buckets between the segment's shortest and
-/// longest span (from the duration column's bounds), a few dozen, so that the arrays of every
-/// group stay in the processor's cache.
+/// longest span (from the duration column's bounds): 64 per doubling for the counts, and one
+/// slowest span per heatmap row (four buckets), enough for the exemplar of each band.
 struct SegmentGroup {
     count: u64,
     errors: u64,
+    min_ns: u64,
     max_ns: u64,
     /// The latency bucket of index 0.
-    first_bucket: u8,
+    first_bucket: u16,
     buckets: Vec<u32>,
-    /// The slowest span of each latency bucket: its duration and document.
+    /// The slowest span of each heatmap row from the first bucket's on: its duration and
+    /// document.
     slowest: Vec<(u64, DocId)>,
     series: Vec<SeriesPoint>,
 }
 
 impl SegmentGroup {
-    fn new(first_bucket: u8, last_bucket: u8) -> Self {
+    fn new(first_bucket: u16, last_bucket: u16) -> Self {
         let width = usize::from(last_bucket.saturating_sub(first_bucket)) + 1;
         SegmentGroup {
             count: 0,
             errors: 0,
+            min_ns: u64::MAX,
             max_ns: 0,
             first_bucket,
             buckets: vec![0; width],
-            slowest: vec![(0, DocId::MAX); width],
+            slowest: vec![(0, DocId::MAX); width.div_ceil(4) + 1],
             series: Vec::new(),
         }
+    }
+
+    /// The index into `slowest` of bucket index `at`: its heatmap row, from the first's.
+    fn row_of(&self, at: usize) -> usize {
+        (usize::from(self.first_bucket) + at) / 4 - usize::from(self.first_bucket) / 4
     }
 
     #[inline]
@@ -433,11 +442,13 @@ impl SegmentGroup {
     ) {
         self.count += 1;
         self.errors += u64::from(error);
+        self.min_ns = self.min_ns.min(duration);
         self.max_ns = self.max_ns.max(duration);
         let at = usize::from(LatencyHistogram::bucket(duration).saturating_sub(self.first_bucket))
             .min(self.buckets.len() - 1);
         self.buckets[at] += 1;
-        let slowest = &mut self.slowest[at];
+        let row = self.row_of(at);
+        let slowest = &mut self.slowest[row];
         if slowest.1 == DocId::MAX || duration > slowest.0 {
             *slowest = (duration, doc);
         }
@@ -460,7 +471,8 @@ struct Group {
     errors: u64,
     histogram: LatencyHistogram,
     max_ns: u64,
-    exemplars: BTreeMap<u8, (SpanRef, u64)>,
+    /// The slowest span of each heatmap row.
+    exemplars: BTreeMap<u16, (SpanRef, u64)>,
     series: Vec<SeriesPoint>,
 }
 
@@ -469,19 +481,24 @@ impl Group {
         self.count += segment.count;
         self.errors += segment.errors;
         self.max_ns = self.max_ns.max(segment.max_ns);
-        for (at, (&n, &(duration, doc))) in segment
-            .buckets
-            .iter()
-            .zip(segment.slowest.iter())
-            .enumerate()
-        {
-            if n == 0 {
+        let mut histogram = LatencyHistogram::default();
+        for (at, &n) in segment.buckets.iter().enumerate() {
+            if n > 0 {
+                histogram.add(segment.first_bucket + at as u16, u64::from(n));
+            }
+        }
+        histogram.note_extremes(segment.min_ns, segment.max_ns);
+        self.histogram.merge(&histogram);
+        let first_row = segment.first_bucket / 4;
+        for (at, &(duration, doc)) in segment.slowest.iter().enumerate() {
+            if doc == DocId::MAX {
                 continue;
             }
-            let bucket = segment.first_bucket + at as u8;
-            self.histogram.add(bucket, u64::from(n));
             let span = SpanRef { source, doc };
-            let kept = self.exemplars.entry(bucket).or_insert((span, duration));
+            let kept = self
+                .exemplars
+                .entry(first_row + at as u16)
+                .or_insert((span, duration));
             if duration > kept.1 {
                 *kept = (span, duration);
             }
@@ -498,15 +515,15 @@ impl Group {
         }
     }
 
-    /// The span standing for each latency band: the exemplar of the band's bucket, or of the
-    /// nearest bucket below it.
+    /// The span standing for each latency band: the exemplar of the heatmap row of the band's
+    /// bucket, or of the nearest row below it.
     fn band_spans(&self) -> Vec<(&'static str, SpanRef, u64)> {
         let mut spans = Vec::new();
         for (band, q) in BANDS {
             let Some(bucket) = self.histogram.quantile_bucket(q) else {
                 continue;
             };
-            if let Some((_, (span, duration))) = self.exemplars.range(..=bucket).next_back() {
+            if let Some((_, (span, duration))) = self.exemplars.range(..=bucket / 4).next_back() {
                 spans.push((band, *span, *duration));
             }
         }
@@ -656,7 +673,7 @@ impl Store {
         // (time bucket, latency bucket) -> count, and the slowest span's trace and duration.
         type Exemplar = Option<(SpanRef, u64)>;
         let mut sources = TraceSources::default();
-        let mut cells: BTreeMap<(u32, u8), (u64, Exemplar)> = BTreeMap::new();
+        let mut cells: BTreeMap<(u32, u16), (u64, Exemplar)> = BTreeMap::new();
         let mut total = 0;
         let partitions = self.partitions_matching_in(Signal::Spans, start, end, query, scope)?;
         let read = partitions.local_refs();
@@ -669,8 +686,8 @@ impl Store {
                 let source = sources.add(&columns);
                 // Per (time bucket, latency bucket): count, slowest duration, its document.
                 // Only the latency buckets between the segment's shortest and longest span.
-                let first = LatencyHistogram::bucket(columns.duration.min_value());
-                let last = LatencyHistogram::bucket(columns.duration.max_value());
+                let first = LatencyHistogram::heatmap_row(columns.duration.min_value());
+                let last = LatencyHistogram::heatmap_row(columns.duration.max_value());
                 let width = usize::from(last.saturating_sub(first)) + 1;
                 let mut segment = vec![(0u64, 0u64, DocId::MAX); time.count * width];
                 let mut starts = [None; BLOCK];
@@ -685,9 +702,10 @@ impl Store {
                             continue;
                         };
                         let duration = durations[i].unwrap_or(0);
-                        let latency =
-                            usize::from(LatencyHistogram::bucket(duration).saturating_sub(first))
-                                .min(width - 1);
+                        let latency = usize::from(
+                            LatencyHistogram::heatmap_row(duration).saturating_sub(first),
+                        )
+                        .min(width - 1);
                         let cell = &mut segment[t * width + latency];
                         cell.0 += 1;
                         if cell.2 == DocId::MAX || duration > cell.1 {
@@ -700,7 +718,7 @@ impl Store {
                     if count == 0 {
                         continue;
                     }
-                    let cell = ((at / width) as u32, first + (at % width) as u8);
+                    let cell = ((at / width) as u32, first + (at % width) as u16);
                     let entry = cells.entry(cell).or_insert((0, None));
                     entry.0 += count;
                     if entry.1.is_none_or(|(_, d)| duration > d) {
