@@ -1,6 +1,8 @@
 //! weft's own counters, rendered as Prometheus text at `/metrics`.
 //!
 //! Plain atomics: every label value is fixed (signal names), so there is no registry to grow.
+//! The one family labelled by what clients send, the services' clock offsets, is rendered from
+//! the index's estimate at each scrape and capped at [`CLOCK_OFFSET_SERVICES`].
 //! A leaf: it names no other module. The pipeline's conditions (`crate::pipeline::health`) and
 //! the refusals of the auth layer (`crate::auth::RefusalCounters`) render their own families
 //! beside these.
@@ -103,6 +105,42 @@ pub struct Metrics {
     pub tls_reload_errors: AtomicU64,
     /// Object storage (all zero without `storage`).
     pub storage: StorageCounters,
+}
+
+/// Services named in `weft_clock_offset_seconds`: the ones whose estimates rest on the most
+/// calls. Service names come from clients, so the family is bounded like everything else.
+pub const CLOCK_OFFSET_SERVICES: usize = 200;
+
+/// `weft_clock_offset_seconds{service}`: each service's estimated clock offset
+/// (`weft_index::clock`), for the services whose estimates rest on the most calls.
+pub fn render_clock_offsets(
+    offsets: &std::collections::BTreeMap<String, weft_index::clock::ClockOffset>,
+) -> String {
+    let mut named: Vec<_> = offsets.iter().collect();
+    named.sort_by(|a, b| b.1.pairs.cmp(&a.1.pairs).then(a.0.cmp(b.0)));
+    named.truncate(CLOCK_OFFSET_SERVICES);
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = String::from(
+        "# HELP weft_clock_offset_seconds How far a service's clock runs ahead of its callers' (negative: behind), estimated from the calls indexed since start.\n\
+         # TYPE weft_clock_offset_seconds gauge\n",
+    );
+    for (service, offset) in named {
+        let _ = writeln!(
+            out,
+            "weft_clock_offset_seconds{{service=\"{}\"}} {}",
+            escape_label(service),
+            offset.offset_ns as f64 / 1e9
+        );
+    }
+    out
+}
+
+/// A label value as the text format needs it: backslash, quote and newline escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn get(a: &AtomicU64) -> u64 {
@@ -372,5 +410,47 @@ impl Metrics {
             get(&self.tls_reload_errors),
         );
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use weft_index::clock::ClockOffset;
+
+    use super::*;
+
+    #[test]
+    fn clock_offsets_escape_names_and_keep_the_best_founded() {
+        let mut offsets = BTreeMap::new();
+        for i in 0..CLOCK_OFFSET_SERVICES + 5 {
+            let pairs = if i < 5 { 1 } else { 100 };
+            offsets.insert(
+                format!("svc-{i:04}"),
+                ClockOffset {
+                    offset_ns: 0,
+                    pairs,
+                },
+            );
+        }
+        offsets.insert(
+            "quote\"back\\slash\nline".to_string(),
+            ClockOffset {
+                offset_ns: -1_500_000_000,
+                pairs: 1000,
+            },
+        );
+        let text = render_clock_offsets(&offsets);
+        let samples: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(samples.len(), CLOCK_OFFSET_SERVICES);
+        assert!(
+            samples
+                .contains(&r#"weft_clock_offset_seconds{service="quote\"back\\slash\nline"} -1.5"#),
+            "{text}"
+        );
+        // The five resting on one call each are the ones left out.
+        assert!(!text.contains("svc-0000"), "{text}");
+        assert!(text.contains("svc-0005"), "{text}");
     }
 }

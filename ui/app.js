@@ -10,6 +10,8 @@ function band(n) { return n >= 1 && n <= 24 ? BANDS[Math.floor((n - 1) / 4) + 1]
 function esc(s) { return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]); }
 function nowNs() { return BigInt(Date.now()) * 1000000n; }
 function fmtTime(ns) { const d = new Date(Number(BigInt(ns) / 1000000n)); return d.toISOString().replace("T", " ").replace("Z", ""); }
+// A clock offset ("3.00 s ahead", "200.0 ms behind"); offsets are signed nanosecond strings.
+function fmtClock(ns) { const n = BigInt(ns); if (n === 0n) return "in step"; return `${fmtDur((n < 0n ? -n : n).toString())} ${n < 0n ? "behind" : "ahead"}`; }
 function fmtDur(ns) { const n = Number(ns); return n >= 1e9 ? (n / 1e9).toFixed(2) + " s" : n >= 1e6 ? (n / 1e6).toFixed(1) + " ms" : (n / 1e3).toFixed(0) + " µs"; }
 function serviceColor(name) { let h = 0; for (const c of name) h = (h * 31 + c.charCodeAt(0)) >>> 0; return SERVICE_COLORS[h % SERVICE_COLORS.length]; }
 
@@ -421,8 +423,7 @@ async function showTrace(id, params) {
   const notice = $("#trace-skew");
   notice.hidden = skewed.length === 0;
   notice.innerHTML = skewed.map((k) => {
-    const ahead = BigInt(k.offset_ns) >= 0n, by = fmtDur((ahead ? BigInt(k.offset_ns) : -BigInt(k.offset_ns)).toString());
-    return `the clock of <b>${esc(k.service)}</b> runs ${by} ${ahead ? "ahead" : "behind"}`;
+    return `the clock of <b>${esc(k.service)}</b> runs ${fmtClock(k.offset_ns)}`;
   }).join("; ") + (skewed.length ? `: its spans and logs (marked ${CLOCK_ICON}) are moved to fit their callers; hover a mark for the time it recorded.` : "");
   // The trace's length on its clock, beside the recorded one when a clock was off.
   if (skewed.length) $("#trace-summary b").insertAdjacentHTML("afterend", ` <span class="muted">(${fmtDur(total)} on the trace's clock)</span>`);
@@ -601,6 +602,7 @@ async function showServices() {
     tr.innerHTML = `<td><a class="id" href="#/logs?q=${encodeURIComponent("service:" + s.service)}&range=86400">${esc(s.service)}</a> ` +
       `<a class="id" href="#/traces?service=${encodeURIComponent(s.service)}">traces</a></td>` +
       `<td>${s.span_count}</td><td>${s.log_count}</td><td>${fmtTime(s.last_seen_unix_nano)}</td>` +
+      `<td class="clock-offset" title="${s.clock_offset_pairs} calls">${s.clock_offset_ns === null ? "—" : fmtClock(s.clock_offset_ns)}</td>` +
       `<td><button class="small" type="button">Set level…</button></td>`;
     tr.querySelector("button").addEventListener("click", () => go("/severity", { service: s.service }));
     body.appendChild(tr);
@@ -665,10 +667,15 @@ function drawServiceMap(map) {
   for (const s of map.services) {
     const p = at.get(s.service);
     const failing = map.calls.some((c) => c.child === s.service && c.errors > 0);
-    out += `<g class="service${failing ? " failing" : ""}" tabindex="0" data-service="${esc(s.service)}"><title>${esc(s.service)}: ${s.span_count} spans, ${s.log_count} logs — open its traces</title>` +
+    // A clock off by more than 10 ms is worth a mark on the map.
+    const skewed = s.clock_offset_ns !== undefined && Math.abs(Number(s.clock_offset_ns)) >= 1e7;
+    const clock = skewed ? `, clock ${fmtClock(s.clock_offset_ns)}` : "";
+    out += `<g class="service${failing ? " failing" : ""}" tabindex="0" data-service="${esc(s.service)}"><title>${esc(s.service)}: ${s.span_count} spans, ${s.log_count} logs${clock} — open its traces</title>` +
       `<rect x="${p.x}" y="${p.y}" width="${MAP.boxW}" height="${MAP.boxH}" rx="5" style="stroke:${serviceColor(s.service)}"/>` +
       `<text x="${p.x + 10}" y="${p.y + 17}" class="name">${esc(s.service)}</text>` +
-      `<text x="${p.x + 10}" y="${p.y + 32}" class="muted">${s.span_count} spans · ${s.log_count} logs</text></g>`;
+      `<text x="${p.x + 10}" y="${p.y + 32}" class="muted">${s.span_count} spans · ${s.log_count} logs</text>` +
+      (skewed ? `<g class="clock-offset"><circle cx="${p.x + 6}" cy="${p.y - 9}" r="4.5"/><path d="M${p.x + 6},${p.y - 12} V${p.y - 9} H${p.x + 8.5}"/>` +
+        `<text x="${p.x + 14}" y="${p.y - 5}">clock ${esc(fmtClock(s.clock_offset_ns))}</text></g>` : "") + `</g>`;
   }
   svg.setAttribute("viewBox", `0 0 ${width} ${height + 60}`);
   svg.setAttribute("width", width);

@@ -2,8 +2,9 @@
 //!
 //! A call is a span whose parent span belongs to another service: the parent's service called
 //! the span's. The pair is found while indexing, not by reading stored spans later:
-//! [`CallTracker`] remembers the last [`RECENT_SPANS`] spans (a hash of trace and span ID, and
-//! the service) and the children still waiting for their parent, so a call is recorded when the
+//! [`CallTracker`] remembers the last [`RECENT_SPANS`] spans (a hash of trace and span ID, the
+//! service, the span's middle and whether it is a client span) and the children still waiting
+//! for their parent, so a call is recorded when the
 //! second of its two spans arrives, in whichever order they come. Services export on their own
 //! schedules, seconds apart; at 100,000 spans a second the window is five seconds, and a pair
 //! further apart than that is not counted (as with Tempo's service graphs). After a restart or
@@ -15,6 +16,9 @@
 //! written just before the commit of that WAL position; see `partition`), so it is exactly as
 //! durable as they are: a row replayed from the WAL after a crash was never committed, and
 //! neither was the call it completed.
+//!
+//! A call from a client span also gives the difference of the two services' clocks, which
+//! `crate::clock` gathers into a running estimate per service.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -27,7 +31,7 @@ use crate::model::SpanRow;
 /// Width of the time buckets calls are counted in: five minutes, so that a partition's table
 /// (rewritten with each of its commits) holds at most twelve rows per pair of services.
 pub const CALL_BUCKET_NANOS: u64 = 300 * 1_000_000_000;
-/// Spans remembered for children that arrive after their parent (about 24 bytes each).
+/// Spans remembered for children that arrive after their parent (about 32 bytes each).
 pub(crate) const RECENT_SPANS: usize = 1 << 19;
 /// Parents awaited by children that arrived first.
 const WAITING_PARENTS: usize = 1 << 17;
@@ -53,6 +57,12 @@ pub(crate) struct Call {
     pub duration_ns: u64,
     pub error: bool,
     pub trace_id: [u8; 16],
+    /// When the calling span is a client span (it times the call from request to response):
+    /// the called span's middle minus the calling span's, each by its own service's clock, which
+    /// is how far the callee's clock is ahead if the network takes as long each way
+    /// (`crate::clock`). Other parents may make several calls in turn, so their middles say
+    /// nothing.
+    pub clock_delta_ns: Option<i64>,
 }
 
 /// A trace that shows a call: the called span's trace, duration and outcome.
@@ -333,6 +343,32 @@ fn span_key(trace_id: &[u8], span_id: &[u8]) -> SpanKey {
     crate::ids::fnv1a(&bytes)
 }
 
+/// The middle of a span, by its service's clock.
+fn middle(span: &SpanRow) -> u64 {
+    span.start_time_unix_nano + span.duration_ns() / 2
+}
+
+/// `child` minus `parent`, as a signed difference.
+fn delta(child: u64, parent: u64) -> i64 {
+    (i128::from(child) - i128::from(parent)).clamp(i64::MIN.into(), i64::MAX.into()) as i64
+}
+
+/// A span the tracker remembers: its service, its middle and whether it is a client span.
+#[derive(Clone, Copy)]
+struct Recent {
+    service: u32,
+    middle_ns: u64,
+    client: bool,
+}
+
+impl Recent {
+    /// The clock difference a call from this span to one centred at `child_middle_ns` shows,
+    /// when this span is a client span.
+    fn clock_delta(&self, child_middle_ns: u64) -> Option<i64> {
+        self.client.then(|| delta(child_middle_ns, self.middle_ns))
+    }
+}
+
 /// A child span waiting for its parent to arrive.
 struct WaitingChild {
     span: SpanKey,
@@ -348,8 +384,8 @@ struct WaitingChild {
 pub(crate) struct CallTracker {
     services: Vec<Arc<str>>,
     service_numbers: HashMap<Arc<str>, u32>,
-    /// Recent spans and their service, oldest first in `recent_order`.
-    recent: HashMap<SpanKey, u32>,
+    /// Recent spans, oldest first in `recent_order`.
+    recent: HashMap<SpanKey, Recent>,
     recent_order: VecDeque<SpanKey>,
     /// Children by the key of the parent they wait for.
     waiting: HashMap<SpanKey, Vec<WaitingChild>>,
@@ -384,6 +420,11 @@ impl CallTracker {
         };
         let service = self.service_number(&span.service);
         let key = span_key(&trace_id, &span.span_id);
+        let recent = Recent {
+            service,
+            middle_ns: middle(span),
+            client: span.kind == crate::model::SPAN_KIND_CLIENT,
+        };
         if let Some(children) = self.waiting.remove(&key) {
             for child in children {
                 if child.service != service {
@@ -394,11 +435,12 @@ impl CallTracker {
                         duration_ns: child.duration_ns,
                         error: child.error,
                         trace_id: child.trace_id,
+                        clock_delta_ns: recent.clock_delta(child.start_ns + child.duration_ns / 2),
                     });
                 }
             }
         }
-        if self.recent.insert(key, service).is_none() {
+        if self.recent.insert(key, recent).is_none() {
             self.recent_order.push_back(key);
             if self.recent_order.len() > RECENT_SPANS
                 && let Some(old) = self.recent_order.pop_front()
@@ -413,14 +455,15 @@ impl CallTracker {
         let error = span.status_code == 2;
         match self.recent.get(&parent_key) {
             Some(&parent) => {
-                if parent != service {
+                if parent.service != service {
                     calls.push(Call {
-                        parent: self.services[parent as usize].clone(),
+                        parent: self.services[parent.service as usize].clone(),
                         child: self.services[service as usize].clone(),
                         start_ns: span.start_time_unix_nano,
                         duration_ns: span.duration_ns(),
                         error,
                         trace_id,
+                        clock_delta_ns: parent.clock_delta(recent.middle_ns),
                     });
                 }
             }
@@ -497,6 +540,40 @@ mod tests {
     }
 
     #[test]
+    fn only_a_client_span_gives_the_clock_difference() {
+        let timed = |parent_kind: i32, child_first: bool| {
+            let mut tracker = CallTracker::default();
+            let mut calls = Vec::new();
+            let mut parent = span(3, 1, None, "api");
+            parent.kind = parent_kind;
+            (parent.start_time_unix_nano, parent.end_time_unix_nano) = (1_000, 2_000);
+            // The server span's clock is 5,000 ahead; it is centred in the client span.
+            let mut child = span(3, 2, Some(1), "db");
+            (child.start_time_unix_nano, child.end_time_unix_nano) = (6_400, 6_600);
+            let order = if child_first {
+                [&child, &parent]
+            } else {
+                [&parent, &child]
+            };
+            for s in order {
+                tracker.observe(s, &mut calls);
+            }
+            assert_eq!(calls.len(), 1);
+            calls[0].clock_delta_ns
+        };
+        for child_first in [false, true] {
+            assert_eq!(
+                timed(crate::model::SPAN_KIND_CLIENT, child_first),
+                Some(5_000)
+            );
+            // A server span may make several calls in turn, a producer's message is consumed
+            // later: neither centres its child.
+            assert_eq!(timed(2, child_first), None);
+            assert_eq!(timed(crate::model::SPAN_KIND_PRODUCER, child_first), None);
+        }
+    }
+
+    #[test]
     fn a_retried_child_waits_once() {
         let mut tracker = CallTracker::default();
         let mut calls = Vec::new();
@@ -542,6 +619,7 @@ mod tests {
             start_ns: bucket * CALL_BUCKET_NANOS + 5,
             duration_ns: ms * 1_000_000,
             error,
+            clock_delta_ns: None,
             trace_id: [trace; 16],
         };
         let mut table = CallTable::default();
@@ -575,6 +653,7 @@ mod tests {
             start_ns: 0,
             duration_ns: 1,
             error: false,
+            clock_delta_ns: None,
             trace_id: [2; 16],
         };
         let mut a = CallTable::default();
@@ -612,6 +691,7 @@ mod tests {
                 start_ns: 0,
                 duration_ns: 1,
                 error: false,
+                clock_delta_ns: None,
                 trace_id: [1; 16],
             });
         }

@@ -29,7 +29,8 @@
 //!   field, span statistics by any fields, the latency heatmap, what is over-represented in a
 //!   selection).
 //! - [`calls`]: calls between services, paired while indexing and committed with each span
-//!   partition (the dependency graph, the service map); [`histogram`]: mergeable latencies.
+//!   partition (the dependency graph, the service map); [`clock`]: each service's clock
+//!   offset estimated from those calls; [`histogram`]: mergeable latencies.
 //! - [`faults`]: faults on demand for tests (full disk, failing writes), and the tantivy
 //!   directory that injects them; [`footprint`]: where the bytes go, per part of tantivy's
 //!   format and per field (`weft inspect`).
@@ -48,6 +49,7 @@
 pub mod aggregate;
 mod attributes;
 pub mod calls;
+pub mod clock;
 mod column_scan;
 mod error;
 pub mod faults;

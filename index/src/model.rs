@@ -522,14 +522,21 @@ impl LogRow {
     }
 }
 
+/// OTLP `SPAN_KIND_CLIENT`: the caller's side of a call, timed from request to response.
+pub const SPAN_KIND_CLIENT: i32 = 3;
+/// OTLP `SPAN_KIND_PRODUCER`: a message sent, whose consumer may run any time later.
+pub const SPAN_KIND_PRODUCER: i32 = 4;
+/// OTLP `SPAN_KIND_CONSUMER`: a message received.
+pub const SPAN_KIND_CONSUMER: i32 = 5;
+
 /// Lowercase name of an OTLP span kind number.
 pub fn span_kind_name(kind: i32) -> &'static str {
     match kind {
         1 => "internal",
         2 => "server",
-        3 => "client",
-        4 => "producer",
-        5 => "consumer",
+        SPAN_KIND_CLIENT => "client",
+        SPAN_KIND_PRODUCER => "producer",
+        SPAN_KIND_CONSUMER => "consumer",
         _ => "unspecified",
     }
 }

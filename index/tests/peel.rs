@@ -332,7 +332,10 @@ fn the_heatmap_puts_the_slow_host_in_its_own_band() {
         let (trace, duration) = cell.exemplar.unwrap();
         assert!(h7.contains(&trace));
         let (low, high) = LatencyHistogram::heatmap_row_bounds(cell.latency_bucket);
-        assert!(low <= duration && duration <= high, "{duration} in {low}..={high}");
+        assert!(
+            low <= duration && duration <= high,
+            "{duration} in {low}..={high}"
+        );
     }
 }
 

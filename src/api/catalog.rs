@@ -26,14 +26,21 @@ pub(crate) async fn services(
         .query
         .services(range(&params)?, authorization(&headers).as_deref())
         .await?;
+    let clock = found.value.clock;
     let services = found
         .value
+        .stats
         .into_iter()
-        .map(|(name, s)| ServiceView {
-            service: name,
-            span_count: s.spans,
-            log_count: s.logs,
-            last_seen_unix_nano: s.last_seen_unix_nano.to_string(),
+        .map(|(name, s)| {
+            let offset = clock.get(&name);
+            ServiceView {
+                clock_offset_ns: offset.map(|o| o.offset_ns.to_string()),
+                clock_offset_pairs: offset.map_or(0, |o| o.pairs),
+                service: name,
+                span_count: s.spans,
+                log_count: s.logs,
+                last_seen_unix_nano: s.last_seen_unix_nano.to_string(),
+            }
         })
         .collect();
     Ok(Json(ServicesAnswer {

@@ -171,5 +171,8 @@ async fn metrics(State(state): State<ApiState>) -> Response {
     let mut text = state.metrics.render(now);
     text.push_str(&state.pipeline.health().render_metrics(now));
     text.push_str(&state.auth_refused.render_metrics());
+    text.push_str(&crate::metrics::render_clock_offsets(
+        &state.query.local_clock_offsets(),
+    ));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

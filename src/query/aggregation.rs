@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use weft_index::aggregate::{EventStats, HistogramBucket, ServiceStats};
 use weft_index::calls::{ANSWER_EXEMPLARS, CallStats, ServiceCall};
+use weft_index::clock::ClockOffset;
 use weft_index::peel::{
     CountedField, FieldRef, Heatmap, SpanStats, StatsRequest, ValueCounts, merge_counted_fields,
 };
@@ -91,6 +92,10 @@ pub struct Aggregated {
     /// Services by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub services: BTreeMap<String, ServiceStats>,
+    /// With the services: each one's clock offset, as the node that indexed its calls
+    /// estimates it (`weft_index::clock`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clock: BTreeMap<String, ClockOffset>,
     /// Span names, each with its span kinds.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub operations: BTreeMap<String, BTreeSet<String>>,
@@ -211,6 +216,7 @@ impl Aggregation {
             } => {
                 let (found, read) = store.services_in(*start_unix_nano, *end_unix_nano, scope)?;
                 out.services = found;
+                out.clock = store.clock_offsets();
                 read
             }
             Aggregation::Operations {
@@ -322,6 +328,13 @@ impl Aggregated {
         }
         for (name, stats) in other.services {
             self.services.entry(name).or_default().merge(&stats);
+        }
+        // Nodes see different calls; the estimate resting on the most of them stands.
+        for (name, offset) in other.clock {
+            let kept = self.clock.entry(name).or_insert(offset);
+            if offset.pairs > kept.pairs {
+                *kept = offset;
+            }
         }
         for (name, kinds) in other.operations {
             self.operations.entry(name).or_default().extend(kinds);

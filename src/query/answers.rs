@@ -327,6 +327,12 @@ pub struct ServiceView {
     pub span_count: u64,
     pub log_count: u64,
     pub last_seen_unix_nano: String,
+    /// How far the service's clock runs ahead of its callers' (negative: behind), in
+    /// nanoseconds, estimated from the calls indexed since the node started
+    /// (`weft_index::clock`); absent until enough calls were seen.
+    pub clock_offset_ns: Option<String>,
+    /// Calls (or agent-stamped log records) the estimate rests on.
+    pub clock_offset_pairs: u64,
 }
 
 /// `GET /api/v1/events`: every event ID seen, most frequent first, with the severity rule

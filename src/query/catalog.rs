@@ -7,10 +7,18 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use weft_index::aggregate::{EventStats, ServiceStats};
+use weft_index::clock::ClockOffset;
 
 use super::aggregation::Aggregation;
 use super::{Answer, Error, QueryService};
 use crate::severity::rules::Rule;
+
+/// The services seen, and each one's clock offset where weft has an estimate.
+#[derive(Debug, Default)]
+pub struct Services {
+    pub stats: BTreeMap<String, ServiceStats>,
+    pub clock: BTreeMap<String, ClockOffset>,
+}
 
 /// An event ID in the catalog, with the newest unexpired rule that names it.
 #[derive(Debug)]
@@ -21,12 +29,12 @@ pub struct CatalogEvent {
 }
 
 impl QueryService {
-    /// Services seen in `[start, end)`.
+    /// Services seen in `[start, end)`, with their clock offsets.
     pub async fn services(
         &self,
         (start, end): (u64, u64),
         authorization: Option<&str>,
-    ) -> Result<Answer<BTreeMap<String, ServiceStats>>, Error> {
+    ) -> Result<Answer<Services>, Error> {
         let aggregation = Aggregation::Services {
             start_unix_nano: start,
             end_unix_nano: end,
@@ -34,7 +42,10 @@ impl QueryService {
         Ok(self
             .aggregate(aggregation, authorization)
             .await?
-            .map(|found| found.services))
+            .map(|found| Services {
+                stats: found.services,
+                clock: found.clock,
+            }))
     }
 
     /// Services with spans in `[start, end)` (the services a trace search can name).
@@ -46,6 +57,7 @@ impl QueryService {
         let found = self.services(range, authorization).await?;
         Ok(found.map(|services| {
             services
+                .stats
                 .into_iter()
                 .filter(|(_, s)| s.spans > 0)
                 .map(|(name, _)| name)

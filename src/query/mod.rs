@@ -43,6 +43,7 @@ pub mod tail;
 pub mod traces;
 pub mod wire;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -151,6 +152,12 @@ impl QueryService {
     /// Longest a question may take (`query_timeout`).
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The services' clock offsets as this node estimates them from the calls it indexed
+    /// (`/metrics`; the catalog asks every node).
+    pub fn local_clock_offsets(&self) -> BTreeMap<String, weft_index::clock::ClockOffset> {
+        self.store.clock_offsets()
     }
 
     /// On a search node, what asks the ingest nodes.

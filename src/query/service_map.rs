@@ -20,6 +20,9 @@ pub struct MapService {
     service: String,
     span_count: u64,
     log_count: u64,
+    /// The service's estimated clock offset (`weft_index::clock`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clock_offset_ns: Option<String>,
 }
 
 /// A trace showing a call.
@@ -146,12 +149,15 @@ impl QueryService {
         let last_minute = (end - 1) / CALL_BUCKET_NANOS;
         let covered_seconds =
             ((last_minute - first_minute + 1) * (CALL_BUCKET_NANOS / 1_000_000_000)) as f64;
+        let clock = catalog.clock;
         let mut services: BTreeMap<String, MapService> = catalog
+            .stats
             .into_iter()
             .map(|(service, stats)| {
                 (
                     service.clone(),
                     MapService {
+                        clock_offset_ns: clock.get(&service).map(|o| o.offset_ns.to_string()),
                         service,
                         span_count: stats.spans,
                         log_count: stats.logs,
@@ -166,6 +172,7 @@ impl QueryService {
                     service: name.clone(),
                     span_count: 0,
                     log_count: 0,
+                    clock_offset_ns: clock.get(name).map(|o| o.offset_ns.to_string()),
                 });
             }
         }

@@ -8,11 +8,13 @@
 //! The trace's root services are the reference. Services are taken in the order calls reach
 //! them, each judged against its callers' already adjusted spans, so a call back from a skewed
 //! service into one that is not leaves the latter where it is. A call that fits inside its
-//! parent (a slow network leaves a gap on each side) is never taken for skew.
+//! parent (a slow network leaves a gap on each side) is never taken for skew, and neither is a
+//! message consumed after its producer ended.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use weft_index::SpanRow;
+use weft_index::model::{SPAN_KIND_CONSUMER, SPAN_KIND_PRODUCER};
 
 /// How far each service's clock is ahead in one trace (negative when behind), for the
 /// services whose spans had to move.
@@ -91,6 +93,11 @@ pub fn trace_skew(spans: &[SpanRow]) -> TraceSkew {
                 next.push(*child);
                 let service = child.service.as_str();
                 if service == parent.service || decided.contains_key(service) {
+                    continue;
+                }
+                // A message is consumed whenever its consumer gets to it, long after the
+                // producer may have ended: no clock can be read off that.
+                if parent.kind == SPAN_KIND_PRODUCER || child.kind == SPAN_KIND_CONSUMER {
                     continue;
                 }
                 let (c_start, c_end) = (child.start_time_unix_nano, child.end_time_unix_nano);
@@ -193,6 +200,17 @@ mod tests {
             span(2, 1, "payments", t + 400 * MS, t + 600 * MS),
             span(3, 1, "stock", t + 10 * MS, t + 20 * MS),
         ];
+        assert!(trace_skew(&spans).is_empty());
+    }
+
+    #[test]
+    fn a_message_consumed_later_is_not_skew() {
+        let t = 100 * S;
+        let mut produce = span(2, 1, "orders", t + 10 * MS, t + 20 * MS);
+        produce.kind = SPAN_KIND_PRODUCER;
+        let mut consume = span(3, 2, "billing", t + 5 * S, t + 5 * S + 50 * MS);
+        consume.kind = SPAN_KIND_CONSUMER;
+        let spans = [span(1, 0, "orders", t, t + 100 * MS), produce, consume];
         assert!(trace_skew(&spans).is_empty());
     }
 

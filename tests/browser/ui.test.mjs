@@ -505,6 +505,33 @@ test("a trace with a skewed service: a time axis, the moved spans and logs marke
   assert.ok(inside(bars.charge, bars["POST /checkout"]), JSON.stringify(bars));
   assert.ok(inside(bars.append, bars.charge), JSON.stringify(bars));
   await screenshot(page, "trace-skew");
+
+  // Across traces: billing's client spans call fx-rates, whose clock runs 3 s ahead. The
+  // running estimate shows in the services list and above fx-rates on the map.
+  const calls = [];
+  for (let i = 0; i < 12; i++) {
+    const id = `f${String(i).padStart(3, "0")}`.padEnd(32, "0"), start = t0 + BigInt(i) * 100n * ms;
+    calls.push(
+      { service: "billing", traceId: id, spanId: "f000000000000001", name: "GET /rates", kind: 3, start, end: start + 50n * ms },
+      { service: "fx-rates", traceId: id, spanId: "f000000000000002", parentSpanId: "f000000000000001", name: "rates", start: start + 3010n * ms, end: start + 3040n * ms },
+    );
+  }
+  await sendOtlp(weft, calls, []);
+  await eventually("fx-rates' clock offset", async () => {
+    const r = await api("/api/v1/services");
+    return r.services.some((s) => s.service === "fx-rates" && s.clock_offset_ns !== null);
+  });
+  await page.goto(weft.url + "/#/services");
+  const fx = page.locator("#service-list tbody tr", { hasText: "fx-rates" });
+  await fx.waitFor();
+  assert.equal(await fx.locator("td.clock-offset").textContent(), "3.00 s ahead");
+  assert.equal(await page.locator("#service-list tbody tr", { hasText: "billing" }).locator("td.clock-offset").textContent(), "in step", "the caller is the reference");
+  await page.goto(weft.url + "/#/map");
+  const mark = page.locator('#service-map g.service[data-service="fx-rates"] .clock-offset text');
+  await mark.waitFor();
+  assert.match(await mark.textContent(), /clock 3\.00 s ahead/);
+  await screenshot(page, "service-map-clock");
+  assert.equal(await page.locator('#service-map g.service[data-service="billing"] .clock-offset').count(), 0);
 });
 
 test("a 2,000-span trace with 5,000 logs renders, and paging scrolls through its logs", async () => {

@@ -2,6 +2,8 @@
 //! a call back from the skewed service into one whose clock is right, and a slow network that
 //! is not skew. weft's trace answer keeps the recorded times and says how far to move each
 //! span and log; Jaeger's answers carry the moved times and a warning naming the service.
+//! Across many traces, the running estimate per service (the catalog, the service map and
+//! `/metrics`) finds the same offsets.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
@@ -227,5 +229,138 @@ async fn skewed_services_are_found_and_their_spans_and_logs_moved() {
         .unwrap();
     let start_us = moved["startTime"].as_i64().unwrap() as i128;
     assert_eq!(start_us, (charge.0) / 1000);
+    server.stop().await;
+}
+
+/// 100 traces: checkout calls payments (3 s ahead), then stock (200 ms behind), each from a
+/// client span over a network as slow both ways (a different latency per trace, a little
+/// slower back than out); payments calls the ledger, whose clock is right. At the end the
+/// handler itself calls `legacy` without a client span: not centred, so no estimate.
+fn calls_between_skewed_services(t: u64) -> ExportTraceServiceRequest {
+    const CLIENT: i32 = 3;
+    const SERVER: i32 = 2;
+    let mut by_service: Vec<(&str, Vec<Span>)> =
+        ["checkout", "payments", "stock", "ledger", "legacy"]
+            .iter()
+            .map(|s| (*s, Vec::new()))
+            .collect();
+    for i in 0..100u64 {
+        let trace_id = [[i as u8; 8], [0xc1; 8]].concat();
+        let start = t + i * 10 * MS;
+        let (out, back) = ((i % 13 + 1) * MS, (i % 13 + 1 + i % 3) * MS);
+        let span = |id: u8, parent: u8, kind: i32, name: &str, (from, to): (u64, u64)| Span {
+            trace_id: trace_id.clone(),
+            kind,
+            ..span(id, parent, name, from, to)
+        };
+        // The server span of a call from `client`, by a clock `ahead` of the caller's.
+        let served = |(from, to): (u64, u64), ahead: i64| {
+            (
+                (from + out).saturating_add_signed(ahead),
+                (to - back).saturating_add_signed(ahead),
+            )
+        };
+        let root = (start, start + 500 * MS);
+        let to_payments = (start + 5 * MS, start + 295 * MS);
+        let to_stock = (start + 300 * MS, start + 440 * MS);
+        let checkout = &mut by_service[0].1;
+        checkout.push(span(1, 0, SERVER, "POST /checkout", root));
+        checkout.push(span(5, 1, CLIENT, "POST /charge", to_payments));
+        checkout.push(span(7, 1, CLIENT, "POST /reserve", to_stock));
+        let charge = served(to_payments, 3 * S as i64);
+        let to_ledger = (charge.0 + 10 * MS, charge.1 - 10 * MS);
+        by_service[1].1.push(span(2, 5, SERVER, "charge", charge));
+        by_service[1]
+            .1
+            .push(span(6, 2, CLIENT, "POST /append", to_ledger));
+        let reserve = served(to_stock, -200 * MS as i64);
+        by_service[2].1.push(span(3, 7, SERVER, "reserve", reserve));
+        let append = served(to_ledger, -3 * S as i64);
+        by_service[3].1.push(span(4, 6, SERVER, "append", append));
+        let audit = (start + 450 * MS, start + 499 * MS);
+        by_service[4].1.push(span(8, 1, SERVER, "audit", audit));
+    }
+    ExportTraceServiceRequest {
+        resource_spans: by_service
+            .into_iter()
+            .map(|(service, spans)| of(service, spans))
+            .collect(),
+    }
+}
+
+/// The `clock_offset_ns` of each service in an answer's `services` array.
+fn offsets(answer: &Value) -> Vec<(String, Option<i128>)> {
+    answer["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let offset = s["clock_offset_ns"].as_str().map(|o| o.parse().unwrap());
+            (s["service"].as_str().unwrap().to_string(), offset)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_services_clock_offset_is_estimated_from_the_calls_indexed() {
+    let server = TestServer::start().await;
+    let t = now_nanos() - 600 * S;
+    TraceServiceClient::connect(format!("http://{}", server.grpc))
+        .await
+        .unwrap()
+        .export(calls_between_skewed_services(t))
+        .await
+        .unwrap();
+    let expected = [
+        ("checkout", 0),
+        ("payments", 3 * S as i128),
+        ("stock", -200 * MS as i128),
+        ("ledger", 0),
+    ];
+    let within = |found: &[(String, Option<i128>)]| {
+        expected.iter().all(|(service, want)| {
+            found.iter().any(|(s, o)| {
+                s == service && o.is_some_and(|o| (o - want).abs() <= 50 * MS as i128)
+            })
+        })
+    };
+    // Searchable at once; the catalog polls only for the indexer to have seen the calls.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let catalog = loop {
+        let (status, catalog) = server.get("/api/v1/services", &[]).await;
+        assert_eq!(status, 200, "{catalog}");
+        if within(&offsets(&catalog)) {
+            break catalog;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "offsets not found: {catalog}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    for service in catalog["services"].as_array().unwrap() {
+        let pairs = service["clock_offset_pairs"].as_u64().unwrap();
+        if service["service"] == "legacy" {
+            assert_eq!(service["clock_offset_ns"], Value::Null, "{service}");
+            assert_eq!(pairs, 0, "{service}");
+        } else {
+            assert!(pairs >= 100, "{service}");
+        }
+    }
+
+    // The service map carries the same estimates.
+    let (status, map) = server.get("/api/v1/service-map", &[]).await;
+    assert_eq!(status, 200, "{map}");
+    assert!(within(&offsets(&map)), "{map}");
+
+    // And /metrics, in seconds.
+    let payments = server
+        .metric("weft_clock_offset_seconds{service=\"payments\"}")
+        .await;
+    assert!((payments - 3.0).abs() <= 0.05, "{payments}");
+    let stock = server
+        .metric("weft_clock_offset_seconds{service=\"stock\"}")
+        .await;
+    assert!((stock + 0.2).abs() <= 0.05, "{stock}");
     server.stop().await;
 }

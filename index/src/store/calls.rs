@@ -18,6 +18,16 @@ pub(super) fn service_calls(
 }
 
 impl Store {
+    pub(super) fn clock(&self) -> std::sync::MutexGuard<'_, crate::clock::ClockEstimator> {
+        self.clock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Each service's clock offset, as the calls and logs indexed so far on this node tell
+    /// (`crate::clock`).
+    pub fn clock_offsets(&self) -> BTreeMap<String, crate::clock::ClockOffset> {
+        self.clock().offsets()
+    }
+
     pub(super) fn tracker(&self) -> std::sync::MutexGuard<'_, CallTracker> {
         // Only the indexing thread takes it; a panic there is followed by a rollback, which
         // resets the tracker.

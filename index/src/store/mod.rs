@@ -72,6 +72,8 @@ pub struct Store {
     options: StoreOptions,
     /// Pairs spans with their parents across batches, finding calls between services.
     calls: Mutex<CallTracker>,
+    /// Each service's clock offset, estimated from the calls and logs indexed.
+    clock: Mutex<crate::clock::ClockEstimator>,
     /// The most writers ever open at once, read right after each one opens (so a batch that
     /// went over the cap midway shows it, even if it closed writers before returning).
     peak_open_writers: AtomicUsize,
@@ -179,6 +181,7 @@ impl Store {
             checkpoint: AtomicU64::new(checkpoint),
             options,
             calls: Mutex::new(CallTracker::default()),
+            clock: Mutex::new(crate::clock::ClockEstimator::default()),
             peak_open_writers: AtomicUsize::new(0),
         })
     }

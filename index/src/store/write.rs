@@ -126,7 +126,27 @@ impl Store {
                 for &i in &rows.spans {
                     tracker.observe(&batch.spans[i], &mut calls);
                 }
+                drop(tracker);
                 partition.record_calls(&calls);
+                if !calls.is_empty() {
+                    let mut clock = self.clock();
+                    for call in &calls {
+                        if let Some(delta) = call.clock_delta_ns {
+                            clock.observe_call(&call.parent, &call.child, delta);
+                        }
+                    }
+                }
+            }
+            if !rows.logs.is_empty() {
+                let mut clock = self.clock();
+                for &i in &rows.logs {
+                    let log = &batch.logs[i];
+                    clock.observe_log(
+                        &log.service,
+                        log.time_unix_nano,
+                        log.observed_time_unix_nano,
+                    );
+                }
             }
             let format = partition.format;
             let mut docs = Vec::with_capacity(rows.logs.len() + rows.spans.len());
