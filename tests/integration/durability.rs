@@ -387,11 +387,26 @@ async fn a_request_in_flight_when_the_stop_begins_is_finished_and_kept() {
     let http = server.http;
     let body = tagged_batch(8, 0, 0, 20);
     let mut stream = tokio::net::TcpStream::connect(http).await.unwrap();
+    // `expect: 100-continue` makes weft say when its handler starts reading the body: only
+    // then is the request in flight (a connection still in the listen queue is not, and is
+    // reset when the listener closes).
     let head = format!(
-        "POST /v1/logs HTTP/1.1\r\nhost: weft\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\n\r\n",
+        "POST /v1/logs HTTP/1.1\r\nhost: weft\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\nexpect: 100-continue\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        let n = tokio::time::timeout(DEADLINE, stream.read(&mut byte))
+            .await
+            .expect("100 Continue")
+            .unwrap();
+        assert_eq!(n, 1, "closed before 100 Continue: {interim:?}");
+        interim.push(byte[0]);
+    }
+    let interim = String::from_utf8_lossy(&interim);
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
     let (first, rest) = body.split_at(body.len() / 2);
     stream.write_all(first).await.unwrap();
     stream.flush().await.unwrap();
