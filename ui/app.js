@@ -278,6 +278,7 @@ async function searchLogs(more) {
     if (!more) {
       drawChips($("#log-chips"), filters);
       drawFacets($("#log-facets"), "logs", fq, start, end);
+      drawPatterns($("#log-patterns"), fq, start, end, params.get("new_since"));
       // A comparison needs a selection: something typed or peeled.
       $("#log-compare").hidden = !fq;
       logCompareQuery = { q: fq, start, end };
@@ -810,6 +811,39 @@ async function drawFacets(el, signal, q, start, end) {
   }
 }
 
+// The kinds of lines among the matching records (their bodies' templates), largest first. A
+// pattern peels like a facet value (`pattern:"…"`); "new in the second half" keeps the patterns
+// with no record before the middle of the range (the URL's `new_since`, nanoseconds).
+const MAX_PATTERNS_SHOWN = 8;
+let patternGen = 0;
+async function drawPatterns(el, q, start, end, newSince) {
+  const gen = ++patternGen;
+  const middle = ((BigInt(start) + BigInt(end)) / 2n).toString();
+  const params = { q, start, end, limit: String(MAX_PATTERNS_SHOWN), buckets: "20" };
+  if (newSince) params.new_since = newSince;
+  let found;
+  try { found = await getJSON("/api/v1/logs/patterns?" + new URLSearchParams(params)); }
+  catch (e) { if (gen === patternGen) el.innerHTML = `<div class="muted">patterns: ${esc(e.message)}</div>`; return; }
+  if (gen !== patternGen) return;
+  const toggle = newSince
+    ? `<button type="button" class="small" data-new-since="" title="Show every pattern again (new since ${esc(fmtTime(newSince))})">new since ${esc(fmtTime(newSince).slice(11, 19))} ×</button>`
+    : `<button type="button" class="small" data-new-since="${middle}" title="Only the patterns with no record before ${esc(fmtTime(middle))}">new in the second half</button>`;
+  const estimate = found.estimated ? ` <span class="muted" title="counts estimated from ${found.sampled_records} of ${found.total} records">≈</span>` : "";
+  const rows = found.patterns.map((p) => `<button type="button" class="facet-value${newSince ? " new" : ""}" data-field="pattern" data-value="${esc(p.pattern)}" ` +
+    `title="${esc(p.pattern)}: ${p.count} of ${found.total}, ${esc(p.severities.join(", "))}; e.g. ${esc(p.sample?.body ?? "")}. Click: only these; Alt-click: exclude">` +
+    `<span class="fill" style="width:${((p.count / Math.max(1, found.total)) * 100).toFixed(1)}%"></span><span class="v">${esc(p.pattern)}</span><span class="n">${p.count}</span></button>`).join("");
+  el.innerHTML = partialHtml(found) + `<div class="facet" data-field="pattern"><h4><span>patterns${estimate}</span>${toggle}</h4>` +
+    (rows || `<div class="muted">${newSince ? "nothing new" : "no bodies"}</div>`) + `</div>`;
+  el.dataset.total = String(found.total);
+}
+function onPatternToggle(e) {
+  const button = e.target.closest("[data-new-since]");
+  if (!button) return;
+  const { parts, params } = route();
+  if (button.dataset.newSince) params.set("new_since", button.dataset.newSince); else params.delete("new_since");
+  location.hash = "#/" + parts.join("/") + "?" + params.toString();
+}
+
 // What marks the records on screen: field values more common in them than in the rest of the
 // time range. A value opens as a filter, like a facet's.
 let logCompareQuery = null;
@@ -821,8 +855,11 @@ async function showLogComparison() {
   catch (e) { openPanel($("#log-compare-panel"), `<div class="error">${esc(e.message)}</div>`, opener); return; }
   const rows = c.findings.map((f) => `<tr><td>${esc(f.field)}</td><td><button type="button" class="facet-value" data-field="${esc(f.field)}" data-value="${esc(f.value)}" title="only ${esc(f.field)}=${esc(f.value)}"><span class="v">${esc(f.value)}</span></button></td>` +
     `<td>${fmtRatio(f.selection_share)}</td><td>${fmtRatio(f.baseline_share)}</td></tr>`).join("");
+  const patternRows = (c.patterns || []).map((f) => `<tr><td>pattern</td><td><button type="button" class="facet-value" data-field="pattern" data-value="${esc(f.pattern)}" title="only the records of ${esc(f.pattern)}"><span class="v">${esc(f.pattern)}</span></button></td>` +
+    `<td>${fmtRatio(f.selection_share)}</td><td>${fmtRatio(f.baseline_share)}</td></tr>`).join("");
+  const all = rows + patternRows;
   openPanel($("#log-compare-panel"), partialHtml(c) + `<h4>What marks these ${c.selection_total} records against the other ${c.baseline_total}</h4>` +
-    (rows ? `<table class="kv compare"><tr><th>field</th><th>value</th><th>here</th><th>rest</th></tr>${rows}</table>` : `<div class="muted">nothing stands out</div>`), opener);
+    (all ? `<table class="kv compare"><tr><th>field</th><th>value</th><th>here</th><th>rest</th></tr>${all}</table>` : `<div class="muted">nothing stands out</div>`), opener);
 }
 
 // ---------- service health ----------
@@ -1096,7 +1133,8 @@ for (const el of [$("#service-map"), $("#call-list")]) {
   el.addEventListener("keydown", (e) => { if (e.key === "Enter") onMapActivate(e); });
 }
 $("#map-range").addEventListener("change", () => go("/map", { range: $("#map-range").value }));
-for (const el of [$("#log-facets"), $("#span-facets"), $("#log-compare-panel")]) el.addEventListener("click", onFacetClick);
+for (const el of [$("#log-facets"), $("#log-patterns"), $("#span-facets"), $("#log-compare-panel")]) el.addEventListener("click", onFacetClick);
+$("#log-patterns").addEventListener("click", onPatternToggle);
 $("#log-compare").addEventListener("click", showLogComparison);
 for (const el of [$("#log-chips"), $("#span-chips")]) el.addEventListener("click", onChipClick);
 $("#health-range").addEventListener("change", () => go("/health", { range: $("#health-range").value }));

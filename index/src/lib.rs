@@ -27,7 +27,8 @@
 //!   cursors), `lookup` (a trace's rows in one searcher) and `traces` (a trace, summaries, trace
 //!   search), [`aggregate`] (histogram and catalogs from fast fields), [`peel`] (facets of any
 //!   field, span statistics by any fields, the latency heatmap, what is over-represented in a
-//!   selection).
+//!   selection), [`patterns`] (the templates of a selection's log bodies, clustered by
+//!   [`templates`], which the `pattern:` filter also uses).
 //! - [`calls`]: calls between services, paired while indexing and committed with each span
 //!   partition (the dependency graph, the service map); [`clock`]: each service's clock
 //!   offset estimated from those calls; [`histogram`]: mergeable latencies.
@@ -61,6 +62,7 @@ mod lookup;
 mod merge;
 pub mod model;
 mod partition;
+pub mod patterns;
 pub mod peel;
 pub mod query;
 mod rows;
@@ -69,6 +71,7 @@ mod search;
 pub mod severity;
 pub mod split;
 pub mod store;
+pub mod templates;
 pub mod text;
 mod trace_filter;
 mod traces;

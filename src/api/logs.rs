@@ -1,5 +1,6 @@
-//! `GET /api/v1/logs` (log search, newest first) and `GET /api/v1/logs/histogram` (counts per
-//! time bucket by severity band).
+//! `GET /api/v1/logs` (log search, newest first), `GET /api/v1/logs/histogram` (counts per
+//! time bucket by severity band) and `GET /api/v1/logs/patterns` (the templates of the bodies,
+//! answered by `crate::query::patterns`).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -15,6 +16,7 @@ use crate::query::answers::{
     Completeness, HistogramAnswer, HistogramBucketView, LogRecord, LogsAnswer,
 };
 use crate::query::logs::HistogramRequest;
+use crate::query::patterns::PatternParams;
 use crate::query::requests::log_search;
 
 pub(crate) async fn search(
@@ -80,4 +82,14 @@ pub(crate) async fn histogram(
         completeness: Completeness::of(found.missing_nodes),
         took_ms: started.elapsed().as_millis() as u64,
     }))
+}
+
+/// `GET /api/v1/logs/patterns`: the templates of the selected records' bodies, largest first.
+pub(crate) async fn patterns(
+    State(state): State<ApiState>,
+    Query(params): Query<PatternParams>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let who = authorization(&headers);
+    Ok(Json(state.query.patterns(params, who.as_deref()).await?).into_response())
 }

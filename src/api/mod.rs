@@ -4,7 +4,7 @@
 //! `/api/v3/...` Jaeger's v3; `/api/v1/internal/...` what a search node asks this node; and
 //! health, readiness and metrics.
 //!
-//! Files: `logs` (log search, histogram), `traces` (a trace, trace search), `tail` (live tail),
+//! Files: `logs` (log search, histogram, patterns), `traces` (a trace, trace search), `tail` (live tail),
 //! `catalog` (services, events), `service_map`, `peel` (facets, fields, span statistics,
 //! heatmap, comparison), `severity` (rules), `cluster` (the nodes sharing the metastore),
 //! `jaeger` (v1 and dependencies), `jaeger_v3`, `internal` (the node API), `error` (the one
@@ -76,6 +76,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/logs", get(logs::search))
         .route("/api/v1/internal/logs", post(internal::logs))
         .route("/api/v1/logs/histogram", get(logs::histogram))
+        .route("/api/v1/logs/patterns", get(logs::patterns))
         .route(
             "/api/v1/internal/trace-candidates",
             post(internal::trace_candidates),

@@ -849,7 +849,7 @@ async fn run_peel_queries(
     let url = |path: &str| format!("http://{http}{path}");
     // (name in the report, URL, parameters besides the range)
     type PeelQuery<'a> = (&'a str, String, Vec<(&'a str, &'a str)>);
-    let queries: [PeelQuery; 6] = [
+    let queries: [PeelQuery; 8] = [
         (
             "log_facets_3_fields",
             url("/api/v1/logs/facets"),
@@ -874,6 +874,12 @@ async fn run_peel_queries(
         (
             "log_compare_errors",
             url("/api/v1/logs/compare"),
+            vec![("q", "severity>=error")],
+        ),
+        ("log_patterns", url("/api/v1/logs/patterns"), vec![]),
+        (
+            "log_patterns_errors",
+            url("/api/v1/logs/patterns"),
             vec![("q", "severity>=error")],
         ),
     ];
@@ -1009,6 +1015,8 @@ fn print_table(report: &Value) {
             ("span latency heatmap", "span_heatmap"),
             ("compare slow spans with the rest", "span_compare_slow"),
             ("compare error logs with the rest", "log_compare_errors"),
+            ("log patterns, every record", "log_patterns"),
+            ("log patterns of the errors", "log_patterns_errors"),
         ] {
             println!(
                 "| {name}, {range} ({} logs, {} spans), p50 / p99 ms | {} / {} |",

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use weft_index::aggregate::{EventStats, HistogramBucket, ServiceStats};
 use weft_index::calls::{ANSWER_EXEMPLARS, CallStats, ServiceCall};
 use weft_index::clock::ClockOffset;
+use weft_index::patterns::{PatternRequest, PatternSet};
 use weft_index::peel::{
     CountedField, FieldRef, Heatmap, SpanStats, StatsRequest, ValueCounts, merge_counted_fields,
 };
@@ -73,6 +74,8 @@ pub enum Aggregation {
     },
     /// Span statistics by group.
     SpanStats { request: StatsRequest },
+    /// The templates of the log bodies a request selects (and of its baseline).
+    Patterns { request: PatternRequest },
     /// The spans matching `q` by time bucket and latency bucket.
     Heatmap {
         q: String,
@@ -120,6 +123,9 @@ pub struct Aggregated {
     /// A latency heatmap.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heatmap: Option<Heatmap>,
+    /// Log patterns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patterns: Option<PatternSet>,
 }
 
 /// An error naming the first of `fields` whose key is out of bounds.
@@ -179,6 +185,15 @@ impl Aggregation {
                 } else {
                     Ok(())
                 }
+            }
+            Aggregation::Patterns { request }
+                if request.buckets > weft_index::patterns::MAX_SERIES_BUCKETS =>
+            {
+                too_many(
+                    "buckets",
+                    request.buckets,
+                    weft_index::patterns::MAX_SERIES_BUCKETS,
+                )
             }
             _ => Ok(()),
         }
@@ -293,6 +308,11 @@ impl Aggregation {
                 out.span_stats = Some(stats);
                 read
             }
+            Aggregation::Patterns { request } => {
+                let (patterns, read) = store.patterns_in(request, scope)?;
+                out.patterns = Some(patterns);
+                read
+            }
             Aggregation::Heatmap {
                 q,
                 start_unix_nano,
@@ -384,6 +404,10 @@ impl Aggregated {
             (heatmap @ None, part) => *heatmap = part,
             (Some(_), None) => {}
         }
+        self.patterns = match (self.patterns.take(), other.patterns) {
+            (Some(mine), Some(theirs)) => Some(mine.merge(theirs)),
+            (mine, theirs) => mine.or(theirs),
+        };
     }
 
     /// The histogram's buckets, the first starting at `start`, each `width` wide.

@@ -9,7 +9,8 @@
 //! - `traces`: a trace by ID, trace search, and whole traces (for Jaeger's searches);
 //!   `skew`: the clock skew of a trace's services, and how far to move their spans and logs.
 //! - `catalog`: services, operations, event IDs (with the severity rule in force).
-//! - `peel`: facets, field lists, span statistics, the latency heatmap, comparisons.
+//! - `peel`: facets, field lists, span statistics, the latency heatmap, comparisons;
+//!   `patterns`: the templates of log bodies, and which are new since a time.
 //! - `service_map`: calls between services (weft's service map, Jaeger's dependencies).
 //! - `tail`: a live tail subscription (this node's feed and, on a search node, every ingest
 //!   node's).
@@ -34,6 +35,7 @@ mod error;
 pub mod fanout;
 pub mod logs;
 pub mod node;
+pub mod patterns;
 pub mod peel;
 pub mod remote_tail;
 pub mod requests;

@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use weft_index::Signal;
 use weft_index::histogram::LatencyHistogram;
+use weft_index::patterns::{Baseline, PatternRequest, PatternSet};
 use weft_index::peel::{self, FieldRef, StatsRequest};
 use weft_index::query::{Expr, parse};
 
@@ -41,7 +42,7 @@ pub struct PeelParams {
 }
 
 /// A query of `signal`, checked so a bad one is a 400 that names the signal's fields.
-fn parse_query(signal: Signal, text: Option<&str>) -> Result<Option<Expr>, Error> {
+pub(super) fn parse_query(signal: Signal, text: Option<&str>) -> Result<Option<Expr>, Error> {
     let bad = |e| match signal {
         Signal::Logs => Error::from(e),
         Signal::Spans => Error::span_query(e),
@@ -483,6 +484,17 @@ pub struct FindingJson {
     difference: f64,
 }
 
+/// A log template over-represented in the selection.
+#[derive(Serialize)]
+pub struct PatternFindingJson {
+    pattern: String,
+    selection_count: u64,
+    baseline_count: u64,
+    selection_share: f64,
+    baseline_share: f64,
+    difference: f64,
+}
+
 #[derive(Serialize)]
 pub struct CompareAnswer {
     selection_total: u64,
@@ -491,6 +503,10 @@ pub struct CompareAnswer {
     baseline: String,
     fields_compared: Vec<String>,
     findings: Vec<FindingJson>,
+    /// Logs only: the body templates whose share of the selection is above their share of
+    /// the baseline, the largest difference first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patterns: Option<Vec<PatternFindingJson>>,
     /// As in [`FacetsAnswer`].
     partial: bool,
     missing_nodes: Vec<String>,
@@ -564,6 +580,23 @@ impl QueryService {
             baseline.is_none(),
             findings_limit,
         );
+        let patterns = match signal {
+            Signal::Logs => {
+                let request = PatternRequest {
+                    query: Some(selection),
+                    start_unix_nano: start,
+                    end_unix_nano: end,
+                    baseline: Some(Baseline::Query(baseline)),
+                    buckets: 1,
+                };
+                let (set, more_missing) = self.pattern_set(request, authorization).await?;
+                missing.extend(more_missing);
+                missing.sort();
+                missing.dedup();
+                Some(pattern_findings(set, findings_limit))
+            }
+            Signal::Spans => None,
+        };
         Ok(CompareAnswer {
             selection_total: found.selection_total,
             baseline_total: found.baseline_total,
@@ -582,9 +615,42 @@ impl QueryService {
                     difference: f.difference(),
                 })
                 .collect(),
+            patterns,
             partial: !missing.is_empty(),
             missing_nodes: missing,
             took_ms: started.elapsed().as_millis() as u64,
         })
     }
+}
+
+/// The templates whose share of the selection is above their share of the baseline.
+fn pattern_findings(mut set: PatternSet, limit: usize) -> Vec<PatternFindingJson> {
+    set.against_baseline();
+    let share = |n: u64, total: u64| {
+        if total == 0 {
+            0.0
+        } else {
+            n as f64 / total as f64
+        }
+    };
+    let mut found: Vec<PatternFindingJson> = set
+        .patterns
+        .into_iter()
+        .map(|p| {
+            let selection_share = share(p.stats.count, set.total);
+            let baseline_share = share(p.stats.baseline_count, set.baseline_total).min(1.0);
+            PatternFindingJson {
+                pattern: p.pattern,
+                selection_count: p.stats.count,
+                baseline_count: p.stats.baseline_count,
+                selection_share,
+                baseline_share,
+                difference: selection_share - baseline_share,
+            }
+        })
+        .filter(|f| f.difference > 0.0)
+        .collect();
+    found.sort_by(|a, b| b.difference.total_cmp(&a.difference));
+    found.truncate(limit);
+    found
 }

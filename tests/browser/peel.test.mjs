@@ -97,6 +97,41 @@ test("facets peel layers off a log search: a click keeps a value, Alt-click excl
   assert.equal(await page.locator("#log-chips").isHidden(), true);
 });
 
+test("log patterns list the kinds of lines; a pattern peels like a facet value, and the new one is one click away", async () => {
+  // The range around the fleet's two minutes: the failing hosts (h15-h19) log only in its
+  // second half, so their pattern is the new one.
+  const first = Number(data.logs[0].time / 1_000_000n), last = Number(data.logs.at(-1).time / 1_000_000n);
+  const from = new Date(first - 1000).toISOString(), to = new Date(last + 1000).toISOString();
+  await page.goto(weft.url + "/#/logs?" + new URLSearchParams({ from, to }));
+  await waitForCount(data.logs.length);
+  const patterns = page.locator("#log-patterns .facet-value");
+  await page.waitForFunction(() => document.querySelectorAll("#log-patterns .facet-value").length === 2);
+  assert.deepEqual(await patterns.evaluateAll((b) => b.map((e) => [e.dataset.value, e.querySelector(".n").textContent])),
+    [["cart <*> served", "525"], ["cart <*> failed", "75"]]);
+
+  // Click: only the failures; the filter is a chip in the URL.
+  await patterns.nth(1).click();
+  await waitForCount(75);
+  assert.deepEqual(new URLSearchParams(page.url().split("?")[1]).getAll("f"), ["pattern:cart <*> failed"], "the filter is in the URL");
+  assert.equal(await page.locator("#log-chips .chip").count(), 1);
+  await page.locator("#log-chips .chip button").click();
+  await waitForCount(data.logs.length);
+
+  // Alt-click: everything but the served lines.
+  await page.locator('#log-patterns .facet-value[data-value="cart <*> served"]').click({ modifiers: ["Alt"] });
+  await waitForCount(75);
+  assert.equal(await page.locator("#log-chips .chip.exclude").count(), 1);
+  await page.locator("#log-chips .chip button").click();
+  await waitForCount(data.logs.length);
+
+  // New in the second half: only the failures' pattern.
+  await page.locator("#log-patterns [data-new-since]").click();
+  await page.waitForFunction(() => document.querySelectorAll("#log-patterns .facet-value.new").length === 1);
+  assert.equal(await page.locator("#log-patterns .facet-value.new").getAttribute("data-value"), "cart <*> failed");
+  assert.match(page.url(), /new_since=\d+/);
+  await screenshot(page, "log-patterns");
+});
+
 test("trace search has span facets; a facet value narrows the traces", async () => {
   await page.goto(weft.url + "/#/traces?service=cart&status=error");
   const kernel = page.locator('#span-facets .facet-value[data-field="resource.host.kernel"]');

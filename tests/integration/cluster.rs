@@ -1073,3 +1073,58 @@ async fn callers_at_once_share_one_read_of_the_node_list() {
     let reads = cluster.membership_reads();
     assert_eq!(reads, 1, "50 callers at once made {reads} reads");
 }
+
+/// Log patterns through a search node: each ingest node holds part of the records (and of one
+/// template only the lines that leave a word constant, `region eu` on one node and `region
+/// us`/`ap` on the other), and the search node's answer is the whole data set's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_node_finds_the_patterns_of_every_ingest_nodes_records() {
+    use crate::patterns::{NEW, counts, expected, patterns_once, records};
+    let Some(pg) = PgServer::start() else {
+        return;
+    };
+    let bucket = tempfile::tempdir().unwrap();
+    let a = start_node(bucket.path(), &pg, "ingest-a", Role::Ingest).await;
+    let b = start_node(bucket.path(), &pg, "ingest-b", Role::Ingest).await;
+    // Twenty minutes inside one hour that is over: one partition per node.
+    let base = (now_nanos() - 3 * HOUR) / HOUR * HOUR + 5 * 60 * 1_000_000_000;
+    let all = records(base);
+    let total = all.len() as u64;
+    let (mut to_a, mut to_b) = (Vec::new(), Vec::new());
+    for (i, r) in all.into_iter().enumerate() {
+        let body = format!("{:?}", r.body);
+        let first = if body.contains("cache miss") {
+            body.contains("region eu")
+        } else {
+            i % 2 == 0
+        };
+        if first { to_a.push(r) } else { to_b.push(r) }
+    }
+    a.export_logs("shop", to_a).await;
+    b.export_logs("shop", to_b).await;
+    wait_until_remote(&a, 1).await;
+    wait_until_remote(&b, 1).await;
+
+    let search = start_node(bucket.path(), &pg, "search-1", Role::Search).await;
+    let start = (base - 60 * 1_000_000_000).to_string();
+    let end = (base + 21 * 60 * 1_000_000_000).to_string();
+    let range = [
+        ("q", "service:shop"),
+        ("start", start.as_str()),
+        ("end", end.as_str()),
+    ];
+    let answer = patterns_once(&search, &range, total).await;
+    assert_eq!(counts(&answer), expected(), "{answer}");
+    assert_eq!(answer["partial"], false);
+
+    let middle = (base + 10 * 60 * 1_000_000_000).to_string();
+    let mut since = range.to_vec();
+    since.push(("new_since", middle.as_str()));
+    let (status, new) = get_json(&search, "/api/v1/logs/patterns", &since).await;
+    assert_eq!(status, 200, "{new}");
+    assert_eq!(counts(&new), [(NEW.to_string(), 12)], "{new}");
+
+    // Peeling by a pattern on the search node reads both nodes' records.
+    let only = format!("service:shop pattern:\"{NEW}\"");
+    assert_eq!(page_through(&search, &only, "100").await.len(), 12);
+}

@@ -15,6 +15,7 @@ mod limits;
 mod node_queries;
 mod object_storage;
 mod otlp_clients;
+mod patterns;
 mod peel;
 mod percentiles;
 mod postgres;

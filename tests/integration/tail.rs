@@ -162,3 +162,52 @@ async fn a_slow_tail_reader_is_told_what_it_missed_and_ingest_goes_on() {
     assert!(events.iter().all(|(n, _)| n == "log" || n == "missed"));
     server.stop().await;
 }
+
+/// A pattern is a tail filter too: only the records whose body fits the template arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_keeps_the_records_of_a_pattern() {
+    let server = TestServer::start().await;
+    let mut stream = open_tail(
+        &server,
+        "service:tailing pattern:\"order <*> shipped to <*>\"",
+    )
+    .await;
+    assert_eq!(stream.status(), 200);
+    let mut buffer = String::new();
+    read_events(&mut stream, &mut buffer, |events| {
+        events.iter().any(|(e, _)| e == "ready")
+    })
+    .await;
+    let bodies = [
+        "order 17 shipped to 10.0.0.1",
+        "order 17 cancelled by 10.0.0.1",
+        "order 18 shipped to 10.0.0.2 today",
+        "order 19 shipped to 10.0.0.3",
+    ];
+    let records = bodies.iter().map(|b| record(b, vec![])).collect();
+    server.export_logs("tailing", records).await;
+    let mut logs = Vec::new();
+    let started = Instant::now();
+    while logs.len() < 2 {
+        assert!(started.elapsed() < DEADLINE, "tail delivered {logs:?}");
+        if let Ok(Ok(Some(bytes))) =
+            tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await
+        {
+            buffer.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        logs.extend(
+            take_events(&mut buffer, true)
+                .into_iter()
+                .filter(|(e, _)| e == "log")
+                .map(|(_, v)| v["body"].as_str().unwrap().to_string()),
+        );
+    }
+    assert_eq!(
+        logs,
+        [
+            "order 17 shipped to 10.0.0.1",
+            "order 19 shipped to 10.0.0.3"
+        ]
+    );
+    server.stop().await;
+}

@@ -268,6 +268,27 @@ fn filter_query(
             id_query(signal, IdKind::Parent, field, value, pos)
         }
         (Signal::Logs, "severity") => severity_query(op, value, pos),
+        (Signal::Logs, "pattern") => {
+            only_equality(field, op, pos)?;
+            let template = crate::templates::parse_template(value);
+            if template.is_empty() {
+                return Err(QueryError::syntax(
+                    pos,
+                    "pattern needs a template, such as pattern:\"user <*> logged in\"".into(),
+                ));
+            }
+            if template.len() > crate::templates::MAX_TOKENS {
+                return Err(QueryError::syntax(
+                    pos,
+                    format!(
+                        "a pattern has at most {} tokens; this one has {}",
+                        crate::templates::MAX_TOKENS,
+                        template.len()
+                    ),
+                ));
+            }
+            Ok(Box::new(super::template::TemplateFilter::new(template)))
+        }
         (Signal::Spans, "duration") => {
             let nanos = duration_value(value, pos)?;
             let (low, high) = bounds(op, nanos, nanos);

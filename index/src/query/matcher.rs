@@ -64,6 +64,10 @@ fn eval(expr: &Expr, row: &LogRow, body: &[String]) -> bool {
                 "event" => glob_match(value, &row.event),
                 "trace_id" => hex::encode(&row.trace_id) == value.to_ascii_lowercase(),
                 "span_id" => hex::encode(&row.span_id) == value.to_ascii_lowercase(),
+                "pattern" => crate::templates::body_matches(
+                    &crate::templates::parse_template(value),
+                    &row.body_text(),
+                ),
                 "severity" => severity_bounds(*op, value, 0)
                     .map(|(lo, hi)| {
                         let n = row.severity_number.max(0) as u64;

@@ -2,7 +2,8 @@
 //!
 //! Words and "phrases" match the log body, or a span's name and event names, case-insensitively.
 //! Filters: `service:`, `severity:` (name or number, and `severity>=WARN`), `event:`,
-//! `trace_id:`, `span_id:`, `scope:`, `attr.<key>:`, `resource.<key>:`; spans also have
+//! `trace_id:`, `span_id:`, `scope:`, `attr.<key>:`, `resource.<key>:`; logs also have
+//! `pattern:` (a template from the patterns, `pattern:"user <*> logged in"`); spans have
 //! `name:` (alias `operation:`), `kind:`, `status:`, `parent_span_id:` and `duration>=` (a
 //! duration such as `250ms`). `*` in a keyword value is a wildcard (`service:check*`).
 //! `AND`, `OR`, `NOT`/`-` and parentheses combine them.
@@ -11,10 +12,12 @@ mod columns;
 mod compile;
 mod matcher;
 mod parse;
+mod template;
 
 pub use compile::compile;
 pub use matcher::{LogMatcher, glob_match};
 pub use parse::{MAX_QUERY_CHARS, MAX_QUERY_DEPTH, parse};
+pub(crate) use template::stored_body;
 
 use crate::Signal;
 
@@ -24,7 +27,7 @@ use crate::Signal;
 pub fn known_fields(signal: Signal) -> &'static str {
     match signal {
         Signal::Logs => {
-            "service, severity, event, trace_id, span_id, scope, attr.<key>, resource.<key>"
+            "service, severity, event, pattern, trace_id, span_id, scope, attr.<key>, resource.<key>"
         }
         Signal::Spans => {
             "service, name, kind, status, duration, trace_id, span_id, parent_span_id, scope, attr.<key>, resource.<key>"
