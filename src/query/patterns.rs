@@ -130,6 +130,7 @@ impl QueryService {
             end_unix_nano: end,
             baseline: new_since.map(Baseline::Before),
             buckets,
+            max_read_rows: weft_index::patterns::MAX_READ_ROWS,
         };
         let (mut found, missing) = self.pattern_set(request, authorization).await?;
         found.against_baseline();

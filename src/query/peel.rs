@@ -588,6 +588,7 @@ impl QueryService {
                     end_unix_nano: end,
                     baseline: Some(Baseline::Query(baseline)),
                     buckets: 1,
+                    max_read_rows: COMPARE_PATTERN_ROWS,
                 };
                 let (set, more_missing) = self.pattern_set(request, authorization).await?;
                 missing.extend(more_missing);
@@ -622,6 +623,10 @@ impl QueryService {
         })
     }
 }
+
+/// Rows a comparison reads per side for its patterns: a sample this size finds the templates
+/// that make up a share worth reporting, and keeps a comparison as quick as its field counts.
+const COMPARE_PATTERN_ROWS: u64 = 10_000;
 
 /// The templates whose share of the selection is above their share of the baseline.
 fn pattern_findings(mut set: PatternSet, limit: usize) -> Vec<PatternFindingJson> {

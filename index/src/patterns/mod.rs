@@ -37,6 +37,13 @@ pub struct PatternRequest {
     pub baseline: Option<Baseline>,
     /// Buckets of each pattern's series over the range.
     pub buckets: usize,
+    /// Rows read per side before an even sample is read instead (at most [`MAX_READ_ROWS`]).
+    #[serde(default = "default_read_rows")]
+    pub max_read_rows: u64,
+}
+
+fn default_read_rows() -> u64 {
+    MAX_READ_ROWS
 }
 
 /// The records a selection is set against.

@@ -26,7 +26,8 @@ use crate::store::{PartitionRef, Scope, Store};
 use crate::templates::{Drain, Payload, tokens};
 use crate::{Signal, log_fields};
 
-/// Rows read per side (selection, baseline) before sampling.
+/// Rows read per side (selection, baseline) before sampling, at most (a request may ask for
+/// fewer: `PatternRequest::max_read_rows`).
 pub const MAX_READ_ROWS: u64 = 100_000;
 /// Consecutive selected rows read together when sampling.
 const CHUNK: usize = 64;
@@ -256,12 +257,13 @@ impl Store {
         }
 
         // Read, cluster.
+        let budget = request.max_read_rows.clamp(1, MAX_READ_ROWS);
         let ratio = |side: Side| {
             let total = totals[side as usize];
-            if total <= MAX_READ_ROWS {
+            if total <= budget {
                 1.0
             } else {
-                MAX_READ_ROWS as f64 / total as f64
+                budget as f64 / total as f64
             }
         };
         let mut drains: [Drain<Tally>; 2] = [Drain::default(), Drain::default()];

@@ -27,6 +27,9 @@ pub const SIMILARITY: f64 = 0.4;
 pub const MAX_CHILDREN: usize = 100;
 /// Templates kept; lines that would start another join the wildcard template of their shape.
 pub const MAX_TEMPLATES: usize = 5_000;
+/// Templates in one leaf, likewise: a line is compared with each template of its leaf, so this
+/// bounds the work per line when lines share no template (random text).
+pub const MAX_LEAF_TEMPLATES: usize = 64;
 
 /// What a template's lines add up to.
 pub trait Payload: Default {
@@ -88,6 +91,7 @@ impl<P: Payload> Drain<P> {
             node = node.children.entry(key.to_string()).or_default();
         }
         let best = best_match(&self.templates, &node.templates, tokens);
+        let capped = capped || node.templates.len() >= MAX_LEAF_TEMPLATES;
         match best {
             Some(i) => {
                 let template = &mut self.templates[i];
@@ -134,19 +138,23 @@ impl<P: Payload> Drain<P> {
     /// node before its wildcards were: `user bob logged in` into `user <*> logged in`).
     pub fn into_templates(self) -> Vec<Template<P>> {
         let mut templates = self.templates;
-        // Most general first, so each folds into the most general template covering it.
+        // Most general first, so each folds into the most general template covering it; only
+        // a template of the same length can cover another.
         templates.sort_by_key(|t| std::cmp::Reverse(wildcards(&t.tokens)));
-        let mut kept: Vec<Template<P>> = Vec::with_capacity(templates.len());
+        let mut kept: HashMap<usize, Vec<Template<P>>> = HashMap::new();
         for template in templates {
-            match kept
-                .iter_mut()
-                .find(|k| covers(&k.tokens, &template.tokens))
-            {
+            let same_length = kept.entry(template.tokens.len()).or_default();
+            // The all-wildcard template (lines past the caps) says nothing of the others, and
+            // takes only its own kind.
+            match same_length.iter_mut().find(|k| {
+                covers(&k.tokens, &template.tokens)
+                    && (wildcards(&k.tokens) < k.tokens.len() || k.tokens == template.tokens)
+            }) {
                 Some(general) => general.payload.merge(template.payload),
-                None => kept.push(template),
+                None => same_length.push(template),
             }
         }
-        kept
+        kept.into_values().flatten().collect()
     }
 }
 
@@ -339,6 +347,23 @@ mod tests {
             found.iter().map(|(_, n)| n).sum::<u64>(),
             (MAX_TEMPLATES + 50) as u64
         );
+    }
+
+    #[test]
+    fn a_leaf_holds_a_bounded_number_of_templates() {
+        let mut drain = Drain::default();
+        for i in 0..1_000 {
+            // One first word (one leaf), distinct words after it: nothing agrees enough.
+            let mut line: Vec<String> = (0..3).map(|k| letters(i * 3 + k)).collect();
+            line.insert(0, "same".into());
+            drain.add(&line, Count(1));
+        }
+        assert_eq!(drain.len(), MAX_LEAF_TEMPLATES + 1);
+        let found = templates(drain);
+        assert!(found.contains(&(
+            "<*> <*> <*> <*>".to_string(),
+            1_000 - MAX_LEAF_TEMPLATES as u64
+        )));
     }
 
     /// A distinct word of letters for each number.

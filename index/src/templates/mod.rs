@@ -9,7 +9,7 @@
 mod drain;
 mod mask;
 
-pub use drain::{Drain, MAX_TEMPLATES, Payload, SIMILARITY, Template};
+pub use drain::{Drain, MAX_LEAF_TEMPLATES, MAX_TEMPLATES, Payload, SIMILARITY, Template};
 pub use mask::{MAX_BODY_BYTES, MAX_TOKENS, WILDCARD, join, tokens};
 
 /// A template as the `pattern:` filter takes it: its tokens, split on ASCII whitespace as
