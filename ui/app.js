@@ -851,7 +851,7 @@ async function showLogComparison() {
   if (!logCompareQuery) return;
   const opener = $("#log-compare");
   let c;
-  try { c = await getJSON("/api/v1/logs/compare?" + new URLSearchParams({ ...logCompareQuery, limit: "15" })); }
+  try { c = await getJSON("/api/v1/logs/compare?" + new URLSearchParams({ ...logCompareQuery, limit: "15", patterns: "true" })); }
   catch (e) { openPanel($("#log-compare-panel"), `<div class="error">${esc(e.message)}</div>`, opener); return; }
   const rows = c.findings.map((f) => `<tr><td>${esc(f.field)}</td><td><button type="button" class="facet-value" data-field="${esc(f.field)}" data-value="${esc(f.value)}" title="only ${esc(f.field)}=${esc(f.value)}"><span class="v">${esc(f.value)}</span></button></td>` +
     `<td>${fmtRatio(f.selection_share)}</td><td>${fmtRatio(f.baseline_share)}</td></tr>`).join("");

@@ -39,6 +39,9 @@ pub struct PeelParams {
     pub series: Option<String>,
     pub buckets: Option<String>,
     pub baseline: Option<String>,
+    /// `compare` of logs: `true` adds the body templates over-represented (it reads bodies, so
+    /// it is asked for, not always paid).
+    pub patterns: Option<String>,
 }
 
 /// A query of `signal`, checked so a bad one is a 400 that names the signal's fields.
@@ -503,8 +506,8 @@ pub struct CompareAnswer {
     baseline: String,
     fields_compared: Vec<String>,
     findings: Vec<FindingJson>,
-    /// Logs only: the body templates whose share of the selection is above their share of
-    /// the baseline, the largest difference first.
+    /// Logs, when asked for (`patterns=true`): the body templates whose share of the
+    /// selection is above their share of the baseline, the largest difference first.
     #[serde(skip_serializing_if = "Option::is_none")]
     patterns: Option<Vec<PatternFindingJson>>,
     /// As in [`FacetsAnswer`].
@@ -580,8 +583,17 @@ impl QueryService {
             baseline.is_none(),
             findings_limit,
         );
+        let with_patterns = match params.patterns.as_deref().map(str::trim) {
+            None | Some("" | "false" | "0") => false,
+            Some("true" | "1") => true,
+            Some(other) => {
+                return Err(Error::BadRequest(format!(
+                    "patterns must be true or false, not {other:?}"
+                )));
+            }
+        };
         let patterns = match signal {
-            Signal::Logs => {
+            Signal::Logs if with_patterns => {
                 let request = PatternRequest {
                     query: Some(selection),
                     start_unix_nano: start,
@@ -596,7 +608,7 @@ impl QueryService {
                 missing.dedup();
                 Some(pattern_findings(set, findings_limit))
             }
-            Signal::Spans => None,
+            _ => None,
         };
         Ok(CompareAnswer {
             selection_total: found.selection_total,
@@ -626,7 +638,7 @@ impl QueryService {
 
 /// Rows a comparison reads per side for its patterns: a sample this size finds the templates
 /// that make up a share worth reporting, and keeps a comparison as quick as its field counts.
-const COMPARE_PATTERN_ROWS: u64 = 10_000;
+const COMPARE_PATTERN_ROWS: u64 = 2_000;
 
 /// The templates whose share of the selection is above their share of the baseline.
 fn pattern_findings(mut set: PatternSet, limit: usize) -> Vec<PatternFindingJson> {

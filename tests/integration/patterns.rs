@@ -254,6 +254,7 @@ async fn the_templates_of_a_selection_are_found_counted_and_peelable() {
                 ("q", "service:shop severity>=ERROR"),
                 ("start", &start),
                 ("end", &end),
+                ("patterns", "true"),
             ],
         )
         .await;
@@ -280,6 +281,15 @@ async fn the_templates_of_a_selection_are_found_counted_and_peelable() {
     );
     let share = compared["patterns"][0]["selection_share"].as_f64().unwrap();
     assert!((share - 20.0 / 32.0).abs() < 1e-9, "{compared}");
+    // Unasked, a comparison reads no bodies and has no patterns.
+    let (status, fields_only) = server
+        .get(
+            "/api/v1/logs/compare",
+            &[("q", "service:shop severity>=ERROR"), ("start", &start)],
+        )
+        .await;
+    assert_eq!(status, 200, "{fields_only}");
+    assert!(fields_only.get("patterns").is_none(), "{fields_only}");
 
     // Bad parameters say what is wrong.
     let mut outside = range.to_vec();

@@ -11,6 +11,11 @@
 //! a high-cardinality first word (a user name) cannot grow the tree without bound, and
 //! [`MAX_TEMPLATES`] caps the whole.
 //!
+//! Its own module rather than a crate: of the Drain crates (`drain-rs` 0.3, a work in progress
+//! built on grok; `logdrain` 0.3, regex masks and a thread-safe miner; `drain3` 0.3), none
+//! merges a payload per template or takes another node's templates as lines, which a cluster's
+//! answer needs, and the tree is a hundred lines.
+//!
 //! Templates carry a payload (`P`: counts, times, a sample) that is merged as lines join; the same
 //! tree merges templates found elsewhere (other partitions, other nodes), a template being a line
 //! whose wildcards are already in place.
