@@ -18,7 +18,7 @@ use crate::common::{
     DEADLINE, Node, TestServer, get_json, now_nanos, page_through, s3_bucket, s3_endpoint,
     wait_until_remote,
 };
-use crate::dataset::kv;
+use crate::dataset::{kv, resource_spans};
 use crate::durability::WeftProcess;
 use crate::postgres::PgServer;
 use weft::grpc::proto::query_service_client::QueryServiceClient;
@@ -139,17 +139,7 @@ async fn send_span_between(
 /// `spans` of service `service`, exported to `server`.
 async fn send_spans(server: &impl Node, service: &str, spans: Vec<Span>) {
     let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", service)],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
+        resource_spans: vec![resource_spans(service, spans)],
     };
     let mut client = TraceServiceClient::connect(format!("http://{}", server.grpc_addr()))
         .await

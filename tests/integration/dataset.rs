@@ -384,3 +384,18 @@ impl Dataset {
         bounds.into_iter().map(|(k, (a, b))| (k, b - a)).collect()
     }
 }
+
+/// The spans of `service`, as its SDK exports them: one resource, one scope.
+pub fn resource_spans(service: &str, spans: Vec<Span>) -> ResourceSpans {
+    ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", service)],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}

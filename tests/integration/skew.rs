@@ -15,7 +15,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use serde_json::Value;
 
 use crate::common::{TestServer, now_nanos};
-use crate::dataset::kv;
+use crate::dataset::{kv, resource_spans};
 
 const MS: u64 = 1_000_000;
 const S: u64 = 1_000_000_000;
@@ -37,32 +37,18 @@ fn span(id: u8, parent: u8, name: &str, start: u64, end: u64) -> Span {
     }
 }
 
-fn of(service: &str, spans: Vec<Span>) -> ResourceSpans {
-    ResourceSpans {
-        resource: Some(Resource {
-            attributes: vec![kv("service.name", service)],
-            ..Default::default()
-        }),
-        scope_spans: vec![ScopeSpans {
-            spans,
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 /// The trace, as each service's clock recorded it; returns its true start.
 async fn send(server: &TestServer) -> u64 {
     let t = now_nanos() - 60 * S;
     let request = ExportTraceServiceRequest {
         resource_spans: vec![
             // The root's clock is right: the reference.
-            of(
+            resource_spans(
                 "checkout",
                 vec![span(1, 0, "POST /checkout", t, t + 1_000 * MS)],
             ),
             // payments' clock is 3 s ahead: really +100..+800 ms.
-            of(
+            resource_spans(
                 "payments",
                 vec![span(
                     2,
@@ -73,19 +59,19 @@ async fn send(server: &TestServer) -> u64 {
                 )],
             ),
             // payments calls the ledger, whose clock is right: +200..+300 ms.
-            of(
+            resource_spans(
                 "ledger",
                 vec![span(3, 2, "append", t + 200 * MS, t + 300 * MS)],
             ),
             // stock's clock is 200 ms behind: really +850..+900 ms, recorded 200 ms early,
             // and reached over a slow network it still fits: not skew.
-            of(
+            resource_spans(
                 "stock",
                 vec![span(4, 1, "reserve", t + 650 * MS, t + 700 * MS)],
             ),
             // inventory's clock is 200 ms behind: really +20..+60 ms, so recorded before its
             // caller began.
-            of(
+            resource_spans(
                 "inventory",
                 vec![span(5, 1, "check", t - 180 * MS, t - 140 * MS)],
             ),
@@ -283,7 +269,7 @@ fn calls_between_skewed_services(t: u64) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: by_service
             .into_iter()
-            .map(|(service, spans)| of(service, spans))
+            .map(|(service, spans)| resource_spans(service, spans))
             .collect(),
     }
 }

@@ -244,17 +244,14 @@ mod tests {
 
     #[test]
     fn lines_that_differ_in_a_word_share_a_template() {
-        let mut drain = Drain::default();
-        for line in [
+        let drain = clustered(&[
             "user alice logged in",
             "user bob logged in",
             "user carol logged in",
             "cache miss for key orders",
             "cache miss for key carts",
             "shutting down",
-        ] {
-            drain.add(&tokens(line), Count(1));
-        }
+        ]);
         assert_eq!(
             templates(drain),
             [
@@ -267,16 +264,13 @@ mod tests {
 
     #[test]
     fn lines_agreeing_enough_merge_and_other_lengths_stay_apart() {
-        let mut drain = Drain::default();
-        for line in [
+        let drain = clustered(&[
             "payment declined for order 1",
             "payment accepted for order 2",
             "connection refused",
             "connection reset",
             "connection reset by peer",
-        ] {
-            drain.add(&tokens(line), Count(1));
-        }
+        ]);
         let found = templates(drain);
         // The payment lines share 3 constant tokens of 5, the connection lines 1 of 2.
         assert_eq!(
@@ -291,16 +285,13 @@ mod tests {
 
     #[test]
     fn a_masked_position_is_no_agreement() {
-        let mut drain = Drain::default();
-        for line in [
+        let drain = clustered(&[
             "cart 12 served",
             "cart 13 failed",
             "cart 14 served",
             "7 8",
             "9 10",
-        ] {
-            drain.add(&tokens(line), Count(1));
-        }
+        ]);
         assert_eq!(
             templates(drain),
             [
@@ -369,6 +360,15 @@ mod tests {
             "<*> <*> <*> <*>".to_string(),
             1_000 - MAX_LEAF_TEMPLATES as u64
         )));
+    }
+
+    /// The lines clustered, one record each.
+    fn clustered(lines: &[&str]) -> Drain<Count> {
+        let mut drain = Drain::default();
+        for line in lines {
+            drain.add(&tokens(line), Count(1));
+        }
+        drain
     }
 
     /// A distinct word of letters for each number.
