@@ -7,8 +7,7 @@ use std::time::{Duration, Instant};
 use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use serde_json::Value;
 use weft::config::Config;
 use weft::node::Role;
@@ -18,7 +17,7 @@ use crate::common::{
     DEADLINE, Node, TestServer, get_json, now_nanos, page_through, s3_bucket, s3_endpoint,
     wait_until_remote,
 };
-use crate::dataset::{kv, resource_spans};
+use crate::dataset::resource_spans;
 use crate::durability::WeftProcess;
 use crate::postgres::PgServer;
 use weft::grpc::proto::query_service_client::QueryServiceClient;
