@@ -240,7 +240,8 @@ impl Store {
                     {
                         selected.docs.retain(|&doc| !taken.contains(doc));
                     }
-                    if side == Side::Selection {
+                    // Kept only to take the selection out of the rest.
+                    if side == Side::Selection && rest {
                         selected_sets.push(selected.set.clone());
                     }
                     if selected.docs.is_empty() {
